@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine; each creates the virtualenv on first use.
+#   make table2   regenerate Table 2 on the tiny tier (local executor, local MLflow store)
+#   make test     run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+CONSTRAINTS ?= constraints.txt
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: table2 test plan ui clean
+
+$(STAMP): pyproject.toml $(CONSTRAINTS) repro/setup/torchvision_cpu_shim.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
+	$(BIN)/python -m repro.setup.install_shim
+	touch $(STAMP)
+
+table2: $(STAMP)
+	$(BIN)/repro run --tier tiny --table table2
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+plan: $(STAMP)
+	$(BIN)/repro plan --tier tiny
+
+ui: $(STAMP)
+	$(BIN)/repro ui
+
+clean:
+	rm -rf runs mlflow.db mlartifacts .cache/tiny-assets

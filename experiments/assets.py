@@ -1,0 +1,44 @@
+"""The tiny tier's assets: random tiny models and a synthetic COCO-format set, built once on
+disk so the tiny tier loads them through the same `from_pretrained` and file readers as the
+full tier loads the real ones."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import shutil
+from pathlib import Path
+
+from experiments.coco_fixture import build_coco_fixture
+from experiments.fid import save_random_inception
+from experiments.tiny_models import save_tiny_kosmos2, save_tiny_stable_diffusion
+
+log = logging.getLogger(__name__)
+
+# Bump when a builder changes, so stale assets are rebuilt rather than silently reused.
+ASSETS_VERSION = "1"
+_MARKER = "COMPLETE"
+
+
+def ensure_tiny_assets(root: Path) -> Path:
+    """Builds the assets under `root` unless a complete build of this version is there. Safe
+    to call from several processes at once: one builds, the others wait on the lock."""
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / _MARKER
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.is_file() and marker.read_text() == ASSETS_VERSION:
+            return root
+        log.info("building tiny-tier assets in %s", root)
+        for child in ("kosmos2", "sd", "coco", "inception-random.pth"):
+            path = root / child
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        save_tiny_kosmos2(root / "kosmos2")
+        save_tiny_stable_diffusion(root / "sd")
+        build_coco_fixture(root / "coco")
+        save_random_inception(root / "inception-random.pth")
+        marker.write_text(ASSETS_VERSION)
+    return root

@@ -1,0 +1,107 @@
+"""Typed, frozen configuration of one run, as the recipes consume it.
+
+The harness (repro/) builds a `RunConfig` from experiments.toml; recipes and tests build one
+directly. Every field has the paper's value (shared/PAPER.md) as its default where the paper or
+the official code pins one, so a full-tier config only needs paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+RecipeName = Literal["align", "e2e", "baseline"]
+AlignerKind = Literal["aligner", "decoder_only", "linear"]
+Precision = Literal["no", "bf16", "fp16"]
+Sampler = Literal["ddim", "dpm"]
+
+
+@dataclass(frozen=True)
+class ModelSources:
+    """Where the pretrained pieces load from: local directories (or hub ids already cached)."""
+
+    mllm: str  # Kosmos-2 checkpoint: Kosmos2Model weights + tokenizer + image processor
+    stable_diffusion: str  # SD v1.5 layout: unet/ vae/ text_encoder/ tokenizer/ scheduler/
+
+
+@dataclass(frozen=True)
+class AlignerConfig:
+    """AlignerNet and its ablations. Defaults: the paper's 12-layer AlignerNet."""
+
+    kind: AlignerKind = "aligner"
+    layers: int = 12  # per stack (encoder and decoder each)
+    width: int = 768
+    ffn: int = 3072
+    heads: int = 12
+    # (code) one table of learned positions and one bank of N's queries, 32768 rows each.
+    max_source_len: int = 32768
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up and linear decay to 0 (paper; eps and clip from the code)."""
+
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    warmup_steps: int = 375
+    grad_clip: float = 2.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 300_000
+    batch_size: int = 3_584
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    precision: Precision = "no"
+    max_caption_tokens: int = 75  # (code) captions longer than 75 CLIP tokens are dropped
+    rec_weight: float = 1.0  # scales the (77 / l_s)-weighted reconstruction term
+    null_condition_prob: float = 0.1  # (code) e2e: share of conditions replaced by the null one
+    resolution: int = 512  # e2e: training image size fed to the VAE
+    log_every: int = 50
+    eval_every: int = 2_000  # held-out loss, also the value a sweep pruner sees
+    checkpoint_every: int = 2_000  # (code) --save-interval-updates 2000
+    divergence_threshold: float = 1e4  # a loss above this (or non-finite) ends the run as failed
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Caption data: a COCO-format captions JSON or a JSONL manifest ({"caption", "image"?})."""
+
+    train: str
+    heldout: str
+    train_images: str | None = None  # image root; needed by recipes that see images (e2e)
+    heldout_images: str | None = None  # likewise for the held-out captions
+    heldout_size: int = 256
+
+
+@dataclass(frozen=True)
+class FidConfig:
+    """MS-COCO zero-shot FID protocol (paper, Table 1 right / Table 2)."""
+
+    captions: str  # COCO captions JSON (captions_val2014.json)
+    images: str  # reference image folder (val2014/)
+    num_captions: int = 30_000
+    caption_seed: int = 0  # (code) random.sample over all caption annotations, seed 0
+    sampler: Sampler = "ddim"
+    steps: int = 250
+    guidance: float = 3.0
+    generate_size: int = 512  # SD v1.5's native size
+    resolution: int = 256  # (code) resize short side to 256, centre-crop 256, for both sets
+    batch_size: int = 16
+    # Local file with torch-fidelity's Inception weights (pt_inception-2015-12-05). Required in
+    # the full tier; the tiny tier points at random kaiming weights the harness saves itself.
+    inception_weights: str | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    recipe: RecipeName
+    models: ModelSources
+    aligner: AlignerConfig
+    train: TrainConfig
+    data: DataConfig
+    fid: FidConfig
+    seed: int = 0

@@ -1,0 +1,191 @@
+"""The `repro` command. Heavy libraries (torch, mlflow, diffusers) are imported inside the
+commands that need them, so `repro --help` and `repro plan` answer at once."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from repro.config import ConfigError, load_matrix
+from repro.config.schema import Matrix
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="repro",
+        description="Reproduce Kosmos-G's Tables 1 and 2: plan, run, track and report experiments.",
+    )
+    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("REPRO_WORKDIR", ".")),
+                        help="where runs/, the MLflow store, caches and reports/ live (default: .)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="experiment matrix (default: experiments.toml in the work directory)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def matrix_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--tier", default="tiny", help="tier from experiments.toml (default: tiny)")
+        command.add_argument("--only", action="append", default=None, metavar="NAME",
+                             help="an experiment name or row label; repeatable")
+        command.add_argument("--table", default=None, help="only the runs of this table, e.g. table2")
+        command.add_argument("--seeds", type=_seed_list, default=None, metavar="0,1,2",
+                             help="override the tier's seeds")
+        command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                             help="override a config value for every run, e.g. train.steps=10 or "
+                                  "models.mllm=/path (value as a TOML literal or bare string)")
+
+    def tracking_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--tracking-uri", default=None,
+                             help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///WORKDIR/mlflow.db)")
+        command.add_argument("--experiment-name", default=None,
+                             help="MLflow experiment (default: kosmos-g)")
+
+    plan = commands.add_parser("plan", help="print the runs a matrix expands to; launches nothing")
+    matrix_options(plan)
+
+    run = commands.add_parser("run", help="launch the runs, skipping those already finished")
+    matrix_options(run)
+    tracking_options(run)
+    run.add_argument("--executor", default="local", choices=("local", "debug"),
+                     help="local: a subprocess per run (default); debug: in this process")
+    run.add_argument("--parallel", type=int, default=1, help="runs in flight at once (default: 1)")
+    run.add_argument("--force", action="store_true", help="rerun from scratch even if finished")
+    run.add_argument("--no-report", action="store_true", help="skip writing reports/ afterwards")
+
+    report = commands.add_parser("report", help="regenerate tables and plots from MLflow into reports/")
+    report.add_argument("--tier", default="tiny")
+    report.add_argument("--out", type=Path, default=None, help="output folder (default: WORKDIR/reports)")
+    tracking_options(report)
+
+    ui = commands.add_parser("ui", help="open the MLflow UI on the default store, on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--tracking-uri", default=None)
+    return parser
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas, got {text!r}")
+
+
+def _load(args: argparse.Namespace, tier: str, **filters) -> Matrix:
+    config = args.config or args.workdir / "experiments.toml"
+    return load_matrix(config, tier, tiny_assets=_tiny_assets(args.workdir), **filters)
+
+
+def _tiny_assets(workdir: Path) -> Path:
+    return (workdir / ".cache" / "tiny-assets").resolve()
+
+
+def _matrix(args: argparse.Namespace) -> Matrix:
+    matrix = _load(args, args.tier, only=args.only, seeds=args.seeds, overrides=args.overrides)
+    if args.table is None:
+        return matrix
+    runs = tuple(run for run in matrix.runs if run.table == args.table)
+    if not runs:
+        known = ", ".join(sorted({t.key for t in matrix.tables}))
+        raise ConfigError(f"--table {args.table!r} matches no run; tables: {known}")
+    return replace(matrix, runs=runs)
+
+
+def _tracking(args: argparse.Namespace) -> tuple[str, str]:
+    from repro.tracking import DEFAULT_EXPERIMENT, default_tracking_uri
+
+    return args.tracking_uri or default_tracking_uri(args.workdir), args.experiment_name or DEFAULT_EXPERIMENT
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from repro.plan import format_plan
+
+    print(format_plan(_matrix(args)))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    matrix = _matrix(args)
+    if args.parallel < 1:
+        raise ConfigError("--parallel must be at least 1")
+    if _uses_tiny_assets(matrix, _tiny_assets(args.workdir)):
+        from experiments.assets import ensure_tiny_assets
+
+        ensure_tiny_assets(_tiny_assets(args.workdir))
+    from repro.campaign import run_campaign
+
+    uri, experiment = _tracking(args)
+    result = run_campaign(
+        matrix, workdir=args.workdir, tracking_uri=uri, experiment_name=experiment,
+        executor=args.executor, parallel=args.parallel, force=args.force,
+    )
+    failed = [o for o in result.outcomes if o.result is None]
+    print(f"{len(result.outcomes)} run(s) launched, {len(result.skipped)} already finished, "
+          f"{len(failed)} crashed; MLflow parent run {result.parent_run_id} at {uri}")
+    for outcome in failed:
+        print(f"  crashed: {outcome.spec.run_name}: {outcome.error}", file=sys.stderr)
+    if not args.no_report:
+        args.out = None
+        _write_reports(args, matrix)
+    return 0 if result.ok else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    _write_reports(args, _load(args, args.tier))
+    return 0
+
+
+def _write_reports(args: argparse.Namespace, matrix: Matrix) -> None:
+    from repro.report.run_report import write_report
+
+    uri, experiment = _tracking(args)
+    out = args.out or args.workdir / "reports"
+    tables = {run.table for run in matrix.runs}
+    for spec in matrix.tables:
+        if spec.key in tables:
+            for path in write_report(uri, experiment, spec, matrix.tier, out):
+                print(f"wrote {path}")
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from repro.tracking import default_tracking_uri
+
+    uri = args.tracking_uri or default_tracking_uri(args.workdir)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", "127.0.0.1", "--port", str(args.port)]
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port}")
+    os.execv(sys.executable, command)
+    return 0
+
+
+def _uses_tiny_assets(matrix: Matrix, root: Path) -> bool:
+    from dataclasses import asdict
+
+    def strings(value):
+        if isinstance(value, dict):
+            for item in value.values():
+                yield from strings(item)
+        elif isinstance(value, str):
+            yield value
+
+    return any(s.startswith(str(root)) for run in matrix.runs for s in strings(asdict(run.config)))
+
+
+COMMANDS = {"plan": cmd_plan, "run": cmd_run, "report": cmd_report, "ui": cmd_ui}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as error:
+        print(f"repro: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""experiments.toml -> a validated Matrix of RunSpecs. Imports no torch/mlflow, so `repro plan`
+starts fast."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from repro.config.expand import config_hash, expand
+from repro.config.load import ConfigError, read_document
+from repro.config.overrides import read_overrides
+from repro.config.schema import Matrix
+
+__all__ = ["ConfigError", "Matrix", "config_hash", "load_matrix"]
+
+
+def load_matrix(
+    path: Path | str,
+    tier: str,
+    only: Sequence[str] | str | None = None,
+    seeds: Sequence[int] | None = None,
+    *,
+    overrides: Iterable[str] = (),
+    override_file: Path | None = None,
+    tiny_assets: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Matrix:
+    """Load, validate and expand the matrix for one tier; raise ConfigError listing every problem.
+
+    only: experiment names or row labels to keep (all when None).
+    seeds: replaces the seeds the tier or the experiment would run.
+    overrides: "dotted.key=value" (TOML literal, else a bare string), applied after every layer
+        of the file and after `override_file` (a TOML file of config sections).
+    tiny_assets: folder that `@tiny/` paths are re-rooted in; nothing is built or checked there.
+    env: where `${VAR}` placeholders in paths are looked up (os.environ by default).
+    """
+    path = Path(path)
+    document, problems = read_document(path)
+    user_layers, found = read_overrides(overrides, override_file)
+    problems += found
+    if document is None or problems:
+        raise ConfigError(str(path), problems)
+    return expand(
+        document,
+        tier,
+        only=only,
+        seeds=seeds,
+        user_layers=user_layers,
+        tiny_assets=tiny_assets,
+        env=os.environ if env is None else env,
+    )

@@ -1,0 +1,211 @@
+"""Turn a checked Document into concrete RunSpecs: merge the layers, cross seeds and sweeps, hash.
+
+Layers, weakest first: protocol sections -> [stage.<recipe>] -> [tier.<t>] ->
+[tier.<t>.stage.<recipe>] -> the experiment's overrides -> the user's override file -> --set
+-> the sweep point. The sweep point is last so that a run's recorded point is always true.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from experiments.config import RunConfig
+from repro.config.fields import SECTIONS, build, suggest
+from repro.config.load import ConfigError, Document, Experiment, check_seeds
+from repro.config.overrides import nest
+from repro.config.paths import localize, needs_assets, resolve_paths
+from repro.config.rules import check_run
+from repro.config.schema import ExperimentSpec, Matrix, RunSpec
+
+SweepPoint = tuple[tuple[str, Any], ...]
+
+
+def expand(
+    document: Document,
+    tier: str,
+    *,
+    only: Sequence[str] | str | None,
+    seeds: Sequence[int] | None,
+    user_layers: Sequence[dict[str, Any]],
+    tiny_assets: Path | None,
+    env: Mapping[str, str],
+) -> Matrix:
+    source = str(document.path)
+    if tier not in document.tiers:
+        choices = sorted(document.tiers)
+        listed = ", ".join(choices)
+        problem = f"tier: unknown tier {tier!r}{suggest(tier, choices)}; choose from {listed}"
+        raise ConfigError(source, [problem])
+    layers = document.tiers[tier]
+    problems = _Problems()
+    seed_override: tuple[int, ...] | None = None
+    if seeds is not None:
+        seed_override, found = check_seeds(list(seeds), "--seeds")
+        problems.add("", found)
+    selected, found = _select(document.experiments, only)
+    problems.add("", found)
+
+    specs: list[ExperimentSpec] = []
+    runs: list[RunSpec] = []
+    for experiment in document.experiments:
+        run_seeds = seed_override or experiment.seeds or layers.seeds
+        for point in _points(experiment):
+            where = f"{experiment.name!r}" + "".join(f" {key}={value}" for key, value in point)
+            merged = merge(
+                document.protocol,
+                document.stages.get(experiment.recipe, {}),
+                layers.config,
+                layers.stages.get(experiment.recipe, {}),
+                experiment.overrides,
+                *user_layers,
+                *(nest(key, value) for key, value in point),
+            )
+            config, found = _build(experiment.recipe, merged)
+            problems.add(where, found)
+            if config is None:
+                continue
+            problems.add(where, check_run(config))
+            # Paths are only checked for what will run, so `--only sd-v1-5` needs no MLLM.
+            if experiment.name not in selected:
+                continue
+            config, found = resolve_paths(config, env)
+            problems.add(where, found)
+            if tiny_assets is None:
+                problems.add(where, needs_assets(config))
+            runs += [_run(experiment, tier, seed, point, config, tiny_assets) for seed in run_seeds]
+        if experiment.name in selected:
+            specs.append(
+                ExperimentSpec(
+                    experiment.name, experiment.table, experiment.row, experiment.recipe, run_seeds
+                )
+            )
+    if problems:
+        raise ConfigError(source, problems.lines())
+    return Matrix(tier=tier, tables=document.tables, experiments=tuple(specs), runs=tuple(runs))
+
+
+class _Problems:
+    """Problems keyed by text, so one shared by many experiments is listed once, naming them all."""
+
+    def __init__(self) -> None:
+        self._where: dict[str, list[str]] = {}
+
+    def add(self, where: str, problems: Sequence[str]) -> None:
+        for problem in problems:
+            places = self._where.setdefault(problem, [])
+            if where not in places:
+                places.append(where)
+
+    def __bool__(self) -> bool:
+        return bool(self._where)
+
+    def lines(self) -> list[str]:
+        out = []
+        for problem, places in self._where.items():
+            named = [place for place in places if place]
+            if not named:
+                out.append(problem)
+            else:
+                noun = "experiment" if len(named) == 1 else "experiments"
+                out.append(f"{noun} {', '.join(named)}: {problem}")
+        return out
+
+
+def merge(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge tables; a later layer's value wins, tables merge key by key."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merge(out[key], value)
+            else:
+                out[key] = value
+    return out
+
+
+def config_hash(
+    experiment: str, table: str, row: str, tier: str, seed: int, point: SweepPoint, config: RunConfig
+) -> str:
+    """First 12 hex digits of sha256 over canonical JSON: same inputs, same id, any process."""
+    payload = {
+        "experiment": experiment,
+        "table": table,
+        "row": row,
+        "tier": tier,
+        "seed": seed,
+        "sweep_point": [[key, value] for key, value in point],
+        "config": dataclasses.asdict(config),
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _run(
+    experiment: Experiment,
+    tier: str,
+    seed: int,
+    point: SweepPoint,
+    config: RunConfig,
+    tiny_assets: Path | None,
+) -> RunSpec:
+    config = dataclasses.replace(config, seed=seed)
+    # Hashed while tiny paths are still `@tiny/...`, so a tiny run's id is the same on every
+    # machine and checkout; the asset folder is only where this machine keeps them.
+    digest = config_hash(experiment.name, experiment.table, experiment.row, tier, seed, point, config)
+    if tiny_assets is not None:
+        config = localize(config, tiny_assets)
+    return RunSpec(
+        experiment=experiment.name,
+        table=experiment.table,
+        row=experiment.row,
+        tier=tier,
+        seed=seed,
+        sweep_point=point,
+        config=config,
+        config_hash=digest,
+    )
+
+
+def _build(recipe: str, merged: dict[str, Any]) -> tuple[RunConfig | None, list[str]]:
+    sections: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, cls in SECTIONS.items():
+        sections[name], found = build(cls, merged.get(name, {}), name)
+        problems += found
+    if problems:
+        return None, problems
+    return RunConfig(recipe=recipe, **sections), []  # type: ignore[arg-type]
+
+
+def _points(experiment: Experiment) -> list[SweepPoint]:
+    keys = [key for key, _ in experiment.matrix]
+    return [
+        tuple(zip(keys, values))
+        for values in itertools.product(*(values for _, values in experiment.matrix))
+    ]
+
+
+def _select(
+    experiments: Sequence[Experiment], only: Sequence[str] | str | None
+) -> tuple[set[str], list[str]]:
+    """Experiments named by `only` (names or row labels); all of them when it is None."""
+    if only is None:
+        return {experiment.name for experiment in experiments}, []
+    wanted = [only] if isinstance(only, str) else list(only)
+    selected: set[str] = set()
+    problems: list[str] = []
+    known = [name for e in experiments for name in (e.name, e.row)]
+    for item in wanted:
+        matches = {e.name for e in experiments if item in (e.name, e.row)}
+        if not matches:
+            problems.append(
+                f"--only {item!r}: names no experiment or row{suggest(item, known)}; "
+                f"experiments: {', '.join(e.name for e in experiments)}"
+            )
+        selected |= matches
+    return selected, problems

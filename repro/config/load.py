@@ -1,0 +1,325 @@
+"""Parse experiments.toml (and the user's overrides) into checked layers, tables and experiments.
+
+Every problem found is collected, so one run of `repro plan` lists all of them at once. Values
+are coerced to their field's type here, so later layers merge plain, already valid data.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence, get_args
+
+from experiments.config import RecipeName
+from repro.config.fields import (
+    SECTIONS,
+    BadValue,
+    check_sections,
+    coerce,
+    leaf_type,
+    suggest,
+    unknown_key,
+)
+from repro.config.schema import TableRow, TableSpec
+
+RECIPES: tuple[str, ...] = get_args(RecipeName)
+FAILED = "Failed"  # how the paper prints a row that produced no meaningful images
+
+_TOP_KEYS = {*SECTIONS, "stage", "tier", "table", "experiment"}
+_TIER_KEYS = {*SECTIONS, "seeds", "stage"}
+_EXPERIMENT_KEYS = {*SECTIONS, "name", "table", "row", "recipe", "seeds", "paper", "matrix", "note"}
+_TABLE_TYPES: dict[str, type] = {
+    "title": str,
+    "metric": str,
+    "lower_is_better": bool,
+    "baseline_row": str,
+    "failed_above_baseline_ratio": float,
+}
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+class ConfigError(ValueError):
+    """experiments.toml or an override is invalid; the message lists every problem found."""
+
+    def __init__(self, source: str, problems: Sequence[str] = ()):
+        self.problems = list(problems)
+        if not problems:
+            super().__init__(source)
+        elif len(problems) == 1:
+            super().__init__(f"{source}: {problems[0]}")
+        else:
+            listed = "\n".join(f"  - {problem}" for problem in problems)
+            super().__init__(f"{source}: {len(problems)} problems:\n{listed}")
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    seeds: tuple[int, ...]
+    config: dict[str, Any]  # sections that apply to every recipe
+    stages: dict[str, dict[str, Any]]  # recipe -> sections for that recipe only
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    table: str
+    row: str
+    recipe: str
+    seeds: tuple[int, ...] | None  # None: the tier's seeds
+    paper: float | None  # None: the paper reports "Failed"
+    overrides: dict[str, Any]
+    matrix: tuple[tuple[str, tuple[Any, ...]], ...]  # (dotted key, values) to cross
+
+
+@dataclass(frozen=True)
+class Document:
+    """experiments.toml, checked key by key but not yet merged or expanded."""
+
+    path: Path
+    protocol: dict[str, Any]
+    stages: dict[str, dict[str, Any]]
+    tiers: dict[str, Tier]
+    tables: tuple[TableSpec, ...]
+    experiments: tuple[Experiment, ...]
+
+
+def read_document(path: Path) -> tuple[Document | None, list[str]]:
+    """The checked document, or None and every problem found in it."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as bad:
+        return None, [f"cannot read: {bad}"]
+    problems = _unknown(raw, _TOP_KEYS, "")
+    protocol, found = check_sections(raw, "")
+    problems += found
+    stages, found = _read_stages(raw.get("stage", {}), "stage")
+    problems += found
+    tiers: dict[str, Tier] = {}
+    for name, table in _tables(raw.get("tier", {}), "tier", problems):
+        tier, found = _read_tier(name, table)
+        tiers[name] = tier
+        problems += found
+    experiments, found = _read_experiments(raw.get("experiment", []))
+    problems += found
+    tables, found = _read_tables(raw.get("table", {}), experiments)
+    problems += found
+    if problems:
+        return None, problems
+    return Document(path, protocol, stages, tiers, tables, experiments), []
+
+
+def check_seeds(value: Any, where: str) -> tuple[tuple[int, ...], list[str]]:
+    if not isinstance(value, list) or not value:
+        return (), [f"{where}: expected a non-empty list of seeds, got {value!r}"]
+    bad = [seed for seed in value if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0]
+    if bad:
+        return (), [f"{where}: seeds must be integers >= 0, got {bad!r}"]
+    if len(set(value)) != len(value):
+        return (), [f"{where}: repeated seed in {value!r}"]
+    return tuple(value), []
+
+
+def _read_stages(raw: Any, where: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    stages: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    for recipe, table in _tables(raw, where, problems):
+        path = f"{where}.{recipe}"
+        if recipe not in RECIPES:
+            problems.append(f"{path}: unknown recipe{_choices(recipe, RECIPES)}")
+            continue
+        problems += _unknown(table, SECTIONS, path)
+        stages[recipe], found = check_sections(table, path)
+        problems += found
+    return stages, problems
+
+
+def _read_tier(name: str, table: dict[str, Any]) -> tuple[Tier, list[str]]:
+    where = f"tier.{name}"
+    problems = _unknown(table, _TIER_KEYS, where)
+    config, found = check_sections(table, where)
+    problems += found
+    stages, found = _read_stages(table.get("stage", {}), f"{where}.stage")
+    problems += found
+    seeds: tuple[int, ...] = ()
+    if "seeds" not in table:
+        problems.append(f"{where}.seeds: required (the seeds every experiment runs)")
+    else:
+        seeds, found = check_seeds(table["seeds"], f"{where}.seeds")
+        problems += found
+    return Tier(name, seeds, config, stages), problems
+
+
+def _read_experiments(raw: Any) -> tuple[tuple[Experiment, ...], list[str]]:
+    if not isinstance(raw, list):
+        return (), ["experiment: expected [[experiment]] entries"]
+    experiments: list[Experiment] = []
+    problems: list[str] = []
+    names: set[str] = set()
+    rows: set[tuple[str, str]] = set()
+    for index, table in enumerate(raw):
+        name = table.get("name") if isinstance(table, dict) else None
+        label = f"experiment {name!r}" if isinstance(name, str) else f"experiment #{index + 1}"
+        experiment, found = _read_experiment(table)
+        problems += [f"{label}: {problem}" for problem in found]
+        if experiment is None:
+            continue
+        if experiment.name in names:
+            problems.append(f"{label}: name: duplicate experiment name {experiment.name!r}")
+        if (experiment.table, experiment.row) in rows:
+            problems.append(
+                f"{label}: row: {experiment.table} already has a row {experiment.row!r}"
+            )
+        names.add(experiment.name)
+        rows.add((experiment.table, experiment.row))
+        experiments.append(experiment)
+    return tuple(experiments), problems
+
+
+def _read_experiment(table: Any) -> tuple[Experiment | None, list[str]]:
+    if not isinstance(table, dict):
+        return None, ["expected a table"]
+    problems = _unknown(table, _EXPERIMENT_KEYS, "")
+    missing = [
+        f"{key}: required, a non-empty string"
+        for key in ("name", "table", "row", "recipe")
+        if not isinstance(table.get(key), str) or not table[key]
+    ]
+    if missing:
+        return None, problems + missing
+    if not _SLUG.fullmatch(table["name"]):
+        problems.append("name: use lower-case letters, digits and '-' (it names run folders)")
+    if not isinstance(table.get("note", ""), str):
+        problems.append("note: expected a string")
+    recipe = table["recipe"]
+    if recipe not in RECIPES:
+        problems.append(f"recipe: unknown recipe{_choices(recipe, RECIPES)}")
+    seeds = None
+    if "seeds" in table:
+        seeds, found = check_seeds(table["seeds"], "seeds")
+        problems += found
+    # Required, so a row never reads as "Failed" just because its number was left out.
+    paper = table.get("paper")
+    if paper is None:
+        problems.append(f"paper: required, the paper's number for this row or {FAILED!r}")
+    elif paper != FAILED:
+        try:
+            paper = coerce(paper, float)
+        except BadValue:
+            problems.append(f"paper: expected the paper's number or {FAILED!r}, got {paper!r}")
+    overrides, found = check_sections(table, "")
+    problems += found
+    matrix, found = _read_matrix(table.get("matrix", {}))
+    problems += found
+    sweeps_aligner = any(key.startswith("aligner.") for key, _ in matrix)
+    if recipe == "baseline" and ("aligner" in overrides or sweeps_aligner):
+        problems.append(
+            "aligner: the baseline recipe has no aligner (it runs SD v1.5's own text encoder)"
+        )
+    experiment = Experiment(
+        name=table["name"],
+        table=table["table"],
+        row=table["row"],
+        recipe=recipe,
+        seeds=seeds,
+        paper=None if paper == FAILED else paper,
+        overrides=overrides,
+        matrix=matrix,
+    )
+    return experiment, problems
+
+
+def _read_matrix(raw: Any) -> tuple[tuple[tuple[str, tuple[Any, ...]], ...], list[str]]:
+    """Sweep axes; `"train.optim.lr" = [...]` and nested `train.optim.lr = [...]` both work."""
+    if not isinstance(raw, dict):
+        return (), [f"matrix: expected a table of dotted.key = [values], got {raw!r}"]
+    axes: list[tuple[str, tuple[Any, ...]]] = []
+    problems: list[str] = []
+    for key, values in _flatten(raw):
+        where = f"matrix.{key}"
+        if not isinstance(values, list) or not values:
+            problems.append(f"{where}: expected a non-empty list of values, got {values!r}")
+            continue
+        try:
+            hint = leaf_type(key)
+            axes.append((key, tuple(coerce(value, hint) for value in values)))
+        except BadValue as bad:
+            problems.append(f"{where}: {bad}")
+            continue
+        if len(set(map(repr, axes[-1][1]))) != len(values):
+            problems.append(f"{where}: repeated value in {values!r}")
+    return tuple(axes), problems
+
+
+def _read_tables(
+    raw: Any, experiments: tuple[Experiment, ...]
+) -> tuple[tuple[TableSpec, ...], list[str]]:
+    tables: list[TableSpec] = []
+    problems: list[str] = []
+    for key, table in _tables(raw, "table", problems):
+        where = f"table.{key}"
+        problems += _unknown(table, _TABLE_TYPES, where)
+        values: dict[str, Any] = {}
+        for name, hint in _TABLE_TYPES.items():
+            if name not in table:
+                problems.append(f"{where}.{name}: required")
+                continue
+            try:
+                values[name] = coerce(table[name], hint)
+            except BadValue as bad:
+                problems.append(f"{where}.{name}: {bad}")
+        members = [experiment for experiment in experiments if experiment.table == key]
+        rows = tuple(TableRow(e.row, e.name, e.paper) for e in members)
+        if not rows:
+            problems.append(f"{where}: no [[experiment]] has table = {key!r}")
+        if "baseline_row" in values and values["baseline_row"] not in {row.name for row in rows}:
+            problems.append(
+                f"{where}.baseline_row: no row {values['baseline_row']!r}"
+                f"{_choices(values['baseline_row'], [row.name for row in rows])}"
+            )
+        if len(values) == len(_TABLE_TYPES):
+            tables.append(TableSpec(key=key, rows=rows, **values))
+    declared = set(raw) if isinstance(raw, dict) else set()
+    for experiment in experiments:
+        if experiment.table not in declared:
+            problems.append(
+                f"experiment {experiment.name!r}: table: {experiment.table!r} is not declared as a "
+                f"[table.{experiment.table}] section{_choices(experiment.table, declared)}"
+            )
+    return tuple(tables), problems
+
+
+def _tables(raw: Any, where: str, problems: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The sub-tables of `raw`, reporting anything that is not a table."""
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected a table, got {raw!r}")
+        return []
+    found = [(key, value) for key, value in raw.items() if isinstance(value, dict)]
+    problems += [
+        f"{where}.{key}: expected a table" for key, value in raw.items() if not isinstance(value, dict)
+    ]
+    return found
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in table.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out += _flatten(value, f"{path}.")
+        else:
+            out.append((path, value))
+    return out
+
+
+def _unknown(table: dict[str, Any], allowed: Iterable[str], where: str) -> list[str]:
+    allowed = set(allowed)
+    prefix = f"{where}." if where else ""
+    return [f"{prefix}{key}: {unknown_key(key, allowed)}" for key in table if key not in allowed]
+
+
+def _choices(word: str, choices: Iterable[str]) -> str:
+    choices = sorted(choices)
+    return f" {word!r}{suggest(word, choices)}; choose from {', '.join(choices)}"

@@ -1,0 +1,74 @@
+"""Checks across a resolved RunConfig that no single field's type can express."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from experiments.config import RunConfig
+from repro.config.fields import leaf_value
+
+TRAINING_RECIPES = frozenset({"align", "e2e"})
+
+_AT_LEAST_ONE = (
+    "aligner.layers",
+    "aligner.width",
+    "aligner.ffn",
+    "aligner.heads",
+    "aligner.max_source_len",
+    "train.steps",
+    "train.batch_size",
+    "train.resolution",
+    "train.log_every",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "data.heldout_size",
+    "fid.num_captions",
+    "fid.steps",
+    "fid.generate_size",
+    "fid.resolution",
+    "fid.batch_size",
+)
+
+Rule = tuple[str, Callable[[Any], bool], str]
+
+_RANGES: tuple[Rule, ...] = (
+    *((key, lambda v: v >= 1, "must be >= 1") for key in _AT_LEAST_ONE),
+    ("train.optim.lr", lambda v: v > 0, "must be > 0"),
+    ("train.optim.eps", lambda v: v > 0, "must be > 0"),
+    ("train.optim.grad_clip", lambda v: v > 0, "must be > 0"),
+    ("train.optim.weight_decay", lambda v: v >= 0, "must be >= 0"),
+    ("train.optim.warmup_steps", lambda v: v >= 0, "must be >= 0"),
+    ("train.optim.betas", lambda v: all(0 <= b < 1 for b in v), "each beta must be in [0, 1)"),
+    ("train.rec_weight", lambda v: v >= 0, "must be >= 0"),
+    ("train.null_condition_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("train.divergence_threshold", lambda v: v > 0, "must be > 0"),
+    # CLIP's 77 positions hold BOS and EOS around at most 75 caption tokens.
+    ("train.max_caption_tokens", lambda v: 1 <= v <= 75, "must be in [1, 75]"),
+    ("aligner.dropout", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    ("fid.guidance", lambda v: v >= 1, "must be >= 1 (1 is no guidance)"),
+)
+
+
+def check_run(config: RunConfig) -> list[str]:
+    trains = config.recipe in TRAINING_RECIPES
+    # The baseline only samples SD v1.5 and scores it: its aligner and training values are unused.
+    checked = [rule for rule in _RANGES if trains or rule[0].startswith("fid.")]
+    problems = [
+        f"{key}: {text}, got {leaf_value(config, key)!r}"
+        for key, holds, text in checked
+        if not holds(leaf_value(config, key))
+    ]
+    if not trains:
+        return problems
+    aligner = config.aligner
+    if aligner.heads >= 1 and aligner.width % aligner.heads:
+        problems.append(
+            f"aligner.heads: {aligner.heads} heads do not divide aligner.width {aligner.width}"
+        )
+    optim, train = config.train.optim, config.train
+    if optim.warmup_steps > train.steps:
+        problems.append(
+            f"train.optim.warmup_steps: {optim.warmup_steps} warm-up steps exceed "
+            f"train.steps {train.steps}"
+        )
+    return problems

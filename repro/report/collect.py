@@ -1,0 +1,131 @@
+"""Everything the report reads from MLflow: the runs of one table and tier, their loss
+histories and their sample grids. The rest of the report works on plain DataFrames and files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from repro import tags
+
+COLUMNS = [
+    "run_id",
+    "row",
+    "experiment",
+    "seed",
+    "config_hash",
+    "git_commit",
+    "status",
+    "failure_reason",
+    "start_time",
+    "value",
+    "device_hours",
+]
+HISTORY_COLUMNS = ["run_id", "row", "seed", "step", "loss"]
+# Only runs that ended count; a RUNNING or KILLED run has no result to report yet.
+_ENDED = ("FINISHED", "FAILED")
+
+
+@contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    # mlflow.search_runs only reads the global tracking URI; restore it so callers see no change.
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def collect_runs(
+    tracking_uri: str,
+    experiment_name: str,
+    table: str,
+    tier: str,
+    metric: str = tags.METRIC_FID,
+) -> pd.DataFrame:
+    """The child runs of `table` at `tier`, one per config_hash (the latest FINISHED re-run,
+    else the latest FAILED one), with the table's metric in column `value`."""
+    experiment = MlflowClient(tracking_uri).get_experiment_by_name(experiment_name)
+    if experiment is None:
+        raise ValueError(f"no MLflow experiment named {experiment_name!r} at {tracking_uri}")
+    query = (
+        f"tags.`{tags.KIND}` = 'run' and tags.`{tags.TABLE}` = '{table}'"
+        f" and tags.`{tags.TIER}` = '{tier}'"
+    )
+    with _tracking_uri(tracking_uri):
+        found = mlflow.search_runs(experiment_ids=[experiment.experiment_id], filter_string=query)
+    runs = _tidy(found, metric)
+    runs = runs[runs["status"].isin(_ENDED)]
+    return _latest_per_config(runs).reset_index(drop=True)
+
+
+def _tidy(found: pd.DataFrame, metric: str) -> pd.DataFrame:
+    # search_runs only creates a tags./metrics. column when some run has it, hence the reindex.
+    source = {
+        "run_id": "run_id",
+        "status": "status",
+        "start_time": "start_time",
+        "row": f"tags.{tags.ROW}",
+        "experiment": f"tags.{tags.EXPERIMENT}",
+        "seed": f"tags.{tags.SEED}",
+        "config_hash": f"tags.{tags.CONFIG_HASH}",
+        "git_commit": f"tags.{tags.GIT_COMMIT}",
+        "failure_reason": f"tags.{tags.FAILURE_REASON}",
+        "value": f"metrics.{metric}",
+        "device_hours": f"metrics.{tags.METRIC_DEVICE_HOURS}",
+    }
+    runs = found.reindex(columns=list(source.values())).set_axis(list(source), axis=1)
+    text = ["run_id", "status", "row", "experiment", "config_hash", "git_commit", "failure_reason"]
+    runs[text] = runs[text].astype("string")
+    runs["seed"] = pd.to_numeric(runs["seed"]).astype("Int64")
+    runs["value"] = runs["value"].astype(float)
+    runs["device_hours"] = runs["device_hours"].astype(float)
+    return runs[COLUMNS]
+
+
+def _latest_per_config(runs: pd.DataFrame) -> pd.DataFrame:
+    ranked = runs.assign(_finished=runs["status"] == "FINISHED")
+    ranked = ranked.sort_values(["_finished", "start_time"], ascending=False, kind="stable")
+    latest = ranked.drop_duplicates("config_hash", keep="first").drop(columns="_finished")
+    return latest.sort_values(["row", "seed"], kind="stable")
+
+
+def loss_histories(tracking_uri: str, runs: pd.DataFrame) -> pd.DataFrame:
+    """train/loss over steps for every run in `runs`; runs that never trained add nothing."""
+    client = MlflowClient(tracking_uri)
+    points = [
+        (run.run_id, run.row, run.seed, point.step, point.value)
+        for run in runs.itertuples()
+        for point in client.get_metric_history(run.run_id, tags.METRIC_TRAIN_LOSS)
+    ]
+    histories = pd.DataFrame(points, columns=HISTORY_COLUMNS)
+    # Typed even when empty, so callers can do arithmetic on it without checking first.
+    histories = histories.astype({"step": "int64", "loss": "float64"})
+    return histories.sort_values(["run_id", "step"])
+
+
+def download_sample_grids(tracking_uri: str, runs: pd.DataFrame, dst: Path) -> dict[str, Path]:
+    """Per row, the samples grid of its lowest seed that logged one; rows with none are absent."""
+    client = MlflowClient(tracking_uri)
+    folder, name = tags.SAMPLE_GRID_ARTIFACT.rsplit("/", 1)
+    grids: dict[str, Path] = {}
+    for run in runs.sort_values("seed").itertuples():
+        if run.row in grids:
+            continue
+        logged = {Path(info.path).name for info in client.list_artifacts(run.run_id, folder)}
+        if name not in logged:
+            continue
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run.run_id,
+            artifact_path=tags.SAMPLE_GRID_ARTIFACT,
+            dst_path=str(dst / run.run_id),
+            tracking_uri=tracking_uri,
+        )
+        grids[run.row] = Path(local)
+    return grids

@@ -1,0 +1,18 @@
+"""Names of the MLflow tags, params and metrics the harness writes and the report reads."""
+
+KIND = "repro.kind"  # "campaign" for the parent of one `repro run`, "run" for each RunSpec
+CAMPAIGN = "repro.campaign"
+TABLE = "table"
+ROW = "row"
+EXPERIMENT = "experiment"
+TIER = "tier"
+SEED = "seed"
+CONFIG_HASH = "config_hash"
+GIT_COMMIT = "git_commit"
+FAILURE_REASON = "failure_reason"  # set when a run diverged or crashed; its value says why
+STATUS_DIVERGED = "diverged"  # prefix of FAILURE_REASON for a NaN or exploding loss
+
+METRIC_FID = "eval/fid"
+METRIC_TRAIN_LOSS = "train/loss"
+METRIC_DEVICE_HOURS = "compute/device_hours"
+SAMPLE_GRID_ARTIFACT = "samples/grid.png"

@@ -1,0 +1,132 @@
+"""MLflow bookkeeping: the campaign parent run, one child run per RunSpec, and the Tracker the
+recipes log through.
+
+Runs are found again by their config hash, which is what makes `repro run` idempotent: a run
+whose hash already finished is skipped, and one that was killed or crashed is reopened, so its
+resumed training keeps logging into the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, Run, RunTag
+
+from repro import tags
+from repro.config.schema import RunSpec
+from repro.provenance import git_commit, package_versions
+
+DEFAULT_EXPERIMENT = "kosmos-g"
+# MLflow caps a log_batch call at 1000 metrics / 100 params.
+_PARAMS_PER_BATCH = 100
+
+
+def default_tracking_uri(workdir: Path) -> str:
+    """MLFLOW_TRACKING_URI when set, else a SQLite file in the work directory (MLflow 3's own
+    default backend; the file store is deprecated)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workdir.resolve() / 'mlflow.db'}"
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> str:
+    """Creates the store and the experiment once, in the launching process: array tasks that
+    each create a fresh SQLite schema at the same moment race on it."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_root.resolve().as_uri())
+
+
+class MlflowTracker:
+    """experiments.tracking.Tracker on one MLflow run, through the client (no global active run,
+    so several trackers can live in one process)."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
+        )
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def set_tags(self, values: dict[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in values.items()])
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    """Nested config -> {"train.optim.lr": "0.001", ...}: the params the MLflow UI compares."""
+    if isinstance(value, dict):
+        flat: dict[str, str] = {}
+        for key, item in value.items():
+            flat.update(flatten(item, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): json.dumps(value) if isinstance(value, (list, tuple)) else str(value)}
+
+
+def open_campaign(client: MlflowClient, experiment_id: str, name: str, campaign: str, tier: str) -> str:
+    """The parent run of one plan; running the same plan again reopens it."""
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{tags.KIND}` = 'campaign' and tags.`{tags.CAMPAIGN}` = '{campaign}'",
+        max_results=1,
+    )
+    if found:
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    run = client.create_run(
+        experiment_id, run_name=name,
+        tags={tags.KIND: "campaign", tags.CAMPAIGN: campaign, tags.TIER: tier, tags.GIT_COMMIT: git_commit()},
+    )
+    return run.info.run_id
+
+
+def runs_with_hash(client: MlflowClient, experiment_id: str, config_hash: str) -> list[Run]:
+    """Every child run of this config, newest first."""
+    return client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{tags.KIND}` = 'run' and tags.`{tags.CONFIG_HASH}` = '{config_hash}'",
+        order_by=["attributes.start_time DESC"],
+    )
+
+
+def is_done(run: Run) -> bool:
+    """Finished, or failed for a reason that is itself the result (a diverged loss)."""
+    if run.info.status == "FINISHED":
+        return True
+    reason = run.data.tags.get(tags.FAILURE_REASON, "")
+    return run.info.status == "FAILED" and reason.startswith(tags.STATUS_DIVERGED)
+
+
+def open_run(client: MlflowClient, experiment_id: str, parent_run_id: str, spec: RunSpec) -> str:
+    """Reopens the newest unfinished run of this config (a resume), or creates a new one."""
+    for run in runs_with_hash(client, experiment_id, spec.config_hash):
+        if not is_done(run):
+            client.update_run(run.info.run_id, status="RUNNING")
+            if tags.FAILURE_REASON in run.data.tags:  # the crash it recorded is being retried
+                client.delete_tag(run.info.run_id, tags.FAILURE_REASON)
+            return run.info.run_id
+        break
+    run = client.create_run(experiment_id, run_name=spec.run_name, tags={
+        "mlflow.parentRunId": parent_run_id,
+        tags.KIND: "run", tags.TABLE: spec.table, tags.ROW: spec.row,
+        tags.EXPERIMENT: spec.experiment, tags.TIER: spec.tier, tags.SEED: str(spec.seed),
+        tags.CONFIG_HASH: spec.config_hash, tags.GIT_COMMIT: git_commit(),
+        **{f"version.{name}": version for name, version in package_versions().items()},
+    })
+    params = flatten(asdict(spec.config))
+    params.update({f"sweep.{key}": str(value) for key, value in spec.sweep_point})
+    items = [Param(k, v) for k, v in sorted(params.items())]
+    for start in range(0, len(items), _PARAMS_PER_BATCH):
+        client.log_batch(run.info.run_id, params=items[start:start + _PARAMS_PER_BATCH])
+    return run.info.run_id

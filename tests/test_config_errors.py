@@ -1,0 +1,220 @@
+"""Each class of broken config stops loading with a message naming the file, key and experiment.
+
+Broken configs are the real experiments.toml with one edit, so the tests also pin its layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from repro.config import ConfigError, load_matrix
+from tests.test_config_support import EXPERIMENTS, fake_full_env
+
+TEXT = EXPERIMENTS.read_text()
+
+
+@dataclass(frozen=True)
+class Case:
+    replace: tuple[str, str] | None = None  # (old, new) text in experiments.toml
+    append: str = ""
+    tier: str = "tiny"
+    kwargs: dict = field(default_factory=dict)
+    expect: tuple[str, ...] = ()  # substrings the message must contain
+
+
+def _exp(name: str) -> str:
+    return f"experiment '{name}'"
+
+
+CASES = {
+    "unknown key in an experiment": Case(
+        replace=("aligner = { layers = 24 }", "aligner = { layres = 24 }"),
+        expect=(_exp("aligner-24"), "aligner.layres", "did you mean 'layers'"),
+    ),
+    "unknown key in a tier": Case(
+        replace=("[tier.tiny.train]\nsteps = 150", "[tier.tiny.train]\nstpes = 150"),
+        expect=("tier.tiny.train.stpes", "did you mean 'steps'"),
+    ),
+    "unknown section": Case(append="\n[trian]\nsteps = 1\n", expect=("trian", "did you mean 'train'")),
+    "unknown experiment field": Case(
+        replace=('row = "24-Layers AlignerNet"', 'row = "24-Layers AlignerNet"\nrows = "x"'),
+        expect=(_exp("aligner-24"), "rows: unknown key", "did you mean 'row'"),
+    ),
+    "string where an int is required": Case(
+        replace=("aligner = { layers = 12 }", 'aligner = { layers = 12 }\ntrain = { steps = "ten" }'),
+        expect=(_exp("aligner-12"), "train.steps", "expected an integer", "'ten'"),
+    ),
+    "float where an int is required": Case(
+        replace=("steps = 150\nbatch_size = 16\n", "steps = 150\nbatch_size = 16.0\n"),
+        expect=("tier.tiny.train.batch_size", "expected an integer", "16.0"),
+    ),
+    "bool is not an int": Case(
+        replace=("aligner = { layers = 24 }", "aligner = { layers = true }"),
+        expect=(_exp("aligner-24"), "aligner.layers", "expected an integer"),
+    ),
+    "pair of betas": Case(
+        replace=("betas = [0.9, 0.98]", "betas = [0.9]"),
+        expect=("train.optim.betas", "list of 2"),
+    ),
+    "unknown recipe": Case(
+        replace=(
+            'row = "24-Layers AlignerNet"\nrecipe = "align"',
+            'row = "24-Layers AlignerNet"\nrecipe = "algn"',
+        ),
+        expect=(_exp("aligner-24"), "recipe", "did you mean 'align'"),
+    ),
+    "unknown stage": Case(
+        replace=("[stage.e2e]", "[stage.endtoend]"), expect=("stage.endtoend", "unknown recipe")
+    ),
+    "unknown aligner kind": Case(
+        replace=('kind = "decoder_only" }', 'kind = "decoder-only" }'),
+        expect=(_exp("decoder-12"), "aligner.kind", "did you mean 'decoder_only'"),
+    ),
+    "unknown tier": Case(tier="tinny", expect=("tier", "'tinny'", "did you mean 'tiny'")),
+    "duplicate experiment name": Case(
+        replace=('name = "aligner-24"', 'name = "aligner-12"'),
+        expect=(_exp("aligner-12"), "duplicate experiment name"),
+    ),
+    "duplicate row of a table": Case(
+        replace=('row = "24-Layers AlignerNet"', 'row = "12-Layers AlignerNet"'),
+        expect=(_exp("aligner-24"), "row", "already has a row '12-Layers AlignerNet'"),
+    ),
+    "row in an undeclared table": Case(
+        replace=('table = "table2"\nrow = "24-Layers', 'table = "table3"\nrow = "24-Layers'),
+        expect=(_exp("aligner-24"), "table", "'table3' is not declared"),
+    ),
+    "baseline with an aligner": Case(
+        replace=('recipe = "baseline"', 'recipe = "baseline"\naligner = { layers = 2 }'),
+        expect=(_exp("sd-v1-5"), "aligner", "baseline recipe has no aligner"),
+    ),
+    "e2e without training images": Case(
+        kwargs={"overrides": ['data.train_images=""']},
+        expect=("'e2e-linear'", "'e2e-aligner'", "data.train_images", "e2e recipe reads it"),
+    ),
+    "heads do not divide width": Case(
+        replace=("aligner = { layers = 24 }", "aligner = { layers = 24, heads = 3 }"),
+        expect=(_exp("aligner-24"), "aligner.heads", "do not divide aligner.width 32"),
+    ),
+    "warm-up longer than training": Case(
+        replace=("optim = { warmup_steps = 10 }", "optim = { warmup_steps = 100 }"),
+        expect=("'e2e-linear'", "train.optim.warmup_steps", "exceed train.steps 60"),
+    ),
+    "non-positive step count": Case(
+        kwargs={"overrides": ["fid.steps=0"]}, expect=("'sd-v1-5'", "fid.steps", "must be >= 1")
+    ),
+    "empty tier seeds": Case(
+        replace=("seeds = [0, 1]", "seeds = []"), expect=("tier.tiny.seeds", "non-empty list")
+    ),
+    "negative experiment seed": Case(
+        replace=('recipe = "baseline"', 'recipe = "baseline"\nseeds = [0, -1]'),
+        expect=(_exp("sd-v1-5"), "seeds", ">= 0"),
+    ),
+    "empty seeds argument": Case(kwargs={"seeds": []}, expect=("--seeds", "non-empty")),
+    "--only naming nothing": Case(
+        kwargs={"only": ["aligner-13"]}, expect=("--only 'aligner-13'", "did you mean 'aligner-12'")
+    ),
+    "--set with an unknown key": Case(
+        kwargs={"overrides": ["train.stepz=3"]}, expect=("train.stepz", "did you mean 'steps'")
+    ),
+    "--set with a wrong type": Case(
+        kwargs={"overrides": ["train.steps=ten"]}, expect=("train.steps", "expected an integer")
+    ),
+    "--set without a value": Case(kwargs={"overrides": ["train.steps"]}, expect=("dotted.key=value",)),
+    "sweep over an unknown key": Case(
+        replace=("paper = 9.55", 'paper = 9.55\nmatrix = { "train.optim.lrr" = [1e-3] }'),
+        expect=(_exp("aligner-24"), "matrix.train.optim.lrr", "did you mean 'lr'"),
+    ),
+    "sweep over a wrong type": Case(
+        replace=("paper = 9.55", 'paper = 9.55\nmatrix = { "aligner.layers" = [2, "four"] }'),
+        expect=(_exp("aligner-24"), "matrix.aligner.layers", "expected an integer"),
+    ),
+    "experiment without a recipe": Case(
+        replace=('recipe = "align"\naligner = { layers = 24 }', "aligner = { layers = 24 }"),
+        expect=(_exp("aligner-24"), "recipe: required"),
+    ),
+    "experiment without the paper's value": Case(
+        replace=("paper = 9.55\n", ""), expect=(_exp("aligner-24"), "paper: required")
+    ),
+    "paper value neither number nor Failed": Case(
+        replace=("paper = 9.55", 'paper = "failed"'), expect=(_exp("aligner-24"), "paper")
+    ),
+    "table baseline row that is no row": Case(
+        replace=('baseline_row = "SD v1.5"', 'baseline_row = "SD 1.5"'),
+        expect=("table.table2.baseline_row", "did you mean 'SD v1.5'"),
+    ),
+    "invalid TOML": Case(append="\n[[experiment]\n", expect=("cannot read",)),
+}
+
+
+def _load(tmp_path: Path, case: Case):
+    text = TEXT
+    if case.replace:
+        old, new = case.replace
+        assert text.count(old) == 1, f"the edit {old!r} no longer matches experiments.toml once"
+        text = text.replace(old, new)
+    path = tmp_path / "broken.toml"
+    path.write_text(text + case.append)
+    return load_matrix(path, case.tier, tiny_assets=tmp_path / "assets", env={}, **case.kwargs)
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_broken_config_is_rejected_with_a_precise_message(tmp_path, case):
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, case)
+    message = str(caught.value)
+    assert message.startswith(str(tmp_path / "broken.toml"))
+    for part in case.expect:
+        assert part in message
+
+
+def test_several_problems_are_reported_at_once(tmp_path):
+    case = Case(
+        replace=("aligner = { layers = 24 }", "aligner = { layers = 24, kind = 'mlp' }\nseeds = []"),
+        kwargs={"overrides": ["train.steps=ten"]},
+    )
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, case)
+    assert "3 problems" in str(caught.value)
+    assert len(caught.value.problems) == 3
+
+
+@pytest.mark.parametrize(
+    "env_edit, expect",
+    [
+        (
+            {"KOSMOS_SD": None},
+            ("KOSMOS_SD", "is not set", "export KOSMOS_SD", "--set models.stable_diffusion"),
+        ),
+        ({"KOSMOS_SD": ""}, ("KOSMOS_SD", "is not set")),
+        (
+            {"KOSMOS_SD": "/nonexistent/sd"},
+            ("models.stable_diffusion", "/nonexistent/sd", "does not exist"),
+        ),
+    ],
+    ids=["unset", "empty", "missing"],
+)
+def test_full_tier_path_problems_name_key_experiment_and_remedy(tmp_path, env_edit, expect):
+    env = fake_full_env(tmp_path / "world")
+    for name, value in env_edit.items():
+        if value is None:
+            del env[name]
+        else:
+            env[name] = value
+    with pytest.raises(ConfigError) as caught:
+        load_matrix(EXPERIMENTS, "full", env=env)
+    message = str(caught.value)
+    assert "models.stable_diffusion" in message and "'sd-v1-5'" in message
+    for part in expect:
+        assert part in message
+
+
+def test_full_tier_path_set_empty_says_how_to_set_it(tmp_path):
+    env = fake_full_env(tmp_path / "world")
+    with pytest.raises(ConfigError) as caught:
+        load_matrix(EXPERIMENTS, "full", overrides=["models.mllm="], env=env)
+    message = str(caught.value)
+    assert "'aligner-12'" in message and "models.mllm: no path given" in message
+    assert "--set models.mllm=/path" in message

@@ -1,0 +1,144 @@
+"""The MLLM encoder on a tiny random Kosmos-2 saved to disk and loaded back."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from experiments.tiny_models import save_tiny_kosmos2
+from models.mllm import MLLMEncoder, MLLMInputs
+
+LATENTS = 4  # latent_query_num of the tiny Kosmos-2
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run faster on one thread, and with other processes on a 2-core box two
+    OpenMP threads stall each other for a scheduler slice per op (seconds per test, measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory) -> MLLMEncoder:
+    path = tmp_path_factory.mktemp("tiny_kosmos2")
+    save_tiny_kosmos2(path)
+    return MLLMEncoder.from_pretrained(str(path))
+
+
+def solid(color: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> Image.Image:
+    return Image.new("RGB", size, color)
+
+
+def noise_image(seed: int) -> Image.Image:
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (32, 32, 3), generator=generator, dtype=torch.uint8)
+    return Image.fromarray(pixels.numpy())
+
+
+def encode(encoder: MLLMEncoder, inputs: MLLMInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        return encoder(inputs)
+
+
+def test_loads_from_disk_with_tokenizer_and_processor(encoder: MLLMEncoder) -> None:
+    assert encoder.hidden_size == 32
+    assert encoder.latent_query_num == LATENTS
+    assert not encoder.training
+
+
+def test_text_only_batch_is_right_padded_and_framed(encoder: MLLMEncoder) -> None:
+    inputs = encoder.tokenize(["a dog", "a man riding a horse on the beach"])
+    assert inputs.pixel_values is None
+    assert inputs.image_embeds_position_mask.sum() == 0
+    lengths = inputs.attention_mask.sum(1).tolist()
+    assert lengths == [4, 10]  # <s> + words + </s>
+    tok = encoder.tokenizer
+    assert inputs.input_ids[:, 0].tolist() == [tok.bos_token_id] * 2
+    assert inputs.input_ids[0, 3] == tok.eos_token_id
+    assert inputs.input_ids[0, 4:].eq(tok.pad_token_id).all()
+    hidden, mask = encode(encoder, inputs)
+    assert hidden.shape == (2, 10, 32)
+    assert mask.dtype == torch.bool and mask.sum(1).tolist() == lengths
+
+
+def test_interleaved_prompt_splices_every_image(encoder: MLLMEncoder) -> None:
+    prompts = ["<i> wearing <i> in the jungle", "a cat"]
+    inputs = encoder.tokenize(prompts, [[solid((255, 0, 0)), solid((0, 0, 255))], []])
+    assert inputs.pixel_values.shape == (2, 3, 32, 32)
+    assert inputs.image_embeds_position_mask.sum(1).tolist() == [2 * LATENTS, 0]
+    tok = encoder.tokenizer
+    boi, eoi = tok.convert_tokens_to_ids("<image>"), tok.convert_tokens_to_ids("</image>")
+    ids = inputs.input_ids[0].tolist()
+    assert ids.count(boi) == 2 and ids.count(eoi) == 2
+    # Each image's slots sit between its <image> and </image>.
+    first = ids.index(boi)
+    assert inputs.image_embeds_position_mask[0, first + 1 : first + 1 + LATENTS].all()
+    assert ids[first + 1 + LATENTS] == eoi
+    hidden, mask = encode(encoder, inputs)
+    assert hidden.shape == (2, inputs.input_ids.shape[1], 32)
+    assert mask[0].all()
+
+
+def test_images_change_the_states_from_their_position_on(encoder: MLLMEncoder) -> None:
+    prompt = ["a dog <i> in the park"]
+    red = encode(encoder, encoder.tokenize(prompt, [[noise_image(0)]]))[0]
+    blue = encode(encoder, encoder.tokenize(prompt, [[noise_image(1)]]))[0]
+    start = 3  # <s> a dog | <image> ...; the model is causal, so earlier states are untouched
+    torch.testing.assert_close(red[:, : start + 1], blue[:, : start + 1])
+    assert not torch.allclose(red[:, start + 1 :], blue[:, start + 1 :], atol=1e-4)
+
+
+def test_batched_interleaved_matches_one_prompt_at_a_time(encoder: MLLMEncoder) -> None:
+    """Images are scattered in order of appearance: batching must not mix them up."""
+    prompts = ["<i> wearing <i> in the jungle", "a boy and <i>"]
+    images = [[noise_image(0), noise_image(1)], [noise_image(2)]]
+    batch_hidden, batch_mask = encode(encoder, encoder.tokenize(prompts, images))
+    for b, (prompt, imgs) in enumerate(zip(prompts, images)):
+        alone, _ = encode(encoder, encoder.tokenize([prompt], [imgs]))
+        length = alone.shape[1]
+        assert int(batch_mask[b].sum()) == length
+        torch.testing.assert_close(batch_hidden[b, :length], alone[0], atol=1e-5, rtol=1e-4)
+
+
+def test_placeholder_count_must_match_images(encoder: MLLMEncoder) -> None:
+    with pytest.raises(ValueError, match="2 '<i>' placeholders but 1 images"):
+        encoder.tokenize(["<i> wearing <i> in the jungle"], [[solid((0, 255, 0))]])
+    with pytest.raises(ValueError, match="1 '<i>' placeholders but 0 images"):
+        encoder.tokenize(["a photo of <i>"])
+
+
+def test_max_length_truncates_text_but_never_an_image(encoder: MLLMEncoder) -> None:
+    inputs = encoder.tokenize(["a man riding a horse on the beach"], max_length=5)
+    assert inputs.input_ids.shape == (1, 5)
+    assert inputs.input_ids[0, -1] == encoder.tokenizer.eos_token_id
+    with pytest.raises(ValueError, match="would cut an image"):
+        encoder.tokenize(["a dog <i>"], [[solid((1, 2, 3))]], max_length=6)
+
+
+def test_null_prompt_is_bos_alone(encoder: MLLMEncoder) -> None:
+    inputs = encoder.null_inputs(3)
+    assert inputs.input_ids.tolist() == [[encoder.tokenizer.bos_token_id]] * 3
+    hidden, mask = encode(encoder, inputs)
+    assert hidden.shape == (3, 1, 32) and mask.all()
+
+
+def test_inputs_move_between_devices_as_a_copy(encoder: MLLMEncoder) -> None:
+    inputs = encoder.tokenize(["<i> a dog"], [[solid((9, 9, 9))]])
+    moved = inputs.to("meta")
+    assert moved.input_ids.device.type == "meta" and moved.pixel_values.device.type == "meta"
+    assert inputs.input_ids.device.type == "cpu"
+
+
+def test_gradient_reaches_the_mllm_for_instruction_tuning(encoder: MLLMEncoder) -> None:
+    inputs = encoder.tokenize(["<i> in the snow"], [[noise_image(3)]])
+    hidden, _ = encoder(inputs)
+    hidden.sum().backward()
+    vision_grad = encoder.model.vision_model.model.embeddings.patch_embedding.weight.grad
+    text_grad = encoder.model.text_model.model.embed_tokens.weight.grad
+    assert vision_grad is not None and vision_grad.abs().sum() > 0
+    assert text_grad is not None and text_grad.abs().sum() > 0
+    encoder.zero_grad(set_to_none=True)

@@ -1,0 +1,123 @@
+"""The whole path on the tiny tier, as a user runs it: `repro run` -> MLflow -> reports/, then
+a run killed mid-training that resumes into the same MLflow run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from repro import tags
+from repro.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+# Short schedules so the whole matrix runs in about a minute on 2 cores.
+FAST = ["--set", "train.steps=12", "--set", "train.checkpoint_every=4", "--set", "train.eval_every=6",
+        "--set", "train.log_every=2", "--set", "fid.num_captions=16", "--set", "fid.steps=4"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("work")
+    shutil.copy(ROOT / "experiments.toml", folder / "experiments.toml")
+    return folder
+
+
+def repro(workdir: Path, *args: str) -> int:
+    return main(["--workdir", str(workdir), *args])
+
+
+def child_runs(workdir: Path):
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("kosmos-g")
+    return client, client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{tags.KIND}` = 'run'"
+    )
+
+
+def test_table2_matrix_end_to_end(workdir, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert repro(workdir, "run", "--tier", "tiny", "--table", "table2", "--seeds", "0",
+                 "--executor", "debug", *FAST) == 0
+
+    client, runs = child_runs(workdir)
+    assert len(runs) == 6
+    rows = {run.data.tags[tags.ROW] for run in runs}
+    assert rows == {"SD v1.5", "E2E w/o AlignerNet", "E2E w/ AlignerNet", "12-Layers Decoder",
+                    "12-Layers AlignerNet", "24-Layers AlignerNet"}
+    parents = {run.data.tags["mlflow.parentRunId"] for run in runs}
+    assert len(parents) == 1
+    for run in runs:
+        assert run.info.status in ("FINISHED", "FAILED")
+        for key in (tags.TABLE, tags.EXPERIMENT, tags.TIER, tags.SEED, tags.CONFIG_HASH, tags.GIT_COMMIT):
+            assert run.data.tags[key], key
+        assert run.data.params["train.optim.lr"]
+        if run.info.status == "FINISHED":
+            assert run.data.metrics[tags.METRIC_FID] > 0
+            artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
+            assert "samples/grid.png" in artifacts
+        if run.data.tags[tags.EXPERIMENT] == "aligner-12":
+            losses = [m.value for m in client.get_metric_history(run.info.run_id, "train/mse_loss")]
+            assert len(losses) == 6
+
+    table = (workdir / "reports" / "table2.md").read_text()
+    for row in rows:
+        assert row in table
+    for plot in ("loss_curves", "fid_per_row", "fid_vs_compute", "samples"):
+        assert (workdir / "reports" / f"table2_{plot}.png").stat().st_size > 5_000
+
+    # Running the same plan again launches nothing: every config already finished.
+    assert repro(workdir, "run", "--tier", "tiny", "--table", "table2", "--seeds", "0",
+                 "--executor", "debug", "--no-report", *FAST) == 0
+    assert len(child_runs(workdir)[1]) == 6
+
+
+def test_killed_run_resumes_into_the_same_mlflow_run(workdir):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [sys.executable, "-m", "repro.cli", "--workdir", str(workdir), "run", "--tier", "tiny",
+               "--only", "aligner-12", "--seeds", "1", "--executor", "debug", "--no-report",
+               "--set", "train.steps=400", "--set", "train.checkpoint_every=10", *FAST[6:]]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        checkpoint = _wait_for(lambda: sorted(workdir.glob("runs/*/checkpoints/step-00000020.pt")), process)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    run_dir = checkpoint[0].parents[1]
+
+    client, before = child_runs(workdir)
+    killed = [r for r in before if r.data.tags[tags.CONFIG_HASH] == run_dir.name]
+    assert len(killed) == 1 and killed[0].info.status == "RUNNING"
+
+    finished = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    _, after = child_runs(workdir)
+    resumed = [r for r in after if r.data.tags[tags.CONFIG_HASH] == run_dir.name]
+    assert len(resumed) == 1 and resumed[0].info.run_id == killed[0].info.run_id
+    assert resumed[0].info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(resumed[0].info.run_id, "train/loss")]
+    # Every logged step is there; only steps after the last checkpoint (at most one checkpoint
+    # interval of them, logged every 2 steps) were trained twice.
+    assert sorted(set(steps)) == list(range(2, 401, 2))
+    assert len(steps) - len(set(steps)) <= 10 // 2
+
+
+def _wait_for(found, process: subprocess.Popen, timeout: float = 240.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = found()
+        if result:
+            return result
+        assert process.poll() is None, "repro run exited before writing a checkpoint"
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint appeared in time")

@@ -1,0 +1,184 @@
+"""repro.report against a throwaway MLflow store holding runs whose summary is known by hand."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from repro import tags
+from repro.config.schema import TableRow, TableSpec
+from repro.report.run_report import write_report
+
+EXPERIMENT = "report-test"
+SPEC = TableSpec(
+    key="table2",
+    title="Table 2",
+    metric=tags.METRIC_FID,
+    lower_is_better=True,
+    baseline_row="SD v1.5",
+    failed_above_baseline_ratio=2.0,
+    rows=(
+        TableRow("SD v1.5", "sd", 9.34),
+        TableRow("E2E w/o AlignerNet", "e2e_linear", None),
+        TableRow("E2E w/ AlignerNet", "e2e_aligner", 11.30),
+        TableRow("12-Layers AlignerNet", "aligner12", 9.89),
+        TableRow("24-Layers AlignerNet", "aligner24", 9.55),
+    ),
+)
+
+
+class _Store:
+    """Logs fake child runs with explicit start times, so 'latest' never depends on the clock."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.uri = f"sqlite:///{tmp}/mlflow.db"
+        self.client = MlflowClient(self.uri)
+        self.experiment_id = self.client.create_experiment(
+            EXPERIMENT, artifact_location=(tmp / "artifacts").as_uri()
+        )
+        self.grid = tmp / "grid.png"
+        matplotlib.image.imsave(self.grid, np.random.default_rng(0).random((64, 128, 3)))
+        self.clock = 1_700_000_000_000
+        self.parent = self._create({tags.KIND: "campaign"})
+
+    def _create(self, run_tags: dict[str, str]) -> str:
+        self.clock += 60_000
+        run = self.client.create_run(self.experiment_id, start_time=self.clock, tags=run_tags)
+        return run.info.run_id
+
+    def log(
+        self,
+        row: str,
+        seed: int,
+        fid: float | None,
+        *,
+        status: str = "FINISHED",
+        failure: str | None = None,
+        config_hash: str | None = None,
+        tier: str = "tiny",
+        table: str = "table2",
+        trains: bool = True,
+    ) -> None:
+        run_tags = {
+            tags.KIND: "run",
+            "mlflow.parentRunId": self.parent,
+            tags.TABLE: table,
+            tags.ROW: row,
+            tags.EXPERIMENT: row.lower(),
+            tags.TIER: tier,
+            tags.SEED: str(seed),
+            tags.CONFIG_HASH: config_hash or f"{table}-{tier}-{row}-{seed}",
+            tags.GIT_COMMIT: "abc1234",
+        }
+        if failure is not None:
+            run_tags[tags.FAILURE_REASON] = failure
+        run_id = self._create(run_tags)
+        metrics = [Metric(tags.METRIC_DEVICE_HOURS, 0.5 + seed, 0, 0)]
+        if fid is not None:
+            metrics.append(Metric(tags.METRIC_FID, fid, 0, 0))
+        if trains:
+            losses = [1.0 / (step + 1) + seed for step in range(5)]
+            metrics += [Metric(tags.METRIC_TRAIN_LOSS, v, 0, step) for step, v in enumerate(losses)]
+        self.client.log_batch(run_id, metrics=metrics)
+        if status == "FINISHED":
+            folder = tags.SAMPLE_GRID_ARTIFACT.rsplit("/", 1)[0]
+            self.client.log_artifact(run_id, str(self.grid), folder)
+        self.client.set_terminated(run_id, status)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> _Store:
+    store = _Store(tmp_path_factory.mktemp("store"))
+    store.log("SD v1.5", 0, 9.0, trains=False)
+    store.log("SD v1.5", 1, 10.0, trains=False)
+    diverged = "diverged: loss is NaN at step 3"
+    store.log("E2E w/o AlignerNet", 0, None, status="FAILED", failure=diverged)
+    store.log("E2E w/o AlignerNet", 1, 12.0)
+    store.log("E2E w/ AlignerNet", 0, 40.0)  # way above 2 x the baseline's 9.5
+    store.log("E2E w/ AlignerNet", 1, 42.0)
+    store.log("12-Layers AlignerNet", 0, 10.0)
+    # Seed 1 ran three times: the newer FINISHED one wins over the older one and the newest crash.
+    store.log("12-Layers AlignerNet", 1, 30.0, config_hash="a12-s1")
+    store.log("12-Layers AlignerNet", 1, 11.0, config_hash="a12-s1")
+    store.log("12-Layers AlignerNet", 1, None, config_hash="a12-s1", status="FAILED",
+              failure="crashed: OOM")
+    # Runs of another tier or table must not leak in; "24-Layers AlignerNet" has none at tiny.
+    store.log("24-Layers AlignerNet", 0, 9.5, tier="full")
+    store.log("12-Layers AlignerNet", 0, 99.0, table="table1")
+    return store
+
+
+@pytest.fixture(scope="module")
+def report(store: _Store, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    out = tmp_path_factory.mktemp("out")
+    return out, write_report(store.uri, EXPERIMENT, SPEC, "tiny", out)
+
+
+def _csv(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "table2.csv").set_index("row")
+
+
+def test_means_std_n_and_delta(report: tuple[Path, list[Path]]) -> None:
+    summary = _csv(report[0])
+    assert list(summary.index) == [row.name for row in SPEC.rows]
+    sd, aligner = summary.loc["SD v1.5"], summary.loc["12-Layers AlignerNet"]
+    assert (sd["n"], sd["mean"], sd["std"]) == (2, 9.5, pytest.approx(math.sqrt(0.5)))
+    assert sd["delta"] == pytest.approx(9.5 - 9.34)
+    assert (aligner["n"], aligner["mean"], aligner["status"]) == (2, 10.5, "ok")
+    assert aligner["std"] == pytest.approx(math.sqrt(0.5))
+    assert aligner["delta"] == pytest.approx(10.5 - 9.89)
+
+
+def test_failure_rule_and_missing_rows(report: tuple[Path, list[Path]]) -> None:
+    summary = _csv(report[0])
+    assert summary.loc["E2E w/o AlignerNet", "status"] == "Failed"
+    assert summary.loc["E2E w/o AlignerNet", "reason"] == "diverged"
+    assert summary.loc["E2E w/ AlignerNet", "status"] == "Failed"
+    assert summary.loc["E2E w/ AlignerNet", "mean"] == 41.0
+    assert summary.loc["24-Layers AlignerNet", "status"] == "missing"
+    assert summary.loc["24-Layers AlignerNet", "n"] == 0
+    for row in ("E2E w/o AlignerNet", "E2E w/ AlignerNet", "24-Layers AlignerNet"):
+        assert math.isnan(summary.loc[row, "delta"])
+
+
+def test_markdown_and_latex_show_paper_values(report: tuple[Path, list[Path]]) -> None:
+    out = report[0]
+    markdown = (out / "table2.md").read_text()
+    assert "| 12-Layers AlignerNet | 10.50 ± 0.71 (n=2) | 9.89 | +0.61 |" in markdown
+    assert "| E2E w/o AlignerNet | Failed | Failed |" in markdown
+    assert "| E2E w/ AlignerNet | Failed | 11.30 |" in markdown
+    assert "Tier: tiny" in markdown and "abc1234" in markdown
+    latex = (out / "table2.tex").read_text()
+    for value in ("9.34", "11.30", "9.89", "9.55", r"10.50 $\pm$ 0.71"):
+        assert value in latex
+
+
+def test_every_file_written_and_plots_non_trivial(report: tuple[Path, list[Path]]) -> None:
+    out, written = report
+    names = {path.name for path in written}
+    assert names == {
+        "table2.md", "table2.tex", "table2.csv", "table2_loss_curves.png",
+        "table2_fid_per_row.png", "table2_fid_vs_compute.png", "table2_samples.png",
+    }
+    for path in written:
+        assert path.parent == out
+        if path.suffix == ".png":
+            assert path.stat().st_size > 10_000, path.name
+
+
+def test_tier_without_runs_reports_every_row_missing(store: _Store, tmp_path: Path) -> None:
+    written = write_report(store.uri, EXPERIMENT, SPEC, "no-such-tier", tmp_path)
+    assert set(_csv(tmp_path)["status"]) == {"missing"}
+    assert all(path.exists() for path in written)
+
+
+def test_unknown_experiment_is_an_error(store: _Store, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no-such-experiment"):
+        write_report(store.uri, "no-such-experiment", SPEC, "tiny", tmp_path)
