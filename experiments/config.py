@@ -14,6 +14,8 @@ RecipeName = Literal["align", "e2e", "baseline"]
 AlignerKind = Literal["aligner", "decoder_only", "linear"]
 Precision = Literal["no", "bf16", "fp16"]
 Sampler = Literal["ddim", "dpm"]
+# torch-fidelity extractors: its FID Inception, or the tiny one experiments.fid registers.
+FeatureExtractor = Literal["inception-v3-compat", "tiny-random-conv"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class FidConfig:
     generate_size: int = 512  # SD v1.5's native size
     resolution: int = 256  # (code) resize short side to 256, centre-crop 256, for both sets
     batch_size: int = 16
+    # The tiny extractor makes CPU smoke tests cheap; tables are computed with Inception.
+    feature_extractor: FeatureExtractor = "inception-v3-compat"
     # Local file with torch-fidelity's Inception weights (pt_inception-2015-12-05). Required in
     # the full tier; the tiny tier points at random kaiming weights the harness saves itself.
     inception_weights: str | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from mlflow import MlflowClient
 
 from experiments.recipes import run_recipe
+from experiments.tracking import Tracker
 from repro import tags
 from repro.config.schema import RunSpec
 from repro.tracking import MlflowTracker, open_run
@@ -39,6 +41,12 @@ class JobContext:
         return self.workdir / ".cache"
 
 
+class StopRun(Exception):
+    """Raised from inside a recipe (through a wrapped tracker) to end a run early on purpose,
+    e.g. a sweep pruning a trial: the run ends KILLED with this message as its reason, not as a
+    crash."""
+
+
 @dataclass(frozen=True)
 class JobResult:
     config_hash: str
@@ -48,7 +56,11 @@ class JobResult:
     failure: str | None
 
 
-def execute(spec: RunSpec, ctx: JobContext) -> JobResult:
+def execute(
+    spec: RunSpec, ctx: JobContext, wrap_tracker: Callable[[MlflowTracker], Tracker] | None = None
+) -> JobResult:
+    """wrap_tracker: what the recipe logs through, given the run's own tracker (a sweep uses it
+    to watch the held-out metric); the recipe gets the run's tracker itself when None."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if ctx.threads:
         torch.set_num_threads(ctx.threads)
@@ -64,12 +76,15 @@ def execute(spec: RunSpec, ctx: JobContext) -> JobResult:
          "config": asdict(spec.config)}, indent=2))
     tracker.log_artifact(config_file)
     try:
-        result = run_recipe(spec.config, run_dir, ctx.cache_dir, tracker, progress=sys.stderr.isatty())
+        recipe_tracker = wrap_tracker(tracker) if wrap_tracker else tracker
+        result = run_recipe(spec.config, run_dir, ctx.cache_dir, recipe_tracker, progress=sys.stderr.isatty())
     except BaseException as error:
         # Record why, leave the checkpoints in place for the next attempt, and let the
         # executor see the original exception.
-        tracker.set_tags({tags.FAILURE_REASON: f"crashed: {type(error).__name__}: {error}"[:4000]})
-        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        stopped = isinstance(error, StopRun)
+        reason = str(error) if stopped else f"crashed: {type(error).__name__}: {error}"
+        tracker.set_tags({tags.FAILURE_REASON: reason[:4000]})
+        status = "KILLED" if stopped or isinstance(error, KeyboardInterrupt) else "FAILED"
         client.set_terminated(run_id, status=status)
         raise
     metrics_file = run_dir / "metrics.json"

@@ -43,17 +43,15 @@ def test_loads_a_jsonl_manifest_with_and_without_images(tmp_path: Path) -> None:
 
 
 IMAGES = [{"id": 1, "file_name": "a.png"}]
+GOOD = {"image_id": 1, "caption": "a cat"}
+ORPHAN = {"image_id": 7, "caption": "an annotation of an image the file does not list"}
 
 
 @pytest.mark.parametrize(
     "suffix, content, where",
     [
         (".json", {"images": IMAGES, "annotations": [{"image_id": 1, "id": 5}]}, "annotations[0]"),
-        (
-            ".json",
-            {"images": IMAGES, "annotations": [{"image_id": 1, "caption": "a"}, {"image_id": 7, "caption": "b"}]},
-            "annotations[1]",
-        ),
+        (".json", {"images": IMAGES, "annotations": [GOOD, ORPHAN]}, "annotations[1]"),
         (".json", {"images": [{"file_name": "a.png"}], "annotations": []}, "images[0]"),
         (".json", {"annotations": []}, "'images'"),
         (".json", "{not json", "not valid JSON"),

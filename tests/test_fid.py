@@ -37,11 +37,12 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_random_inception(tmp_path_factory.mktemp("weights") / "inception.pt")
 
 
-def config(coco: CocoFixture, weights: Path | None = None) -> FidConfig:
+def config(coco: CocoFixture, weights: Path | None = None, extractor: str = INCEPTION) -> FidConfig:
     return FidConfig(
         captions=str(coco.val_captions),
         images=str(coco.val_images),
         resolution=RESOLUTION,
+        feature_extractor=extractor,
         inception_weights=None if weights is None else str(weights),
     )
 
@@ -166,38 +167,38 @@ def test_generate_images_shows_progress_only_when_asked(tmp_path: Path, capfd: p
 
 
 def test_tiny_extractor_fid_separates_distributions(tmp_path: Path, coco: CocoFixture) -> None:
-    fid, cache = config(coco), tmp_path / "cache"
+    fid, cache = config(coco, extractor=TINY_EXTRACTOR), tmp_path / "cache"
     reference = prepare_reference(fid, cache)
     train = sorted(coco.train_images.iterdir())
-    same = compute_fid(copy_images(train, tmp_path / "same"), reference, fid, cache, TINY_EXTRACTOR)
+    same = compute_fid(copy_images(train, tmp_path / "same"), reference, fid, cache)
     swapped = copy_images(train, tmp_path / "swapped", lambda a: a[..., ::-1])  # colours changed, shapes kept
-    shifted = compute_fid(swapped, reference, fid, cache, TINY_EXTRACTOR)
-    noise = compute_fid(noise_images(tmp_path / "noise", 64), reference, fid, cache, TINY_EXTRACTOR)
+    shifted = compute_fid(swapped, reference, fid, cache)
+    noise = compute_fid(noise_images(tmp_path / "noise", 64), reference, fid, cache)
     assert 0 < same and 2 * same < shifted < noise
 
 
 def test_reference_statistics_are_cached_per_reference_set(
     tmp_path: Path, coco: CocoFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fid, cache = config(coco), tmp_path / "cache"
+    fid, cache = config(coco, extractor=TINY_EXTRACTOR), tmp_path / "cache"
     reference = prepare_reference(fid, cache)
     generated = copy_images(sorted(coco.train_images.iterdir())[:16], tmp_path / "generated")
     extracted = count_extracted_images(monkeypatch)
 
-    first = compute_fid(generated, reference, fid, cache, TINY_EXTRACTOR)
+    first = compute_fid(generated, reference, fid, cache)
     assert sum(extracted) == 16 + 64
     statistics = sorted(p.name for p in cache.glob("*stat-fid*"))
     assert len(statistics) == 1 and TINY_EXTRACTOR in statistics[0]
 
     extracted[:] = []
-    assert compute_fid(generated, reference, fid, cache, TINY_EXTRACTOR) == pytest.approx(first)
+    assert compute_fid(generated, reference, fid, cache) == pytest.approx(first)
     assert sum(extracted) == 16  # only the generated set, every time
 
     changed = tmp_path / "changed"
     shutil.copytree(reference, changed)
     next(changed.iterdir()).unlink()
     extracted[:] = []
-    compute_fid(generated, changed, fid, cache, TINY_EXTRACTOR)
+    compute_fid(generated, changed, fid, cache)
     assert sum(extracted) == 16 + 63
     assert len(list(cache.glob("*stat-fid*"))) == 2
 
@@ -205,9 +206,9 @@ def test_reference_statistics_are_cached_per_reference_set(
 def test_inception_fid_needs_local_weights(tmp_path: Path, coco: CocoFixture) -> None:
     args = (coco.train_images, coco.val_images)
     with pytest.raises(ValueError, match="fid.inception_weights"):
-        compute_fid(*args, config(coco), tmp_path, INCEPTION)
+        compute_fid(*args, config(coco), tmp_path)
     with pytest.raises(FileNotFoundError, match="fid.inception_weights"):
-        compute_fid(*args, config(coco, tmp_path / "missing.pt"), tmp_path, INCEPTION)
+        compute_fid(*args, config(coco, tmp_path / "missing.pt"), tmp_path)
 
 
 def test_random_inception_loads_in_torch_fidelity_and_tells_images_apart(weights: Path, coco: CocoFixture):

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from repro.config.expand import config_hash, expand
+from repro.config.fields import suggest
 from repro.config.load import ConfigError, read_document
 from repro.config.overrides import read_overrides
 from repro.config.schema import Matrix
+from repro.config.sweep import SweepSpec
 
-__all__ = ["ConfigError", "Matrix", "config_hash", "load_matrix"]
+__all__ = ["ConfigError", "Matrix", "SweepSpec", "config_hash", "load_matrix", "load_sweep", "load_sweeps"]
 
 
 def load_matrix(
@@ -50,3 +52,20 @@ def load_matrix(
         tiny_assets=tiny_assets,
         env=os.environ if env is None else env,
     )
+
+
+def load_sweeps(path: Path | str) -> tuple[SweepSpec, ...]:
+    """Every [[sweep]] of the file, checked; raise ConfigError listing every problem in it."""
+    document, problems = read_document(Path(path))
+    if document is None:
+        raise ConfigError(str(path), problems)
+    return document.sweeps
+
+
+def load_sweep(path: Path | str, name: str) -> SweepSpec:
+    sweeps = {sweep.name: sweep for sweep in load_sweeps(path)}
+    if name not in sweeps:
+        known = ", ".join(sorted(sweeps)) or "none declared"
+        raise ConfigError(str(path), [f"sweep {name!r}: no [[sweep]] has this name{suggest(name, sweeps)}; "
+                                      f"sweeps: {known}"])
+    return sweeps[name]

@@ -23,11 +23,12 @@ from repro.config.fields import (
     unknown_key,
 )
 from repro.config.schema import TableRow, TableSpec
+from repro.config.sweep import SweepSpec, read_sweeps
 
 RECIPES: tuple[str, ...] = get_args(RecipeName)
 FAILED = "Failed"  # how the paper prints a row that produced no meaningful images
 
-_TOP_KEYS = {*SECTIONS, "stage", "tier", "table", "experiment"}
+_TOP_KEYS = {*SECTIONS, "stage", "tier", "table", "experiment", "sweep"}
 _TIER_KEYS = {*SECTIONS, "seeds", "stage"}
 _EXPERIMENT_KEYS = {*SECTIONS, "name", "table", "row", "recipe", "seeds", "paper", "matrix", "note"}
 _TABLE_TYPES: dict[str, type] = {
@@ -84,6 +85,7 @@ class Document:
     tiers: dict[str, Tier]
     tables: tuple[TableSpec, ...]
     experiments: tuple[Experiment, ...]
+    sweeps: tuple[SweepSpec, ...]
 
 
 def read_document(path: Path) -> tuple[Document | None, list[str]]:
@@ -106,9 +108,11 @@ def read_document(path: Path) -> tuple[Document | None, list[str]]:
     problems += found
     tables, found = _read_tables(raw.get("table", {}), experiments)
     problems += found
+    sweeps, found = read_sweeps(raw.get("sweep", []), experiments)
+    problems += found
     if problems:
         return None, problems
-    return Document(path, protocol, stages, tiers, tables, experiments), []
+    return Document(path, protocol, stages, tiers, tables, experiments, sweeps), []
 
 
 def check_seeds(value: Any, where: str) -> tuple[tuple[int, ...], list[str]]:

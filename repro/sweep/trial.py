@@ -1,0 +1,111 @@
+"""What runs inside one trial's job: the trial's RunSpec through repro.job.execute, watched by
+the study's pruner, and the outcome told to the study.
+
+The job tells the study itself, so a trial's end is recorded in durable storage as soon as it
+happens, whether or not the sweep that launched it is still alive. A job that is killed tells
+nothing: its trial stays RUNNING, which is how a restarted sweep knows to resume it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import optuna
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from optuna.trial import TrialState
+
+from repro import tags
+from repro.config.schema import RunSpec
+from repro.config.sweep import PrunerSpec
+from repro.job import JobContext, execute
+from repro.sweep import tags as sweep_tags
+from repro.sweep.pruning import Pruned, PruningTracker
+from repro.sweep.study import make_pruner, open_storage
+from repro.tracking import MlflowTracker, is_done, runs_with_hash
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    spec: RunSpec
+    ctx: JobContext
+    storage: str
+    study: str
+    number: int
+    trial_id: int  # the storage's id of the trial, which optuna.Trial() is built from
+    metric: str
+    pruner: PrunerSpec
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    number: int
+    state: str  # an optuna TrialState name: COMPLETE, PRUNED or FAIL
+    value: float | None  # the objective, for a COMPLETE trial
+    run_id: str | None
+    reason: str | None = None  # why it was pruned or failed
+
+
+def run_trial(job: TrialJob) -> TrialOutcome:
+    study = optuna.load_study(study_name=job.study, storage=open_storage(job.storage),
+                              pruner=make_pruner(job.pruner))
+    client = MlflowClient(job.ctx.tracking_uri)
+    finished = _finished_run(client, job)
+    if finished is not None:
+        # Killed after its run ended but before the study heard: only the telling is left.
+        return _settle(study, client, job, finished.info.run_id, finished.data.tags.get(tags.FAILURE_REASON))
+
+    trackers: list[MlflowTracker] = []
+
+    def watch(tracker: MlflowTracker) -> PruningTracker:
+        trackers.append(tracker)
+        tracker.set_tags({sweep_tags.STUDY: job.study, sweep_tags.TRIAL: str(job.number),
+                          sweep_tags.SWEEP: job.spec.table.removeprefix("sweep:")})
+        return PruningTracker(tracker, optuna.Trial(study, job.trial_id), job.metric)
+
+    try:
+        result = execute(job.spec, job.ctx, wrap_tracker=watch)
+    except Pruned as pruned:
+        return _end(study, client, job, trackers[0].run_id, TrialState.PRUNED, None, str(pruned))
+    except Exception as error:
+        run_id = trackers[0].run_id if trackers else None
+        _end(study, client, job, run_id, TrialState.FAIL, None, f"crashed: {type(error).__name__}: {error}")
+        raise
+    return _settle(study, client, job, result.run_id, result.failure)
+
+
+def _finished_run(client: MlflowClient, job: TrialJob) -> Run | None:
+    runs = runs_with_hash(client, job.ctx.experiment_id, job.spec.config_hash)
+    return runs[0] if runs and is_done(runs[0]) else None
+
+
+def _settle(
+    study: optuna.Study, client: MlflowClient, job: TrialJob, run_id: str, failure: str | None
+) -> TrialOutcome:
+    """A run that ended by itself: its objective is the last value of the metric it logged,
+    the same number the MLflow UI and the report show for it."""
+    if failure is not None:
+        return _end(study, client, job, run_id, TrialState.FAIL, None, failure)
+    value = client.get_run(run_id).data.metrics.get(job.metric)
+    if value is None:
+        return _end(study, client, job, run_id, TrialState.FAIL, None, f"the run never logged {job.metric}")
+    return _end(study, client, job, run_id, TrialState.COMPLETE, value, None)
+
+
+def _end(
+    study: optuna.Study, client: MlflowClient, job: TrialJob, run_id: str | None,
+    state: TrialState, value: float | None, reason: str | None,
+) -> TrialOutcome:
+    study.tell(job.number, value, state=state, skip_if_finished=True)
+    if run_id is not None:
+        tracker = MlflowTracker(client, run_id)
+        tracker.set_tags({sweep_tags.STATE: state.name})
+        if value is not None:
+            tracker.log_metrics({sweep_tags.METRIC_OBJECTIVE: value}, step=job.spec.config.train.steps)
+        if state == TrialState.FAIL and reason is not None:
+            tracker.set_tags({tags.FAILURE_REASON: reason[:4000]})
+    log.info("trial %d: %s %s", job.number, state.name, f"{job.metric} = {value:.6g}" if value is not None else reason)
+    return TrialOutcome(job.number, state.name, value, run_id, reason)
