@@ -7,10 +7,11 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from repro.config import ConfigError, load_matrix
+from repro.config import ConfigError, SweepSpec, load_matrix, load_sweep, load_sweeps
 from repro.config.schema import Matrix
 
 EXIT_CONFIG = 2
@@ -55,6 +56,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--parallel", type=int, default=1, help="runs in flight at once (default: 1)")
     run.add_argument("--force", action="store_true", help="rerun from scratch even if finished")
     run.add_argument("--no-report", action="store_true", help="skip writing reports/ afterwards")
+
+    sweep = commands.add_parser("sweep", help="create or resume an Optuna sweep declared in experiments.toml")
+    sweep.add_argument("name", help="a [[sweep]] name from experiments.toml")
+    sweep.add_argument("--tier", default="tiny", help="tier from experiments.toml (default: tiny)")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value for every trial (the trial's params still win)")
+    tracking_options(sweep)
+    sweep.add_argument("--storage", default=None,
+                       help="Optuna storage: a journal file path or a database URL "
+                            "(default: WORKDIR/optuna.journal)")
+    sweep.add_argument("--executor", default="local", choices=("local", "debug"),
+                       help="local: a subprocess per trial (default); debug: in this process")
+    sweep.add_argument("--parallel", type=int, default=None,
+                       help="trials in flight at once (default: the sweep's parallel)")
+    sweep.add_argument("--no-report", action="store_true", help="skip writing reports/ afterwards")
 
     report = commands.add_parser("report", help="regenerate tables and plots from MLflow into reports/")
     report.add_argument("--tier", default="tiny")
@@ -133,8 +149,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    config = args.config or args.workdir / "experiments.toml"
+    sweep = load_sweep(config, args.name)
+    parallel = args.parallel or sweep.parallel
+    if parallel < 1:
+        raise ConfigError("--parallel must be at least 1")
+    from repro.sweep.runs import TrialRuns
+
+    runs = TrialRuns(config, sweep, args.tier, tuple(args.overrides), _tiny_assets(args.workdir))
+    # Loaded before anything runs, so a bad --set or a missing path stops here.
+    base = Matrix(args.tier, (), (), (runs.base(),))
+    if _uses_tiny_assets(base, _tiny_assets(args.workdir)):
+        from experiments.assets import ensure_tiny_assets
+
+        ensure_tiny_assets(_tiny_assets(args.workdir))
+    from repro.sweep.driver import run_sweep
+
+    uri, experiment = _tracking(args)
+    result = run_sweep(
+        runs, workdir=args.workdir, storage=args.storage or str(args.workdir.resolve() / "optuna.journal"),
+        tracking_uri=uri, experiment_name=experiment, executor=args.executor, parallel=parallel,
+    )
+    states = [outcome.state for outcome in result.outcomes]
+    print(f"study {result.study}: {len(states)} trial(s) ran ({len(result.resumed)} resumed): "
+          + ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL")))
+    if result.best is not None:
+        print(f"best: trial {result.best.number}, {sweep.metric} = {result.best.value:.6g}, {result.best.params}")
+    print(f"MLflow parent run {result.parent_run_id} at {uri}")
+    for crash in result.crashed:
+        print(f"  crashed: {crash}", file=sys.stderr)
+    if not args.no_report:
+        args.out = None
+        _write_sweep_reports(args, [sweep])
+    return 0 if not result.crashed else 1
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     _write_reports(args, _load(args, args.tier))
+    _write_sweep_reports(args, load_sweeps(args.config or args.workdir / "experiments.toml"))
     return 0
 
 
@@ -148,6 +201,15 @@ def _write_reports(args: argparse.Namespace, matrix: Matrix) -> None:
         if spec.key in tables:
             for path in write_report(uri, experiment, spec, matrix.tier, out):
                 print(f"wrote {path}")
+
+
+def _write_sweep_reports(args: argparse.Namespace, sweeps: Iterable[SweepSpec]) -> None:
+    from repro.report.sweep_report import write_sweep_report
+
+    uri, experiment = _tracking(args)
+    for sweep in sweeps:
+        for path in write_sweep_report(uri, experiment, sweep, args.tier, args.out or args.workdir / "reports"):
+            print(f"wrote {path}")
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -174,7 +236,7 @@ def _uses_tiny_assets(matrix: Matrix, root: Path) -> bool:
     return any(s.startswith(str(root)) for run in matrix.runs for s in strings(asdict(run.config)))
 
 
-COMMANDS = {"plan": cmd_plan, "run": cmd_run, "report": cmd_report, "ui": cmd_ui}
+COMMANDS = {"plan": cmd_plan, "run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ class TrialJob:
     spec: RunSpec
     ctx: JobContext
     storage: str
+    sweep: str
     study: str
     number: int
     trial_id: int  # the storage's id of the trial, which optuna.Trial() is built from
@@ -63,7 +64,7 @@ def run_trial(job: TrialJob) -> TrialOutcome:
     def watch(tracker: MlflowTracker) -> PruningTracker:
         trackers.append(tracker)
         tracker.set_tags({sweep_tags.STUDY: job.study, sweep_tags.TRIAL: str(job.number),
-                          sweep_tags.SWEEP: job.spec.table.removeprefix("sweep:")})
+                          sweep_tags.SWEEP: job.sweep})
         return PruningTracker(tracker, optuna.Trial(study, job.trial_id), job.metric)
 
     try:

@@ -1,0 +1,114 @@
+"""`repro sweep`: an ask-and-tell driver that keeps `parallel` trial jobs in flight.
+
+The driver alone asks the study for trials, so n_trials is exact however many run at once, and
+each trial is its own submitit job (a subprocess here, a SLURM job on a cluster), like any run of
+`repro run`. Each job tells the study how its trial ended. On a restart, the trials still RUNNING
+in the study are the ones a killed sweep left behind: they are resubmitted under their own
+number, so they find their checkpoints and MLflow run again, before any new trial is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import submitit
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from repro.config import ConfigError
+from repro.job import JobContext
+from repro.launch import make_executor
+from repro.sweep.runs import TrialRuns
+from repro.sweep.study import distributions, make_pruner, make_sampler, open_storage, study_name
+from repro.sweep.tracking import close_sweep_run, open_sweep_run
+from repro.sweep.trial import TrialJob, TrialOutcome, run_trial
+from repro.tracking import ensure_experiment
+
+log = logging.getLogger(__name__)
+
+# submitit's LocalExecutor kills a job after 2 minutes unless told otherwise; a trial's length is
+# bounded by its config, not by the launcher.
+_TRIAL_TIMEOUT_MIN = 14 * 24 * 60
+_POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    study: str
+    parent_run_id: str
+    resumed: tuple[int, ...]  # trials a killed sweep left RUNNING, run again to their end
+    outcomes: tuple[TrialOutcome, ...]
+    crashed: tuple[str, ...]  # jobs that raised, with where their log is
+    best: optuna.trial.FrozenTrial | None
+
+
+def run_sweep(
+    runs: TrialRuns, *, workdir: Path, storage: str, tracking_uri: str, experiment_name: str,
+    executor: str, parallel: int,
+) -> SweepResult:
+    sweep = runs.sweep
+    base = runs.base()
+    name = study_name(sweep, base)
+    client = MlflowClient(tracking_uri)
+    experiment_id = ensure_experiment(client, experiment_name, workdir / "mlartifacts")
+    parent = open_sweep_run(client, experiment_id, sweep, name, base.tier)
+    study = optuna.create_study(study_name=name, storage=open_storage(storage), direction=sweep.direction,
+                                pruner=make_pruner(sweep.pruner), load_if_exists=True)
+    study.sampler = make_sampler(sweep.sampler, seed_offset=len(study.trials))
+    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    # Trials of every state count, failed ones too, so a sweep whose trials all crash ends.
+    budget = max(0, sweep.n_trials - len(study.trials))
+    log.info("study %s in %s: %d trials done, %d to resume, %d to ask for",
+             name, storage, len(study.trials) - len(orphans), len(orphans), budget)
+
+    # Split the cores between concurrent trials rather than letting each grab all of them.
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    ctx = JobContext(tracking_uri, experiment_id, parent, workdir.resolve(), threads)
+    pool = make_executor(executor, workdir / "jobs" / "%j")
+    pool.update_parameters(timeout_min=_TRIAL_TIMEOUT_MIN)
+    space = distributions(sweep)
+    # FrozenTrial's _trial_id is the storage's id, the only handle that reopens a running trial.
+    queue: list[tuple[int, int, dict[str, Any]]] = [(t.number, t._trial_id, t.params) for t in orphans]
+    running: dict[submitit.Job, int] = {}
+    outcomes: list[TrialOutcome] = []
+    crashed: list[str] = []
+    while queue or budget or running:
+        while len(running) < parallel and (queue or budget):
+            if queue:
+                number, trial_id, params = queue.pop(0)
+            else:
+                trial = study.ask(space)
+                budget -= 1
+                number, trial_id, params = trial.number, trial._trial_id, trial.params
+            try:
+                spec = runs.trial(name, number, params)
+            except ConfigError:
+                study.tell(number, state=TrialState.FAIL)
+                raise
+            job = TrialJob(spec, ctx, storage, sweep.name, name, number, trial_id, sweep.metric, sweep.pruner)
+            submitted = pool.submit(run_trial, job)
+            log.info("trial %d submitted as job %s: %s", number, submitted.job_id, spec.run_name)
+            running[submitted] = number
+        finished = [job for job in running if job.done()]
+        for job in finished:
+            number = running.pop(job)
+            try:
+                outcomes.append(job.result())
+            except Exception as error:  # the job's own failure, re-raised by submitit
+                # A job that died before telling the study (killed, out of memory) must not
+                # leave its trial RUNNING, or the next start would resume it as orphaned.
+                study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+                crashed.append(f"trial {number}: {error}\n(full log: {job.paths.stderr})")
+                log.error("%s", crashed[-1])
+        if not finished:
+            time.sleep(_POLL_SECONDS)
+    close_sweep_run(client, parent, study)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return SweepResult(name, parent, tuple(t.number for t in orphans), tuple(outcomes), tuple(crashed),
+                       study.best_trial if complete else None)

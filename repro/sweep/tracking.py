@@ -1,0 +1,54 @@
+"""The sweep's MLflow parent run: one per study, reopened when the sweep is restarted."""
+
+from __future__ import annotations
+
+import optuna
+from mlflow import MlflowClient
+from mlflow.entities import Param, RunTag
+from optuna.trial import TrialState
+
+from repro import tags
+from repro.config.sweep import SweepSpec
+from repro.provenance import git_commit
+from repro.sweep import tags as sweep_tags
+
+
+def open_sweep_run(client: MlflowClient, experiment_id: str, sweep: SweepSpec, study: str, tier: str) -> str:
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{tags.KIND}` = '{sweep_tags.SWEEP_KIND}' and tags.`{sweep_tags.STUDY}` = '{study}'",
+        max_results=1,
+    )
+    if found:
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+    else:
+        run_id = client.create_run(experiment_id, run_name=f"sweep {sweep.name} {tier}", tags={
+            tags.KIND: sweep_tags.SWEEP_KIND, sweep_tags.SWEEP: sweep.name, sweep_tags.STUDY: study,
+            tags.TIER: tier, tags.EXPERIMENT: sweep.experiment, tags.GIT_COMMIT: git_commit(),
+        }).info.run_id
+        # Params are immutable in MLflow, so only what defines the study goes there.
+        defining = {"metric": sweep.metric, "direction": sweep.direction, "seed": str(sweep.seed)}
+        defining |= {f"space.{param.key}": _describe(param) for param in sweep.space}
+        client.log_batch(run_id, params=[Param(key, value) for key, value in defining.items()])
+    # What may change from one start to the next is a tag, showing the latest.
+    settings = {"n_trials": sweep.n_trials, "parallel": sweep.parallel,
+                "sampler": sweep.sampler, "pruner": sweep.pruner}
+    client.log_batch(run_id, tags=[RunTag(f"sweep.{key}", str(value)) for key, value in settings.items()])
+    return run_id
+
+
+def close_sweep_run(client: MlflowClient, run_id: str, study: optuna.Study) -> None:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if complete:
+        best = study.best_trial
+        client.log_metric(run_id, sweep_tags.METRIC_BEST, best.value, step=len(study.trials))
+        client.set_tag(run_id, sweep_tags.BEST_TRIAL, str(best.number))
+    client.set_terminated(run_id, status="FINISHED")
+
+
+def _describe(param) -> str:
+    if param.kind == "categorical":
+        return f"choices {list(param.choices)}"
+    scale = " log" if param.log else f" step {param.step}" if param.step else ""
+    return f"{param.kind} [{param.low}, {param.high}]{scale}"
