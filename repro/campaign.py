@@ -38,7 +38,7 @@ def campaign_id(runs: tuple[RunSpec, ...]) -> str:
 
 def run_campaign(
     matrix: Matrix, *, workdir: Path, tracking_uri: str, experiment_name: str,
-    executor: str, parallel: int, force: bool,
+    executor: str, parallel: int, force: bool, timeout_min: int,
 ) -> CampaignResult:
     client = MlflowClient(tracking_uri)
     experiment_id = ensure_experiment(client, experiment_name, workdir / "mlartifacts")
@@ -60,7 +60,7 @@ def run_campaign(
     # Split the cores between concurrent jobs rather than letting each grab all of them.
     threads = max(1, (os.cpu_count() or 1) // max(1, parallel))
     ctx = JobContext(tracking_uri, experiment_id, parent, workdir.resolve(), threads)
-    outcomes = launch(todo, ctx, executor, parallel)
+    outcomes = launch(todo, ctx, executor, parallel, timeout_min)
     result = CampaignResult(parent, skipped, outcomes)
     client.set_terminated(parent, status="FINISHED" if result.ok else "FAILED")
     return result

@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="local: a subprocess per run (default); debug: in this process")
     run.add_argument("--parallel", type=int, default=1, help="runs in flight at once (default: 1)")
     run.add_argument("--force", action="store_true", help="rerun from scratch even if finished")
+    run.add_argument("--timeout-min", type=int, default=24 * 60,
+                     help="wall-clock limit per run in minutes (default: 1440)")
     run.add_argument("--no-report", action="store_true", help="skip writing reports/ afterwards")
 
     sweep = commands.add_parser("sweep", help="create or resume an Optuna sweep declared in experiments.toml")
@@ -137,6 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run_campaign(
         matrix, workdir=args.workdir, tracking_uri=uri, experiment_name=experiment,
         executor=args.executor, parallel=args.parallel, force=args.force,
+        timeout_min=args.timeout_min,
     )
     failed = [o for o in result.outcomes if o.result is None]
     print(f"{len(result.outcomes)} run(s) launched, {len(result.skipped)} already finished, "

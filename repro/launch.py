@@ -31,20 +31,23 @@ class LaunchOutcome:
     error: str | None = None  # the job's exception, and where its full log lives
 
 
-def make_executor(kind: str, folder: Path) -> submitit.Executor:
+def make_executor(kind: str, folder: Path, timeout_min: int = 24 * 60) -> submitit.Executor:
     if kind == "local":
-        return submitit.LocalExecutor(folder=folder)
+        executor = submitit.LocalExecutor(folder=folder)
+        # submitit's local default is 5 minutes, after which it signals the job to stop.
+        executor.update_parameters(timeout_min=timeout_min)
+        return executor
     if kind == "debug":
         return submitit.DebugExecutor(folder=folder)
     raise ValueError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
 
 
 def launch(
-    specs: list[RunSpec], ctx: JobContext, executor_kind: str, parallel: int
+    specs: list[RunSpec], ctx: JobContext, executor_kind: str, parallel: int, timeout_min: int
 ) -> list[LaunchOutcome]:
     """Keeps at most `parallel` jobs in flight and returns one outcome per spec, in order of
     completion. A failing job does not stop the others."""
-    executor = make_executor(executor_kind, ctx.workdir / "jobs" / "%j")
+    executor = make_executor(executor_kind, ctx.workdir / "jobs" / "%j", timeout_min)
     pending = list(specs)
     running: dict[submitit.Job, RunSpec] = {}
     outcomes: list[LaunchOutcome] = []
