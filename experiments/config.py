@@ -66,6 +66,10 @@ class TrainConfig:
     eval_every: int = 2_000  # held-out loss, also the value a sweep pruner sees
     checkpoint_every: int = 2_000  # (code) --save-interval-updates 2000
     divergence_threshold: float = 1e4  # a loss above this (or non-finite) ends the run as failed
+    # Stage 2: keep the frozen encoders' outputs per caption (in memory and under the work
+    # dir's .cache), so later epochs and rows sharing the encoders skip recomputing them.
+    cache_encoder_outputs: bool = False
+    compile: bool = False  # torch.compile the objective's loss (the trainable's forward and backward)
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,6 @@ from models import ClipTextTarget, ImageDecoder, KosmosGConditioner
 
 log = logging.getLogger(__name__)
 
-_OBJECTIVES = {"align": AlignObjective, "e2e": E2EObjective}
-
-
 @dataclass(frozen=True)
 class RecipeResult:
     metrics: dict[str, float]
@@ -40,7 +37,11 @@ def run_recipe(
         decoder = None
         metrics["compute/device_hours"] = 0.0  # nothing to train
     else:
-        objective = _OBJECTIVES[config.recipe](config)
+        # The align recipe's encoder-output cache lives beside the FID cache so that every
+        # ablation row reading the same frozen encoders shares it.
+        objective = (
+            AlignObjective(config, cache_dir=cache_dir) if config.recipe == "align" else E2EObjective(config)
+        )
         metrics["data/dropped_captions"] = float(objective.dropped_captions)
         outcome = train(objective, config.train, run_dir, tracker, progress=progress)
         metrics["compute/train_seconds"] = outcome.train_seconds

@@ -9,10 +9,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import submitit
 from mlflow import MlflowClient
 
+from repro import tags
 from repro.config.schema import Matrix, RunSpec
-from repro.job import JobContext
+from repro.job import JobContext, threads_per_job
 from repro.launch import LaunchOutcome, launch
 from repro.tracking import ensure_experiment, is_done, open_campaign, runs_with_hash
 
@@ -38,8 +40,10 @@ def campaign_id(runs: tuple[RunSpec, ...]) -> str:
 
 def run_campaign(
     matrix: Matrix, *, workdir: Path, tracking_uri: str, experiment_name: str,
-    executor: str, parallel: int, force: bool, timeout_min: int,
+    parallel: int, force: bool, wait: bool = True, threads: int | None = None,
 ) -> CampaignResult:
+    """Each run goes out on the executor its launch settings name. wait=False returns once the
+    SLURM jobs are submitted (`repro status` follows them); local runs are always waited for."""
     client = MlflowClient(tracking_uri)
     experiment_id = ensure_experiment(client, experiment_name, workdir / "mlartifacts")
     campaign = campaign_id(matrix.runs)
@@ -58,9 +62,28 @@ def run_campaign(
         todo.append(spec)
 
     # Split the cores between concurrent jobs rather than letting each grab all of them.
-    threads = max(1, (os.cpu_count() or 1) // max(1, parallel))
-    ctx = JobContext(tracking_uri, experiment_id, parent, workdir.resolve(), threads)
-    outcomes = launch(todo, ctx, executor, parallel, timeout_min)
+    ctx = JobContext(tracking_uri, experiment_id, parent, workdir.resolve(), threads or threads_per_job(parallel))
+
+    def record(spec: RunSpec, job: submitit.Job) -> None:
+        # What `repro status` and `repro cancel` read back; a retry overwrites its predecessor.
+        client.set_tag(parent, f"{tags.CAMPAIGN_JOB}{spec.config_hash}", f"{spec.launch.executor}:{job.job_id}")
+
+    outcomes = launch(todo, ctx, parallel, record=record, wait=wait)
+    for outcome in outcomes:
+        if outcome.result is None:
+            _give_up(client, experiment_id, outcome)
     result = CampaignResult(parent, skipped, outcomes)
-    client.set_terminated(parent, status="FINISHED" if result.ok else "FAILED")
+    if wait:
+        client.set_terminated(parent, status="FINISHED" if result.ok else "FAILED")
     return result
+
+
+def _give_up(client: MlflowClient, experiment_id: str, outcome: LaunchOutcome) -> None:
+    """A run whose every attempt failed ends FAILED with the last error as its reason, also
+    when the job died too hard (killed, out of memory) to say so itself."""
+    runs = runs_with_hash(client, experiment_id, outcome.spec.config_hash)
+    if not runs:
+        return
+    reason = f"gave up after {outcome.attempts} attempt(s): {outcome.error}"
+    client.set_tag(runs[0].info.run_id, tags.FAILURE_REASON, reason[:4000])
+    client.set_terminated(runs[0].info.run_id, status="FAILED")

@@ -47,17 +47,30 @@ def _parser() -> argparse.ArgumentParser:
 
     plan = commands.add_parser("plan", help="print the runs a matrix expands to; launches nothing")
     matrix_options(plan)
+    plan.add_argument("--sbatch", action="store_true",
+                      help="also print the sbatch script of each SLURM job array the plan makes")
 
     run = commands.add_parser("run", help="launch the runs, skipping those already finished")
     matrix_options(run)
     tracking_options(run)
-    run.add_argument("--executor", default="local", choices=("local", "debug"),
-                     help="local: a subprocess per run (default); debug: in this process")
-    run.add_argument("--parallel", type=int, default=1, help="runs in flight at once (default: 1)")
+    run.add_argument("--executor", default=None, choices=("local", "debug", "slurm"),
+                     help="local: a subprocess per run; debug: in this process; slurm: job arrays "
+                          "(default: launch.executor of experiments.toml, i.e. --set launch.executor=...)")
+    run.add_argument("--parallel", type=int, default=1, help="local runs in flight at once (default: 1)")
+    run.add_argument("--threads", type=int, default=None,
+                     help="torch threads per run (default: this machine's cores / --parallel)")
     run.add_argument("--force", action="store_true", help="rerun from scratch even if finished")
-    run.add_argument("--timeout-min", type=int, default=24 * 60,
-                     help="wall-clock limit per run in minutes (default: 1440)")
+    run.add_argument("--timeout-min", type=int, default=None,
+                     help="wall-clock limit per run attempt in minutes (default: launch.timeout_min)")
+    run.add_argument("--no-wait", action="store_true",
+                     help="return once the SLURM jobs are submitted; follow them with `repro status`")
     run.add_argument("--no-report", action="store_true", help="skip writing reports/ afterwards")
+
+    for name, text in (("status", "each run of a plan: its job, the job's state and its MLflow status"),
+                       ("cancel", "cancel the SLURM jobs of a plan's campaign that have not ended")):
+        command = commands.add_parser(name, help=text + " (give the same matrix options as `repro run`)")
+        matrix_options(command)
+        tracking_options(command)
 
     sweep = commands.add_parser("sweep", help="create or resume an Optuna sweep declared in experiments.toml")
     sweep.add_argument("name", help="a [[sweep]] name from experiments.toml")
@@ -68,10 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--storage", default=None,
                        help="Optuna storage: a journal file path or a database URL "
                             "(default: WORKDIR/optuna.journal)")
-    sweep.add_argument("--executor", default="local", choices=("local", "debug"),
-                       help="local: a subprocess per trial (default); debug: in this process")
+    sweep.add_argument("--executor", default=None, choices=("local", "debug", "slurm"),
+                       help="local: a subprocess per trial; debug: in this process; slurm: a job per "
+                            "trial (default: launch.executor of the sweep's experiment)")
     sweep.add_argument("--parallel", type=int, default=None,
                        help="trials in flight at once (default: the sweep's parallel)")
+    sweep.add_argument("--timeout-min", type=int, default=None,
+                       help="wall-clock limit per trial in minutes (default: launch.timeout_min)")
     sweep.add_argument("--no-report", action="store_true", help="skip writing reports/ afterwards")
 
     report = commands.add_parser("report", help="regenerate tables and plots from MLflow into reports/")
@@ -121,11 +137,42 @@ def _tracking(args: argparse.Namespace) -> tuple[str, str]:
 def cmd_plan(args: argparse.Namespace) -> int:
     from repro.plan import format_plan
 
-    print(format_plan(_matrix(args)))
+    matrix = _matrix(args)
+    print(format_plan(matrix))
+    if args.sbatch:
+        from repro.launch import slurm_arrays
+        from repro.slurm import sbatch_script
+
+        for group in slurm_arrays(list(matrix.runs)):
+            names = ", ".join(spec.run_name for spec in group)
+            folder = args.workdir.resolve() / "jobs" / "%j"
+            print(f"\n# array of {len(group)}: {names}\n{sbatch_script(group[0].launch, folder, len(group))}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from repro.jobs import campaign_states, format_states
+
+    uri, experiment = _tracking(args)
+    print(format_states(campaign_states(_matrix(args), args.workdir, uri, experiment)))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from repro.jobs import campaign_states, cancel_campaign
+
+    uri, experiment = _tracking(args)
+    cancelled = cancel_campaign(campaign_states(_matrix(args), args.workdir, uri, experiment))
+    print(f"cancelled {len(cancelled)} job(s): {' '.join(cancelled)}" if cancelled else "no job to cancel")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # The flags are the launch section's last layer, so they reach every run's LaunchConfig.
+    if args.executor is not None:
+        args.overrides = [*args.overrides, f"launch.executor={args.executor}"]
+    if args.timeout_min is not None:
+        args.overrides = [*args.overrides, f"launch.timeout_min={args.timeout_min}"]
     matrix = _matrix(args)
     if args.parallel < 1:
         raise ConfigError("--parallel must be at least 1")
@@ -138,9 +185,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     uri, experiment = _tracking(args)
     result = run_campaign(
         matrix, workdir=args.workdir, tracking_uri=uri, experiment_name=experiment,
-        executor=args.executor, parallel=args.parallel, force=args.force,
-        timeout_min=args.timeout_min,
+        parallel=args.parallel, force=args.force, wait=not args.no_wait, threads=args.threads,
     )
+    if args.no_wait:
+        print(f"submitted; follow with `repro status` (same options); MLflow parent run {result.parent_run_id}")
+        return 0
     failed = [o for o in result.outcomes if o.result is None]
     print(f"{len(result.outcomes)} run(s) launched, {len(result.skipped)} already finished, "
           f"{len(failed)} crashed; MLflow parent run {result.parent_run_id} at {uri}")
@@ -153,6 +202,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    # As for `repro run`: the flags are the launch section's last layer.
+    if args.executor is not None:
+        args.overrides = [*args.overrides, f"launch.executor={args.executor}"]
+    if args.timeout_min is not None:
+        args.overrides = [*args.overrides, f"launch.timeout_min={args.timeout_min}"]
     config = args.config or args.workdir / "experiments.toml"
     sweep = load_sweep(config, args.name)
     parallel = args.parallel or sweep.parallel
@@ -172,11 +226,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     uri, experiment = _tracking(args)
     result = run_sweep(
         runs, workdir=args.workdir, storage=args.storage or str(args.workdir.resolve() / "optuna.journal"),
-        tracking_uri=uri, experiment_name=experiment, executor=args.executor, parallel=parallel,
+        tracking_uri=uri, experiment_name=experiment, parallel=parallel,
     )
     states = [outcome.state for outcome in result.outcomes]
     print(f"study {result.study}: {len(states)} trial(s) ran ({len(result.resumed)} resumed): "
-          + ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL")))
+          + ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL"))
+          + f"; {len(result.crashed)} crashed or had invalid params")
     if result.best is not None:
         print(f"best: trial {result.best.number}, {sweep.metric} = {result.best.value:.6g}, {result.best.params}")
     print(f"MLflow parent run {result.parent_run_id} at {uri}")
@@ -189,8 +244,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    _write_reports(args, _load(args, args.tier))
     _write_sweep_reports(args, load_sweeps(args.config or args.workdir / "experiments.toml"))
+    _write_reports(args, _load(args, args.tier))
     return 0
 
 
@@ -239,7 +294,8 @@ def _uses_tiny_assets(matrix: Matrix, root: Path) -> bool:
     return any(s.startswith(str(root)) for run in matrix.runs for s in strings(asdict(run.config)))
 
 
-COMMANDS = {"plan": cmd_plan, "run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "ui": cmd_ui}
+COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "cancel": cmd_cancel,
+            "sweep": cmd_sweep, "report": cmd_report, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:

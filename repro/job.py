@@ -8,20 +8,30 @@ hash, never from state captured at submission time.
 from __future__ import annotations
 
 import json
+import os
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import submitit
 import torch
 from mlflow import MlflowClient
 
+from experiments import preemption
 from experiments.recipes import run_recipe
 from experiments.tracking import Tracker
 from repro import tags
 from repro.config.schema import RunSpec
 from repro.tracking import MlflowTracker, open_run
+
+
+def threads_per_job(parallel: int) -> int:
+    """This machine's cores split between the jobs that run at once, so that concurrent jobs
+    do not each spin a thread per core."""
+    return max(1, (os.cpu_count() or 1) // max(1, parallel))
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,7 @@ def execute(
     client = MlflowClient(ctx.tracking_uri)
     run_id = open_run(client, ctx.experiment_id, ctx.parent_run_id, spec)
     tracker = MlflowTracker(client, run_id)
+    tracker.set_tags(_job_tags())
     run_dir = ctx.runs_dir / spec.config_hash
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "config.json"
@@ -82,9 +93,13 @@ def execute(
         # Record why, leave the checkpoints in place for the next attempt, and let the
         # executor see the original exception.
         stopped = isinstance(error, StopRun)
+        # SystemExit: submitit's preemption handler requeued the job and is ending this attempt.
+        interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
         reason = str(error) if stopped else f"crashed: {type(error).__name__}: {error}"
+        if interrupted:
+            reason = "interrupted (preempted, timed out or cancelled); resumes when requeued"
         tracker.set_tags({tags.FAILURE_REASON: reason[:4000]})
-        status = "KILLED" if stopped or isinstance(error, KeyboardInterrupt) else "FAILED"
+        status = "KILLED" if stopped or interrupted else "FAILED"
         client.set_terminated(run_id, status=status)
         raise
     metrics_file = run_dir / "metrics.json"
@@ -96,3 +111,25 @@ def execute(
         status = "FAILED"
     client.set_terminated(run_id, status=status)
     return JobResult(spec.config_hash, run_id, status, result.metrics, result.failure)
+
+
+class RunJob(submitit.helpers.Checkpointable):
+    """What the launcher submits: execute(spec, ctx), requeued on preemption or timeout.
+
+    It holds no state, so Checkpointable's own checkpoint() (resubmit self with the same
+    arguments) is exactly right: the requeued job finds the run's newest checkpoint and its
+    MLflow run again from the config hash. The checkpoint written for the warning signal comes
+    from the training loop, at its next step boundary (experiments.preemption).
+    """
+
+    def __call__(self, spec: RunSpec, ctx: JobContext) -> JobResult:
+        preemption.defer(signal.Signals[f"SIG{submitit.JobEnvironment.USR_SIG}"])
+        return execute(spec, ctx)
+
+
+def _job_tags() -> dict[str, str]:
+    try:
+        env = submitit.JobEnvironment()
+    except RuntimeError:  # called directly, not through submitit
+        return {}
+    return {tags.JOB_ID: env.job_id, tags.JOB_EXECUTOR: env.cluster}

@@ -1,25 +1,31 @@
 """Hands RunSpecs to a submitit executor and collects what comes back.
 
 `local` runs each job in its own subprocess on this machine (the default), `debug` runs them
-in this process one after another (for tests and pdb). Only the RunSpec and a small JobContext
-travel to the job; models are built inside it.
+in this process one after another (for tests and pdb), `slurm` submits them to a cluster as one
+job array per distinct launch setting. Only the RunSpec and a small JobContext travel to the
+job; models are built inside it. A job that fails is resubmitted up to `launch.max_retries`
+times; a preempted or timed-out one is requeued by submitit itself (see repro.job.RunJob).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import submitit
 
+from repro.config.launch import LaunchConfig
 from repro.config.schema import RunSpec
-from repro.job import JobContext, JobResult, execute
+from repro.job import JobContext, JobResult, RunJob
+from repro.slurm import sbatch_parameters
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("local", "debug")
+EXECUTORS = ("local", "debug", "slurm")
 _POLL_SECONDS = 1.0
 
 
@@ -29,40 +35,98 @@ class LaunchOutcome:
     job_id: str
     result: JobResult | None  # None when the job raised
     error: str | None = None  # the job's exception, and where its full log lives
+    attempts: int = 1
 
 
-def make_executor(kind: str, folder: Path, timeout_min: int = 24 * 60) -> submitit.Executor:
+def make_executor(
+    kind: str, folder: Path, timeout_min: int = 24 * 60, launch: LaunchConfig | None = None
+) -> submitit.Executor:
+    """launch: the ranks and SLURM resources a job asks for (one CPU task when None)."""
+    launch = launch or LaunchConfig(executor=kind, timeout_min=timeout_min)  # type: ignore[arg-type]
     if kind == "local":
         executor = submitit.LocalExecutor(folder=folder)
         # submitit's local default is 5 minutes, after which it signals the job to stop.
-        executor.update_parameters(timeout_min=timeout_min)
+        executor.update_parameters(timeout_min=timeout_min, tasks_per_node=launch.tasks_per_node)
         return executor
     if kind == "debug":
         return submitit.DebugExecutor(folder=folder)
+    if kind == "slurm":
+        # max_num_timeout: how often a job that keeps hitting its time limit is requeued.
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=launch.max_retries)
+        executor.update_parameters(**{**sbatch_parameters(launch), "time": timeout_min})
+        return executor
     raise ValueError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
 
 
+Record = Callable[[RunSpec, submitit.Job], None]
+
+
 def launch(
-    specs: list[RunSpec], ctx: JobContext, executor_kind: str, parallel: int, timeout_min: int
+    specs: list[RunSpec], ctx: JobContext, parallel: int, *,
+    record: Record = lambda spec, job: None, wait: bool = True,
 ) -> list[LaunchOutcome]:
-    """Keeps at most `parallel` jobs in flight and returns one outcome per spec, in order of
-    completion. A failing job does not stop the others."""
-    executor = make_executor(executor_kind, ctx.workdir / "jobs" / "%j", timeout_min)
-    pending = list(specs)
-    running: dict[submitit.Job, RunSpec] = {}
+    """Returns one outcome per spec, in order of completion; a failing job does not stop the
+    others. SLURM runs go out at once (the cluster queues them); local ones `parallel` at a
+    time. record(spec, job) is called for every submission, retries included.
+    wait=False returns right after the SLURM submissions, with no outcomes."""
+    folder = ctx.workdir / "jobs" / "%j"
+    executors: dict[str, submitit.Executor] = {}
+
+    def executor_for(spec: RunSpec) -> submitit.Executor:
+        key = json.dumps(asdict(spec.launch), sort_keys=True)
+        if key not in executors:
+            executors[key] = make_executor(spec.launch.executor, folder, spec.launch.timeout_min, spec.launch)
+        return executors[key]
+
+    def submit(spec: RunSpec) -> submitit.Job:
+        job = executor_for(spec).submit(RunJob(), spec, ctx)
+        log.info("submitted %s (%s) as job %s", spec.run_name, spec.config_hash, job.job_id)
+        record(spec, job)
+        return job
+
+    running: dict[submitit.Job, tuple[RunSpec, int]] = {}  # job -> (spec, attempt)
+    for group in slurm_arrays([spec for spec in specs if spec.launch.executor == "slurm"]):
+        executor = executor_for(group[0])
+        with executor.batch():  # one sbatch --array for the whole group
+            jobs = [executor.submit(RunJob(), spec, ctx) for spec in group]
+        for spec, job in zip(group, jobs):
+            log.info("submitted %s (%s) as array task %s", spec.run_name, spec.config_hash, job.job_id)
+            record(spec, job)
+            running[job] = (spec, 1)
+    if not wait:
+        return []
+    pending = [(spec, 1) for spec in specs if spec.launch.executor != "slurm"]
     outcomes: list[LaunchOutcome] = []
     while pending or running:
-        while pending and len(running) < parallel:
-            spec = pending.pop(0)
-            job = executor.submit(execute, spec, ctx)
-            log.info("submitted %s (%s) as job %s", spec.run_name, spec.config_hash, job.job_id)
-            running[job] = spec
+        local = sum(spec.launch.executor != "slurm" for spec, _ in running.values())
+        while pending and local < parallel:
+            spec, attempt = pending.pop(0)
+            running[submit(spec)] = (spec, attempt)
+            local += 1
         finished = [job for job in running if job.done()]
         for job in finished:
-            outcomes.append(_collect(job, running.pop(job)))
+            spec, attempt = running.pop(job)
+            outcome = _collect(job, spec)
+            if outcome.result is None and attempt <= spec.launch.max_retries:
+                log.warning("%s: attempt %d of %d failed; resubmitting", spec.run_name, attempt,
+                            spec.launch.max_retries + 1)
+                if spec.launch.executor == "slurm":
+                    running[submit(spec)] = (spec, attempt + 1)
+                else:
+                    pending.insert(0, (spec, attempt + 1))
+                continue
+            outcomes.append(replace(outcome, attempts=attempt))
         if not finished:
             time.sleep(_POLL_SECONDS)
     return outcomes
+
+
+def slurm_arrays(specs: list[RunSpec]) -> list[list[RunSpec]]:
+    """Runs that ask for the same resources go out as one array."""
+    groups: dict[str, list[RunSpec]] = {}
+    for spec in specs:
+        groups.setdefault(json.dumps(asdict(spec.launch), sort_keys=True), []).append(spec)
+    return list(groups.values())
 
 
 def _collect(job: submitit.Job, spec: RunSpec) -> LaunchOutcome:

@@ -11,6 +11,9 @@ CONFIG_HASH = "config_hash"
 GIT_COMMIT = "git_commit"
 FAILURE_REASON = "failure_reason"  # set when a run diverged or crashed; its value says why
 STATUS_DIVERGED = "diverged"  # prefix of FAILURE_REASON for a NaN or exploding loss
+JOB_ID = "job.id"  # on a run: the submitit job it last ran in (SLURM: "<array id>_<task>")
+JOB_EXECUTOR = "job.executor"  # on a run: local, debug or slurm
+CAMPAIGN_JOB = "job."  # on a campaign: "job.<config hash>" = "<executor>:<job id>", per run
 
 METRIC_FID = "eval/fid"
 METRIC_TRAIN_LOSS = "train/loss"

@@ -73,15 +73,20 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
     return {prefix.rstrip("."): json.dumps(value) if isinstance(value, (list, tuple)) else str(value)}
 
 
-def open_campaign(client: MlflowClient, experiment_id: str, name: str, campaign: str, tier: str) -> str:
-    """The parent run of one plan; running the same plan again reopens it."""
+def find_campaign(client: MlflowClient, experiment_id: str, campaign: str) -> Run | None:
     found = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{tags.KIND}` = 'campaign' and tags.`{tags.CAMPAIGN}` = '{campaign}'",
         max_results=1,
     )
-    if found:
-        run_id = found[0].info.run_id
+    return found[0] if found else None
+
+
+def open_campaign(client: MlflowClient, experiment_id: str, name: str, campaign: str, tier: str) -> str:
+    """The parent run of one plan; running the same plan again reopens it."""
+    found = find_campaign(client, experiment_id, campaign)
+    if found is not None:
+        run_id = found.info.run_id
         client.update_run(run_id, status="RUNNING")
         return run_id
     run = client.create_run(

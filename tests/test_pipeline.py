@@ -19,9 +19,11 @@ from repro.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 # Short schedules so the whole matrix runs in about a minute on 2 cores.
-FAST = ["--set", "train.steps=12", "--set", "train.checkpoint_every=4", "--set", "train.eval_every=6",
-        "--set", "train.log_every=2", "--set", "fid.num_captions=16", "--set", "fid.steps=4",
-        "--set", "fid.feature_extractor=tiny-random-conv"]
+ONE_THREAD = ["--threads", "1"]
+SHORT_TRAINING = ["--set", "train.steps=12", "--set", "train.checkpoint_every=4", "--set", "train.eval_every=6"]
+QUICK_LOGS_AND_FID = ["--set", "train.log_every=2", "--set", "fid.num_captions=16", "--set", "fid.steps=4",
+                      "--set", "fid.feature_extractor=tiny-random-conv"]
+FAST = ONE_THREAD + SHORT_TRAINING + QUICK_LOGS_AND_FID
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +89,7 @@ def test_killed_run_resumes_into_the_same_mlflow_run(workdir):
     env.pop("MLFLOW_TRACKING_URI", None)
     command = [sys.executable, "-m", "repro.cli", "--workdir", str(workdir), "run", "--tier", "tiny",
                "--only", "aligner-12", "--seeds", "1", "--executor", "debug", "--no-report",
-               "--set", "train.steps=200", "--set", "train.checkpoint_every=10", *FAST[6:]]
+               *ONE_THREAD, "--set", "train.steps=200", "--set", "train.checkpoint_every=10", *QUICK_LOGS_AND_FID]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         checkpoint = _wait_for(lambda: sorted(workdir.glob("runs/*/checkpoints/step-00000020.pt")), process)

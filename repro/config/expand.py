@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from experiments.config import RunConfig
 from repro.config.fields import SECTIONS, build, suggest
+from repro.config.launch import LaunchConfig, check_launch
 from repro.config.load import ConfigError, Document, Experiment, check_seeds
 from repro.config.overrides import nest
 from repro.config.paths import localize, needs_assets, resolve_paths
@@ -70,6 +71,8 @@ def expand(
             if config is None:
                 continue
             problems.add(where, check_run(config))
+            launch, found = build(LaunchConfig, merged.get("launch", {}), "launch")
+            problems.add(where, found or check_launch(launch))
             # Paths are only checked for what will run, so `--only sd-v1-5` needs no MLLM.
             if experiment.name not in selected:
                 continue
@@ -77,7 +80,7 @@ def expand(
             problems.add(where, found)
             if tiny_assets is None:
                 problems.add(where, needs_assets(config))
-            runs += [_run(experiment, tier, seed, point, config, tiny_assets) for seed in run_seeds]
+            runs += [_run(experiment, tier, seed, point, config, launch, tiny_assets) for seed in run_seeds]
         if experiment.name in selected:
             specs.append(
                 ExperimentSpec(
@@ -151,6 +154,7 @@ def _run(
     seed: int,
     point: SweepPoint,
     config: RunConfig,
+    launch: LaunchConfig,
     tiny_assets: Path | None,
 ) -> RunSpec:
     config = dataclasses.replace(config, seed=seed)
@@ -168,6 +172,7 @@ def _run(
         sweep_point=point,
         config=config,
         config_hash=digest,
+        launch=launch,
     )
 
 

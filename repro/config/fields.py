@@ -13,12 +13,15 @@ from dataclasses import MISSING, fields, is_dataclass
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from experiments.config import RunConfig
+from repro.config.launch import LaunchConfig
 
 # RunConfig's own scalars (recipe, seed) come from the experiment and the seed list, not from
 # a section, so only its dataclass-typed fields are sections.
 SECTIONS: dict[str, type] = {
     name: hint for name, hint in get_type_hints(RunConfig).items() if is_dataclass(hint)
 }
+# Every section a layer may set: the run's config plus the harness's own launch settings.
+LAYERED: dict[str, type] = {**SECTIONS, "launch": LaunchConfig}
 
 
 class BadValue(Exception):
@@ -42,7 +45,7 @@ def check_sections(table: dict[str, Any], where: str) -> tuple[dict[str, Any], l
     """
     out: dict[str, Any] = {}
     problems: list[str] = []
-    for name, cls in SECTIONS.items():
+    for name, cls in LAYERED.items():
         if name in table:
             out[name], found = check_table(table[name], cls, _join(where, name))
             problems += found
@@ -74,9 +77,9 @@ def check_table(value: Any, cls: type, where: str) -> tuple[dict[str, Any], list
 def leaf_type(dotted: str) -> Any:
     """The type of a config leaf named by its dotted path, e.g. "train.optim.lr"."""
     head, *rest = dotted.split(".")
-    if head not in SECTIONS:
-        raise BadValue(unknown_key(head, SECTIONS))
-    hint: Any = SECTIONS[head]
+    if head not in LAYERED:
+        raise BadValue(unknown_key(head, LAYERED))
+    hint: Any = LAYERED[head]
     for part in rest:
         if not is_dataclass(hint):
             raise BadValue(f"{part!r} is below a value, not a table")
@@ -125,6 +128,15 @@ def coerce(value: Any, hint: Any) -> Any:
         for arm in get_args(hint):
             if arm is not type(None):
                 return coerce(value, arm)
+    elif origin is tuple and get_args(hint)[1:] == (Ellipsis,):
+        if isinstance(value, (list, tuple)):
+            return tuple(coerce(item, get_args(hint)[0]) for item in value)
+        raise BadValue(f"expected a list, got {_show(value)}")
+    elif origin is dict:
+        key_type, value_type = get_args(hint)
+        if isinstance(value, dict):
+            return {coerce(k, key_type): coerce(v, value_type) for k, v in value.items()}
+        raise BadValue(f"expected a table, got {_show(value)}")
     elif origin is tuple:
         arms = get_args(hint)
         if isinstance(value, (list, tuple)) and len(value) == len(arms):

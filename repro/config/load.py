@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence, get_args
 
 from experiments.config import RecipeName
 from repro.config.fields import (
-    SECTIONS,
+    LAYERED,
     BadValue,
     check_sections,
     coerce,
@@ -28,9 +28,9 @@ from repro.config.sweep import SweepSpec, read_sweeps
 RECIPES: tuple[str, ...] = get_args(RecipeName)
 FAILED = "Failed"  # how the paper prints a row that produced no meaningful images
 
-_TOP_KEYS = {*SECTIONS, "stage", "tier", "table", "experiment", "sweep"}
-_TIER_KEYS = {*SECTIONS, "seeds", "stage"}
-_EXPERIMENT_KEYS = {*SECTIONS, "name", "table", "row", "recipe", "seeds", "paper", "matrix", "note"}
+_TOP_KEYS = {*LAYERED, "stage", "tier", "table", "experiment", "sweep"}
+_TIER_KEYS = {*LAYERED, "seeds", "stage"}
+_EXPERIMENT_KEYS = {*LAYERED, "name", "table", "row", "recipe", "seeds", "paper", "matrix", "note"}
 _TABLE_TYPES: dict[str, type] = {
     "title": str,
     "metric": str,
@@ -134,7 +134,7 @@ def _read_stages(raw: Any, where: str) -> tuple[dict[str, dict[str, Any]], list[
         if recipe not in RECIPES:
             problems.append(f"{path}: unknown recipe{_choices(recipe, RECIPES)}")
             continue
-        problems += _unknown(table, SECTIONS, path)
+        problems += _unknown(table, LAYERED, path)
         stages[recipe], found = check_sections(table, path)
         problems += found
     return stages, problems
@@ -245,6 +245,9 @@ def _read_matrix(raw: Any) -> tuple[tuple[tuple[str, tuple[Any, ...]], ...], lis
         where = f"matrix.{key}"
         if not isinstance(values, list) or not values:
             problems.append(f"{where}: expected a non-empty list of values, got {values!r}")
+            continue
+        if key.startswith("launch."):
+            problems.append(f"{where}: launch settings do not change a run, so they cannot be an axis")
             continue
         try:
             hint = leaf_type(key)

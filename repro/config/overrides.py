@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Iterable
 
-from repro.config.fields import SECTIONS, BadValue, check_sections, coerce, leaf_type, unknown_key
+from repro.config.fields import LAYERED, BadValue, check_sections, coerce, leaf_type, unknown_key
 
 
 def read_overrides(
@@ -25,9 +25,9 @@ def read_overrides(
         except (OSError, tomllib.TOMLDecodeError) as bad:
             return [], [f"{override_file}: cannot read: {bad}"]
         problems += [
-            f"{override_file}: {key}: {unknown_key(key, SECTIONS)}"
+            f"{override_file}: {key}: {unknown_key(key, LAYERED)}"
             for key in raw
-            if key not in SECTIONS
+            if key not in LAYERED
         ]
         layer, found = check_sections(raw, "")
         layers.append(layer)

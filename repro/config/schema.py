@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from experiments.config import RunConfig
+from repro.config.launch import LaunchConfig
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class RunSpec:
     sweep_point: tuple[tuple[str, object], ...]  # (dotted key, value) pairs; empty if none
     config: RunConfig
     config_hash: str  # stable id: hash of everything above but itself
+    launch: LaunchConfig = LaunchConfig()  # how it is launched; not part of its id
 
     @property
     def run_name(self) -> str:

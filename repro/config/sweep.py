@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from repro.config.fields import (
-    SECTIONS,
+    LAYERED,
     BadValue,
     build,
     check_sections,
@@ -36,6 +36,8 @@ _SLUG = re.compile(r"[a-z0-9][a-z0-9-]*")
 _SETTINGS = {"name", "experiment", "metric", "direction", "space", "n_trials", "parallel", "seed",
              "sampler", "pruner", "note"}
 _RANGE_KEYS = {"low", "high", "log", "step"}
+# Sampler and pruner counts below which Optuna refuses to start; any other count must be >= 0.
+_AT_LEAST = {"min_resource": 1, "reduction_factor": 2}
 # Optuna stores categorical choices as JSON scalars.
 _CHOICE_TYPES = (bool, int, float, str)
 
@@ -105,7 +107,7 @@ def read_sweeps(raw: Any, experiments: Sequence[Experiment]) -> tuple[tuple[Swee
 def _read_sweep(table: Any, experiments: dict[str, Experiment]) -> tuple[SweepSpec | None, list[str]]:
     if not isinstance(table, dict):
         return None, ["expected a table"]
-    allowed = _SETTINGS | set(SECTIONS)
+    allowed = _SETTINGS | set(LAYERED)
     problems = [f"{key}: {unknown_key(key, allowed)}" for key in table if key not in allowed]
     missing = [key for key in ("name", "experiment", "metric") if not isinstance(table.get(key), str)
                or not table[key]]
@@ -122,21 +124,8 @@ def _read_sweep(table: Any, experiments: dict[str, Experiment]) -> tuple[SweepSp
         problems.append(f"experiment: {experiment.name!r} has a matrix; a sweep needs one run per trial")
     elif experiment.recipe == "baseline" and table["metric"].startswith("heldout/"):
         problems.append("metric: the baseline recipe trains nothing, so it logs no heldout/ metrics")
-    values: dict[str, Any] = {}
-    for key, hint in (("direction", Direction), ("n_trials", int), ("parallel", int), ("seed", int)):
-        if key in table:
-            try:
-                values[key] = coerce(table[key], hint)
-            except BadValue as bad:
-                problems.append(f"{key}: {bad}")
-    if "direction" not in table:
-        problems.append("direction: required, 'minimize' or 'maximize'")
-    if "n_trials" not in table:
-        problems.append("n_trials: required, the number of trials the study ends with")
-    problems += [f"{key}: must be >= 1, got {values[key]}" for key in ("n_trials", "parallel")
-                 if values.get(key, 1) < 1]
-    if values.get("seed", 0) < 0:
-        problems.append(f"seed: must be >= 0, got {values['seed']}")
+    values, found = _read_scalars(table)
+    problems += found
     sampler, found = _read_settings(table.get("sampler", {}), SamplerSpec, "sampler")
     problems += found
     pruner, found = _read_settings(table.get("pruner", {}), PrunerSpec, "pruner")
@@ -152,15 +141,32 @@ def _read_sweep(table: Any, experiments: dict[str, Experiment]) -> tuple[SweepSp
                      **values), []
 
 
+def _read_scalars(table: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """direction, n_trials, parallel and seed, the first two required."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, hint in (("direction", Direction), ("n_trials", int), ("parallel", int), ("seed", int)):
+        if key in table:
+            try:
+                values[key] = coerce(table[key], hint)
+            except BadValue as bad:
+                problems.append(f"{key}: {bad}")
+    if "direction" not in table:
+        problems.append("direction: required, 'minimize' or 'maximize'")
+    if "n_trials" not in table:
+        problems.append("n_trials: required, the number of trials the study ends with")
+    problems += [f"{key}: must be >= {least}, got {values[key]}"
+                 for key, least in (("n_trials", 1), ("parallel", 1), ("seed", 0))
+                 if key in values and values[key] < least]
+    return values, problems
+
+
 def _read_settings(raw: Any, cls: type, where: str) -> tuple[Any, list[str]]:
-    """A sampler or pruner table: known keys of the right type, counts that are not negative."""
+    """A sampler or pruner table: known keys of the right type, counts in range."""
     checked, problems = check_table(raw, cls, where)
-    problems += [f"{where}.{key}: must be >= 0, got {value}" for key, value in checked.items()
-                 if isinstance(value, int) and not isinstance(value, bool) and value < 0]
-    if checked.get("min_resource", 1) < 1:
-        problems.append(f"{where}.min_resource: must be >= 1, got {checked['min_resource']}")
-    if checked.get("reduction_factor", 2) < 2:
-        problems.append(f"{where}.reduction_factor: must be >= 2, got {checked['reduction_factor']}")
+    problems += [f"{where}.{key}: must be >= {_AT_LEAST.get(key, 0)}, got {value}"
+                 for key, value in checked.items()
+                 if isinstance(value, int) and value < _AT_LEAST.get(key, 0)]
     if problems:
         return None, problems
     return build(cls, checked, where)
@@ -173,6 +179,9 @@ def _read_space(raw: Any) -> tuple[tuple[Param, ...], list[str]]:
     problems: list[str] = []
     for key, entry in _entries(raw):
         where = f"space.{key}"
+        if key.startswith("launch."):
+            problems.append(f"{where}: launch settings do not change a run, so they cannot be searched")
+            continue
         try:
             hint = leaf_type(key)
         except BadValue as bad:

@@ -3,6 +3,7 @@ histories and their sample grids. The rest of the report works on plain DataFram
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,8 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from repro import tags
+
+_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 
 COLUMNS = [
     "run_id",
@@ -34,12 +37,19 @@ _ENDED = ("FINISHED", "FAILED")
 @contextmanager
 def _tracking_uri(uri: str) -> Iterator[None]:
     # mlflow.search_runs only reads the global tracking URI; restore it so callers see no change.
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI, which would then outrank every later
+    # default (and reach child processes), so the variable is restored as well.
     previous = mlflow.get_tracking_uri()
+    previous_env = os.environ.get(_URI_VARIABLE)
     mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
         mlflow.set_tracking_uri(previous)
+        if previous_env is None:
+            os.environ.pop(_URI_VARIABLE, None)
+        else:
+            os.environ[_URI_VARIABLE] = previous_env
 
 
 def collect_runs(

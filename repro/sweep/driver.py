@@ -21,7 +21,7 @@ import submitit
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from repro.config import ConfigError
+from repro.config import ConfigError, SweepSpec
 from repro.job import JobContext
 from repro.launch import make_executor
 from repro.sweep.runs import TrialRuns
@@ -32,9 +32,6 @@ from repro.tracking import ensure_experiment
 
 log = logging.getLogger(__name__)
 
-# submitit's LocalExecutor kills a job after 2 minutes unless told otherwise; a trial's length is
-# bounded by its config, not by the launcher.
-_TRIAL_TIMEOUT_MIN = 14 * 24 * 60
 _POLL_SECONDS = 1.0
 
 
@@ -44,13 +41,13 @@ class SweepResult:
     parent_run_id: str
     resumed: tuple[int, ...]  # trials a killed sweep left RUNNING, run again to their end
     outcomes: tuple[TrialOutcome, ...]
-    crashed: tuple[str, ...]  # jobs that raised, with where their log is
+    crashed: tuple[str, ...]  # trials whose config was invalid or whose job raised, and why
     best: optuna.trial.FrozenTrial | None
 
 
 def run_sweep(
     runs: TrialRuns, *, workdir: Path, storage: str, tracking_uri: str, experiment_name: str,
-    executor: str, parallel: int,
+    parallel: int,
 ) -> SweepResult:
     sweep = runs.sweep
     base = runs.base()
@@ -58,20 +55,19 @@ def run_sweep(
     client = MlflowClient(tracking_uri)
     experiment_id = ensure_experiment(client, experiment_name, workdir / "mlartifacts")
     parent = open_sweep_run(client, experiment_id, sweep, name, base.tier)
-    study = optuna.create_study(study_name=name, storage=open_storage(storage), direction=sweep.direction,
-                                pruner=make_pruner(sweep.pruner), load_if_exists=True)
-    study.sampler = make_sampler(sweep.sampler, seed_offset=len(study.trials))
+    study = _open_study(sweep, name, storage)
     orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    # Trials of every state count, failed ones too, so a sweep whose trials all crash ends.
-    budget = max(0, sweep.n_trials - len(study.trials))
-    log.info("study %s in %s: %d trials done, %d to resume, %d to ask for",
-             name, storage, len(study.trials) - len(orphans), len(orphans), budget)
+    # Trials that ended in any state count, failed ones too, so a sweep whose trials all crash
+    # ends. Enqueued (WAITING) trials do not: asking pops them before sampling anything new.
+    started = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
+    budget = max(0, sweep.n_trials - len(started))
+    log.info("study %s in %s: %d trials ended, %d to resume, %d to ask for",
+             name, storage, len(started) - len(orphans), len(orphans), budget)
 
     # Split the cores between concurrent trials rather than letting each grab all of them.
-    threads = max(1, (os.cpu_count() or 1) // parallel)
-    ctx = JobContext(tracking_uri, experiment_id, parent, workdir.resolve(), threads)
-    pool = make_executor(executor, workdir / "jobs" / "%j")
-    pool.update_parameters(timeout_min=_TRIAL_TIMEOUT_MIN)
+    ctx = JobContext(tracking_uri, experiment_id, parent, workdir.resolve(), threads_per_job(parallel))
+    # Every trial is launched as the base run would be: its launch section, --executor included.
+    pool = make_executor(base.launch.executor, workdir / "jobs" / "%j", base.launch.timeout_min, base.launch)
     space = distributions(sweep)
     # FrozenTrial's _trial_id is the storage's id, the only handle that reopens a running trial.
     queue: list[tuple[int, int, dict[str, Any]]] = [(t.number, t._trial_id, t.params) for t in orphans]
@@ -88,27 +84,51 @@ def run_sweep(
                 number, trial_id, params = trial.number, trial._trial_id, trial.params
             try:
                 spec = runs.trial(name, number, params)
-            except ConfigError:
+            except ConfigError as error:
+                # Params the config rejects (more warm-up steps than steps, say) fail only their
+                # trial; the base run was checked before the sweep began.
                 study.tell(number, state=TrialState.FAIL)
-                raise
+                crashed.append(f"trial {number}: {error}")
+                log.error("%s", crashed[-1])
+                continue
             job = TrialJob(spec, ctx, storage, sweep.name, name, number, trial_id, sweep.metric, sweep.pruner)
             submitted = pool.submit(run_trial, job)
             log.info("trial %d submitted as job %s: %s", number, submitted.job_id, spec.run_name)
             running[submitted] = number
         finished = [job for job in running if job.done()]
         for job in finished:
-            number = running.pop(job)
-            try:
-                outcomes.append(job.result())
-            except Exception as error:  # the job's own failure, re-raised by submitit
-                # A job that died before telling the study (killed, out of memory) must not
-                # leave its trial RUNNING, or the next start would resume it as orphaned.
-                study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
-                crashed.append(f"trial {number}: {error}\n(full log: {job.paths.stderr})")
-                log.error("%s", crashed[-1])
+            outcome = _collect(job, running.pop(job), study, sweep.metric)
+            if isinstance(outcome, TrialOutcome):
+                outcomes.append(outcome)
+            else:
+                crashed.append(outcome)
         if not finished:
             time.sleep(_POLL_SECONDS)
     close_sweep_run(client, parent, study)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return SweepResult(name, parent, tuple(t.number for t in orphans), tuple(outcomes), tuple(crashed),
                        study.best_trial if complete else None)
+
+
+def _open_study(sweep: SweepSpec, name: str, storage: str) -> optuna.Study:
+    """The study, created, or loaded as a finished or killed sweep left it."""
+    study = optuna.create_study(study_name=name, storage=open_storage(storage), direction=sweep.direction,
+                                pruner=make_pruner(sweep.pruner), load_if_exists=True)
+    study.sampler = make_sampler(sweep.sampler, seed_offset=len(study.trials))
+    return study
+
+
+def _collect(job: submitit.Job, number: int, study: optuna.Study, metric: str) -> TrialOutcome | str:
+    """The trial's outcome, or for a job that raised, its error and where its log is."""
+    try:
+        outcome: TrialOutcome = job.result()
+    except Exception as error:  # the job's own failure, re-raised by submitit
+        # A job that died before telling the study (killed, out of memory) must not leave its
+        # trial RUNNING, or the next start would resume it as orphaned.
+        study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        crash = f"trial {number}: {error}\n(full log: {job.paths.stderr})"
+        log.error("%s", crash)
+        return crash
+    shown = f"{metric} = {outcome.value:.6g}" if outcome.value is not None else outcome.reason
+    log.info("trial %d: %s %s", number, outcome.state, shown)
+    return outcome

@@ -1,14 +1,17 @@
-"""The RunSpec of each trial: the base experiment's run with the trial's params as overrides."""
+"""The RunSpec of each trial: the sweep's experiment, expanded alone, with the trial's params as
+its one sweep point."""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from repro.config import load_matrix
+from repro.config import ConfigError
+from repro.config.expand import expand, merge
+from repro.config.load import read_document
+from repro.config.overrides import read_overrides
 from repro.config.schema import RunSpec
 from repro.config.sweep import SweepSpec
 
@@ -23,42 +26,33 @@ class TrialRuns:
 
     def base(self) -> RunSpec:
         """The run every trial starts from, before its params are applied."""
-        return self._load({})
+        return self._expand(f"sweep:{self.sweep.name}", f"{self.sweep.name} base", {})
 
     def trial(self, study: str, number: int, params: dict[str, Any]) -> RunSpec:
-        """Layers, later wins: the experiment's, the sweep's sections, --set, the params (last,
-        so a trial's recorded params are always what it ran with).
+        """Layers, later wins: the experiment's, the sweep's sections, --set, then the params as
+        the sweep point, so a trial's recorded params are always what it ran with.
 
-        The id covers the study and trial number as well as the config: two trials that drew
-        the same params still get their own run folder and MLflow run, while a trial resumed
-        after a kill finds its own checkpoints and run again.
+        The labels are part of the run's id: two trials that drew the same params still get
+        their own run folder and MLflow run, and a trial resumed after a kill finds its own.
         """
-        spec = self._load(params)
-        digest = hashlib.sha256(f"{study}/{number}/{spec.config_hash}".encode()).hexdigest()[:12]
-        return replace(
-            spec,
-            table=f"sweep:{self.sweep.name}",  # keeps trials out of the paper tables' reports
-            row=f"{self.sweep.name} #{number}",
-            sweep_point=tuple((param.key, params[param.key]) for param in self.sweep.space),
-            config_hash=digest,
+        return self._expand(f"sweep:{study}", f"{self.sweep.name} #{number}", params)
+
+    def _expand(self, table: str, row: str, params: dict[str, Any]) -> RunSpec:
+        document, problems = read_document(self.config)
+        user_layers, found = read_overrides(self.overrides, None)
+        problems += found
+        if document is None or problems:
+            raise ConfigError(str(self.config), problems)
+        (base,) = [e for e in document.experiments if e.name == self.sweep.experiment]
+        experiment = replace(
+            base, table=table, row=row, overrides=merge(base.overrides, self.sweep.overrides),
+            # In the space's order: the point is part of the run's id.
+            matrix=tuple((p.key, (params[p.key],)) for p in self.sweep.space if p.key in params),
         )
-
-    def _load(self, params: dict[str, Any]) -> RunSpec:
-        assignments = [*_assignments(self.sweep.overrides), *self.overrides]
-        # JSON scalars are TOML literals, so each value reaches the config with its type.
-        assignments += [f"{key}={json.dumps(value)}" for key, value in params.items()]
-        matrix = load_matrix(self.config, self.tier, only=[self.sweep.experiment],
-                             seeds=[self.sweep.seed], overrides=assignments,
-                             tiny_assets=self.tiny_assets)
-        (spec,) = matrix.runs  # the sweep's experiment has no matrix, and one seed is asked for
+        # Expanded alone, so the sweep's sections and params are checked against its experiment
+        # only, not against every experiment of the file.
+        matrix = expand(replace(document, experiments=(experiment,)), self.tier, only=None,
+                        seeds=[self.sweep.seed], user_layers=user_layers,
+                        tiny_assets=self.tiny_assets, env=os.environ)
+        (spec,) = matrix.runs
         return spec
-
-
-def _assignments(sections: dict[str, Any], prefix: str = "") -> list[str]:
-    out: list[str] = []
-    for key, value in sections.items():
-        if isinstance(value, dict):
-            out += _assignments(value, f"{prefix}{key}.")
-        else:
-            out.append(f"{prefix}{key}={json.dumps(value)}")
-    return out

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+
 import optuna
 from mlflow import MlflowClient
-from mlflow.entities import Param, RunTag
+from mlflow.entities import Param as MlflowParam
+from mlflow.entities import RunTag
 from optuna.trial import TrialState
 
 from repro import tags
-from repro.config.sweep import SweepSpec
+from repro.config.sweep import Param, SweepSpec
 from repro.provenance import git_commit
 from repro.sweep import tags as sweep_tags
 
@@ -30,10 +34,10 @@ def open_sweep_run(client: MlflowClient, experiment_id: str, sweep: SweepSpec, s
         # Params are immutable in MLflow, so only what defines the study goes there.
         defining = {"metric": sweep.metric, "direction": sweep.direction, "seed": str(sweep.seed)}
         defining |= {f"space.{param.key}": _describe(param) for param in sweep.space}
-        client.log_batch(run_id, params=[Param(key, value) for key, value in defining.items()])
+        client.log_batch(run_id, params=[MlflowParam(key, value) for key, value in defining.items()])
     # What may change from one start to the next is a tag, showing the latest.
     settings = {"n_trials": sweep.n_trials, "parallel": sweep.parallel,
-                "sampler": sweep.sampler, "pruner": sweep.pruner}
+                "sampler": json.dumps(asdict(sweep.sampler)), "pruner": json.dumps(asdict(sweep.pruner))}
     client.log_batch(run_id, tags=[RunTag(f"sweep.{key}", str(value)) for key, value in settings.items()])
     return run_id
 
@@ -47,7 +51,7 @@ def close_sweep_run(client: MlflowClient, run_id: str, study: optuna.Study) -> N
     client.set_terminated(run_id, status="FINISHED")
 
 
-def _describe(param) -> str:
+def _describe(param: Param) -> str:
     if param.kind == "categorical":
         return f"choices {list(param.choices)}"
     scale = " log" if param.log else f" step {param.step}" if param.step else ""

@@ -8,7 +8,7 @@ nothing: its trial stays RUNNING, which is how a restarted sweep knows to resume
 
 from __future__ import annotations
 
-import logging
+import math
 from dataclasses import dataclass
 
 import optuna
@@ -24,8 +24,6 @@ from repro.sweep import tags as sweep_tags
 from repro.sweep.pruning import Pruned, PruningTracker
 from repro.sweep.study import make_pruner, open_storage
 from repro.tracking import MlflowTracker, is_done, runs_with_hash
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,8 +89,8 @@ def _settle(
     if failure is not None:
         return _end(study, client, job, run_id, TrialState.FAIL, None, failure)
     value = client.get_run(run_id).data.metrics.get(job.metric)
-    if value is None:
-        return _end(study, client, job, run_id, TrialState.FAIL, None, f"the run never logged {job.metric}")
+    if value is None or math.isnan(value):
+        return _end(study, client, job, run_id, TrialState.FAIL, None, f"no value of {job.metric}: {value}")
     return _end(study, client, job, run_id, TrialState.COMPLETE, value, None)
 
 
@@ -108,5 +106,4 @@ def _end(
             tracker.log_metrics({sweep_tags.METRIC_OBJECTIVE: value}, step=job.spec.config.train.steps)
         if state == TrialState.FAIL and reason is not None:
             tracker.set_tags({tags.FAILURE_REASON: reason[:4000]})
-    log.info("trial %d: %s %s", job.number, state.name, f"{job.metric} = {value:.6g}" if value is not None else reason)
     return TrialOutcome(job.number, state.name, value, run_id, reason)

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print JSON figures (see bench/README.md); not tests."""

@@ -1,0 +1,54 @@
+"""Holds a preemption signal back until the training loop finishes its current step.
+
+A scheduler's warning signal (SLURM's USR2 before a preemption or the time limit) interrupts
+the process anywhere, mid optimizer step included, where the weights, optimizer and schedule
+do not agree. `defer(signum)` wraps the handler already installed (the launcher's, which
+requeues the job and exits): while `training()` is active the signal is only noted, and the
+loop calls `proceed(save)` at its next step boundary, which saves a consistent checkpoint and
+then runs the held-back handler. Outside training (evaluation, say) the handler runs at once.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+_held: list[tuple[Any, int, FrameType | None]] = []  # (handler, signum, frame)
+_training = False
+
+
+def defer(signum: int) -> None:
+    original = signal.getsignal(signum)
+    if not callable(original):  # the default action or ignored: nothing to hand on to
+        return
+
+    def hold(received: int, frame: FrameType | None) -> None:
+        if _training:
+            _held.append((original, received, frame))
+        else:
+            original(received, frame)
+
+    signal.signal(signum, hold)
+
+
+@contextmanager
+def training() -> Iterator[None]:
+    global _training
+    _training = True
+    try:
+        yield
+    finally:
+        _training = False
+
+
+def proceed(save: Callable[[], None]) -> None:
+    """At a step boundary: if a signal is being held, save, then let its handler run."""
+    if not _held:
+        return
+    save()
+    handler, signum, frame = _held.pop()
+    _held.clear()
+    handler(signum, frame)

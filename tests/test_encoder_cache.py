@@ -1,0 +1,79 @@
+"""Stage 2's encoder-output cache: same tensors as encoding afresh, and the encoders really skipped."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from experiments.align import AlignObjective
+from experiments.sampling import EpochShuffler
+from tests.test_recipes import tiny_config
+
+
+def count_encoded_captions(objective: AlignObjective) -> list[int]:
+    """Batch sizes the frozen MLLM and CLIP encoders are called with, both recorded."""
+    calls: list[int] = []
+    mllm_forward, clip_forward = objective.mllm.forward, objective.target.forward
+
+    def mllm(inputs):
+        calls.append(inputs.input_ids.shape[0])
+        return mllm_forward(inputs)
+
+    def clip(captions):
+        calls.append(len(captions))
+        return clip_forward(captions)
+
+    objective.mllm.forward, objective.target.forward = mllm, clip
+    return calls
+
+
+def assert_same(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> None:
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_cached_batches_equal_fresh_ones_and_skip_the_encoders(tiny_assets):
+    objective = AlignObjective(tiny_config(tiny_assets, "align", cache_encoder_outputs=True))
+    calls = count_encoded_captions(objective)
+    captions = objective.sampler(0)
+    first = objective.batch(0)
+    assert calls == [len(set(captions))] * 2  # one MLLM and one CLIP call, each caption once
+    again = objective.batch(0)
+    assert len(calls) == 2
+    assert_same(again, first)
+    assert_same(objective.encode(captions), first)
+
+
+def test_two_epochs_encode_each_caption_once(tiny_assets):
+    config = tiny_config(tiny_assets, "align", cache_encoder_outputs=True)
+    objective = AlignObjective(config)
+    items = objective.sampler.items[:40]  # two epochs of the whole tiny set take too long here
+    objective.sampler = EpochShuffler(items, config.train.batch_size, seed=0)
+    calls = count_encoded_captions(objective)
+    distinct = set(items)
+    steps_per_epoch = math.ceil(len(items) / config.train.batch_size)
+    for step in range(2 * steps_per_epoch):
+        objective.batch(step)
+    assert sum(calls) == 2 * len(distinct)  # MLLM + CLIP, once per caption over both epochs
+    objective.heldout()
+    objective.heldout()
+    assert sum(calls) == 2 * len(distinct | set(objective.heldout_texts))
+
+
+def test_runs_on_the_same_encoders_share_the_disk_cache(tiny_assets, tmp_path):
+    config = tiny_config(tiny_assets, "align", cache_encoder_outputs=True)
+    writer = AlignObjective(config, cache_dir=tmp_path)
+    written = writer.batch(3)
+    assert list((tmp_path / "encoder-outputs").glob("*/*.safetensors"))
+    reader = AlignObjective(config, cache_dir=tmp_path)  # another row, another process alike
+    calls = count_encoded_captions(reader)
+    assert_same(reader.batch(3), written)
+    assert calls == []
+
+
+def test_without_the_cache_every_batch_is_encoded(tiny_assets):
+    objective = AlignObjective(tiny_config(tiny_assets, "align"))
+    calls = count_encoded_captions(objective)
+    objective.batch(0)
+    objective.batch(0)
+    assert len(calls) == 4

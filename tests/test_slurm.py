@@ -1,0 +1,124 @@
+"""Against a real SLURM (scripts/slurm-local.sh starts one on this machine): the tiny Table 2
+matrix as one job array gives the same table as the in-process executor, `repro status` and the
+run tags name each array task, and a preempted job checkpoints on SLURM's warning signal, is
+requeued, and resumes into the same MLflow run without repeating steps.
+
+Run alone with `pytest -m slurm`."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from repro import tags
+from repro.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--set", "train.steps=12", "--set", "train.checkpoint_every=4", "--set", "train.eval_every=6",
+        "--set", "train.log_every=2", "--set", "fid.num_captions=16", "--set", "fid.steps=4",
+        "--set", "fid.feature_extractor=tiny-random-conv"]
+
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(shutil.which("sinfo") is None or shutil.which("sbatch") is None,
+                       reason="no SLURM here: run scripts/slurm-local.sh (as root) to start a local one"),
+]
+
+
+def workdir_for(tmp_path: Path, name: str) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    shutil.copy(ROOT / "experiments.toml", folder / "experiments.toml")
+    return folder
+
+
+def repro(workdir: Path, *args: str) -> int:
+    return main(["--workdir", str(workdir), *args])
+
+
+def client_and_runs(workdir: Path):
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("kosmos-g")
+    return client, client.search_runs([experiment.experiment_id], filter_string=f"tags.`{tags.KIND}` = 'run'")
+
+
+def table_rows(workdir: Path) -> dict[str, dict[str, str]]:
+    with open(workdir / "reports" / "table2.csv") as handle:
+        return {row["row"]: row for row in csv.DictReader(handle)}
+
+
+def test_table2_as_one_job_array_reports_like_the_local_executor(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    plan = ["--tier", "tiny", "--table", "table2", "--seeds", "0", *FAST]
+    local, cluster = workdir_for(tmp_path, "local"), workdir_for(tmp_path, "slurm")
+    assert repro(local, "run", *plan, "--executor", "debug") == 0
+    assert repro(cluster, "run", *plan, "--executor", "slurm", "--set", "launch.cpus_per_task=1",
+                 "--set", "launch.array_parallelism=2") == 0
+
+    _, runs = client_and_runs(cluster)
+    job_ids = {run.data.tags[tags.JOB_ID] for run in runs}
+    assert {run.data.tags[tags.JOB_EXECUTOR] for run in runs} == {"slurm"}
+    assert len(job_ids) == 6 and len({job_id.split("_")[0] for job_id in job_ids}) == 1  # one array
+
+    ours, theirs = table_rows(cluster), table_rows(local)
+    assert ours.keys() == theirs.keys() and len(ours) == 6
+    for row, values in ours.items():
+        assert (values["status"], values["n"]) == (theirs[row]["status"], theirs[row]["n"]), row
+        if values["mean"]:
+            assert float(values["mean"]) == pytest.approx(float(theirs[row]["mean"]), rel=1e-3), row
+
+    capsys.readouterr()
+    assert repro(cluster, "status", *plan) == 0
+    shown = capsys.readouterr().out
+    for job_id in job_ids:
+        assert job_id in shown
+    # sacct may still say RUNNING for a task whose result is in while its job step winds down.
+    assert shown.count("COMPLETED") + shown.count("RUNNING") + shown.count("COMPLETING") == 6
+    assert shown.count("FINISHED") + shown.count("FAILED") == 6
+
+
+def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    workdir = workdir_for(tmp_path, "preempt")
+    plan = ["--tier", "tiny", "--only", "aligner-12", "--seeds", "1", *FAST[6:],
+            "--set", "train.steps=200", "--set", "train.checkpoint_every=50"]
+    # --parallel 2: one torch thread per job, so a busy CI core does not stall it.
+    assert repro(workdir, "run", *plan, "--executor", "slurm", "--parallel", "2", "--no-wait", "--no-report") == 0
+    checkpoints = workdir / "runs"
+    _wait_for(lambda: list(checkpoints.glob("*/checkpoints/step-00000050.pt")), 240)
+    client, (run,) = client_and_runs(workdir)
+    job_id = run.data.tags[tags.JOB_ID]
+    # What SLURM sends `signal_delay_s` before a preemption or the time limit.
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    _wait_for(lambda: "Requeued job" in _job_logs(workdir), 60)
+    # SLURM holds a requeued job back for a while (its BeginTime); not worth waiting for here.
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
+    _wait_for(lambda: client.get_run(run.info.run_id).info.status == "FINISHED", 300)
+
+    _, (after,) = client_and_runs(workdir)
+    assert after.info.run_id == run.info.run_id
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert sorted(set(steps)) == list(range(2, 201, 2))
+    # The newest periodic checkpoint was at step 50 or later; without the one written for the
+    # signal, the steps from there to the signal would have been trained (and logged) twice.
+    assert len(steps) == len(set(steps)), "a step was trained twice"
+
+
+def _job_logs(workdir: Path) -> str:
+    return "\n".join(p.read_text() for p in (workdir / "jobs").glob("*/*_log.err"))
+
+
+def _wait_for(found, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = found()
+        if result:
+            return result
+        time.sleep(0.5)
+    raise AssertionError("timed out; see `squeue`, `sacct` and the job logs")
