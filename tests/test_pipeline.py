@@ -16,15 +16,9 @@ from mlflow import MlflowClient
 
 from repro import tags
 from repro.cli import main
+from tests.fast_options import FAST, ONE_THREAD, QUICK_LOGS_AND_FID
 
 ROOT = Path(__file__).resolve().parents[1]
-# Short schedules so the whole matrix runs in about a minute on 2 cores.
-ONE_THREAD = ["--threads", "1"]
-SHORT_TRAINING = ["--set", "train.steps=12", "--set", "train.checkpoint_every=4", "--set", "train.eval_every=6"]
-QUICK_LOGS_AND_FID = ["--set", "train.log_every=2", "--set", "fid.num_captions=16", "--set", "fid.steps=4",
-                      "--set", "fid.feature_extractor=tiny-random-conv"]
-FAST = ONE_THREAD + SHORT_TRAINING + QUICK_LOGS_AND_FID
-
 pytestmark = pytest.mark.slow
 
 
