@@ -35,7 +35,7 @@ def score(fid: FidConfig, cache: Path, generated: Path) -> tuple[dict[str, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    args = parse_args(parser)
+    parse_args(parser)  # sets the torch threads
     load = os.getloadavg()
     fid = tiny_config().fid
     with tempfile.TemporaryDirectory() as tmp:

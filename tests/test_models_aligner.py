@@ -11,16 +11,6 @@ SOURCE_DIM, TARGET_DIM, TARGET_LEN = 24, 16, 7
 SMALL = dict(target_len=TARGET_LEN, layers=2, width=32, ffn=64, heads=4, max_source_len=64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and with other processes on a 2-core box two
-    OpenMP threads stall each other for a scheduler slice per op (seconds per test, measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_aligner(kind: str, seed: int = 0):
     torch.manual_seed(seed)
     return build_aligner(kind, SOURCE_DIM, TARGET_DIM, **SMALL).eval()

@@ -12,16 +12,6 @@ from models.mllm import MLLMEncoder, MLLMInputs
 LATENTS = 4  # latent_query_num of the tiny Kosmos-2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and with other processes on a 2-core box two
-    OpenMP threads stall each other for a scheduler slice per op (seconds per test, measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory) -> MLLMEncoder:
     path = tmp_path_factory.mktemp("tiny_kosmos2")

@@ -11,16 +11,6 @@ from models.image_decoder import ImageDecoder
 from models.text_target import ClipTextTarget
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and with other processes on a 2-core box two
-    OpenMP threads stall each other for a scheduler slice per op (seconds per test, measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def sd_path(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("tiny_sd")

@@ -5,22 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 from safetensors.torch import load_file
 
 from experiments.tiny_models import save_tiny_kosmos2, save_tiny_stable_diffusion
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and with other processes on a 2-core box two
-    OpenMP threads stall each other for a scheduler slice per op (seconds per test, measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:

@@ -10,7 +10,6 @@ number, so they find their checkpoints and MLflow run again, before any new tria
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from repro.config import ConfigError, SweepSpec
-from repro.job import JobContext
+from repro.job import JobContext, threads_per_job
 from repro.launch import make_executor
 from repro.sweep.runs import TrialRuns
 from repro.sweep.study import distributions, make_pruner, make_sampler, open_storage, study_name
