@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 
 from repro import tags
 from repro.cli import main
-from tests.fast_options import FAST, ONE_THREAD, QUICK_LOGS_AND_FID
+from tests.fast_options import ONE_THREAD, QUICK_LOGS_AND_FID, SHORT_TRAINING
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,10 +64,11 @@ def table_rows(workdir: Path) -> dict[str, dict[str, str]]:
 
 def test_table2_as_one_job_array_reports_like_the_local_executor(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    plan = ["--tier", "tiny", "--table", "table2", "--seeds", "0", *FAST]
+    # The plan's options, which `status` takes too; --threads is for `run` alone.
+    plan = ["--tier", "tiny", "--table", "table2", "--seeds", "0", *SHORT_TRAINING, *QUICK_LOGS_AND_FID]
     local, cluster = workdir_for(tmp_path, "local"), workdir_for(tmp_path, "slurm")
-    assert repro(local, "run", *plan, "--executor", "debug") == 0
-    assert repro(cluster, "run", *plan, "--executor", "slurm", "--set", "launch.cpus_per_task=1",
+    assert repro(local, "run", *plan, *ONE_THREAD, "--executor", "debug") == 0
+    assert repro(cluster, "run", *plan, *ONE_THREAD, "--executor", "slurm", "--set", "launch.cpus_per_task=1",
                  "--set", "launch.array_parallelism=2") == 0
 
     _, runs = client_and_runs(cluster)
@@ -95,9 +96,9 @@ def test_table2_as_one_job_array_reports_like_the_local_executor(tmp_path, monke
 def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     workdir = workdir_for(tmp_path, "preempt")
-    plan = ["--tier", "tiny", "--only", "aligner-12", "--seeds", "1", *ONE_THREAD, *QUICK_LOGS_AND_FID,
+    plan = ["--tier", "tiny", "--only", "aligner-12", "--seeds", "1", *QUICK_LOGS_AND_FID,
             "--set", "train.steps=200", "--set", "train.checkpoint_every=50"]
-    assert repro(workdir, "run", *plan, "--executor", "slurm", "--no-wait", "--no-report") == 0
+    assert repro(workdir, "run", *plan, *ONE_THREAD, "--executor", "slurm", "--no-wait", "--no-report") == 0
     checkpoints = workdir / "runs"
     _wait_for(lambda: list(checkpoints.glob("*/checkpoints/step-00000050.pt")), 240)
     client, (run,) = client_and_runs(workdir)
@@ -106,7 +107,9 @@ def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monke
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
     _wait_for(lambda: "Requeued job" in _job_logs(workdir), 60)
     # SLURM holds a requeued job back for a while (its BeginTime); not worth waiting for here.
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
+    # Only once the controller has it pending: an update that lands before the requeue is undone.
+    _wait_for(lambda: _pending_reason(job_id) == "BeginTime", 60)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
     _wait_for(lambda: client.get_run(run.info.run_id).info.status == "FINISHED", 300)
 
     _, (after,) = client_and_runs(workdir)
@@ -116,6 +119,11 @@ def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monke
     # The newest periodic checkpoint was at step 50 or later; without the one written for the
     # signal, the steps from there to the signal would have been trained (and logged) twice.
     assert len(steps) == len(set(steps)), "a step was trained twice"
+
+
+def _pending_reason(job_id: str) -> str:
+    answer = subprocess.run(["squeue", "-h", "-j", job_id, "-t", "PD", "-o", "%r"], capture_output=True, text=True)
+    return answer.stdout.strip()
 
 
 def _job_logs(workdir: Path) -> str:
