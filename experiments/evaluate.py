@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
+import torch.distributed as dist
 from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 from torchvision.utils import make_grid, save_image
@@ -43,10 +44,17 @@ def evaluate_fid(
             width=fid.generate_size, generator=generator,
         )
 
+    # Under torch.distributed every rank makes its share of the images into the same folder;
+    # rank 0 alone scores them once all are written.
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     generated = generate_images(
         generate, [c.caption for c in captions], run_dir / "fid" / "generated", fid.batch_size,
-        fid.resolution, progress
+        fid.resolution, progress, shard=(rank, world),
     )
+    if world > 1:
+        dist.barrier()
+    if rank != 0:
+        return {}
     reference = prepare_reference(fid, cache_dir)
     score = compute_fid(generated, reference, fid, cache_dir)
     save_grid(generated, run_dir / "samples" / "grid.png")

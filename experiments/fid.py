@@ -85,19 +85,29 @@ def generate_images(
     batch_size: int,
     resolution: int,
     progress: bool,
+    shard: tuple[int, int] = (0, 1),
 ) -> Path:
     """out_dir/{index:06d}.png for every caption, made batch by batch with
     generate(batch_captions, batch_index) and cropped like the reference. Batches already on
     disk are skipped, so a killed evaluation resumes where it stopped; the batch index lets
-    `generate` seed per batch, so a resumed set equals an uninterrupted one."""
+    `generate` seed per batch, so a resumed set equals an uninterrupted one.
+
+    shard = (i, n): this process makes only every n-th batch, starting at batch i, so n ranks or
+    array tasks writing into the same folder make the set between them, each image exactly once.
+    """
+    shard_index, shard_count = shard
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard {shard_index} of {shard_count} does not exist")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _pin_captions(out_dir / "captions.txt", captions)
     n = len(captions)
     batches = [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-    pending = [b for b, indices in enumerate(batches) if not all(_png(out_dir, i).exists() for i in indices)]
-    done = n - sum(len(batches[b]) for b in pending)
-    with tqdm(total=n, initial=done, unit="img", desc="generating", disable=not progress) as bar:
+    mine = [b for b in range(len(batches)) if b % shard_count == shard_index]
+    pending = [b for b in mine if not all(_png(out_dir, i).exists() for i in batches[b])]
+    total = sum(len(batches[b]) for b in mine)
+    done = total - sum(len(batches[b]) for b in pending)
+    with tqdm(total=total, initial=done, unit="img", desc="generating", disable=not progress) as bar:
         for b in pending:
             indices = batches[b]
             images = generate([captions[i] for i in indices], b)
@@ -256,7 +266,10 @@ def _pin_captions(path: Path, captions: list[str]) -> None:
     text = "\n".join(c.replace("\n", " ") for c in captions) + "\n"
     if path.exists() and path.read_text(encoding="utf-8") != text:
         raise ValueError(f"{path.parent} holds images for other captions; use a fresh output folder")
-    path.write_text(text, encoding="utf-8")
+    # Written aside and renamed: shards of one evaluation all pin the same file at once.
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
 
 
 def _png(folder: Path, index: int) -> Path:

@@ -233,3 +233,18 @@ def test_random_inception_fid_separates_distributions(tmp_path: Path, coco: Coco
     same = copy_images(sorted(coco.train_images.iterdir())[:n], tmp_path / "same")
     noise = noise_images(tmp_path / "noise", n)
     assert 0 < 5 * compute_fid(same, reference, fid, tmp_path) < compute_fid(noise, reference, fid, tmp_path)
+
+
+def test_shards_split_the_batches_between_them(tmp_path: Path) -> None:
+    made: list[int] = []
+
+    def generate(batch: list[str], batch_index: int) -> list[Image.Image]:
+        made.append(batch_index)
+        return [Image.new("RGB", (8, 8)) for _ in batch]
+
+    captions = [f"caption {i}" for i in range(7)]
+    generate_images(generate, captions, tmp_path, batch_size=2, resolution=8, progress=False, shard=(1, 3))
+    assert made == [1]  # batches 0..3; every third from batch 1
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["000002.png", "000003.png"]
+    with pytest.raises(ValueError, match="shard 3 of 3"):
+        generate_images(generate, captions, tmp_path, batch_size=2, resolution=8, progress=False, shard=(3, 3))
