@@ -168,18 +168,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    # The flags are the launch section's last layer, so they reach every run's LaunchConfig.
-    if args.executor is not None:
-        args.overrides = [*args.overrides, f"launch.executor={args.executor}"]
-    if args.timeout_min is not None:
-        args.overrides = [*args.overrides, f"launch.timeout_min={args.timeout_min}"]
+    _apply_launch_flags(args)
     matrix = _matrix(args)
     if args.parallel < 1:
         raise ConfigError("--parallel must be at least 1")
-    if _uses_tiny_assets(matrix, _tiny_assets(args.workdir)):
-        from experiments.assets import ensure_tiny_assets
-
-        ensure_tiny_assets(_tiny_assets(args.workdir))
+    _prepare_tiny_assets(args, matrix)
     from repro.campaign import run_campaign
 
     uri, experiment = _tracking(args)
@@ -196,17 +189,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     for outcome in failed:
         print(f"  crashed: {outcome.spec.run_name}: {outcome.error}", file=sys.stderr)
     if not args.no_report:
-        args.out = None
         _write_reports(args, matrix)
     return 0 if result.ok else 1
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    # As for `repro run`: the flags are the launch section's last layer.
-    if args.executor is not None:
-        args.overrides = [*args.overrides, f"launch.executor={args.executor}"]
-    if args.timeout_min is not None:
-        args.overrides = [*args.overrides, f"launch.timeout_min={args.timeout_min}"]
+    _apply_launch_flags(args)
     config = args.config or args.workdir / "experiments.toml"
     sweep = load_sweep(config, args.name)
     parallel = args.parallel or sweep.parallel
@@ -217,10 +205,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     runs = TrialRuns(config, sweep, args.tier, tuple(args.overrides), _tiny_assets(args.workdir))
     # Loaded before anything runs, so a bad --set or a missing path stops here.
     base = Matrix(args.tier, (), (), (runs.base(),))
-    if _uses_tiny_assets(base, _tiny_assets(args.workdir)):
-        from experiments.assets import ensure_tiny_assets
-
-        ensure_tiny_assets(_tiny_assets(args.workdir))
+    _prepare_tiny_assets(args, base)
     from repro.sweep.driver import run_sweep
 
     uri, experiment = _tracking(args)
@@ -238,7 +223,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for crash in result.crashed:
         print(f"  crashed: {crash}", file=sys.stderr)
     if not args.no_report:
-        args.out = None
         _write_sweep_reports(args, [sweep])
     return 0 if not result.crashed else 1
 
@@ -253,7 +237,7 @@ def _write_reports(args: argparse.Namespace, matrix: Matrix) -> None:
     from repro.report.run_report import write_report
 
     uri, experiment = _tracking(args)
-    out = args.out or args.workdir / "reports"
+    out = _reports_dir(args)
     tables = {run.table for run in matrix.runs}
     for spec in matrix.tables:
         if spec.key in tables:
@@ -266,7 +250,7 @@ def _write_sweep_reports(args: argparse.Namespace, sweeps: Iterable[SweepSpec]) 
 
     uri, experiment = _tracking(args)
     for sweep in sweeps:
-        for path in write_sweep_report(uri, experiment, sweep, args.tier, args.out or args.workdir / "reports"):
+        for path in write_sweep_report(uri, experiment, sweep, args.tier, _reports_dir(args)):
             print(f"wrote {path}")
 
 
@@ -281,8 +265,20 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
-def _uses_tiny_assets(matrix: Matrix, root: Path) -> bool:
+def _apply_launch_flags(args: argparse.Namespace) -> None:
+    """--executor and --timeout-min are the launch section's last layer, so they reach every
+    run's LaunchConfig."""
+    if args.executor is not None:
+        args.overrides = [*args.overrides, f"launch.executor={args.executor}"]
+    if args.timeout_min is not None:
+        args.overrides = [*args.overrides, f"launch.timeout_min={args.timeout_min}"]
+
+
+def _prepare_tiny_assets(args: argparse.Namespace, matrix: Matrix) -> None:
+    """Builds the tiny tier's assets once, in this process, before any job needs them."""
     from dataclasses import asdict
+
+    root = _tiny_assets(args.workdir)
 
     def strings(value):
         if isinstance(value, dict):
@@ -291,7 +287,15 @@ def _uses_tiny_assets(matrix: Matrix, root: Path) -> bool:
         elif isinstance(value, str):
             yield value
 
-    return any(s.startswith(str(root)) for run in matrix.runs for s in strings(asdict(run.config)))
+    if any(s.startswith(str(root)) for run in matrix.runs for s in strings(asdict(run.config))):
+        from experiments.assets import ensure_tiny_assets
+
+        ensure_tiny_assets(root)
+
+
+def _reports_dir(args: argparse.Namespace) -> Path:
+    """`repro report --out`, else WORKDIR/reports (run and sweep have no --out)."""
+    return getattr(args, "out", None) or args.workdir / "reports"
 
 
 COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "cancel": cmd_cancel,

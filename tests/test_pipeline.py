@@ -4,7 +4,6 @@ a run killed mid-training that resumes into the same MLflow run."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,33 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
 from repro import tags
-from repro.cli import main
-from tests.fast_options import FAST, ONE_THREAD, QUICK_LOGS_AND_FID
+from tests.end_to_end import FAST, ONE_THREAD, QUICK_LOGS_AND_FID, ROOT, child_runs, new_workdir, repro
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("work")
-    shutil.copy(ROOT / "experiments.toml", folder / "experiments.toml")
-    return folder
-
-
-def repro(workdir: Path, *args: str) -> int:
-    return main(["--workdir", str(workdir), *args])
-
-
-def child_runs(workdir: Path):
-    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("kosmos-g")
-    return client, client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`{tags.KIND}` = 'run'"
-    )
+    return new_workdir(tmp_path_factory.mktemp("work"))
 
 
 def test_table2_matrix_end_to_end(workdir, monkeypatch):

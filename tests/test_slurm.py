@@ -14,13 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
 from repro import tags
-from repro.cli import main
-from tests.fast_options import ONE_THREAD, QUICK_LOGS_AND_FID, SHORT_TRAINING
+from tests.end_to_end import ONE_THREAD, QUICK_LOGS_AND_FID, SHORT_TRAINING, child_runs, new_workdir, repro
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _slurm_is_up() -> bool:
@@ -40,23 +37,6 @@ pytestmark = [
 ]
 
 
-def workdir_for(tmp_path: Path, name: str) -> Path:
-    folder = tmp_path / name
-    folder.mkdir()
-    shutil.copy(ROOT / "experiments.toml", folder / "experiments.toml")
-    return folder
-
-
-def repro(workdir: Path, *args: str) -> int:
-    return main(["--workdir", str(workdir), *args])
-
-
-def client_and_runs(workdir: Path):
-    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("kosmos-g")
-    return client, client.search_runs([experiment.experiment_id], filter_string=f"tags.`{tags.KIND}` = 'run'")
-
-
 def table_rows(workdir: Path) -> dict[str, dict[str, str]]:
     with open(workdir / "reports" / "table2.csv") as handle:
         return {row["row"]: row for row in csv.DictReader(handle)}
@@ -66,12 +46,12 @@ def test_table2_as_one_job_array_reports_like_the_local_executor(tmp_path, monke
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     # The plan's options, which `status` takes too; --threads is for `run` alone.
     plan = ["--tier", "tiny", "--table", "table2", "--seeds", "0", *SHORT_TRAINING, *QUICK_LOGS_AND_FID]
-    local, cluster = workdir_for(tmp_path, "local"), workdir_for(tmp_path, "slurm")
+    local, cluster = new_workdir(tmp_path / "local"), new_workdir(tmp_path / "slurm")
     assert repro(local, "run", *plan, *ONE_THREAD, "--executor", "debug") == 0
     assert repro(cluster, "run", *plan, *ONE_THREAD, "--executor", "slurm", "--set", "launch.cpus_per_task=1",
                  "--set", "launch.array_parallelism=2") == 0
 
-    _, runs = client_and_runs(cluster)
+    _, runs = child_runs(cluster)
     job_ids = {run.data.tags[tags.JOB_ID] for run in runs}
     assert {run.data.tags[tags.JOB_EXECUTOR] for run in runs} == {"slurm"}
     assert len(job_ids) == 6 and len({job_id.split("_")[0] for job_id in job_ids}) == 1  # one array
@@ -95,13 +75,13 @@ def test_table2_as_one_job_array_reports_like_the_local_executor(tmp_path, monke
 
 def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    workdir = workdir_for(tmp_path, "preempt")
+    workdir = new_workdir(tmp_path / "preempt")
     plan = ["--tier", "tiny", "--only", "aligner-12", "--seeds", "1", *QUICK_LOGS_AND_FID,
             "--set", "train.steps=200", "--set", "train.checkpoint_every=50"]
     assert repro(workdir, "run", *plan, *ONE_THREAD, "--executor", "slurm", "--no-wait", "--no-report") == 0
     checkpoints = workdir / "runs"
     _wait_for(lambda: list(checkpoints.glob("*/checkpoints/step-00000050.pt")), 240)
-    client, (run,) = client_and_runs(workdir)
+    client, (run,) = child_runs(workdir)
     job_id = run.data.tags[tags.JOB_ID]
     # What SLURM sends `signal_delay_s` before a preemption or the time limit.
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
@@ -112,7 +92,7 @@ def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monke
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
     _wait_for(lambda: client.get_run(run.info.run_id).info.status == "FINISHED", 300)
 
-    _, (after,) = client_and_runs(workdir)
+    _, (after,) = child_runs(workdir)
     assert after.info.run_id == run.info.run_id
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
     assert sorted(set(steps)) == list(range(2, 201, 2))
