@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-RecipeName = Literal["align", "e2e", "baseline"]
+RecipeName = Literal["align", "e2e", "instruct", "baseline", "oracle"]
 AlignerKind = Literal["aligner", "decoder_only", "linear"]
 Precision = Literal["no", "bf16", "fp16"]
 Sampler = Literal["ddim", "dpm"]
@@ -70,17 +70,34 @@ class TrainConfig:
     # dir's .cache), so later epochs and rows sharing the encoders skip recomputing them.
     cache_encoder_outputs: bool = False
     compile: bool = False  # torch.compile the objective's loss (the trainable's forward and backward)
+    # Largest batch one rank puts through one forward/backward; the global `batch_size` is split
+    # over the ranks and, past this size, over gradient-accumulation micro-batches. None: one
+    # micro-batch per rank (batch_size / world size).
+    micro_batch_size: int | None = None
+    # Stage 3 (instruct) starts from an aligned stage-2 run: a checkpoint file, a run directory
+    # (its latest checkpoint), or `@run/<config hash>`, which the harness fills in from the
+    # experiment's `after` and re-roots in the work dir's runs/.
+    init_from: str | None = None
+    entity_drop_prob: float = 0.5  # instruct: an entity's word is dropped, its image kept
+    background_keep_prob: float = 0.5  # instruct: a segment keeps its original background
+    # instruct: the MLLM trains too, its vision tower frozen except the last this-many layers.
+    trainable_vision_layers: int = 1
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Caption data: a COCO-format captions JSON or a JSONL manifest ({"caption", "image"?})."""
+    """Caption data: a COCO-format captions JSON or a JSONL manifest ({"caption", "image"?}),
+    and stage 3's three manifests (formats in experiments/instruct_data.py)."""
 
     train: str
     heldout: str
     train_images: str | None = None  # image root; needed by recipes that see images (e2e)
     heldout_images: str | None = None  # likewise for the held-out captions
     heldout_size: int = 256
+    compositional: str | None = None  # instruct: constructed entity rows (JSONL manifest)
+    edits: str | None = None  # instruct: InstructPix2Pix-style edit rows (JSONL manifest)
+    captioned: str | None = None  # instruct: caption-only text-to-image rows (JSONL manifest)
+    mix: tuple[float, float, float] = (2.0, 2.0, 1.0)  # compositional : edits : captioned
 
 
 @dataclass(frozen=True)
@@ -102,6 +119,33 @@ class FidConfig:
     # Local file with torch-fidelity's Inception weights (pt_inception-2015-12-05). Required in
     # the full tier; the tiny tier points at random kaiming weights the harness saves itself.
     inception_weights: str | None = None
+    enabled: bool = True  # off: the run trains (and logs its held-out loss) but skips FID
+
+
+Reference = Literal["input", "subject"]
+
+
+@dataclass(frozen=True)
+class DreamBenchConfig:
+    """DreamBench single-entity subject-driven generation (paper, Table 1 left)."""
+
+    enabled: bool = False
+    root: str | None = None  # DreamBooth's dataset/ folder: one folder of photos per subject
+    prompts: str | None = None  # DreamBooth's prompts_and_classes.txt
+    subjects: tuple[str, ...] = ()  # empty: every subject the prompts file lists
+    # The one input photo per subject, by file name; a subject not listed uses its first photo.
+    input_images: dict[str, str] = field(default_factory=dict)
+    images_per_prompt: int = 4
+    sampler: Sampler = "dpm"
+    steps: int = 100
+    guidance: float = 7.5
+    generate_size: int = 512
+    batch_size: int = 8  # prompts per sampling batch
+    dino: str | None = None  # DINO ViT-S/16 as a transformers ViTModel directory
+    clip: str | None = None  # CLIP ViT-B/32 as a transformers CLIPModel directory
+    # What DINO and CLIP-I compare a generated image with: (code) the input photo, or the mean
+    # over all the subject's photos.
+    reference: Reference = "input"
 
 
 @dataclass(frozen=True)
@@ -112,4 +156,5 @@ class RunConfig:
     train: TrainConfig
     data: DataConfig
     fid: FidConfig
+    dreambench: DreamBenchConfig = field(default_factory=DreamBenchConfig)
     seed: int = 0

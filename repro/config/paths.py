@@ -1,8 +1,9 @@
 """Where a run's files come from: `@tiny/` assets, `${VAR}` placeholders and user paths.
 
 Tiny-tier paths start with `@tiny/` and point into the asset folder the harness builds itself;
-they are only re-rooted here, never checked, since the assets may not exist yet. Every other
-path comes from the user, so it must be set and exist before anything launches.
+`@run/<config hash>` names another run's directory (stage 3 starting from stage 2). Both are
+only re-rooted, never checked, since they may not exist yet. Every other path comes from the
+user, so it must be set and exist before anything launches.
 """
 
 from __future__ import annotations
@@ -10,40 +11,69 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from experiments.config import RunConfig
 from repro.config.fields import leaf_value
 
 TINY_PREFIX = "@tiny/"
+RUN_PREFIX = "@run/"
 
-# The path-valued config leaves, and the recipes that read each one. FID runs after every
-# recipe, so its inputs are always needed; the baseline never touches the MLLM or training data.
-PATH_KEYS: dict[str, frozenset[str]] = {
-    "models.mllm": frozenset({"align", "e2e"}),
-    "models.stable_diffusion": frozenset({"align", "e2e", "baseline"}),
-    "data.train": frozenset({"align", "e2e"}),
-    "data.heldout": frozenset({"align", "e2e"}),
-    "data.train_images": frozenset({"e2e"}),
-    "data.heldout_images": frozenset({"e2e"}),
-    "fid.captions": frozenset({"align", "e2e", "baseline"}),
-    "fid.images": frozenset({"align", "e2e", "baseline"}),
-    "fid.inception_weights": frozenset({"align", "e2e", "baseline"}),
+Needed = Callable[[RunConfig], bool]
+
+
+def _recipes(*names: str) -> Needed:
+    return lambda config: config.recipe in names
+
+
+def _dreambench(*names: str) -> Needed:
+    return lambda config: config.recipe == "oracle" or (
+        config.dreambench.enabled and config.recipe in names
+    )
+
+
+def _fid(config: RunConfig) -> bool:
+    return config.fid.enabled and config.recipe != "oracle"
+
+
+_GENERATORS = ("align", "e2e", "instruct", "baseline")
+
+# The path-valued config leaves, and when a run reads each one. FID and DreamBench inputs are
+# read when that evaluation is on; the oracle only compares DreamBench's real photos.
+PATH_KEYS: dict[str, Needed] = {
+    "models.mllm": _recipes("align", "e2e", "instruct"),
+    "models.stable_diffusion": _recipes(*_GENERATORS),
+    "data.train": _recipes("align", "e2e"),
+    "data.heldout": _recipes("align", "e2e", "instruct"),
+    "data.train_images": _recipes("e2e"),
+    "data.heldout_images": _recipes("e2e", "instruct"),
+    "data.compositional": _recipes("instruct"),
+    "data.edits": _recipes("instruct"),
+    "data.captioned": _recipes("instruct"),
+    "train.init_from": _recipes("instruct"),
+    "fid.captions": _fid,
+    "fid.images": _fid,
+    "fid.inception_weights": _fid,
+    "dreambench.root": _dreambench(*_GENERATORS),
+    "dreambench.prompts": _dreambench(*_GENERATORS),
+    "dreambench.dino": _dreambench(*_GENERATORS),
+    "dreambench.clip": _dreambench(*_GENERATORS),
 }
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def resolve_paths(config: RunConfig, env: Mapping[str, str]) -> tuple[RunConfig, list[str]]:
-    """Expand placeholders and make user paths absolute; blank the paths the recipe ignores.
+    """Expand placeholders and make user paths absolute; blank the paths the run ignores.
 
     Blanking keeps an unused path (and the environment it came from) out of the config hash.
-    `@tiny/` paths stay symbolic here so the hash does not depend on where the assets live.
+    `@tiny/` and `@run/` paths stay symbolic here so the hash does not depend on where the
+    assets or the work dir live.
     """
     problems: list[str] = []
     values: dict[str, str | None] = {}
-    for key, recipes in PATH_KEYS.items():
-        if config.recipe not in recipes:
+    for key, needed in PATH_KEYS.items():
+        if not needed(config):
             values[key] = None if _optional(config, key) else ""
             continue
         try:
@@ -76,7 +106,7 @@ def _resolve_one(key: str, value: str | None, env: Mapping[str, str], recipe: st
     how = f"set it with --set {key}=/path or in an override file"
     if not value:
         raise ValueError(f"no path given, and the {recipe} recipe reads it; {how}")
-    if value.startswith(TINY_PREFIX):
+    if value.startswith((TINY_PREFIX, RUN_PREFIX)):
         return value
     unset = [name for name in _PLACEHOLDER.findall(value) if not env.get(name)]
     if unset:
@@ -111,3 +141,12 @@ def _with(config: RunConfig, values: dict[str, Any]) -> RunConfig:
             for section, changes in by_section.items()
         },
     )
+
+
+def localize_runs(config: RunConfig, runs_dir: Path) -> RunConfig:
+    """Re-root an `@run/<config hash>` path in the work dir's runs/ folder (done in the job,
+    which alone knows the work dir)."""
+    value = config.train.init_from
+    if not (value and value.startswith(RUN_PREFIX)):
+        return config
+    return _with(config, {"train.init_from": str(runs_dir / value.removeprefix(RUN_PREFIX))})

@@ -7,7 +7,7 @@ from typing import Any, Callable
 from experiments.config import RunConfig
 from repro.config.fields import leaf_value
 
-TRAINING_RECIPES = frozenset({"align", "e2e"})
+TRAINING_RECIPES = frozenset({"align", "e2e", "instruct"})
 
 _AT_LEAST_ONE = (
     "aligner.layers",
@@ -46,13 +46,23 @@ _RANGES: tuple[Rule, ...] = (
     ("train.max_caption_tokens", lambda v: 1 <= v <= 75, "must be in [1, 75]"),
     ("aligner.dropout", lambda v: 0 <= v < 1, "must be in [0, 1)"),
     ("fid.guidance", lambda v: v >= 1, "must be >= 1 (1 is no guidance)"),
+    ("train.entity_drop_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("train.background_keep_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("train.trainable_vision_layers", lambda v: v >= 0, "must be >= 0"),
+    ("train.micro_batch_size", lambda v: v is None or v >= 1, "must be >= 1"),
+    ("data.mix", lambda v: all(w >= 0 for w in v) and sum(v) > 0, "weights must be >= 0, not all 0"),
+    ("dreambench.images_per_prompt", lambda v: v >= 1, "must be >= 1"),
+    ("dreambench.steps", lambda v: v >= 1, "must be >= 1"),
+    ("dreambench.generate_size", lambda v: v >= 1, "must be >= 1"),
+    ("dreambench.batch_size", lambda v: v >= 1, "must be >= 1"),
+    ("dreambench.guidance", lambda v: v >= 1, "must be >= 1 (1 is no guidance)"),
 )
 
 
 def check_run(config: RunConfig) -> list[str]:
     trains = config.recipe in TRAINING_RECIPES
-    # The baseline only samples SD v1.5 and scores it: its aligner and training values are unused.
-    checked = [rule for rule in _RANGES if trains or rule[0].startswith("fid.")]
+    # The baseline and the oracle train nothing: only their evaluation values are used.
+    checked = [rule for rule in _RANGES if trains or rule[0].startswith(("fid.", "dreambench."))]
     problems = [
         f"{key}: {text}, got {leaf_value(config, key)!r}"
         for key, holds, text in checked
