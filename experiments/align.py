@@ -15,7 +15,7 @@ from experiments.config import RunConfig
 from experiments.encoder_cache import EncoderCache, checkpoint_fingerprint
 from experiments.flops import Stack, align_step
 from experiments.sampling import EpochShuffler
-from models import ClipTextTarget, MLLMEncoder, alignment_losses
+from models import ClipTextTarget, KosmosGConditioner, MLLMEncoder, alignment_losses
 
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # source, mask, target
@@ -30,6 +30,7 @@ class AlignObjective:
         self.mllm = frozen(MLLMEncoder.from_pretrained(config.models.mllm), self.device)
         self.target = frozen(ClipTextTarget.from_pretrained(config.models.stable_diffusion), self.device)
         self.trainable = aligner_for(config.aligner, self.mllm, self.target).to(self.device)
+        self.conditioner = KosmosGConditioner(self.mllm, self.trainable)
         self.rec_weight = config.train.rec_weight
         captions, self.dropped_captions = training_captions(
             config.data, self.target, config.train.max_caption_tokens

@@ -54,6 +54,21 @@ class CheckpointStore:
         return state
 
 
+def trained_weights(source: str | Path) -> dict[str, Any]:
+    """The model weights another run trained: a checkpoint file, a checkpoint folder or a run
+    directory (its newest checkpoint). Unlike `load_latest`, leaves this process's RNG alone."""
+    path = Path(source)
+    if path.is_dir():
+        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        latest = CheckpointStore(folder).latest()
+        if latest is None:
+            raise FileNotFoundError(f"no checkpoint in {folder}; has that run trained yet?")
+        path = latest
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
 def _rng_state() -> dict[str, Any]:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():

@@ -93,12 +93,18 @@ def _draw(
     extent = max(2, round(scale * size))
     # Random placement (fully inside the frame) so equal captions still give distinct images.
     left, top = rng.randint(0, size - extent), rng.randint(0, size - extent)
-    box = (left, top, left + extent - 1, top + extent - 1)
-    draw = ImageDraw.Draw(image)
-    if shape == "circle":
-        draw.ellipse(box, fill=colour)
-    elif shape == "square":
-        draw.rectangle(box, fill=colour)
-    else:
-        draw.polygon([(left + extent / 2, top), (left, box[3]), (box[2], box[3])], fill=colour)
+    draw_shape(ImageDraw.Draw(image), shape, left, top, extent, colour)
     return image
+
+
+def draw_shape(
+    draw: ImageDraw.ImageDraw, shape: str, left: int, top: int, extent: int, fill: tuple[int, ...] | int
+) -> None:
+    """One of SHAPES in the square of side `extent` whose top-left pixel is (left, top)."""
+    box = (left, top, left + extent - 1, top + extent - 1)
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape == "square":
+        draw.rectangle(box, fill=fill)
+    else:
+        draw.polygon([(left + extent / 2, top), (left, box[3]), (box[2], box[3])], fill=fill)

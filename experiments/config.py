@@ -133,6 +133,7 @@ class DreamBenchConfig:
     root: str | None = None  # DreamBooth's dataset/ folder: one folder of photos per subject
     prompts: str | None = None  # DreamBooth's prompts_and_classes.txt
     subjects: tuple[str, ...] = ()  # empty: every subject the prompts file lists
+    templates: tuple[int, ...] = ()  # template indices (0-24) to run; empty: all 25 (tiny tier: a few)
     # The one input photo per subject, by file name; a subject not listed uses its first photo.
     input_images: dict[str, str] = field(default_factory=dict)
     images_per_prompt: int = 4

@@ -45,7 +45,7 @@ class E2EObjective:
         )
         with_images = [c for c in captions if c.image_file]
         self.sampler = EpochShuffler(with_images, config.train.batch_size, config.seed)
-        self.heldout_pairs = _heldout_pairs(config)
+        self.heldout_pairs = heldout_pairs(config)
 
     def _images(self, captions: list[Caption]) -> torch.Tensor:
         return torch.stack([
@@ -58,27 +58,42 @@ class E2EObjective:
 
     def loss(self, batch: tuple[torch.Tensor, list[str]]) -> dict[str, torch.Tensor]:
         images, texts = batch
-        condition = self.conditioner(texts)
-        # (code) 10% of conditions become the null condition, so guidance has an
-        # unconditional branch to extrapolate from at sampling time.
-        dropped = torch.rand(len(texts), device=self.device) < self.null_prob
-        if dropped.any():
-            null = self.conditioner.null(1).expand_as(condition)
-            condition = torch.where(dropped[:, None, None], null, condition)
+        condition = with_null_conditions(self.conditioner(texts), self.conditioner, self.null_prob)
         return {"loss": self.decoder.diffusion_loss(images, condition)}
 
     @torch.no_grad()
     def heldout(self) -> dict[str, float]:
-        images, texts = self.heldout_pairs
-        generator = torch.Generator(self.device).manual_seed(_HELDOUT_NOISE_SEED)
-        loss = self.decoder.diffusion_loss(images.to(self.device), self.conditioner(texts), generator=generator)
-        return {"diffusion_loss": loss.item()}
+        return {"diffusion_loss": heldout_diffusion_loss(self.decoder, self.conditioner, self.heldout_pairs)}
 
 
-def _heldout_pairs(config: RunConfig) -> tuple[torch.Tensor, list[str]]:
+def with_null_conditions(
+    condition: torch.Tensor, conditioner: KosmosGConditioner, prob: float
+) -> torch.Tensor:
+    """(code) A share `prob` of the conditions become the null condition, so guidance has an
+    unconditional branch to extrapolate from at sampling time."""
+    dropped = torch.rand(condition.shape[0], device=condition.device) < prob
+    if not dropped.any():
+        return condition
+    null = conditioner.null(1).expand_as(condition)
+    return torch.where(dropped[:, None, None], null, condition)
+
+
+@torch.no_grad()
+def heldout_diffusion_loss(
+    decoder: ImageDecoder, conditioner: KosmosGConditioner, pairs: tuple[torch.Tensor, list[str]]
+) -> float:
+    """Eq. 3 on held-out (image, caption) pairs with fixed noise and timesteps, so values at
+    different steps (and of different runs) are comparable."""
+    images, texts = pairs
+    device = conditioner.device
+    generator = torch.Generator(device).manual_seed(_HELDOUT_NOISE_SEED)
+    return decoder.diffusion_loss(images.to(device), conditioner(texts), generator=generator).item()
+
+
+def heldout_pairs(config: RunConfig) -> tuple[torch.Tensor, list[str]]:
     """The first `heldout_size` held-out (image, caption) pairs, one caption per image."""
     if config.data.heldout_images is None:
-        raise ValueError("the e2e recipe evaluates on held-out images: set data.heldout_images")
+        raise ValueError(f"the {config.recipe} recipe evaluates on held-out images: set data.heldout_images")
     root = Path(config.data.heldout_images)
     seen: set[str] = set()
     pairs = []

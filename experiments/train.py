@@ -32,6 +32,7 @@ class Objective(Protocol):
 
     trainable: nn.Module
     device: torch.device
+    conditioner: nn.Module  # what generation uses once trained (models.KosmosGConditioner)
 
     def batch(self, step: int) -> Any:
         """The batch for a given step: a pure function of the step, so resuming replays nothing."""

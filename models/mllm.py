@@ -72,6 +72,19 @@ class MLLMEncoder(nn.Module):
         image_processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
         return cls(model, tokenizer, image_processor).eval()
 
+    def unfreeze_for_instruction_tuning(self, vision_layers: int) -> MLLMEncoder:
+        """Stage 3 trains the language model and the image connector; of the vision tower only
+        the last `vision_layers` layers (paper: the last one) and its final LayerNorm."""
+        self.requires_grad_(False)
+        self.model.text_model.requires_grad_(True)
+        self.model.image_to_text_projection.requires_grad_(True)
+        if vision_layers:
+            vision = self.model.vision_model.model
+            for layer in vision.encoder.layers[-vision_layers:]:
+                layer.requires_grad_(True)
+            vision.post_layernorm.requires_grad_(True)
+        return self
+
     def _token_id(self, token: str) -> int:
         token_id = self.tokenizer.convert_tokens_to_ids(token)
         if token_id is None or token_id == self.tokenizer.unk_token_id:

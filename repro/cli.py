@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 
 from repro.config import ConfigError, SweepSpec, load_matrix, load_sweep, load_sweeps
@@ -118,14 +117,7 @@ def _tiny_assets(workdir: Path) -> Path:
 
 
 def _matrix(args: argparse.Namespace) -> Matrix:
-    matrix = _load(args, args.tier, only=args.only, seeds=args.seeds, overrides=args.overrides)
-    if args.table is None:
-        return matrix
-    runs = tuple(run for run in matrix.runs if run.table == args.table)
-    if not runs:
-        known = ", ".join(sorted({t.key for t in matrix.tables}))
-        raise ConfigError(f"--table {args.table!r} matches no run; tables: {known}")
-    return replace(matrix, runs=runs)
+    return _load(args, args.tier, only=args.only, seeds=args.seeds, table=args.table, overrides=args.overrides)
 
 
 def _tracking(args: argparse.Namespace) -> tuple[str, str]:

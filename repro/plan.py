@@ -19,7 +19,8 @@ def format_plan(matrix: Matrix) -> str:
 
 def _cells(run: RunSpec) -> list[str]:
     config = run.config
-    trains = config.recipe != "baseline"  # the baseline only samples: no aligner, no steps
+    # The baseline only samples and the oracle only compares photos: no aligner, no steps.
+    trains = config.recipe not in ("baseline", "oracle")
     aligner = config.aligner
     if not trains:
         aligner_text = "-"

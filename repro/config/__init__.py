@@ -23,6 +23,7 @@ def load_matrix(
     only: Sequence[str] | str | None = None,
     seeds: Sequence[int] | None = None,
     *,
+    table: str | None = None,
     overrides: Iterable[str] = (),
     override_file: Path | None = None,
     tiny_assets: Path | None = None,
@@ -32,6 +33,8 @@ def load_matrix(
 
     only: experiment names or row labels to keep (all when None).
     seeds: replaces the seeds the tier or the experiment would run.
+    table: keep only the experiments that fill a row of this table (own or reused); the runs
+        they start from (`after`) come along either way.
     overrides: "dotted.key=value" (TOML literal, else a bare string), applied after every layer
         of the file and after `override_file` (a TOML file of config sections).
     tiny_assets: folder that `@tiny/` paths are re-rooted in; nothing is built or checked there.
@@ -48,6 +51,7 @@ def load_matrix(
         tier,
         only=only,
         seeds=seeds,
+        table=table,
         user_layers=user_layers,
         tiny_assets=tiny_assets,
         env=os.environ if env is None else env,

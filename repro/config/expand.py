@@ -19,7 +19,7 @@ from repro.config.fields import SECTIONS, build, suggest
 from repro.config.launch import LaunchConfig, check_launch
 from repro.config.load import ConfigError, Document, Experiment, check_seeds
 from repro.config.overrides import nest
-from repro.config.paths import localize, needs_assets, resolve_paths
+from repro.config.paths import RUN_PREFIX, localize, needs_assets, resolve_paths
 from repro.config.rules import check_run
 from repro.config.schema import ExperimentSpec, Matrix, RunSpec
 
@@ -32,6 +32,7 @@ def expand(
     *,
     only: Sequence[str] | str | None,
     seeds: Sequence[int] | None,
+    table: str | None = None,
     user_layers: Sequence[dict[str, Any]],
     tiny_assets: Path | None,
     env: Mapping[str, str],
@@ -50,10 +51,14 @@ def expand(
         problems.add("", found)
     selected, found = _select(document.experiments, only)
     problems.add("", found)
+    if table is not None:
+        selected, found = _in_table(document, table, selected)
+        problems.add("", found)
+    selected = _with_prerequisites(document.experiments, selected)
 
     specs: list[ExperimentSpec] = []
     runs: list[RunSpec] = []
-    for experiment in document.experiments:
+    for experiment in _prerequisites_first(document.experiments):
         run_seeds = seed_override or experiment.seeds or layers.seeds
         for point in _points(experiment):
             where = f"{experiment.name!r}" + "".join(f" {key}={value}" for key, value in point)
@@ -76,11 +81,14 @@ def expand(
             # Paths are only checked for what will run, so `--only sd-v1-5` needs no MLLM.
             if experiment.name not in selected:
                 continue
-            config, found = resolve_paths(config, env)
-            problems.add(where, found)
-            if tiny_assets is None:
-                problems.add(where, needs_assets(config))
-            runs += [_run(experiment, tier, seed, point, config, launch, tiny_assets) for seed in run_seeds]
+            for seed in run_seeds:
+                seeded, after, found = _start_from(config, experiment, seed, runs)
+                problems.add(where, found)
+                seeded, found = resolve_paths(seeded, env)
+                problems.add(where, found)
+                if tiny_assets is None:
+                    problems.add(where, needs_assets(seeded))
+                runs.append(_run(experiment, tier, seed, point, seeded, launch, tiny_assets, after))
         if experiment.name in selected:
             specs.append(
                 ExperimentSpec(
@@ -90,6 +98,40 @@ def expand(
     if problems:
         raise ConfigError(source, problems.lines())
     return Matrix(tier=tier, tables=document.tables, experiments=tuple(specs), runs=tuple(runs))
+
+
+def _prerequisites_first(experiments: Sequence[Experiment]) -> list[Experiment]:
+    """File order, except that an experiment comes after the one it starts from."""
+    ordered: list[Experiment] = []
+    by_name = {experiment.name: experiment for experiment in experiments}
+
+    def place(experiment: Experiment) -> None:
+        if experiment in ordered:
+            return
+        if experiment.after in by_name:
+            place(by_name[experiment.after])
+        ordered.append(experiment)
+
+    for experiment in experiments:
+        place(experiment)
+    return ordered
+
+
+def _start_from(
+    config: RunConfig, experiment: Experiment, seed: int, runs: Sequence[RunSpec]
+) -> tuple[RunConfig, tuple[str, ...], list[str]]:
+    """The run this one starts from, as `@run/<hash>` in train.init_from: the `after`
+    experiment's run with the same seed. A path the user set in init_from wins."""
+    if experiment.after is None or config.train.init_from:
+        return config, (), []
+    before = [run for run in runs if run.experiment == experiment.after]
+    match = [run for run in before if run.seed == seed]
+    if not match:
+        seeds = sorted({run.seed for run in before})
+        return config, (), [f"after: {experiment.after!r} has no run with seed {seed} (its seeds: {seeds})"]
+    init = f"{RUN_PREFIX}{match[0].config_hash}"
+    train = dataclasses.replace(config.train, init_from=init)
+    return dataclasses.replace(config, train=train), (match[0].config_hash,), []
 
 
 class _Problems:
@@ -156,6 +198,7 @@ def _run(
     config: RunConfig,
     launch: LaunchConfig,
     tiny_assets: Path | None,
+    after: tuple[str, ...] = (),
 ) -> RunSpec:
     config = dataclasses.replace(config, seed=seed)
     # Hashed while tiny paths are still `@tiny/...`, so a tiny run's id is the same on every
@@ -173,6 +216,7 @@ def _run(
         config=config,
         config_hash=digest,
         launch=launch,
+        after=after,
     )
 
 
@@ -193,6 +237,29 @@ def _points(experiment: Experiment) -> list[SweepPoint]:
         tuple(zip(keys, values))
         for values in itertools.product(*(values for _, values in experiment.matrix))
     ]
+
+
+def _in_table(document: Document, table: str, selected: set[str]) -> tuple[set[str], list[str]]:
+    """The selected experiments that fill a row of `table`, its own or reused."""
+    spec = next((t for t in document.tables if t.key == table), None)
+    if spec is None:
+        known = [t.key for t in document.tables]
+        return set(), [f"--table {table!r}: no such table{suggest(table, known)}; tables: {', '.join(known)}"]
+    members = {row.experiment for row in spec.rows if row.experiment is not None}
+    return selected & members, []
+
+
+def _with_prerequisites(experiments: Sequence[Experiment], selected: set[str]) -> set[str]:
+    """A run that starts from another needs that one in the plan too (it is skipped there if
+    it already finished)."""
+    by_name = {experiment.name: experiment for experiment in experiments}
+    out = set(selected)
+    for name in selected:
+        after = by_name[name].after
+        while after is not None and after not in out:
+            out.add(after)
+            after = by_name[after].after
+    return out
 
 
 def _select(

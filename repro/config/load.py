@@ -22,7 +22,7 @@ from repro.config.fields import (
     suggest,
     unknown_key,
 )
-from repro.config.schema import TableRow, TableSpec
+from repro.config.schema import AnyTable, Panel, PanelRow, PanelTableSpec, TableRow, TableSpec
 from repro.config.sweep import SweepSpec, read_sweeps
 
 RECIPES: tuple[str, ...] = get_args(RecipeName)
@@ -30,7 +30,9 @@ FAILED = "Failed"  # how the paper prints a row that produced no meaningful imag
 
 _TOP_KEYS = {*LAYERED, "stage", "tier", "table", "experiment", "sweep"}
 _TIER_KEYS = {*LAYERED, "seeds", "stage"}
-_EXPERIMENT_KEYS = {*LAYERED, "name", "table", "row", "recipe", "seeds", "paper", "matrix", "note"}
+_EXPERIMENT_KEYS = {
+    *LAYERED, "name", "table", "row", "recipe", "seeds", "paper", "matrix", "note", "after", "kind",
+}
 _TABLE_TYPES: dict[str, type] = {
     "title": str,
     "metric": str,
@@ -38,6 +40,12 @@ _TABLE_TYPES: dict[str, type] = {
     "baseline_row": str,
     "failed_above_baseline_ratio": float,
 }
+# A panel table (Table 1) instead: several metrics in panels, plus the paper's rows for other
+# methods, cited as printed, and rows reused from experiments of other tables.
+_PANEL_TABLE_KEYS = {"title", "panels", "cited", "reuse"}
+_PANEL_KEYS = {"name", "metrics", "labels", "lower_is_better"}
+_CITED_KEYS = {"row", "kind", "values"}
+_REUSE_KEYS = {"experiment", "row", "kind", "paper"}
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 
@@ -70,9 +78,12 @@ class Experiment:
     row: str
     recipe: str
     seeds: tuple[int, ...] | None  # None: the tier's seeds
-    paper: float | None  # None: the paper reports "Failed"
+    # The paper's number (None: "Failed"), or for a panel table its number per metric.
+    paper: float | dict[str, float] | None
     overrides: dict[str, Any]
     matrix: tuple[tuple[str, tuple[Any, ...]], ...]  # (dotted key, values) to cross
+    after: str | None = None  # the experiment whose run (same seed) this one starts from
+    kind: str = ""  # shown in panel tables, e.g. "zero-shot"
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,7 @@ class Document:
     protocol: dict[str, Any]
     stages: dict[str, dict[str, Any]]
     tiers: dict[str, Tier]
-    tables: tuple[TableSpec, ...]
+    tables: tuple[AnyTable, ...]
     experiments: tuple[Experiment, ...]
     sweeps: tuple[SweepSpec, ...]
 
@@ -179,7 +190,33 @@ def _read_experiments(raw: Any) -> tuple[tuple[Experiment, ...], list[str]]:
         names.add(experiment.name)
         rows.add((experiment.table, experiment.row))
         experiments.append(experiment)
+    problems += _check_after(experiments)
     return tuple(experiments), problems
+
+
+def _check_after(experiments: list[Experiment]) -> list[str]:
+    """`after` names another experiment without a matrix, and chains never loop."""
+    by_name = {e.name: e for e in experiments}
+    problems = []
+    for experiment in experiments:
+        if experiment.after is None:
+            continue
+        label = f"experiment {experiment.name!r}: after"
+        before = by_name.get(experiment.after)
+        if before is None:
+            problems.append(f"{label}: no experiment {experiment.after!r}{_choices(experiment.after, by_name)}")
+            continue
+        if before.matrix:
+            problems.append(f"{label}: {before.name!r} has a matrix, so which of its runs to start "
+                            "from is ambiguous")
+        seen = {experiment.name}
+        while before is not None and before.after is not None:
+            if before.name in seen:
+                problems.append(f"{label}: the chain of `after` loops back to {before.name!r}")
+                break
+            seen.add(before.name)
+            before = by_name.get(before.after)
+    return problems
 
 
 def _read_experiment(table: Any) -> tuple[Experiment | None, list[str]]:
@@ -208,11 +245,17 @@ def _read_experiment(table: Any) -> tuple[Experiment | None, list[str]]:
     paper = table.get("paper")
     if paper is None:
         problems.append(f"paper: required, the paper's number for this row or {FAILED!r}")
+    elif isinstance(paper, dict):
+        paper, found = _metric_values(paper, "paper")
+        problems += found
     elif paper != FAILED:
         try:
             paper = coerce(paper, float)
         except BadValue:
             problems.append(f"paper: expected the paper's number or {FAILED!r}, got {paper!r}")
+    for key in ("after", "kind"):
+        if not isinstance(table.get(key, ""), str):
+            problems.append(f"{key}: expected a string, got {table[key]!r}")
     overrides, found = check_sections(table, "")
     problems += found
     matrix, found = _read_matrix(table.get("matrix", {}))
@@ -231,8 +274,23 @@ def _read_experiment(table: Any) -> tuple[Experiment | None, list[str]]:
         paper=None if paper == FAILED else paper,
         overrides=overrides,
         matrix=matrix,
+        after=table.get("after") if isinstance(table.get("after"), str) else None,
+        kind=table.get("kind") if isinstance(table.get("kind"), str) else "",
     )
+    if recipe == "instruct" and experiment.after is None and "init_from" not in overrides.get("train", {}):
+        problems.append("after: the instruct recipe starts from an aligned run; name its experiment "
+                        "(after = \"aligner-12\") or set train.init_from")
     return experiment, problems
+
+
+def _metric_values(raw: dict[str, Any], where: str) -> tuple[dict[str, float], list[str]]:
+    values, problems = {}, []
+    for metric, value in raw.items():
+        try:
+            values[metric] = coerce(value, float)
+        except BadValue as bad:
+            problems.append(f"{where}.{metric}: {bad}")
+    return values, problems
 
 
 def _read_matrix(raw: Any) -> tuple[tuple[tuple[str, tuple[Any, ...]], ...], list[str]]:
@@ -262,32 +320,16 @@ def _read_matrix(raw: Any) -> tuple[tuple[tuple[str, tuple[Any, ...]], ...], lis
 
 def _read_tables(
     raw: Any, experiments: tuple[Experiment, ...]
-) -> tuple[tuple[TableSpec, ...], list[str]]:
-    tables: list[TableSpec] = []
+) -> tuple[tuple[AnyTable, ...], list[str]]:
+    tables: list[AnyTable] = []
     problems: list[str] = []
     for key, table in _tables(raw, "table", problems):
-        where = f"table.{key}"
-        problems += _unknown(table, _TABLE_TYPES, where)
-        values: dict[str, Any] = {}
-        for name, hint in _TABLE_TYPES.items():
-            if name not in table:
-                problems.append(f"{where}.{name}: required")
-                continue
-            try:
-                values[name] = coerce(table[name], hint)
-            except BadValue as bad:
-                problems.append(f"{where}.{name}: {bad}")
         members = [experiment for experiment in experiments if experiment.table == key]
-        rows = tuple(TableRow(e.row, e.name, e.paper) for e in members)
-        if not rows:
-            problems.append(f"{where}: no [[experiment]] has table = {key!r}")
-        if "baseline_row" in values and values["baseline_row"] not in {row.name for row in rows}:
-            problems.append(
-                f"{where}.baseline_row: no row {values['baseline_row']!r}"
-                f"{_choices(values['baseline_row'], [row.name for row in rows])}"
-            )
-        if len(values) == len(_TABLE_TYPES):
-            tables.append(TableSpec(key=key, rows=rows, **values))
+        read = _read_panel_table if "panels" in table else _read_metric_table
+        spec, found = read(key, table, members, experiments)
+        problems += found
+        if spec is not None:
+            tables.append(spec)
     declared = set(raw) if isinstance(raw, dict) else set()
     for experiment in experiments:
         if experiment.table not in declared:
@@ -296,6 +338,107 @@ def _read_tables(
                 f"[table.{experiment.table}] section{_choices(experiment.table, declared)}"
             )
     return tuple(tables), problems
+
+
+def _read_metric_table(
+    key: str, table: dict[str, Any], members: list[Experiment], _: tuple[Experiment, ...]
+) -> tuple[TableSpec | None, list[str]]:
+    where = f"table.{key}"
+    problems = _unknown(table, _TABLE_TYPES, where)
+    values: dict[str, Any] = {}
+    for name, hint in _TABLE_TYPES.items():
+        if name not in table:
+            problems.append(f"{where}.{name}: required")
+            continue
+        try:
+            values[name] = coerce(table[name], hint)
+        except BadValue as bad:
+            problems.append(f"{where}.{name}: {bad}")
+    problems += [f"experiment {e.name!r}: paper: {where} has one metric; give one number or {FAILED!r}"
+                 for e in members if isinstance(e.paper, dict)]
+    rows = tuple(TableRow(e.row, e.name, e.paper) for e in members if not isinstance(e.paper, dict))
+    if not rows:
+        problems.append(f"{where}: no [[experiment]] has table = {key!r}")
+    if "baseline_row" in values and values["baseline_row"] not in {row.name for row in rows}:
+        problems.append(
+            f"{where}.baseline_row: no row {values['baseline_row']!r}"
+            f"{_choices(values['baseline_row'], [row.name for row in rows])}"
+        )
+    if problems:
+        return None, problems
+    return TableSpec(key=key, rows=rows, **values), []
+
+
+def _read_panel_table(
+    key: str, table: dict[str, Any], members: list[Experiment], experiments: tuple[Experiment, ...]
+) -> tuple[PanelTableSpec | None, list[str]]:
+    where = f"table.{key}"
+    problems = _unknown(table, _PANEL_TABLE_KEYS, where)
+    if not isinstance(table.get("title"), str):
+        problems.append(f"{where}.title: required, a string")
+    panels: list[Panel] = []
+    for index, raw in enumerate(_entries(table.get("panels"), f"{where}.panels", problems)):
+        at = f"{where}.panels[{index}]"
+        problems += _unknown(raw, _PANEL_KEYS, at)
+        try:
+            metrics = coerce(raw.get("metrics"), tuple[str, ...])
+            labels = coerce(raw.get("labels", list(metrics)), tuple[str, ...])
+            lower = coerce(raw.get("lower_is_better"), bool)
+            name = coerce(raw.get("name"), str)
+        except BadValue as bad:
+            problems.append(f"{at}: name, metrics, labels, lower_is_better: {bad}")
+            continue
+        if len(labels) != len(metrics) or not metrics:
+            problems.append(f"{at}.labels: one label per metric ({len(metrics)}), got {len(labels)}")
+        panels.append(Panel(name, metrics, labels, lower))
+    known = [metric for panel in panels for metric in panel.metrics]
+
+    def paper_of(values: dict[str, float], at: str) -> tuple[tuple[str, float], ...]:
+        problems.extend(f"{at}.{metric}: not a metric of any panel{_choices(metric, known)}"
+                        for metric in values if metric not in known)
+        return tuple(values.items())
+
+    rows: list[PanelRow] = []
+    for e in members:
+        if not isinstance(e.paper, dict):
+            problems.append(f"experiment {e.name!r}: paper: {where} has panels; give a table of "
+                            f"metric = the paper's value (an empty table if the paper has none)")
+            continue
+        rows.append(PanelRow(e.row, e.name, e.kind, paper_of(e.paper, f"experiment {e.name!r}: paper")))
+    by_name = {e.name: e for e in experiments}
+    for index, raw in enumerate(_entries(table.get("reuse", []), f"{where}.reuse", problems)):
+        at = f"{where}.reuse[{index}]"
+        problems += _unknown(raw, _REUSE_KEYS, at)
+        source = by_name.get(raw.get("experiment"))
+        if source is None:
+            problems.append(f"{at}.experiment: no experiment {raw.get('experiment')!r}")
+            continue
+        paper, found = _metric_values(raw.get("paper", {}), f"{at}.paper")
+        problems += found
+        rows.append(PanelRow(str(raw.get("row", source.row)), source.name, str(raw.get("kind", source.kind)),
+                             paper_of(paper, f"{at}.paper")))
+    for index, raw in enumerate(_entries(table.get("cited", []), f"{where}.cited", problems)):
+        at = f"{where}.cited[{index}]"
+        problems += _unknown(raw, _CITED_KEYS, at)
+        if not isinstance(raw.get("row"), str) or not isinstance(raw.get("values"), dict):
+            problems.append(f"{at}: row (a string) and values (metric = number) are required")
+            continue
+        values, found = _metric_values(raw["values"], f"{at}.values")
+        problems += found
+        rows.append(PanelRow(raw["row"], None, str(raw.get("kind", "")), paper_of(values, f"{at}.values")))
+    if not any(row.experiment for row in rows):
+        problems.append(f"{where}: no [[experiment]] has table = {key!r} and nothing is reused")
+    if problems:
+        return None, problems
+    return PanelTableSpec(key=key, title=table["title"], panels=tuple(panels), rows=tuple(rows)), []
+
+
+def _entries(raw: Any, where: str, problems: list[str]) -> list[dict[str, Any]]:
+    """A list of tables (TOML array of tables or inline tables)."""
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        problems.append(f"{where}: expected a list of tables, got {raw!r}")
+        return []
+    return raw
 
 
 def _tables(raw: Any, where: str, problems: list[str]) -> list[tuple[str, dict[str, Any]]]:

@@ -29,6 +29,48 @@ class TableSpec:
 
 
 @dataclass(frozen=True)
+class Panel:
+    """One side of a multi-metric table, e.g. Table 1's DreamBench panel."""
+
+    name: str
+    metrics: tuple[str, ...]  # MLflow metric names, in column order
+    labels: tuple[str, ...]  # their column headers, e.g. "CLIP-I"
+    lower_is_better: bool
+
+
+@dataclass(frozen=True)
+class PanelRow:
+    """A row of a panel table. Reproduced rows name the experiment whose runs fill them; cited
+    rows (other methods, as the paper prints them) have experiment None."""
+
+    name: str
+    experiment: str | None
+    kind: str  # e.g. "zero-shot", "fine-tuning"; "" when the paper gives none
+    paper: tuple[tuple[str, float], ...]  # (metric, the paper's value)
+
+
+@dataclass(frozen=True)
+class PanelTableSpec:
+    """A table of several metrics in panels (Table 1): reproduced rows beside cited ones."""
+
+    key: str
+    title: str
+    panels: tuple[Panel, ...]
+    rows: tuple[PanelRow, ...]  # reproduced first, in file order
+
+    @property
+    def reproduced(self) -> tuple[PanelRow, ...]:
+        return tuple(row for row in self.rows if row.experiment is not None)
+
+    @property
+    def cited(self) -> tuple[PanelRow, ...]:
+        return tuple(row for row in self.rows if row.experiment is None)
+
+
+AnyTable = TableSpec | PanelTableSpec
+
+
+@dataclass(frozen=True)
 class ExperimentSpec:
     name: str
     table: str
@@ -50,6 +92,9 @@ class RunSpec:
     config: RunConfig
     config_hash: str  # stable id: hash of everything above but itself
     launch: LaunchConfig = LaunchConfig()  # how it is launched; not part of its id
+    # Config hashes of the runs this one starts from (stage 3 after stage 2): it is launched
+    # once they have finished. Already part of the id through train.init_from.
+    after: tuple[str, ...] = ()
 
     @property
     def run_name(self) -> str:
@@ -62,6 +107,6 @@ class Matrix:
     """experiments.toml, validated: the tables, experiments and the runs they expand to."""
 
     tier: str
-    tables: tuple[TableSpec, ...]
+    tables: tuple[AnyTable, ...]
     experiments: tuple[ExperimentSpec, ...]
     runs: tuple[RunSpec, ...]

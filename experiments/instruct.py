@@ -1,0 +1,94 @@
+"""Stage 3, instruction tuning (paper, Training): the MLLM and AlignerNet's M learn together,
+from an aligned stage-2 run, with the diffusion loss through the frozen U-Net, on a 2 : 2 : 1
+mixture of compositional, edit and caption-only rows.
+
+Trainable: the MLLM's language model and image connector, the last vision layer(s), and M.
+Frozen: the U-Net and VAE (always), the rest of the vision tower, and N, which only stage 2's
+reconstruction loss needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import torch
+from torch import nn
+
+from experiments.components import aligner_for, frozen, pick_device
+from experiments.checkpoint import trained_weights
+from experiments.config import RunConfig
+from experiments.e2e import heldout_diffusion_loss, heldout_pairs, image_tensor, with_null_conditions
+from experiments.instruct_data import load_stage3_data
+from experiments.instruct_examples import (
+    Example, captioned_example, compositional_example, edit_example,
+)
+from experiments.mixture import MixedShuffler
+from experiments.sampling import WHOLE, Part
+from models import ClipTextTarget, ImageDecoder, KosmosGConditioner, MLLMEncoder
+
+log = logging.getLogger(__name__)
+
+Batch = tuple[torch.Tensor, list[str], list[list]]  # target images, prompts, prompt images
+
+KINDS = ("compositional", "edits", "captioned")
+
+
+class InstructObjective:
+    def __init__(self, config: RunConfig) -> None:
+        train = config.train
+        if not train.init_from:
+            raise ValueError("the instruct recipe starts from an aligned stage-2 run: set "
+                             "train.init_from, or the experiment's `after`")
+        self.device = pick_device()
+        self.seed = config.seed
+        self.resolution = train.resolution
+        self.null_prob = train.null_condition_prob
+        self.entity_drop_prob = train.entity_drop_prob
+        self.background_keep_prob = train.background_keep_prob
+
+        self.mllm = MLLMEncoder.from_pretrained(config.models.mllm).to(self.device)
+        self.mllm.unfreeze_for_instruction_tuning(train.trainable_vision_layers)
+        target = ClipTextTarget.from_pretrained(config.models.stable_diffusion)
+        self.aligner = aligner_for(config.aligner, self.mllm, target)
+        self.aligner.load_state_dict(trained_weights(train.init_from))
+        self.aligner.requires_grad_(False)
+        for parameter in self.aligner.generation_parameters():
+            parameter.requires_grad_(True)
+        self.aligner.to(self.device)
+        self.decoder = frozen(ImageDecoder.from_pretrained(config.models.stable_diffusion), self.device)
+        self.trainable = nn.ModuleDict({"mllm": self.mllm, "aligner": self.aligner})
+        self.conditioner = KosmosGConditioner(self.mllm, self.aligner)
+
+        data = load_stage3_data(config.data)
+        self.skipped_rows = data.skipped
+        self.sampler = MixedShuffler(data.sources, config.data.mix, train.batch_size, config.seed)
+        self.heldout_pairs = heldout_pairs(config)
+
+    def _example(self, kind: int, row: object, step: int, position: int) -> Example:
+        if KINDS[kind] == "compositional":
+            # Seeded by (seed, step, position): a resumed run makes the very same prompts.
+            rng = random.Random(f"{self.seed}:{step}:{position}")
+            return compositional_example(row, rng, self.entity_drop_prob, self.background_keep_prob)
+        if KINDS[kind] == "edits":
+            return edit_example(row)
+        return captioned_example(row)
+
+    def batch(self, step: int, part: Part = WHOLE) -> Batch:
+        examples = [self._example(d.kind, d.item, step, d.position) for d in self.sampler(step, part)]
+        targets = torch.stack([image_tensor(e.target, self.resolution) for e in examples])
+        return targets.to(self.device), [e.prompt for e in examples], [e.images for e in examples]
+
+    def tokens(self, batch: Batch) -> int:
+        """Prompt tokens and image slots the MLLM encodes."""
+        _, prompts, images = batch
+        return int(self.mllm.tokenize(prompts, images).attention_mask.sum())
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        targets, prompts, images = batch
+        condition = with_null_conditions(self.conditioner(prompts, images), self.conditioner, self.null_prob)
+        return {"loss": self.decoder.diffusion_loss(targets, condition)}
+
+    @torch.no_grad()
+    def heldout(self) -> dict[str, float]:
+        return {"diffusion_loss": heldout_diffusion_loss(self.decoder, self.conditioner, self.heldout_pairs)}
