@@ -2,6 +2,7 @@
 # tier runs two runs at a time with one torch thread each: tiny ops gain nothing from two
 # threads, and two busy threads per run on 2 cores thrash.
 #   make table2   regenerate Table 2 on the tiny tier (local executor, local MLflow store)
+#   make table1   regenerate Table 1 on the tiny tier (stage 2 -> stage 3 -> DreamBench + FID)
 #   make test     run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ CONSTRAINTS ?= constraints.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: table2 test plan ui clean
+.PHONY: table1 table2 test plan ui clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS) repro/setup/torchvision_cpu_shim.py
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +21,9 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) repro/setup/torchvision_cpu_shim.py
 
 table2: $(STAMP)
 	$(BIN)/repro run --tier tiny --table table2 --parallel 2
+
+table1: $(STAMP)
+	$(BIN)/repro run --tier tiny --table table1 --parallel 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

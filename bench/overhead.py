@@ -32,6 +32,7 @@ from mlflow import MlflowClient
 from bench._common import clock, parse_args, report, tiny_spec
 from experiments.align import AlignObjective
 from experiments.config import TrainConfig
+from experiments.sampling import WHOLE, Part
 from experiments.train import build_optimizer, train
 from repro.tracking import MlflowTracker, ensure_experiment, open_run
 
@@ -48,9 +49,9 @@ def stamp_batches(objective: AlignObjective) -> tuple[list[Stamp], Callable[[], 
     stamps: list[Stamp] = []
     original = objective.batch
 
-    def batch(step: int):
+    def batch(step: int, part: Part = WHOLE):
         stamps.append(stamp())
-        return original(step)
+        return original(step, part)
 
     objective.batch = batch
     return stamps, lambda: setattr(objective, "batch", original)

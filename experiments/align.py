@@ -14,7 +14,7 @@ from experiments.components import (
 from experiments.config import RunConfig
 from experiments.encoder_cache import EncoderCache, checkpoint_fingerprint
 from experiments.flops import Stack, align_step
-from experiments.sampling import EpochShuffler
+from experiments.sampling import WHOLE, EpochShuffler, Part
 from models import ClipTextTarget, KosmosGConditioner, MLLMEncoder, alignment_losses
 
 
@@ -61,8 +61,8 @@ class AlignObjective:
     def _encoded(self, captions: list[str]) -> Batch:
         return self.cache(captions) if self.cache is not None else self.encode(captions)
 
-    def batch(self, step: int) -> Batch:
-        return self._encoded(self.sampler(step))
+    def batch(self, step: int, part: Part = WHOLE) -> Batch:
+        return self._encoded(self.sampler(step, part))
 
     def tokens(self, batch: Batch) -> int:
         """Real (unpadded) caption tokens the MLLM encodes."""

@@ -10,13 +10,15 @@ import shutil
 from pathlib import Path
 
 from experiments.coco_fixture import build_coco_fixture
+from experiments.dreambench_fixture import build_dreambench_fixture
 from experiments.fid import save_random_inception
-from experiments.tiny_models import save_tiny_kosmos2, save_tiny_stable_diffusion
+from experiments.instruct_fixture import build_instruct_fixture
+from experiments.tiny_models import save_tiny_clip, save_tiny_dino, save_tiny_kosmos2, save_tiny_stable_diffusion
 
 log = logging.getLogger(__name__)
 
 # Bump when a builder changes, so stale assets are rebuilt rather than silently reused.
-ASSETS_VERSION = "1"
+ASSETS_VERSION = "3"
 _MARKER = "COMPLETE"
 
 
@@ -30,7 +32,7 @@ def ensure_tiny_assets(root: Path) -> Path:
         if marker.is_file() and marker.read_text() == ASSETS_VERSION:
             return root
         log.info("building tiny-tier assets in %s", root)
-        for child in ("kosmos2", "sd", "coco", "inception-random.pth"):
+        for child in ("kosmos2", "sd", "coco", "inception-random.pth", "dreambench", "dino", "clip", "instruct"):
             path = root / child
             if path.is_dir():
                 shutil.rmtree(path)
@@ -40,5 +42,9 @@ def ensure_tiny_assets(root: Path) -> Path:
         save_tiny_stable_diffusion(root / "sd")
         build_coco_fixture(root / "coco")
         save_random_inception(root / "inception-random.pth")
+        build_dreambench_fixture(root / "dreambench")
+        save_tiny_dino(root / "dino")
+        save_tiny_clip(root / "clip")
+        build_instruct_fixture(root / "instruct")
         marker.write_text(ASSETS_VERSION)
     return root

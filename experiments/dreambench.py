@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 from experiments.config import DreamBenchConfig
 
 # (code) eval/dreambench_prompts.py: LIVE_OBJECT holds exactly the subjects of these classes
@@ -155,6 +157,12 @@ def subject_photos(root: Path, subject: str) -> tuple[Path, ...]:
     return photos
 
 
+def open_photo(path: Path) -> Image.Image:
+    """An RGB copy, so the file is closed at once (scoring opens thousands)."""
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
 def load_subject(root: Path, name: str, class_name: str, input_images: Mapping[str, str]) -> Subject:
     photos = subject_photos(root, name)
     if name not in input_images:
@@ -188,5 +196,6 @@ def benchmark_prompts(
         templates = prompts.templates_for(subject.name)
         for index in template_indices:
             template = templates[index]
-            out.append(BenchmarkPrompt(subject.name, index, template.kosmos_prompt(), template.caption(subject.class_name)))
+            caption = template.caption(subject.class_name)
+            out.append(BenchmarkPrompt(subject.name, index, template.kosmos_prompt(), caption))
     return out

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from experiments.coco_fixture import COLOURS, SHAPES, draw_shape
 
 PROMPTS_FILE = Path(__file__).parent / "data" / "dreambench" / "prompts_and_classes.txt"
-# One object and one live subject, so both template lists are exercised.
+# Objects and a live subject, so both template lists are exercised.
 DEFAULT_SUBJECTS = ("backpack", "dog", "teapot")
 
 
@@ -38,26 +38,28 @@ def build_dreambench_fixture(
     """Writes root/<subject>/00.jpg ... and root/prompts_and_classes.txt; same arguments, same bytes."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    looks = [(shape, colour) for colour in sorted(COLOURS) for shape in SHAPES]
-    random.Random(f"{seed}/looks").shuffle(looks)
-    if len(subjects) > len(looks):
-        raise ValueError(f"{len(subjects)} subjects but only {len(looks)} distinct shape-colour looks")
-    for subject, (shape, colour) in zip(subjects, looks):
+    # Colour is what a random encoder picks up most, so no two subjects share one.
+    colours = sorted(COLOURS)
+    if len(subjects) > len(colours):
+        raise ValueError(f"{len(subjects)} subjects but only {len(colours)} distinct colours")
+    random.Random(f"{seed}/colours").shuffle(colours)
+    for index, (subject, colour) in enumerate(zip(subjects, colours)):
+        shape = SHAPES[index % len(SHAPES)]
         folder = root / subject
         folder.mkdir(exist_ok=True)
-        # One stream per subject: adding a subject leaves the others' photos unchanged.
+        # Placement and shade come from one stream per subject name, independent of the others.
         rng = random.Random(f"{seed}/{subject}")
-        for index in range(photos_per_subject):
-            _photo(shape, COLOURS[colour], size, rng).save(folder / f"{index:02d}.jpg", quality=95)
+        for photo in range(photos_per_subject):
+            _photo(shape, COLOURS[colour], size, rng).save(folder / f"{photo:02d}.jpg", quality=95)
     prompts = root / PROMPTS_FILE.name
     shutil.copyfile(PROMPTS_FILE, prompts)
     return DreamBenchFixture(root, prompts)
 
 
 def _photo(shape: str, colour: tuple[int, int, int], size: int, rng: random.Random) -> Image.Image:
-    shade = rng.randint(90, 200)
+    shade = rng.randint(110, 170)
     image = Image.new("RGB", (size, size), (shade, shade, shade))
-    extent = round(rng.uniform(0.45, 0.7) * size)
+    extent = round(rng.uniform(0.55, 0.8) * size)
     left, top = rng.randint(0, size - extent), rng.randint(0, size - extent)
     draw_shape(ImageDraw.Draw(image), shape, left, top, extent, colour)
     return image

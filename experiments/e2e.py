@@ -14,7 +14,7 @@ from experiments.coco import Caption, load_captions
 from experiments.components import aligner_for, frozen, pick_device, training_captions
 from experiments.config import RunConfig
 from experiments.fid import center_crop_resize
-from experiments.sampling import EpochShuffler
+from experiments.sampling import WHOLE, EpochShuffler, Part
 from models import ClipTextTarget, ImageDecoder, KosmosGConditioner, MLLMEncoder
 
 _HELDOUT_NOISE_SEED = 1234
@@ -52,8 +52,8 @@ class E2EObjective:
             image_tensor(self.image_root / c.image_file, self.resolution) for c in captions
         ]).to(self.device)
 
-    def batch(self, step: int) -> tuple[torch.Tensor, list[str]]:
-        captions = self.sampler(step)
+    def batch(self, step: int, part: Part = WHOLE) -> tuple[torch.Tensor, list[str]]:
+        captions = self.sampler(step, part)
         return self._images(captions), [c.caption for c in captions]
 
     def loss(self, batch: tuple[torch.Tensor, list[str]]) -> dict[str, torch.Tensor]:

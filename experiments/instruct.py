@@ -19,7 +19,7 @@ from experiments.components import aligner_for, frozen, pick_device
 from experiments.checkpoint import trained_weights
 from experiments.config import RunConfig
 from experiments.e2e import heldout_diffusion_loss, heldout_pairs, image_tensor, with_null_conditions
-from experiments.instruct_data import load_stage3_data
+from experiments.instruct_data import load_captioned, load_compositional, load_edits
 from experiments.instruct_examples import (
     Example, captioned_example, compositional_example, edit_example,
 )
@@ -60,9 +60,8 @@ class InstructObjective:
         self.trainable = nn.ModuleDict({"mllm": self.mllm, "aligner": self.aligner})
         self.conditioner = KosmosGConditioner(self.mllm, self.aligner)
 
-        data = load_stage3_data(config.data)
-        self.skipped_rows = data.skipped
-        self.sampler = MixedShuffler(data.sources, config.data.mix, train.batch_size, config.seed)
+        sources, self.skipped_rows = _stage3_rows(config)
+        self.sampler = MixedShuffler(sources, config.data.mix, train.batch_size, config.seed)
         self.heldout_pairs = heldout_pairs(config)
 
     def _example(self, kind: int, row: object, step: int, position: int) -> Example:
@@ -92,3 +91,23 @@ class InstructObjective:
     @torch.no_grad()
     def heldout(self) -> dict[str, float]:
         return {"diffusion_loss": heldout_diffusion_loss(self.decoder, self.conditioner, self.heldout_pairs)}
+
+
+def _stage3_rows(config: RunConfig) -> tuple[list[tuple], dict[str, int]]:
+    """The valid rows of each kind (none for a kind whose share of the mix is 0) and how many
+    rows were skipped, per kind and reason."""
+    loaders = {"compositional": load_compositional, "edits": load_edits, "captioned": load_captioned}
+    sources: list[tuple] = []
+    skipped: dict[str, int] = {}
+    for kind, weight in zip(KINDS, config.data.mix):
+        path = getattr(config.data, kind)
+        if not weight:
+            sources.append(())
+            continue
+        if path is None:
+            raise ValueError(f"data.{kind}: the mix gives it a share ({weight:g}) but no manifest is set")
+        loaded = loaders[kind](path)
+        log.info(loaded.summary())
+        sources.append(loaded.rows)
+        skipped.update({f"{kind}_{reason}": n for reason, n in loaded.skipped.items()})
+    return sources, skipped

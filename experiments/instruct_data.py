@@ -13,8 +13,8 @@ compositional (constructed entity data: caption -> entities -> segments)
         segment: str               its segmented image: an RGBA PNG cropped to the mask's box,
     }                              RGB = original pixels, alpha = mask (experiments/segments.py)
     {"caption": "a red circle and a blue square", "image": "images/7.png", "entities": [
-     {"word": "circle", "start": 6, "end": 12, "segment": "segments/0000/0000007_0.png"},
-     {"word": "square", "start": 24, "end": 30, "segment": "segments/0000/0000007_1.png"}]}
+     {"word": "circle", "start": 6, "end": 12, "segment": "segments/00000/00000007_0.png"},
+     {"word": "square", "start": 24, "end": 30, "segment": "segments/00000/00000007_1.png"}]}
 
 edits (InstructPix2Pix-style; its original_image / edit_prompt / edited_image / original_prompt)
     source: str                    the image before the edit

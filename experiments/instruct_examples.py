@@ -15,7 +15,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from experiments.instruct_data import CaptionedRow, CompositionalRow, EditRow, segment_view
+from experiments.instruct_data import CaptionedRow, CompositionalRow, EditRow
+from experiments.segments import segment_view
 from models.mllm import MLLMEncoder
 
 IMAGE = MLLMEncoder.IMAGE_PLACEHOLDER

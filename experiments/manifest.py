@@ -34,6 +34,7 @@ SKIP_REASONS = (
     "corrupt_image",  # a referenced image file does not decode (or is not the kind required)
 )
 _IMAGE_CHECK_THREADS = 8  # image checks wait on the disk more than on the CPU
+_ROWS_IN_FLIGHT = 10_000  # rows handed to the threads at once, so millions never queue at once
 
 
 class ManifestError(ValueError):
@@ -84,13 +85,15 @@ def load_manifest(path: str | Path, parse_row: Callable[[dict[str, Any], Path], 
         except RowError as error:
             return error
 
-    with ThreadPoolExecutor(min(_IMAGE_CHECK_THREADS, len(records) or 1)) as pool:
-        parsed = list(pool.map(parse, [record for _, record in records]))
+    parsed: list[T | RowError] = []
+    with ThreadPoolExecutor(_IMAGE_CHECK_THREADS) as pool:
+        for start in range(0, len(records), _ROWS_IN_FLIGHT):
+            parsed.extend(pool.map(parse, [record for _, record in records[start : start + _ROWS_IN_FLIGHT]]))
     rows, skipped, first_skip = [], Counter({reason: 0 for reason in SKIP_REASONS}), {}
-    for (row_number, _), result in zip(records, parsed):
+    for (where, _), result in zip(records, parsed):
         if isinstance(result, RowError):
             skipped[result.reason] += 1
-            first_skip.setdefault(result.reason, f"row {row_number}: {result}")
+            first_skip.setdefault(result.reason, f"{where}: {result}")
         else:
             rows.append(result)
     loaded = Loaded(path, tuple(rows), dict(skipped), first_skip)
@@ -101,8 +104,8 @@ def load_manifest(path: str | Path, parse_row: Callable[[dict[str, Any], Path], 
     return loaded
 
 
-def _read_records(path: Path) -> list[tuple[int, dict[str, Any] | RowError]]:
-    """(1-based row number, record or the RowError of an unparsable line), for every non-blank row."""
+def _read_records(path: Path) -> list[tuple[str, dict[str, Any] | RowError]]:
+    """(where in the file, record or the RowError of an unparsable line) for every non-blank row."""
     if not path.is_file():
         raise ManifestError(f"manifest {path} does not exist")
     if path.suffix == ".jsonl":
@@ -110,7 +113,7 @@ def _read_records(path: Path) -> list[tuple[int, dict[str, Any] | RowError]]:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as error:
             raise ManifestError(f"manifest {path} cannot be read: {error}") from error
-        return [(number, _parse_line(line)) for number, line in enumerate(lines, start=1) if line.strip()]
+        return [(f"line {n}", _parse_line(line)) for n, line in enumerate(lines, start=1) if line.strip()]
     if path.suffix == ".parquet":
         import pyarrow
         import pyarrow.parquet
@@ -119,7 +122,7 @@ def _read_records(path: Path) -> list[tuple[int, dict[str, Any] | RowError]]:
             table = pyarrow.parquet.read_table(path)
         except (OSError, pyarrow.ArrowException) as error:
             raise ManifestError(f"manifest {path} cannot be read as Parquet: {error}") from error
-        return list(enumerate(table.to_pylist(), start=1))
+        return [(f"row {n}", record) for n, record in enumerate(table.to_pylist(), start=1)]
     raise ManifestError(f"manifest {path}: unknown format; expected a .jsonl or .parquet file")
 
 
@@ -133,12 +136,12 @@ def _parse_line(line: str) -> dict[str, Any] | RowError:
     return record
 
 
-def required(record: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+def required(record: dict[str, Any], name: str, kind: type) -> Any:
     """record[name], which must be present, non-null and of `kind` (bool is not an int here)."""
     value = record.get(name)
     if value is None:
         raise RowError("missing_field", f"no {name!r} field")
-    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise RowError("bad_field", f"{name!r} is a {type(value).__name__}: {value!r}")
     return value
 
@@ -152,10 +155,6 @@ def required_text(record: dict[str, Any], name: str) -> str:
 
 def optional_text(record: dict[str, Any], name: str) -> str | None:
     return None if record.get(name) is None else required_text(record, name)
-
-
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
 
 
 def checked_image(folder: Path, relative: str, mode: str | None = None) -> Path:

@@ -16,7 +16,6 @@ from experiments.align import AlignObjective
 from experiments.baseline import ClipConditioner
 from experiments.components import frozen, pick_device
 from experiments.config import RunConfig
-from experiments.dreambench_eval import dreambench_oracle, evaluate_dreambench, sample_sheets
 from experiments.e2e import E2EObjective
 from experiments.evaluate import evaluate_fid
 from experiments.instruct import InstructObjective
@@ -39,6 +38,8 @@ def run_recipe(
 ) -> RecipeResult:
     seed_everything(config.seed)
     if config.recipe == "oracle":
+        from experiments.dreambench_eval import dreambench_oracle
+
         metrics = dreambench_oracle(config.dreambench)
         tracker.log_metrics(metrics, step=0)
         return RecipeResult(metrics)
@@ -76,10 +77,13 @@ def run_recipe(
         if grid.is_file():  # rank 0 alone draws it
             tracker.log_artifact(grid, "samples")
     if config.dreambench.enabled:
+        # Imported here: only Table 1's runs load the DINO and CLIP scorers.
+        from experiments.dreambench_eval import dreambench_sheets, evaluate_dreambench
+
         metrics.update(evaluate_dreambench(
             conditioner, decoder, config.dreambench, seed=config.seed, run_dir=run_dir, progress=progress,
         ))
-        for sheet in sample_sheets(run_dir):
+        for sheet in dreambench_sheets(run_dir):
             tracker.log_artifact(sheet, "dreambench")
     tracker.log_metrics(metrics, step=step)
     return RecipeResult(metrics)

@@ -1,4 +1,5 @@
-"""Tiny random stand-ins for Kosmos-2 and Stable Diffusion v1.5, written to disk.
+"""Tiny random stand-ins for Kosmos-2, Stable Diffusion v1.5, CLIPSeg and the DreamBench scorers
+(DINO, CLIP), written to disk.
 
 The tiny tier loads these directories through exactly the `from_pretrained` calls the full tier
 uses on the real checkpoints, so CI exercises the real loading code. Everything is built offline
@@ -15,12 +16,22 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import (
+    CLIPConfig,
     CLIPImageProcessor,
+    CLIPModel,
+    CLIPProcessor,
+    CLIPSegConfig,
+    CLIPSegForImageSegmentation,
+    CLIPSegProcessor,
     CLIPTextConfig,
     CLIPTextModel,
+    CLIPTokenizer,
     Kosmos2Config,
     Kosmos2Model,
     PreTrainedTokenizerFast,
+    ViTConfig,
+    ViTImageProcessor,
+    ViTModel,
 )
 
 # Words of typical COCO / DreamBench captions; both tiny tokenizers are built from this list so
@@ -235,3 +246,82 @@ def save_tiny_stable_diffusion(path: Path, seed: int = 0, cross_attention_dim: i
         "vae": ["diffusers", "AutoencoderKL"],
     }
     (path / "model_index.json").write_text(json.dumps(model_index, indent=2))
+
+
+def _tiny_clip_towers(vocab_size: int) -> dict[str, dict[str, int]]:
+    """The text and vision towers tiny CLIP-based models (CLIP, CLIPSeg) share: 32-px images
+    in 8-px patches, 77-token text ending in the tokenizer's last two ids."""
+    sizes = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+    return {
+        "text_config": {
+            **sizes, "vocab_size": vocab_size, "max_position_embeddings": 77,
+            "bos_token_id": vocab_size - 2, "eos_token_id": vocab_size - 1, "pad_token_id": vocab_size - 1,
+        },
+        "vision_config": {**sizes, "image_size": 32, "patch_size": 8},
+    }
+
+
+def save_tiny_clipseg(path: Path, seed: int = 0) -> None:
+    """Write a random CLIPSeg (32-px images, 4x4 patches) with its CLIP tokenizer and processor,
+    in the layout of CIDAS/clipseg-rd64-refined, for building compositional rows in tests."""
+    path = Path(path)
+    vocab_size = _save_clip_tokenizer(path)
+    config = CLIPSegConfig(
+        **_tiny_clip_towers(vocab_size),
+        projection_dim=32,
+        extract_layers=(0, 1),
+        reduce_dim=16,
+        decoder_num_attention_heads=4,
+        decoder_intermediate_size=32,
+    )
+    torch.manual_seed(seed)
+    CLIPSegForImageSegmentation(config).save_pretrained(path)
+    # CLIPSeg's checkpoint normalises with ImageNet statistics, not CLIP's.
+    image_processor = ViTImageProcessor(
+        size={"height": 32, "width": 32}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
+    )
+    CLIPSegProcessor(image_processor=image_processor, tokenizer=CLIPTokenizer.from_pretrained(path)).save_pretrained(path)
+
+
+# Spread of the tiny scorers' random weights. At the usual 0.02 the CLS feature is mostly the
+# learned class embedding, so every image scores ~1 against every other; at 0.2 photos of one
+# fixture subject stay close while different subjects fall apart.
+TINY_SCORER_INIT_STD = 0.2
+
+
+def save_tiny_dino(path: Path, seed: int = 0) -> None:
+    """Write a random ViTModel (32-px images, 8-px patches) in the layout of facebook/dino-vits16."""
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        initializer_range=TINY_SCORER_INIT_STD,
+    )
+    torch.manual_seed(seed)
+    ViTModel(config, add_pooling_layer=False).save_pretrained(Path(path))
+
+
+def save_tiny_clip(path: Path, seed: int = 0) -> None:
+    """Write a random CLIPModel (32-px images, 8-px patches, 77-token text) with its processor,
+    in the layout of openai/clip-vit-base-patch32."""
+    path = Path(path)
+    vocab_size = _save_clip_tokenizer(path)
+    config = CLIPConfig(
+        **_tiny_clip_towers(vocab_size),
+        projection_dim=16,
+    )
+    torch.manual_seed(seed)
+    model = CLIPModel(config)
+    # CLIPConfig's initializer_range does not reach the class embedding or the attention, so the
+    # vision tower is re-drawn by hand (see TINY_SCORER_INIT_STD).
+    vision = model.vision_model
+    for module in [*vision.modules(), model.visual_projection]:
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Embedding)):
+            torch.nn.init.normal_(module.weight, std=TINY_SCORER_INIT_STD)
+    torch.nn.init.normal_(vision.embeddings.class_embedding, std=TINY_SCORER_INIT_STD)
+    model.save_pretrained(path)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=CLIPTokenizer.from_pretrained(path)).save_pretrained(path)

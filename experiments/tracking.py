@@ -35,3 +35,16 @@ class RecordingTracker:
 
     def series(self, name: str) -> list[float]:
         return [value for _, value in self.metrics.get(name, [])]
+
+
+class NullTracker:
+    """Drops everything: what ranks other than 0 report through, rank 0 logging for the run."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        pass
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        pass

@@ -2,7 +2,10 @@
 
 A recipe supplies an `Objective` (what to train, where batches come from, what the loss is);
 this loop owns the optimiser, the schedule, mixed precision, divergence detection, periodic
-logging (losses, throughput, peak memory, MFU), held-out evaluation and resumable checkpoints.
+logging (losses, throughput, peak memory, MFU), held-out evaluation, resumable checkpoints and
+data parallelism: under torch.distributed each rank computes its parts of every step's global
+batch (experiments.distributed) and DDP averages the gradients, so the run computes the same
+steps whatever the world size.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from transformers import get_linear_schedule_with_warmup
 from experiments import preemption
 from experiments.checkpoint import CheckpointStore
 from experiments.config import OptimConfig, TrainConfig
+from experiments.distributed import World, data_parallel, rank_parts, syncing
 from experiments.flops import peak_flops
+from experiments.sampling import Part
 from experiments.tracking import Tracker
 
 
@@ -34,11 +39,13 @@ class Objective(Protocol):
     device: torch.device
     conditioner: nn.Module  # what generation uses once trained (models.KosmosGConditioner)
 
-    def batch(self, step: int) -> Any:
-        """The batch for a given step: a pure function of the step, so resuming replays nothing."""
+    def batch(self, step: int, part: Part) -> Any:
+        """`part` of step `step`'s global batch (`train.batch_size` items): a pure function of
+        the step, so resuming replays nothing, and the ranks' parts tile the batch."""
 
     def loss(self, batch: Any) -> dict[str, torch.Tensor]:
-        """Named losses; "loss" is the one optimised."""
+        """Named losses; "loss" is the one optimised. A step's losses are the mean of its
+        micro-batches', which is the global batch's for a mean over items."""
 
     def heldout(self) -> dict[str, float]:
         """Metrics on held-out data, computed without gradients."""
@@ -67,13 +74,14 @@ def build_optimizer(
 def train(
     objective: Objective, cfg: TrainConfig, run_dir: Path, tracker: Tracker, *, progress: bool
 ) -> TrainOutcome:
+    world = World.current()
+    parts = rank_parts(cfg.batch_size, cfg.micro_batch_size, world)
+    base_seed = torch.initial_seed()  # the recipe's seed, before a checkpoint's state replaces it
     params = [p for p in objective.trainable.parameters() if p.requires_grad]
     optimizer, schedule = build_optimizer(params, cfg.optim, cfg.steps)
     use_fp16 = cfg.precision == "fp16"
     scaler = torch.amp.GradScaler(objective.device.type, enabled=use_fp16)
     autocast_dtype = torch.float16 if use_fp16 else torch.bfloat16
-    # The whole loss, not only trainable.forward: the aligner's N runs through another method.
-    loss_of = torch.compile(objective.loss) if cfg.compile else objective.loss
     count_tokens = getattr(objective, "tokens", None)
     count_flops = getattr(objective, "flops", None)
     peak = None
@@ -91,27 +99,56 @@ def train(
         start, train_seconds = resumed["step"], resumed["train_seconds"]
 
     def save(step: int) -> None:
-        checkpoints.save(step, {
-            "model": objective.trainable.state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
-            "train_seconds": train_seconds,
-        })
+        # Every rank holds the same state; rank 0 writes it (unwrapped, so that a single process
+        # can load it) and the others wait, so none ends or resumes ahead of the file.
+        if world.rank == 0:
+            checkpoints.save(step, {
+                "model": objective.trainable.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+                "train_seconds": train_seconds,
+            })
+        world.barrier()
 
+    # The whole loss, not only trainable.forward: the aligner's N runs through another method.
+    model = data_parallel(objective.trainable, objective.loss, world)
+    loss_of = torch.compile(model) if cfg.compile else model
+    tracker.log_metrics({
+        "train/world_size": world.size,
+        "train/micro_batch_size": cfg.batch_size // (world.size * len(parts)),
+        "train/grad_accumulation": len(parts),
+    }, step=start)
     objective.trainable.train()
-    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc="train", unit="step")
+    bar = tqdm(total=cfg.steps, initial=start, disable=not progress or world.rank != 0, desc="train", unit="step")
     with preemption.training():
         for step in range(start, cfg.steps):
             tick = time.perf_counter()
-            batch = objective.batch(step)
-            with torch.autocast(objective.device.type, dtype=autocast_dtype, enabled=cfg.precision != "no"):
-                losses = loss_of(batch)
-            loss = losses["loss"]
-            value = loss.item()
+            done = step + 1
+            logged = done % cfg.log_every == 0 or done == cfg.steps
+            world.seed_step(base_seed, step)
+            sums: dict[str, torch.Tensor] = {}
+            tokens = flops = 0
+            for k, part in enumerate(parts):
+                batch = objective.batch(step, part)
+                with syncing(model, k == len(parts) - 1):
+                    with torch.autocast(objective.device.type, dtype=autocast_dtype, enabled=cfg.precision != "no"):
+                        losses = loss_of(batch)
+                    # Each micro-batch weighs 1/A and DDP averages the ranks: the gradient is
+                    # the global batch's, as a single process would compute it.
+                    scaler.scale(losses["loss"] / len(parts)).backward()
+                for name, value in losses.items():
+                    if value.dim() == 0:
+                        sums[name] = sums.get(name, 0) + value.detach() / len(parts)
+                if logged and count_tokens is not None:
+                    tokens += count_tokens(batch)
+                if logged and count_flops is not None:
+                    flops += count_flops(batch)
+            # Averaged over the ranks, so every rank takes the same decision on divergence.
+            step_losses = world.mean(sums)
+            value = step_losses["loss"]
             if not math.isfinite(value) or value > cfg.divergence_threshold:
                 bar.close()
-                reason = f"diverged at step {step + 1}: loss {value:.4g}"
+                reason = f"diverged at step {done}: loss {value:.4g}"
                 return TrainOutcome(steps=step, train_seconds=train_seconds, failure=reason)
-            scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
             scaler.step(optimizer)
@@ -120,11 +157,10 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             step_seconds = time.perf_counter() - tick
             train_seconds += step_seconds
-            done = step + 1
             bar.update(1)
 
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                metrics = {f"train/{name}": t.item() for name, t in losses.items() if t.dim() == 0}
+            if logged:
+                metrics = {f"train/{name}": loss for name, loss in step_losses.items()}
                 metrics.update({
                     "train/lr": schedule.get_last_lr()[0],
                     "train/grad_norm": grad_norm.item(),
@@ -133,9 +169,9 @@ def train(
                     **_peak_memory(objective.device),
                 })
                 if count_tokens is not None:
-                    metrics["train/tokens_per_s"] = count_tokens(batch) / step_seconds
+                    metrics["train/tokens_per_s"] = world.total(tokens) / step_seconds
                 if count_flops is not None and peak is not None:
-                    metrics["train/mfu"] = count_flops(batch) / step_seconds / peak
+                    metrics["train/mfu"] = world.total(flops) / step_seconds / (peak * world.size)
                 tracker.log_metrics(metrics, step=done)
                 bar.set_postfix(loss=f"{value:.4f}")
             if done % cfg.eval_every == 0 or done == cfg.steps:
@@ -145,7 +181,7 @@ def train(
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 save(done)
             # A preemption warning received during the step is acted on here, with a fresh checkpoint.
-            preemption.proceed(lambda: save(done))
+            preemption.proceed(lambda: save(done), world)
     bar.close()
     objective.trainable.eval()
     return TrainOutcome(steps=cfg.steps, train_seconds=train_seconds)

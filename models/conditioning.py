@@ -29,6 +29,14 @@ class KosmosGConditioner(nn.Module):
         source, mask = self.mllm(self.mllm.tokenize(prompts, images).to(self.device))
         return self.aligner(source, mask)
 
+    def pipeline_embeds(
+        self, prompts: list[str], images: list[list[Image.Image]] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Keyword arguments for any diffusers Stable Diffusion pipeline (plain, ControlNet,
+        with LoRA weights...): `pipe(**conditioner.pipeline_embeds(prompts, images), ...)`."""
+        condition = self(prompts, images)
+        return {"prompt_embeds": condition, "negative_prompt_embeds": self.null(len(prompts))}
+
     def null(self, batch_size: int) -> torch.Tensor:
         """The unconditional embedding for classifier-free guidance: the aligned "<s>" prompt
         (official code), learned during training through the 10% null conditions."""

@@ -121,9 +121,10 @@ class ImageDecoder(nn.Module):
         sampler: str = "ddim",
         height: int,
         width: int,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
     ) -> list[Image.Image]:
         """Images for conditions (B, 77, T) with classifier-free guidance against the null one.
+        A list of B generators draws each image's noise from its own generator.
 
         The pipeline's guidance eps_u + w (eps_c - eps_u) equals eq. 4, w eps_c - (w - 1) eps_u.
         """

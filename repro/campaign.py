@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import submitit
@@ -63,11 +63,32 @@ def run_campaign(
     # Split the cores between concurrent jobs rather than letting each grab all of them.
     ctx = JobContext(tracking_uri, experiment_id, parent, workdir.resolve(), threads or threads_per_job(parallel))
 
+    job_ids: dict[str, str] = {}
+
     def record(spec: RunSpec, job: submitit.Job) -> None:
         # What `repro status` and `repro cancel` read back; a retry overwrites its predecessor.
+        job_ids[spec.config_hash] = str(job.job_id)
         client.set_tag(parent, f"{tags.CAMPAIGN_JOB}{spec.config_hash}", f"{spec.launch.executor}:{job.job_id}")
 
-    outcomes = launch(todo, ctx, parallel, record=record, wait=wait)
+    # Runs that start from another run (stage 3 after stage 2) go out once it has finished: in
+    # a later wave, or, when not waiting, as SLURM jobs that depend on the earlier ones.
+    finished = {spec.config_hash for spec in skipped}
+    outcomes: list[LaunchOutcome] = []
+    for wave in dependency_waves(todo):
+        ready: list[RunSpec] = []
+        for spec in wave:
+            pending = [h for h in spec.after if h not in finished]
+            if not pending:
+                ready.append(spec)
+            elif not wait and spec.launch.executor == "slurm" and all(h in job_ids for h in pending):
+                ready.append(_after_jobs(spec, [job_ids[h] for h in pending]))
+            else:
+                reason = f"not started: the run(s) it starts from ({', '.join(pending)}) did not finish"
+                log.error("%s %s", spec.run_name, reason)
+                outcomes.append(LaunchOutcome(spec, "", None, reason))
+        launched = launch(ready, ctx, parallel, record=record, wait=wait)
+        finished |= {o.spec.config_hash for o in launched if o.result is not None and o.result.status == "FINISHED"}
+        outcomes += launched
     for outcome in outcomes:
         if outcome.result is None:
             _give_up(client, experiment_id, outcome)
@@ -75,6 +96,29 @@ def run_campaign(
     if wait:
         client.set_terminated(parent, status="FINISHED" if result.ok else "FAILED")
     return result
+
+
+def dependency_waves(specs: list[RunSpec]) -> list[list[RunSpec]]:
+    """`specs` in launch order: each wave only starts from runs of earlier waves (or from runs
+    outside `specs`, which must have finished already)."""
+    hashes = {spec.config_hash for spec in specs}
+    waves: list[list[RunSpec]] = []
+    placed: set[str] = set()
+    left = list(specs)
+    while left:
+        wave = [s for s in left if all(h in placed or h not in hashes for h in s.after)]
+        if not wave:  # a loop; the config loader refuses those, so this is a bug
+            raise ValueError(f"runs wait on each other: {[s.config_hash for s in left]}")
+        waves.append(wave)
+        placed |= {s.config_hash for s in wave}
+        left = [s for s in left if s.config_hash not in placed]
+    return waves
+
+
+def _after_jobs(spec: RunSpec, job_ids: list[str]) -> RunSpec:
+    """The SLURM job waits for the jobs of the runs it starts from to succeed."""
+    sbatch = {**spec.launch.sbatch, "dependency": "afterok:" + ":".join(job_ids)}
+    return replace(spec, launch=replace(spec.launch, sbatch=sbatch))
 
 
 def _give_up(client: MlflowClient, experiment_id: str, outcome: LaunchOutcome) -> None:

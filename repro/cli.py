@@ -14,6 +14,7 @@ from repro.config import ConfigError, SweepSpec, load_matrix, load_sweep, load_s
 from repro.config.schema import Matrix
 
 EXIT_CONFIG = 2
+EXIT_DATA = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,6 +95,43 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=None, help="output folder (default: WORKDIR/reports)")
     tracking_options(report)
 
+    generate = commands.add_parser("generate", help="images from a trained run and an interleaved prompt")
+    generate.add_argument("--checkpoint", required=True, metavar="RUN_OR_PATH",
+                          help="a run directory, one of its checkpoint files, a config hash under "
+                               "WORKDIR/runs, or an MLflow run id")
+    generate.add_argument("--prompt", required=True,
+                          help='text with one "<i>" per --image, e.g. "<i> wearing <i> in the jungle"')
+    generate.add_argument("--image", dest="images", type=Path, action="append", default=[],
+                          help="an input image, in the order of the prompt's <i>; repeatable")
+    generate.add_argument("-n", "--count", type=int, default=4, help="images to make (default: 4)")
+    generate.add_argument("--out", type=Path, default=Path("generated"), help="output folder")
+    generate.add_argument("--guidance", type=float, default=7.5)
+    generate.add_argument("--steps", type=int, default=100)
+    generate.add_argument("--sampler", default="dpm", choices=("ddim", "dpm"))
+    generate.add_argument("--size", type=int, default=None,
+                          help="image side in pixels (default: the run's fid.generate_size)")
+    generate.add_argument("--seed", type=int, default=0)
+    tracking_options(generate)
+
+    data = commands.add_parser("data", help="stage-3 data: build compositional rows, check manifests")
+    data_steps = data.add_subparsers(dest="data_step", required=True, metavar="STEP")
+    build = data_steps.add_parser("build", help="segment the entities of captioned images into compositional rows")
+    build.add_argument("--captioned", type=Path, required=True,
+                       help="captioned manifest whose rows list 'entities' (and optionally 'masks'); "
+                            "format in experiments/data_build.py")
+    build.add_argument("--out", type=Path, required=True, help="folder for compositional.jsonl and segments/")
+    segmenter = build.add_mutually_exclusive_group(required=True)
+    segmenter.add_argument("--clipseg", type=Path, metavar="DIR",
+                           help="segment with this local CLIPSeg checkpoint (e.g. CIDAS/clipseg-rd64-refined); "
+                                "masks given in a row still win")
+    segmenter.add_argument("--masks", action="store_true", help="use only the masks given in the rows")
+    build.add_argument("--threshold", type=_mask_threshold, default=0.5,
+                       help="a mask pixel above this is the entity (default: 0.5)")
+    build.add_argument("--device", default="cpu", help="where CLIPSeg runs (default: cpu)")
+    check = data_steps.add_parser("check", help="load a stage-3 manifest and count its rows kept and skipped")
+    check.add_argument("manifest", type=Path, help="a .jsonl or .parquet manifest")
+    check.add_argument("--kind", required=True, choices=("compositional", "edits", "captioned"))
+
     ui = commands.add_parser("ui", help="open the MLflow UI on the default store, on 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--tracking-uri", default=None)
@@ -105,6 +143,17 @@ def _seed_list(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas, got {text!r}")
+
+
+def _mask_threshold(text: str) -> float:
+    message = f"--threshold takes a number in [0, 1), got {text!r}"
+    try:
+        threshold = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(message)
+    if not 0.0 <= threshold < 1.0:
+        raise argparse.ArgumentTypeError(message)
+    return threshold
 
 
 def _load(args: argparse.Namespace, tier: str, **filters) -> Matrix:
@@ -226,15 +275,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _write_reports(args: argparse.Namespace, matrix: Matrix) -> None:
+    from repro.config.schema import PanelTableSpec
+    from repro.report.run_panel_report import write_panel_report
     from repro.report.run_report import write_report
 
     uri, experiment = _tracking(args)
     out = _reports_dir(args)
     tables = {run.table for run in matrix.runs}
+    experiments = {run.experiment for run in matrix.runs}
     for spec in matrix.tables:
-        if spec.key in tables:
-            for path in write_report(uri, experiment, spec, matrix.tier, out):
-                print(f"wrote {path}")
+        written: list[Path] = []
+        if isinstance(spec, PanelTableSpec):
+            # Its rows may reuse another table's experiments (Table 2's SD v1.5), so it is due
+            # when any of its rows has a run in this matrix, whichever table that run belongs to.
+            if any(row.experiment in experiments for row in spec.reproduced):
+                written = write_panel_report(uri, experiment, spec, matrix.tier, out)
+        elif spec.key in tables:
+            written = write_report(uri, experiment, spec, matrix.tier, out)
+        for path in written:
+            print(f"wrote {path}")
 
 
 def _write_sweep_reports(args: argparse.Namespace, sweeps: Iterable[SweepSpec]) -> None:
@@ -244,6 +303,58 @@ def _write_sweep_reports(args: argparse.Namespace, sweeps: Iterable[SweepSpec]) 
     for sweep in sweeps:
         for path in write_sweep_report(uri, experiment, sweep, args.tier, _reports_dir(args)):
             print(f"wrote {path}")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    if args.count < 1 or args.steps < 1:
+        raise ConfigError("-n/--count and --steps must be at least 1")
+    from repro.generate import generate_to_folder
+
+    uri, _ = _tracking(args)
+    written = generate_to_folder(
+        args.checkpoint, args.prompt, args.images, args.out, workdir=args.workdir, tracking_uri=uri,
+        count=args.count, guidance=args.guidance, steps=args.steps, sampler=args.sampler,
+        size=args.size, seed=args.seed,
+    )
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from experiments.manifest import ManifestError
+
+    try:
+        return _data_build(args) if args.data_step == "build" else _data_check(args)
+    except ManifestError as error:
+        print(f"repro: data error: {error}", file=sys.stderr)
+        return EXIT_DATA
+
+
+def _data_build(args: argparse.Namespace) -> int:
+    if args.clipseg is not None and not args.clipseg.is_dir():
+        print(f"repro: --clipseg {args.clipseg} is not a directory", file=sys.stderr)
+        return EXIT_DATA
+    from experiments.data_build import build_compositional
+
+    segmenter = None
+    if args.clipseg is not None:
+        from experiments.clipseg_segmenter import ClipSegSegmenter
+
+        segmenter = ClipSegSegmenter.from_pretrained(args.clipseg, device=args.device)
+    print(build_compositional(args.captioned, args.out, segmenter, args.threshold).summary())
+    return 0
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from experiments.instruct_data import load_captioned, load_compositional, load_edits
+
+    load = {"compositional": load_compositional, "edits": load_edits, "captioned": load_captioned}[args.kind]
+    loaded = load(args.manifest)
+    print(f"{loaded.path}: {len(loaded.rows)} row(s) kept, {loaded.total_skipped} skipped")
+    for reason, count in loaded.skipped.items():
+        print(f"  {reason:<22} {count:>8}" + (f"  first: {loaded.first_skip[reason]}" if count else ""))
+    return 0
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -291,7 +402,7 @@ def _reports_dir(args: argparse.Namespace) -> Path:
 
 
 COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "cancel": cmd_cancel,
-            "sweep": cmd_sweep, "report": cmd_report, "ui": cmd_ui}
+            "sweep": cmd_sweep, "report": cmd_report, "generate": cmd_generate, "data": cmd_data, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:

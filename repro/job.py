@@ -3,6 +3,9 @@
 The submitted callable and its arguments are small, picklable and stateless: everything a
 requeued or re-run job needs (its MLflow run, its checkpoints) it finds again from the config
 hash, never from state captured at submission time.
+
+A job with several tasks is one run trained with data parallelism: each task is a rank of
+torch.distributed, and rank 0 alone talks to MLflow and writes the run's files.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ import torch
 from mlflow import MlflowClient
 
 from experiments import preemption
+from experiments.distributed import process_group
 from experiments.recipes import run_recipe
-from experiments.tracking import Tracker
+from experiments.tracking import NullTracker, Tracker
 from repro import tags
+from repro.config.paths import localize_runs
 from repro.config.schema import RunSpec
 from repro.tracking import MlflowTracker, open_run
 
@@ -60,7 +65,7 @@ class StopRun(Exception):
 @dataclass(frozen=True)
 class JobResult:
     config_hash: str
-    run_id: str
+    run_id: str | None  # None from ranks other than 0, which track nothing
     status: str  # "FINISHED" or "FAILED"
     metrics: dict[str, float]
     failure: str | None
@@ -72,8 +77,19 @@ def execute(
     """wrap_tracker: what the recipe logs through, given the run's own tracker (a sweep uses it
     to watch the held-out metric); the recipe gets the run's tracker itself when None."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if ctx.threads:
-        torch.set_num_threads(ctx.threads)
+    _export_ranks()
+    threads = _torch_threads(ctx)
+    if threads:
+        torch.set_num_threads(threads)
+    with process_group() as world:
+        if world.rank == 0:
+            return _execute_tracked(spec, ctx, wrap_tracker)
+        return _execute_untracked(spec, ctx)
+
+
+def _execute_tracked(
+    spec: RunSpec, ctx: JobContext, wrap_tracker: Callable[[MlflowTracker], Tracker] | None
+) -> JobResult:
     client = MlflowClient(ctx.tracking_uri)
     run_id = open_run(client, ctx.experiment_id, ctx.parent_run_id, spec)
     tracker = MlflowTracker(client, run_id)
@@ -88,7 +104,8 @@ def execute(
     tracker.log_artifact(config_file)
     try:
         recipe_tracker = wrap_tracker(tracker) if wrap_tracker else tracker
-        result = run_recipe(spec.config, run_dir, ctx.cache_dir, recipe_tracker, progress=sys.stderr.isatty())
+        result = run_recipe(localize_runs(spec.config, ctx.runs_dir), run_dir, ctx.cache_dir, recipe_tracker,
+                            progress=sys.stderr.isatty())
     except BaseException as error:
         # Record why, leave the checkpoints in place for the next attempt, and let the
         # executor see the original exception.
@@ -113,6 +130,15 @@ def execute(
     return JobResult(spec.config_hash, run_id, status, result.metrics, result.failure)
 
 
+def _execute_untracked(spec: RunSpec, ctx: JobContext) -> JobResult:
+    """A rank other than 0: it trains and evaluates its share; what it would log, rank 0 logs."""
+    run_dir = ctx.runs_dir / spec.config_hash
+    result = run_recipe(localize_runs(spec.config, ctx.runs_dir), run_dir, ctx.cache_dir, NullTracker(),
+                        progress=False)
+    status = "FINISHED" if result.failure is None else "FAILED"
+    return JobResult(spec.config_hash, None, status, result.metrics, result.failure)
+
+
 class RunJob(submitit.helpers.Checkpointable):
     """What the launcher submits: execute(spec, ctx), requeued on preemption or timeout.
 
@@ -125,6 +151,28 @@ class RunJob(submitit.helpers.Checkpointable):
     def __call__(self, spec: RunSpec, ctx: JobContext) -> JobResult:
         preemption.defer(signal.Signals[f"SIG{submitit.JobEnvironment.USR_SIG}"])
         return execute(spec, ctx)
+
+
+def _export_ranks() -> None:
+    """A job of several tasks: torch.distributed's env:// variables, from submitit's view of
+    the job (SLURM's or the local executor's). Each task keeps sight of all the node's GPUs
+    (process_group picks LOCAL_RANK's); a preset MASTER_PORT is kept."""
+    try:
+        env = submitit.JobEnvironment()
+    except RuntimeError:  # called directly, not through submitit
+        return
+    if env.num_tasks > 1:
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+
+
+def _torch_threads(ctx: JobContext) -> int | None:
+    """The cores SLURM gave this task, where it says (the launcher's split is of another
+    machine's cores); else the launcher's share for the job, split between its local ranks."""
+    if os.environ.get("SLURM_CPUS_PER_TASK"):
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
+    if ctx.threads is None:
+        return None
+    return max(1, ctx.threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def _job_tags() -> dict[str, str]:

@@ -131,7 +131,8 @@ def slurm_arrays(specs: list[RunSpec]) -> list[list[RunSpec]]:
 
 def _collect(job: submitit.Job, spec: RunSpec) -> LaunchOutcome:
     try:
-        result = job.result()
+        # Every task's result, so a rank that failed fails the job; rank 0's is the run's.
+        result = job.results()[0]
     except Exception as error:  # the job's own failure, re-raised by submitit
         message = f"{error}\n(full log: {job.paths.stderr})"
         log.error("%s failed: %s", spec.run_name, message)

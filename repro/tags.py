@@ -19,3 +19,4 @@ METRIC_FID = "eval/fid"
 METRIC_TRAIN_LOSS = "train/loss"
 METRIC_DEVICE_HOURS = "compute/device_hours"
 SAMPLE_GRID_ARTIFACT = "samples/grid.png"
+DREAMBENCH_SHEETS = "dreambench"  # artifact folder: one sample sheet per subject, <subject>.png

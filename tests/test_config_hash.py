@@ -28,7 +28,7 @@ def hashes(path: Path, assets: Path, **kwargs) -> dict[str, str]:
 
 def test_hashes_are_distinct_12_hex_digits(tmp_path):
     found = hashes(EXPERIMENTS, tmp_path)
-    assert len(set(found.values())) == len(found) == 12
+    assert len(set(found.values())) == len(found) == 15  # Table 2: 6 x 2 seeds; Table 1: 2 + 1
     assert all(len(h) == 12 and int(h, 16) >= 0 for h in found.values())
 
 

@@ -39,14 +39,14 @@ def config_of(matrix, experiment: str, seed: int = 0) -> RunConfig:
 
 
 def test_tiny_tier_has_every_table2_row_at_each_seed(tmp_path):
-    matrix = tiny(tmp_path)
+    matrix = tiny(tmp_path, table="table2")
     assert matrix.tier == "tiny"
     assert len(matrix.runs) == 6 * 2
     assert {(run.row, run.seed) for run in matrix.runs} == {(row, s) for row in TABLE2 for s in (0, 1)}
     for run in matrix.runs:
         assert run.config.recipe == TABLE2[run.row][0]
         assert run.config.seed == run.seed
-    (table,) = matrix.tables
+    table = next(t for t in matrix.tables if t.key == "table2")
     assert (table.key, table.metric, table.baseline_row) == ("table2", "eval/fid", "SD v1.5")
     assert table.lower_is_better and table.failed_above_baseline_ratio == 3.0
     assert {row.name: row.paper_value for row in table.rows} == {k: v[1] for k, v in TABLE2.items()}
@@ -86,7 +86,7 @@ def test_table2_ablations_differ_only_where_the_paper_says(tmp_path):
 
 
 def test_full_tier_is_the_papers_protocol(tmp_path):
-    matrix = full(tmp_path)
+    matrix = full(tmp_path, table="table2")
     assert len(matrix.runs) == 6  # seed 0 only
     align = config_of(matrix, "aligner-12")
     optim = align.train.optim
@@ -199,7 +199,7 @@ def test_matrix_sweep_crosses_points_with_seeds(tmp_path):
 
 
 def test_plan_lists_every_run(tmp_path):
-    matrix = tiny(tmp_path)
+    matrix = tiny(tmp_path, table="table2")
     text = format_plan(matrix)
     lines = text.splitlines()
     assert lines[0].split()[:4] == ["hash", "experiment", "row", "seed"]

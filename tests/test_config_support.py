@@ -18,6 +18,12 @@ FULL_TIER_ENV = {
     "KOSMOS_COCO_CAPTIONS": False,
     "KOSMOS_COCO_IMAGES": True,
     "KOSMOS_INCEPTION": False,
+    "KOSMOS_COMPOSITIONAL": False,
+    "KOSMOS_EDITS": False,
+    "KOSMOS_CAPTIONED": False,
+    "KOSMOS_DREAMBENCH": True,
+    "KOSMOS_DINO": True,
+    "KOSMOS_CLIP": True,
 }
 
 
@@ -32,4 +38,6 @@ def fake_full_env(root: Path) -> dict[str, str]:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("")
         env[name] = str(path)
+    # DreamBooth ships its prompts file inside the dataset folder, which is where the full tier looks.
+    (root / "kosmos_dreambench" / "prompts_and_classes.txt").write_text("")
     return env

@@ -45,6 +45,7 @@ def test_launch_settings_do_not_change_a_runs_id(tmp_path):
     ("launch.nodes=0", "launch.nodes: must be >= 1"),
     ("launch.nodes=2", "launch.nodes: 2 nodes need executor = \"slurm\""),
     ("launch.setup=\"module load cuda\"", "launch.setup: expected a list"),
+    ("launch.cpu_tasks_per_node=3", "train.batch_size: 16 does not split evenly over 3 ranks"),
 ])
 def test_bad_launch_settings_name_their_key(tmp_path, override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -73,11 +73,15 @@ def test_table2_as_one_job_array_reports_like_the_local_executor(tmp_path, monke
     assert shown.count("FINISHED") + shown.count("FAILED") == 6
 
 
-def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monkeypatch):
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monkeypatch, ranks):
+    """With two ranks (two tasks, gloo) both get the signal; they stop at the same step, rank 0
+    requeues the job, and the run stays one MLflow run logged by rank 0 alone."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     workdir = new_workdir(tmp_path / "preempt")
     plan = ["--tier", "tiny", "--only", "aligner-12", "--seeds", "1", *QUICK_LOGS_AND_FID,
-            "--set", "train.steps=200", "--set", "train.checkpoint_every=50"]
+            "--set", "train.steps=200", "--set", "train.checkpoint_every=50",
+            "--set", f"launch.cpu_tasks_per_node={ranks}", "--set", "launch.cpus_per_task=1"]
     assert repro(workdir, "run", *plan, *ONE_THREAD, "--executor", "slurm", "--no-wait", "--no-report") == 0
     checkpoints = workdir / "runs"
     _wait_for(lambda: list(checkpoints.glob("*/checkpoints/step-00000050.pt")), 240)
@@ -94,6 +98,7 @@ def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monke
 
     _, (after,) = child_runs(workdir)
     assert after.info.run_id == run.info.run_id
+    assert after.data.metrics["train/world_size"] == ranks
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
     assert sorted(set(steps)) == list(range(2, 201, 2))
     # The newest periodic checkpoint was at step 50 or later; without the one written for the

@@ -143,3 +143,10 @@ def test_a_sweeps_layers_are_checked_against_its_experiment_only(tmp_path):
     assert runs.trial("probe.tiny.x", 0, params).config.train.optim.warmup_steps == 100
     with pytest.raises(ConfigError, match="200 warm-up steps exceed train.steps 150"):
         runs.trial("probe.tiny.x", 0, {**params, "train.optim.warmup_steps": 200})
+
+
+def test_a_sweep_of_multi_rank_trials_is_rejected_before_anything_runs(tmp_path, capsys):
+    (tmp_path / "experiments.toml").write_text(TEXT)
+    assert main(["--workdir", str(tmp_path), "sweep", "align-lr", "--set", "launch.cpu_tasks_per_node=2"]) == 2
+    assert "launch: a trial runs as one rank, not 2" in capsys.readouterr().err
+    assert not (tmp_path / ".cache").exists()  # stopped before building the tiny tier's assets

@@ -7,7 +7,7 @@ from torch import nn
 
 from experiments.checkpoint import CheckpointStore
 from experiments.config import OptimConfig, TrainConfig
-from experiments.sampling import EpochShuffler
+from experiments.sampling import WHOLE, EpochShuffler, Part
 from experiments.tracking import RecordingTracker
 from experiments.train import train
 
@@ -21,8 +21,9 @@ class Regression:
         self.w_true = torch.tensor([[1.0, -2.0, 0.5, 3.0]])
         self.scale = scale
 
-    def batch(self, step: int) -> torch.Tensor:
-        return torch.randn(8, 4, generator=torch.Generator().manual_seed(step))
+    def batch(self, step: int, part: Part = WHOLE) -> torch.Tensor:
+        first, last = part.bounds(8)
+        return torch.randn(8, 4, generator=torch.Generator().manual_seed(step))[first:last]
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         error = self.trainable(x) - x @ self.w_true.T
@@ -75,10 +76,10 @@ def _train_until(objective: Regression, cfg: TrainConfig, run_dir, stop_after: i
     """Runs the loop and kills it (an exception from the batch source) after `stop_after` steps."""
     original = objective.batch
 
-    def batch(step: int) -> torch.Tensor:
+    def batch(step: int, part: Part = WHOLE) -> torch.Tensor:
         if step == stop_after:
             raise KeyboardInterrupt
-        return original(step)
+        return original(step, part)
 
     objective.batch = batch
     try:

@@ -20,7 +20,7 @@ from repro.config.launch import LaunchConfig, check_launch
 from repro.config.load import ConfigError, Document, Experiment, check_seeds
 from repro.config.overrides import nest
 from repro.config.paths import RUN_PREFIX, localize, needs_assets, resolve_paths
-from repro.config.rules import check_run
+from repro.config.rules import check_batch_split, check_run
 from repro.config.schema import ExperimentSpec, Matrix, RunSpec
 
 SweepPoint = tuple[tuple[str, Any], ...]
@@ -77,7 +77,7 @@ def expand(
                 continue
             problems.add(where, check_run(config))
             launch, found = build(LaunchConfig, merged.get("launch", {}), "launch")
-            problems.add(where, found or check_launch(launch))
+            problems.add(where, found or check_launch(launch) or check_batch_split(config, launch.world_size))
             # Paths are only checked for what will run, so `--only sd-v1-5` needs no MLLM.
             if experiment.name not in selected:
                 continue
@@ -243,7 +243,7 @@ def _in_table(document: Document, table: str, selected: set[str]) -> tuple[set[s
     """The selected experiments that fill a row of `table`, its own or reused."""
     spec = next((t for t in document.tables if t.key == table), None)
     if spec is None:
-        known = [t.key for t in document.tables]
+        known = sorted(t.key for t in document.tables)
         return set(), [f"--table {table!r}: no such table{suggest(table, known)}; tables: {', '.join(known)}"]
     members = {row.experiment for row in spec.rows if row.experiment is not None}
     return selected & members, []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from experiments.batch_split import accumulation_steps
 from experiments.config import RunConfig
 from repro.config.fields import leaf_value
 
@@ -56,6 +57,8 @@ _RANGES: tuple[Rule, ...] = (
     ("dreambench.generate_size", lambda v: v >= 1, "must be >= 1"),
     ("dreambench.batch_size", lambda v: v >= 1, "must be >= 1"),
     ("dreambench.guidance", lambda v: v >= 1, "must be >= 1 (1 is no guidance)"),
+    # DreamBench has 25 prompt templates per subject kind.
+    ("dreambench.templates", lambda v: all(0 <= t < 25 for t in v), "template indices must be in 0..24"),
 )
 
 
@@ -68,6 +71,9 @@ def check_run(config: RunConfig) -> list[str]:
         for key, holds, text in checked
         if not holds(leaf_value(config, key))
     ]
+    if config.recipe == "baseline" and config.dreambench.enabled:
+        problems.append("dreambench.enabled: DreamBench prompts carry the subject's photo, which SD "
+                        "v1.5's text encoder cannot take; the baseline runs FID only")
     if not trains:
         return problems
     aligner = config.aligner
@@ -82,3 +88,15 @@ def check_run(config: RunConfig) -> list[str]:
             f"train.steps {train.steps}"
         )
     return problems
+
+
+def check_batch_split(config: RunConfig, world_size: int) -> list[str]:
+    """A training run's global batch has to split evenly over its job's ranks (launch) and
+    their micro-batches."""
+    if config.recipe not in TRAINING_RECIPES:
+        return []
+    try:
+        accumulation_steps(config.train.batch_size, config.train.micro_batch_size, world_size)
+    except ValueError as error:
+        return [str(error)]
+    return []

@@ -1,10 +1,11 @@
-"""Everything the report reads from MLflow: the runs of one table and tier, their loss
-histories and their sample grids. The rest of the report works on plain DataFrames and files."""
+"""Everything the report reads from MLflow: the runs of one table (or of some experiments) and
+tier, their loss histories, sample grids and DreamBench sheets. The rest of the report works on
+plain DataFrames and files."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,19 +17,6 @@ from repro import tags
 
 _URI_VARIABLE = "MLFLOW_TRACKING_URI"
 
-COLUMNS = [
-    "run_id",
-    "row",
-    "experiment",
-    "seed",
-    "config_hash",
-    "git_commit",
-    "status",
-    "failure_reason",
-    "start_time",
-    "value",
-    "device_hours",
-]
 HISTORY_COLUMNS = ["run_id", "row", "seed", "step", "loss"]
 # Only runs that ended count; a RUNNING or KILLED run has no result to report yet.
 _ENDED = ("FINISHED", "FAILED")
@@ -61,49 +49,69 @@ def collect_runs(
 ) -> pd.DataFrame:
     """The child runs of `table` at `tier`, one per config_hash (the latest FINISHED re-run,
     else the latest FAILED one), with the table's metric in column `value`."""
+    found = _search(tracking_uri, experiment_name, tier, f"tags.`{tags.TABLE}` = '{table}'")
+    return _latest_per_config(_tidy(found, {"value": metric}))
+
+
+def collect_experiment_runs(
+    tracking_uri: str,
+    experiment_name: str,
+    experiments: Collection[str],
+    tier: str,
+    metrics: Sequence[str],
+) -> pd.DataFrame:
+    """The child runs of `experiments` at `tier` whichever table they were tagged with (Table 1
+    reuses Table 2's SD v1.5 runs), one per config_hash as in collect_runs, with one column per
+    metric, named after it."""
+    found = _search(tracking_uri, experiment_name, tier)
+    runs = _tidy(found, {metric: metric for metric in metrics})
+    return _latest_per_config(runs[runs["experiment"].isin(experiments)])
+
+
+def _search(
+    tracking_uri: str, experiment_name: str, tier: str, condition: str = ""
+) -> pd.DataFrame:
     experiment = MlflowClient(tracking_uri).get_experiment_by_name(experiment_name)
     if experiment is None:
         raise ValueError(f"no MLflow experiment named {experiment_name!r} at {tracking_uri}")
-    query = (
-        f"tags.`{tags.KIND}` = 'run' and tags.`{tags.TABLE}` = '{table}'"
-        f" and tags.`{tags.TIER}` = '{tier}'"
-    )
+    query = f"tags.`{tags.KIND}` = 'run' and tags.`{tags.TIER}` = '{tier}'"
+    if condition:
+        query += f" and {condition}"
     with _tracking_uri(tracking_uri):
-        found = mlflow.search_runs(experiment_ids=[experiment.experiment_id], filter_string=query)
-    runs = _tidy(found, metric)
-    runs = runs[runs["status"].isin(_ENDED)]
-    return _latest_per_config(runs).reset_index(drop=True)
+        return mlflow.search_runs(experiment_ids=[experiment.experiment_id], filter_string=query)
 
 
-def _tidy(found: pd.DataFrame, metric: str) -> pd.DataFrame:
+def _tidy(found: pd.DataFrame, metric_columns: dict[str, str]) -> pd.DataFrame:
+    """`found` with plain column names; `metric_columns` maps each metric column to its metric."""
     # search_runs only creates a tags./metrics. column when some run has it, hence the reindex.
     source = {
         "run_id": "run_id",
-        "status": "status",
-        "start_time": "start_time",
         "row": f"tags.{tags.ROW}",
         "experiment": f"tags.{tags.EXPERIMENT}",
         "seed": f"tags.{tags.SEED}",
         "config_hash": f"tags.{tags.CONFIG_HASH}",
         "git_commit": f"tags.{tags.GIT_COMMIT}",
+        "status": "status",
         "failure_reason": f"tags.{tags.FAILURE_REASON}",
-        "value": f"metrics.{metric}",
+        "start_time": "start_time",
+        **{column: f"metrics.{metric}" for column, metric in metric_columns.items()},
         "device_hours": f"metrics.{tags.METRIC_DEVICE_HOURS}",
     }
     runs = found.reindex(columns=list(source.values())).set_axis(list(source), axis=1)
     text = ["run_id", "status", "row", "experiment", "config_hash", "git_commit", "failure_reason"]
     runs[text] = runs[text].astype("string")
     runs["seed"] = pd.to_numeric(runs["seed"]).astype("Int64")
-    runs["value"] = runs["value"].astype(float)
-    runs["device_hours"] = runs["device_hours"].astype(float)
-    return runs[COLUMNS]
+    measured = [*metric_columns, "device_hours"]
+    runs[measured] = runs[measured].astype(float)
+    return runs
 
 
 def _latest_per_config(runs: pd.DataFrame) -> pd.DataFrame:
-    ranked = runs.assign(_finished=runs["status"] == "FINISHED")
+    ended = runs[runs["status"].isin(_ENDED)]
+    ranked = ended.assign(_finished=ended["status"] == "FINISHED")
     ranked = ranked.sort_values(["_finished", "start_time"], ascending=False, kind="stable")
     latest = ranked.drop_duplicates("config_hash", keep="first").drop(columns="_finished")
-    return latest.sort_values(["row", "seed"], kind="stable")
+    return latest.sort_values(["row", "seed"], kind="stable").reset_index(drop=True)
 
 
 def loss_histories(tracking_uri: str, runs: pd.DataFrame) -> pd.DataFrame:
@@ -139,3 +147,20 @@ def download_sample_grids(tracking_uri: str, runs: pd.DataFrame, dst: Path) -> d
         )
         grids[run.row] = Path(local)
     return grids
+
+
+def download_dreambench_sheets(tracking_uri: str, runs: pd.DataFrame, dst: Path) -> dict[str, Path]:
+    """Per DreamBench subject, the sheet logged by the lowest seed in `runs` that logged any;
+    empty when none did."""
+    client = MlflowClient(tracking_uri)
+    for run in runs.sort_values("seed").itertuples():
+        if not client.list_artifacts(run.run_id, tags.DREAMBENCH_SHEETS):
+            continue
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run.run_id,
+            artifact_path=tags.DREAMBENCH_SHEETS,
+            dst_path=str(dst / run.run_id),
+            tracking_uri=tracking_uri,
+        )
+        return {sheet.stem: sheet for sheet in sorted(Path(local).glob("*.png"))}
+    return {}

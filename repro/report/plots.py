@@ -24,7 +24,7 @@ def _colour(spec: TableSpec, row: str) -> tuple[float, float, float, float]:
     return palette([r.name for r in spec.rows].index(row) % palette.N)
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save_figure(figure: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, bbox_inches="tight")
     return path
@@ -50,7 +50,7 @@ def plot_loss_curves(histories: pd.DataFrame, spec: TableSpec, path: Path) -> Pa
     axes.set(xlabel="step", ylabel="train/loss", title=f"{spec.title}: training loss")
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize="small")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_metric_per_row(summary: pd.DataFrame, spec: TableSpec, path: Path) -> Path:
@@ -76,7 +76,7 @@ def plot_metric_per_row(summary: pd.DataFrame, spec: TableSpec, path: Path) -> P
     arrow = "lower is better" if spec.lower_is_better else "higher is better"
     axes.set(ylabel=f"{spec.metric} ({arrow})", title=spec.title)
     axes.legend(fontsize="small")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _annotate_status(axes: Axes, summary: pd.DataFrame) -> None:
@@ -106,7 +106,7 @@ def plot_metric_vs_compute(runs: pd.DataFrame, spec: TableSpec, path: Path) -> P
              title=f"{spec.title}: {spec.metric} vs compute")
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize="small")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_samples(grids: dict[str, Path], spec: TableSpec, path: Path) -> Path:
@@ -121,4 +121,4 @@ def plot_samples(grids: dict[str, Path], spec: TableSpec, path: Path) -> Path:
         else:
             axes.text(0.5, 0.5, "no samples", ha="center", va="center", transform=axes.transAxes)
     figure.suptitle(f"{spec.title}: samples (first seed per row)")
-    return _save(figure, path)
+    return save_figure(figure, path)

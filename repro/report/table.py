@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from repro import tags
-from repro.config.schema import TableSpec
+from repro.config.schema import AnyTable, TableSpec
 
 SUMMARY_COLUMNS = ["row", "n", "mean", "std", "paper", "delta", "status", "reason"]
 OK, FAILED, MISSING = "ok", "Failed", "missing"
@@ -49,7 +49,7 @@ def summarise(runs: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     return pd.DataFrame(lines, columns=SUMMARY_COLUMNS)
 
 
-def caption_line(runs: pd.DataFrame, spec: TableSpec, tier: str, generated: datetime) -> str:
+def caption_line(runs: pd.DataFrame, spec: AnyTable, tier: str, generated: datetime) -> str:
     commits = sorted(runs["git_commit"].dropna().unique())
     return (
         f"{spec.title}. Tier: {tier}. Commit(s): {', '.join(commits) or 'unknown'}."
@@ -94,20 +94,26 @@ def _display(summary: pd.DataFrame, digits: int, plus_minus: str) -> pd.DataFram
 
 
 def _markdown(table: pd.DataFrame, caption: str) -> str:
+    return "\n".join([markdown_grid(table), "", f"_{caption}_", ""])
+
+
+def markdown_grid(table: pd.DataFrame) -> str:
+    """`table` as a GitHub pipe table (no tabulate, hence not DataFrame.to_markdown)."""
+
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(cell.replace("|", r"\|") for cell in cells) + " |"
 
     body = [line(list(table.columns)), line(["---"] * len(table.columns))]
     body += [line([str(cell) for cell in cells]) for cells in table.itertuples(index=False)]
-    return "\n".join([*body, "", f"_{caption}_", ""])
+    return "\n".join(body)
 
 
 def _latex(table: pd.DataFrame, caption: str, key: str) -> str:
     # Only the free-text columns are escaped: the others hold our own $\pm$ on purpose.
     escaped = table.assign(
-        Row=table["Row"].map(_escape_latex_text), Note=table["Note"].map(_escape_latex_text)
+        Row=table["Row"].map(escape_latex_text), Note=table["Note"].map(escape_latex_text)
     )
-    return escaped.to_latex(index=False, caption=_escape_latex_text(caption), label=f"tab:{key}")
+    return escaped.to_latex(index=False, caption=escape_latex_text(caption), label=f"tab:{key}")
 
 
 _LATEX_SPECIALS = {
@@ -127,5 +133,5 @@ _LATEX_SPECIALS = {
 }
 
 
-def _escape_latex_text(text: str) -> str:
+def escape_latex_text(text: str) -> str:
     return "".join(_LATEX_SPECIALS.get(char, char) for char in text)

@@ -26,7 +26,13 @@ class TrialRuns:
 
     def base(self) -> RunSpec:
         """The run every trial starts from, before its params are applied."""
-        return self._expand(f"sweep:{self.sweep.name}", f"{self.sweep.name} base", {})
+        base = self._expand(f"sweep:{self.sweep.name}", f"{self.sweep.name} base", {})
+        if base.launch.world_size > 1:
+            # Pruning and telling the study happen in rank 0's job code alone: other ranks would
+            # neither stop with a pruned trial nor keep out of the study.
+            raise ConfigError(f"sweep {self.sweep.name!r}", [
+                f"launch: a trial runs as one rank, not {base.launch.world_size} (launch.nodes x tasks per node)"])
+        return base
 
     def trial(self, study: str, number: int, params: dict[str, Any]) -> RunSpec:
         """Layers, later wins: the experiment's, the sweep's sections, --set, then the params as

@@ -1,0 +1,93 @@
+"""Stage 3's batches: the 2 : 2 : 1 mixture, parts that tile the global batch, and the prompts
+built from compositional rows (entity words dropped, backgrounds kept or not)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments.instruct_data import CaptionedRow, CompositionalRow, EditRow, Entity
+from experiments.instruct_examples import captioned_example, compositional_example, edit_example
+from experiments.mixture import MixedShuffler, split_counts
+from experiments.sampling import Part
+
+
+@pytest.mark.parametrize("total, weights, expect", [
+    (1024, (2, 2, 1), [410, 409, 205]),
+    (10, (2, 2, 1), [4, 4, 2]),
+    (16, (2, 2, 1), [7, 6, 3]),
+    (7, (0, 1, 0), [0, 7, 0]),
+])
+def test_split_counts_follow_the_weights_and_add_up(total, weights, expect):
+    assert split_counts(total, weights) == expect
+
+
+def sources():
+    return [[f"c{i}" for i in range(13)], [f"e{i}" for i in range(11)], [f"t{i}" for i in range(5)]]
+
+
+def test_every_step_mixes_the_kinds_in_proportion_and_is_reproducible():
+    sampler = MixedShuffler(sources(), (2, 2, 1), batch_size=10, seed=3)
+    for step in range(6):
+        drawn = sampler(step)
+        assert Counter(d.kind for d in drawn) == {0: 4, 1: 4, 2: 2}
+        assert [d.position for d in drawn] == list(range(10))
+        again = MixedShuffler(sources(), (2, 2, 1), batch_size=10, seed=3)(step)
+        assert [(d.kind, d.item) for d in drawn] == [(d.kind, d.item) for d in again]
+    # Each kind walks through its own items epoch by epoch: 13 compositional rows, 4 per step.
+    seen = [d.item for step in range(3) for d in sampler(step) if d.kind == 0]
+    assert len(set(seen)) == 12
+
+
+def test_parts_tile_the_global_batch():
+    sampler = MixedShuffler(sources(), (2, 2, 1), batch_size=10, seed=0)
+    whole = [(d.kind, d.item, d.position) for d in sampler(4)]
+    parts = [(d.kind, d.item, d.position) for k in range(5) for d in sampler(4, Part(k, 5))]
+    assert parts == whole
+
+
+def test_a_kind_with_a_share_but_no_rows_is_an_error():
+    with pytest.raises(ValueError, match=r"data kinds \[2\]"):
+        MixedShuffler([["a"], ["b"], []], (2, 2, 1), batch_size=5, seed=0)
+    MixedShuffler([["a"], ["b"], []], (2, 2, 0), batch_size=5, seed=0)  # no share: fine
+
+
+def rgba_segment(path: Path) -> Path:
+    pixels = np.zeros((8, 8, 4), dtype=np.uint8)
+    pixels[..., 0] = 200  # red everywhere, but only the left half is the entity
+    pixels[:, :4, 3] = 255
+    Image.fromarray(pixels, "RGBA").save(path)
+    return path
+
+
+def test_compositional_prompts_put_each_segment_after_its_word(tmp_path):
+    segment = rgba_segment(tmp_path / "seg.png")
+    caption = "a dog wearing a hat in the snow"
+    row = CompositionalRow(caption, tmp_path / "target.png", (
+        Entity("dog", 2, 5, segment), Entity("hat", 16, 19, segment)))
+    kept = compositional_example(row, random.Random(0), entity_drop_prob=0.0, background_keep_prob=1.0)
+    assert kept.prompt == "a dog <i> wearing a hat <i> in the snow"
+    assert len(kept.images) == 2 and kept.target == row.image
+    assert np.asarray(kept.images[0])[:, 6].tolist() == [[200, 0, 0]] * 8  # background kept
+    dropped = compositional_example(row, random.Random(0), entity_drop_prob=1.0, background_keep_prob=0.0)
+    assert dropped.prompt == "a <i> wearing a <i> in the snow"
+    assert np.asarray(dropped.images[0])[:, 6].tolist() == [[255, 255, 255]] * 8  # cut out on white
+    halves = Counter(
+        compositional_example(row, random.Random(seed), 0.5, 0.5).prompt.count("dog") for seed in range(200))
+    assert 70 < halves[1] < 130  # p = 0.5
+
+
+def test_edit_and_caption_rows(tmp_path):
+    source = tmp_path / "source.png"
+    Image.new("RGB", (8, 8), (0, 0, 255)).save(source)
+    edit = edit_example(EditRow(source, "make it red", tmp_path / "edited.png", "a blue square"))
+    assert edit.prompt == "a blue square <i> make it red" and edit.target == tmp_path / "edited.png"
+    assert edit.images[0].getpixel((0, 0)) == (0, 0, 255)
+    assert edit_example(EditRow(source, "make it red", source, None)).prompt == "<i> make it red"
+    plain = captioned_example(CaptionedRow(source, "a blue square"))
+    assert (plain.prompt, plain.images) == ("a blue square", [])

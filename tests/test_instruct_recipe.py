@@ -1,0 +1,107 @@
+"""Stage 3 on the tiny tier: from an aligned stage-2 run, MLLM + M learn with the diffusion loss
+on the 2 : 2 : 1 mixture, skipped rows are counted, and the run ends with DreamBench and FID;
+`repro generate` and the diffusers drop-in then use what it trained."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments.config import RunConfig
+from experiments.instruct import InstructObjective
+from experiments.recipes import run_recipe
+from experiments.tracking import RecordingTracker
+from repro.cli import main as repro_main
+from tests.dreambench_support import tiny_dreambench
+from tests.test_recipes import tiny_config
+
+
+def stage3_config(assets: Path, stage2_dir: Path, **train_values) -> RunConfig:
+    values = dict(steps=6, batch_size=5, log_every=1, eval_every=3, checkpoint_every=3,
+                  init_from=str(stage2_dir))
+    values.update(train_values)
+    config = tiny_config(assets, "instruct", **values)
+    instruct = assets / "instruct"
+    data = replace(config.data, compositional=str(instruct / "compositional" / "compositional.jsonl"),
+                   edits=str(instruct / "edits" / "edits.jsonl"),
+                   captioned=str(instruct / "captioned" / "captioned.jsonl"))
+    dreambench = tiny_dreambench(assets, subjects=("dog",), templates=(0, 20), batch_size=4)
+    return replace(config, data=data, dreambench=dreambench)
+
+
+@pytest.fixture(scope="module")
+def stage2_dir(tiny_assets, tmp_path_factory) -> Path:
+    """A finished (short) stage-2 run's directory, as the harness leaves it."""
+    run_dir = tmp_path_factory.mktemp("stage2")
+    config = tiny_config(tiny_assets, "align", steps=4, checkpoint_every=4, eval_every=4)
+    config = replace(config, fid=replace(config.fid, enabled=False))
+    run_recipe(config, run_dir, run_dir / "cache", RecordingTracker(), progress=False)
+    (run_dir / "config.json").write_text(json.dumps({"config": asdict(config)}))
+    return run_dir
+
+
+def test_stage3_trains_the_mllm_and_m_only_and_evaluates_both_benchmarks(tiny_assets, stage2_dir, tmp_path):
+    config = stage3_config(tiny_assets, stage2_dir)
+    start = {k: v.clone() for k, v in InstructObjective(config).trainable.state_dict().items()}
+    stage2 = torch.load(sorted((stage2_dir / "checkpoints").glob("*.pt"))[-1], weights_only=False)["model"]
+    assert all(torch.equal(start[f"aligner.{k}"], v) for k, v in stage2.items())  # starts aligned
+
+    tracker = RecordingTracker()
+    result = run_recipe(config, tmp_path, tmp_path / "cache", tracker, progress=False)
+    assert result.failure is None
+    assert len(tracker.series("train/loss")) == 6 and len(tracker.series("heldout/diffusion_loss")) == 2
+    # The fixture's two broken rows: skipped, counted, logged.
+    assert result.metrics["data/skipped_edits_corrupt_image"] == 1
+    assert result.metrics["data/skipped_compositional_entity_not_in_caption"] == 1
+    for name in ("eval/dino", "eval/clip_i", "eval/clip_t"):
+        assert 0.0 <= result.metrics[name] <= 1.0, name
+    assert result.metrics["eval/dreambench_images"] == 4 and result.metrics["eval/fid"] > 0
+    assert [p.name for p, folder in tracker.artifacts if folder == "dreambench"] == ["dog.png"]
+
+    trained = torch.load(sorted((tmp_path / "checkpoints").glob("*.pt"))[-1], weights_only=False)["model"]
+    changed = {k for k, v in trained.items() if not torch.equal(v, start[k])}
+    assert any(k.startswith("aligner.m.") for k in changed)
+    assert any(k.startswith("mllm.model.text_model.") for k in changed)
+    assert any(k.startswith("mllm.model.image_to_text_projection.") for k in changed)
+    assert not any(k.startswith("aligner.n.") for k in changed)  # N is stage 2's alone
+    layers = len({k.split(".layers.")[1].split(".")[0] for k in trained if "vision_model.model.encoder.layers." in k})
+    last = f"mllm.model.vision_model.model.encoder.layers.{layers - 1}."
+    vision = {k for k in changed if "vision_model" in k}
+    assert vision and all(k.startswith(last) or "post_layernorm" in k for k in vision)
+
+
+def test_generate_writes_images_from_a_run_and_two_input_images(tiny_assets, stage2_dir, tmp_path, capsys):
+    photos = sorted((tiny_assets / "dreambench" / "dog").glob("*.jpg"))
+    out = tmp_path / "out"
+    command = ["--workdir", str(tmp_path), "generate", "--checkpoint", str(stage2_dir),
+               "--prompt", "<i> wearing <i> in the jungle", "-n", "3", "--steps", "2", "--size", "32"]
+    assert repro_main([*command, "--image", str(photos[0]), "--image", str(photos[1]), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["0-0.png", "0-1.png", "0-2.png"]
+    # One image too few for the prompt's placeholders: a clear error, nothing written.
+    assert repro_main([*command, "--image", str(photos[0]), "--out", str(tmp_path / "none")]) == 2
+    assert "2 '<i>' placeholders but 1 images" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+
+
+def test_the_conditioner_drives_a_stock_diffusers_pipeline(tiny_assets, stage2_dir):
+    from diffusers import StableDiffusionPipeline
+
+    from experiments.generation import load_kosmos_g
+    from repro.config.stored import stored_config
+
+    conditioner, _ = load_kosmos_g(stored_config(stage2_dir), stage2_dir)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(tiny_assets / "sd"), safety_checker=None, requires_safety_checker=False, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    photo = sorted((tiny_assets / "dreambench" / "dog").glob("*.jpg"))[0]
+    from PIL import Image
+
+    with torch.no_grad():
+        embeds = conditioner.pipeline_embeds(["<i> on the beach"], [[Image.open(photo)]])
+    images = pipe(**embeds, num_inference_steps=2, height=32, width=32, output_type="np",
+                  generator=torch.Generator().manual_seed(0)).images
+    assert images.shape == (1, 32, 32, 3) and images.std() > 0
