@@ -13,6 +13,7 @@ from typing import Literal
 RecipeName = Literal["align", "e2e", "instruct", "baseline", "oracle"]
 AlignerKind = Literal["aligner", "decoder_only", "linear"]
 Precision = Literal["no", "bf16", "fp16"]
+Parallelism = Literal["ddp", "fsdp"]
 Sampler = Literal["ddim", "dpm"]
 # torch-fidelity extractors: its FID Inception, or the tiny one experiments.fid registers.
 FeatureExtractor = Literal["inception-v3-compat", "tiny-random-conv"]
@@ -74,6 +75,10 @@ class TrainConfig:
     # over the ranks and, past this size, over gradient-accumulation micro-batches. None: one
     # micro-batch per rank (batch_size / world size).
     micro_batch_size: int | None = None
+    # How several ranks hold the trainable: "ddp", a whole replica each; "fsdp", a 1/W shard each
+    # of its weights, gradients and AdamW state (experiments/fsdp.py), for a trainable that does
+    # not fit one GPU beside its optimiser (stage 3's unfrozen 1.6B MLLM). Same steps either way.
+    parallelism: Parallelism = "ddp"
     # Stage 3 (instruct) starts from an aligned stage-2 run: a checkpoint file, a run directory
     # (its latest checkpoint), or `@run/<config hash>`, which the harness fills in from the
     # experiment's `after` and re-roots in the work dir's runs/.

@@ -1,6 +1,6 @@
 """Data parallelism for the training loop: the process group a job opens, which rank this
 process is, how a step's global batch is cut into per-rank micro-batches, and DDP around the
-objective's loss.
+objective's loss (experiments.fsdp shards the trainable instead).
 
 The global batch (`train.batch_size`, the paper's) is the same whatever the world size: each of
 W ranks takes batch_size / W items per step, in A micro-batches of `train.micro_batch_size`,
@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ContextManager
+from typing import Any, ContextManager, Protocol
 
 import torch
 import torch.distributed as dist
@@ -88,6 +88,16 @@ def rank_parts(batch_size: int, micro_batch_size: int | None, world: World) -> l
 Loss = Callable[[Any], dict[str, torch.Tensor]]
 
 
+class DataParallelObjective(Protocol):
+    """What data parallelism needs of an objective (experiments.train.Objective)."""
+
+    trainable: nn.Module
+
+    def loss(self, batch: Any) -> dict[str, torch.Tensor]: ...
+
+    def heldout(self) -> dict[str, float]: ...
+
+
 class _ObjectiveLoss(nn.Module):
     """The objective's whole loss as one module's forward, so DDP's reducer sees every use of
     the trainable parameters: the aligner's N runs through `reconstruct`, not `forward`."""
@@ -101,23 +111,41 @@ class _ObjectiveLoss(nn.Module):
         return self.loss(batch)
 
 
-def data_parallel(trainable: nn.Module, loss: Loss, world: World) -> nn.Module:
-    """A module computing `loss(batch)` whose backward all-reduces (averages) the trainable's
-    gradients over the ranks; the loss itself where there is one rank."""
-    module = _ObjectiveLoss(trainable, loss)
-    if world.size == 1:
-        return module
-    # Some trainables hold parameters a recipe never uses (the e2e recipe trains AlignerNet's M
-    # without N): DDP has to look for them, or it waits for their gradients forever.
-    return DistributedDataParallel(module, find_unused_parameters=True)
+class Replicated:
+    """A whole replica of the trainable on every rank (`train.parallelism = "ddp"`, and any
+    single process); past one rank, DDP averages the gradients. experiments.fsdp.Sharded is the
+    sharded alternative, with the same methods."""
 
+    def __init__(self, objective: DataParallelObjective, world: World) -> None:
+        self.trainable = objective.trainable
+        self._heldout = objective.heldout
+        module = _ObjectiveLoss(objective.trainable, objective.loss)
+        # Some trainables hold parameters a recipe never uses (the e2e recipe trains AlignerNet's
+        # M without N): DDP has to look for them, or it waits for their gradients forever.
+        self.loss: nn.Module = (
+            module if world.size == 1 else DistributedDataParallel(module, find_unused_parameters=True)
+        )
 
-def syncing(model: nn.Module, sync: bool) -> ContextManager[Any]:
-    """Gradients are all-reduced only on a step's last micro-batch; the earlier ones accumulate
-    locally. Wraps the micro-batch's forward and backward."""
-    if sync or not isinstance(model, DistributedDataParallel):
-        return nullcontext()
-    return model.no_sync()
+    def syncing(self, sync: bool) -> ContextManager[Any]:
+        """Gradients are all-reduced only on a step's last micro-batch; the earlier ones
+        accumulate locally. Wraps the micro-batch's forward and backward."""
+        if sync or not isinstance(self.loss, DistributedDataParallel):
+            return nullcontext()
+        return self.loss.no_sync()
+
+    def heldout(self) -> dict[str, float]:
+        return self._heldout()
+
+    def state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """The model (unwrapped, so that a single process can load it) and optimiser states."""
+        return {"model": self.trainable.state_dict(), "optimizer": optimizer.state_dict()}
+
+    def load(self, state: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
+        self.trainable.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+
+    def unshard(self) -> None:
+        """Nothing to gather: every rank holds the whole trainable already."""
 
 
 @contextmanager

@@ -72,8 +72,8 @@ def with_null_conditions(
     """(code) A share `prob` of the conditions become the null condition, so guidance has an
     unconditional branch to extrapolate from at sampling time."""
     dropped = torch.rand(condition.shape[0], device=condition.device) < prob
-    if not dropped.any():
-        return condition
+    # Made even where none is dropped: each rank draws its own `dropped`, and under FSDP every
+    # rank has to run the same forwards (each gathers the weights it runs on).
     null = conditioner.null(1).expand_as(condition)
     return torch.where(dropped[:, None, None], null, condition)
 

@@ -4,8 +4,8 @@ A recipe supplies an `Objective` (what to train, where batches come from, what t
 this loop owns the optimiser, the schedule, mixed precision, divergence detection, periodic
 logging (losses, throughput, peak memory, MFU), held-out evaluation, resumable checkpoints and
 data parallelism: under torch.distributed each rank computes its parts of every step's global
-batch (experiments.distributed) and DDP averages the gradients, so the run computes the same
-steps whatever the world size.
+batch (experiments.distributed) and DDP averages the gradients (or FSDP, which also shards the
+trainable: experiments.fsdp), so the run computes the same steps whatever the world size.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from transformers import get_linear_schedule_with_warmup
 from experiments import preemption
 from experiments.checkpoint import CheckpointStore
 from experiments.config import OptimConfig, TrainConfig
-from experiments.distributed import World, data_parallel, rank_parts, syncing
+from experiments.distributed import Replicated, World, rank_parts
 from experiments.flops import peak_flops
+from experiments.fsdp import Sharded
 from experiments.sampling import Part
 from experiments.tracking import Tracker
 
@@ -77,6 +78,9 @@ def train(
     world = World.current()
     parts = rank_parts(cfg.batch_size, cfg.micro_batch_size, world)
     base_seed = torch.initial_seed()  # the recipe's seed, before a checkpoint's state replaces it
+    # Sharding replaces the trainable's parameters by this rank's shards: the optimiser comes after.
+    sharded = world.size > 1 and cfg.parallelism == "fsdp"
+    parallel = Sharded(objective, world) if sharded else Replicated(objective, world)
     params = [p for p in objective.trainable.parameters() if p.requires_grad]
     optimizer, schedule = build_optimizer(params, cfg.optim, cfg.steps)
     use_fp16 = cfg.precision == "fp16"
@@ -92,26 +96,24 @@ def train(
     start, train_seconds = 0, 0.0
     resumed = checkpoints.load_latest()
     if resumed is not None:
-        objective.trainable.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
+        parallel.load(resumed, optimizer)
         schedule.load_state_dict(resumed["schedule"])
         scaler.load_state_dict(resumed["scaler"])
         start, train_seconds = resumed["step"], resumed["train_seconds"]
 
     def save(step: int) -> None:
-        # Every rank holds the same state; rank 0 writes it (unwrapped, so that a single process
-        # can load it) and the others wait, so none ends or resumes ahead of the file.
+        # Every rank takes part in gathering the state (FSDP's shards); rank 0 writes it (the plain
+        # trainable's, so that a single process can load it) and the others wait, so none ends or
+        # resumes ahead of the file.
+        state = parallel.state(optimizer)
         if world.rank == 0:
             checkpoints.save(step, {
-                "model": objective.trainable.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+                **state, "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
                 "train_seconds": train_seconds,
             })
         world.barrier()
 
-    # The whole loss, not only trainable.forward: the aligner's N runs through another method.
-    model = data_parallel(objective.trainable, objective.loss, world)
-    loss_of = torch.compile(model) if cfg.compile else model
+    loss_of = torch.compile(parallel.loss) if cfg.compile else parallel.loss
     tracker.log_metrics({
         "train/world_size": world.size,
         "train/micro_batch_size": cfg.batch_size // (world.size * len(parts)),
@@ -129,10 +131,10 @@ def train(
             tokens = flops = 0
             for k, part in enumerate(parts):
                 batch = objective.batch(step, part)
-                with syncing(model, k == len(parts) - 1):
+                with parallel.syncing(k == len(parts) - 1):
                     with torch.autocast(objective.device.type, dtype=autocast_dtype, enabled=cfg.precision != "no"):
                         losses = loss_of(batch)
-                    # Each micro-batch weighs 1/A and DDP averages the ranks: the gradient is
+                    # Each micro-batch weighs 1/A and the ranks are averaged: the gradient is
                     # the global batch's, as a single process would compute it.
                     scaler.scale(losses["loss"] / len(parts)).backward()
                 for name, value in losses.items():
@@ -147,6 +149,7 @@ def train(
             value = step_losses["loss"]
             if not math.isfinite(value) or value > cfg.divergence_threshold:
                 bar.close()
+                parallel.unshard()
                 reason = f"diverged at step {done}: loss {value:.4g}"
                 return TrainOutcome(steps=step, train_seconds=train_seconds, failure=reason)
             scaler.unscale_(optimizer)
@@ -176,13 +179,14 @@ def train(
                 bar.set_postfix(loss=f"{value:.4f}")
             if done % cfg.eval_every == 0 or done == cfg.steps:
                 objective.trainable.eval()
-                tracker.log_metrics({f"heldout/{k}": v for k, v in objective.heldout().items()}, step=done)
+                tracker.log_metrics({f"heldout/{k}": v for k, v in parallel.heldout().items()}, step=done)
                 objective.trainable.train()
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 save(done)
             # A preemption warning received during the step is acted on here, with a fresh checkpoint.
             preemption.proceed(lambda: save(done), world)
     bar.close()
+    parallel.unshard()  # evaluation runs the trainable on one rank at a time, without collectives
     objective.trainable.eval()
     return TrainOutcome(steps=cfg.steps, train_seconds=train_seconds)
 

@@ -281,18 +281,14 @@ def _write_reports(args: argparse.Namespace, matrix: Matrix) -> None:
 
     uri, experiment = _tracking(args)
     out = _reports_dir(args)
-    tables = {run.table for run in matrix.runs}
-    experiments = {run.experiment for run in matrix.runs}
+    # `--table` names the one to write (its plan also holds runs of tables it reuses rows from);
+    # otherwise every table with runs of its own in the plan.
+    wanted = {args.table} if getattr(args, "table", None) else {run.table for run in matrix.runs}
     for spec in matrix.tables:
-        written: list[Path] = []
-        if isinstance(spec, PanelTableSpec):
-            # Its rows may reuse another table's experiments (Table 2's SD v1.5), so it is due
-            # when any of its rows has a run in this matrix, whichever table that run belongs to.
-            if any(row.experiment in experiments for row in spec.reproduced):
-                written = write_panel_report(uri, experiment, spec, matrix.tier, out)
-        elif spec.key in tables:
-            written = write_report(uri, experiment, spec, matrix.tier, out)
-        for path in written:
+        if spec.key not in wanted:
+            continue
+        write = write_panel_report if isinstance(spec, PanelTableSpec) else write_report
+        for path in write(uri, experiment, spec, matrix.tier, out):
             print(f"wrote {path}")
 
 

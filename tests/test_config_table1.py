@@ -106,3 +106,19 @@ def test_broken_table1_config_names_the_key(tmp_path, old, new, expect):
 def test_unknown_table_is_named(tmp_path):
     with pytest.raises(ConfigError, match="--table 'table3': no such table.*table1, table2"):
         tiny(tmp_path, table="table3")
+
+
+def test_full_tier_stage3_and_dreambench_follow_the_paper(tmp_path):
+    from tests.test_config_support import fake_full_env
+
+    matrix = load_matrix(EXPERIMENTS, "full", table="table1", env=fake_full_env(tmp_path / "world"))
+    stage3 = next(r.config for r in matrix.runs if r.experiment == "kosmos-g")
+    train = stage3.train
+    assert (train.steps, train.batch_size, train.optim.lr, train.optim.warmup_steps) == (200_000, 1_024, 1e-3, 375)
+    assert (train.entity_drop_prob, train.background_keep_prob, train.null_condition_prob) == (0.5, 0.5, 0.1)
+    assert stage3.data.mix == (2.0, 2.0, 1.0) and train.trainable_vision_layers == 1
+    bench = stage3.dreambench
+    assert (bench.sampler, bench.steps, bench.guidance, bench.images_per_prompt) == ("dpm", 100, 7.5, 4)
+    assert bench.subjects == () and bench.templates == () and bench.reference == "input"
+    assert bench.prompts == str((tmp_path / "world" / "kosmos_dreambench" / "prompts_and_classes.txt").resolve())
+    assert (stage3.fid.steps, stage3.fid.guidance, stage3.fid.num_captions) == (250, 3.0, 30_000)
