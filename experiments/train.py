@@ -27,7 +27,6 @@ from experiments.checkpoint import CheckpointStore
 from experiments.config import OptimConfig, TrainConfig
 from experiments.distributed import Replicated, World, rank_parts
 from experiments.flops import peak_flops
-from experiments.fsdp import Sharded
 from experiments.sampling import Part
 from experiments.tracking import Tracker
 
@@ -79,8 +78,12 @@ def train(
     parts = rank_parts(cfg.batch_size, cfg.micro_batch_size, world)
     base_seed = torch.initial_seed()  # the recipe's seed, before a checkpoint's state replaces it
     # Sharding replaces the trainable's parameters by this rank's shards: the optimiser comes after.
-    sharded = world.size > 1 and cfg.parallelism == "fsdp"
-    parallel = Sharded(objective, world) if sharded else Replicated(objective, world)
+    if world.size > 1 and cfg.parallelism == "fsdp":
+        from experiments.fsdp import Sharded  # torch's FSDP takes seconds to import; few runs shard
+
+        parallel = Sharded(objective, world)
+    else:
+        parallel = Replicated(objective, world)
     params = [p for p in objective.trainable.parameters() if p.requires_grad]
     optimizer, schedule = build_optimizer(params, cfg.optim, cfg.steps)
     use_fp16 = cfg.precision == "fp16"
