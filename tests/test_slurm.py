@@ -1,7 +1,8 @@
 """Against a real SLURM (scripts/slurm-local.sh starts one on this machine): the tiny Table 2
 matrix as one job array gives the same table as the in-process executor, `repro status` and the
-run tags name each array task, and a preempted job checkpoints on SLURM's warning signal, is
-requeued, and resumes into the same MLflow run without repeating steps.
+run tags name each array task, a 2-task (2-rank gloo) job trains like one process, and a
+preempted job checkpoints on SLURM's warning signal, is requeued, and resumes into the same
+MLflow run without repeating steps.
 
 Run alone with `pytest -m slurm`."""
 
@@ -71,6 +72,27 @@ def test_table2_as_one_job_array_reports_like_the_local_executor(tmp_path, monke
     # sacct may still say RUNNING for a task whose result is in while its job step winds down.
     assert shown.count("COMPLETED") + shown.count("RUNNING") + shown.count("COMPLETING") == 6
     assert shown.count("FINISHED") + shown.count("FAILED") == 6
+
+
+def test_a_two_task_job_trains_like_one_process_on_the_same_global_batch(tmp_path, monkeypatch):
+    """Two SLURM tasks = two gloo ranks, each with half of every global batch: the logged
+    losses are the single process's. L_rec is left out: its 77 / l_s scale is per micro-batch."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    plan = ["--tier", "tiny", "--only", "aligner-12", "--seeds", "0", *SHORT_TRAINING, *QUICK_LOGS_AND_FID,
+            "--set", "train.rec_weight=0.0", "--set", "fid.enabled=false"]
+    single, cluster = new_workdir(tmp_path / "single"), new_workdir(tmp_path / "cluster")
+    assert repro(single, "run", *plan, *ONE_THREAD, "--executor", "debug", "--no-report") == 0
+    assert repro(cluster, "run", *plan, *ONE_THREAD, "--executor", "slurm", "--no-report",
+                 "--set", "launch.cpu_tasks_per_node=2", "--set", "launch.cpus_per_task=1") == 0
+
+    def losses(workdir: Path) -> tuple[list[float], float]:
+        client, (run,) = child_runs(workdir)
+        history = client.get_metric_history(run.info.run_id, "train/loss")
+        return [m.value for m in sorted(history, key=lambda m: m.step)], run.data.metrics["train/world_size"]
+
+    (one, one_world), (two, two_world) = losses(single), losses(cluster)
+    assert (one_world, two_world) == (1, 2) and len(one) == len(two) == 6
+    assert two == pytest.approx(one, rel=1e-4)
 
 
 @pytest.mark.parametrize("ranks", [1, 2])
