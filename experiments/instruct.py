@@ -49,7 +49,7 @@ class InstructObjective:
 
         self.mllm = MLLMEncoder.from_pretrained(config.models.mllm).to(self.device)
         self.mllm.unfreeze_for_instruction_tuning(train.trainable_vision_layers)
-        target = ClipTextTarget.from_pretrained(config.models.stable_diffusion)
+        target = ClipTextTarget.from_pretrained(config.models.stable_diffusion)  # sizes M's output
         self.aligner = aligner_for(config.aligner, self.mllm, target)
         self.aligner.load_state_dict(trained_weights(train.init_from))
         self.aligner.requires_grad_(False)
