@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from repro import tags
 from repro.config.schema import Matrix, RunSpec
 from repro.job import JobContext, threads_per_job
-from repro.launch import LaunchOutcome, launch
+from repro.launch import LaunchOutcome, dependency_waves, launch
 from repro.tracking import ensure_experiment, is_done, open_campaign, runs_with_hash
 
 log = logging.getLogger(__name__)
@@ -96,23 +96,6 @@ def run_campaign(
     if wait:
         client.set_terminated(parent, status="FINISHED" if result.ok else "FAILED")
     return result
-
-
-def dependency_waves(specs: list[RunSpec]) -> list[list[RunSpec]]:
-    """`specs` in launch order: each wave only starts from runs of earlier waves (or from runs
-    outside `specs`, which must have finished already)."""
-    hashes = {spec.config_hash for spec in specs}
-    waves: list[list[RunSpec]] = []
-    placed: set[str] = set()
-    left = list(specs)
-    while left:
-        wave = [s for s in left if all(h in placed or h not in hashes for h in s.after)]
-        if not wave:  # a loop; the config loader refuses those, so this is a bug
-            raise ValueError(f"runs wait on each other: {[s.config_hash for s in left]}")
-        waves.append(wave)
-        placed |= {s.config_hash for s in wave}
-        left = [s for s in left if s.config_hash not in placed]
-    return waves
 
 
 def _after_jobs(spec: RunSpec, job_ids: list[str]) -> RunSpec:

@@ -181,10 +181,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     matrix = _matrix(args)
     print(format_plan(matrix))
     if args.sbatch:
-        from repro.launch import slurm_arrays
+        from repro.launch import dependency_waves, slurm_arrays
         from repro.slurm import sbatch_script
 
-        for group in slurm_arrays(list(matrix.runs)):
+        # Runs that start from others go out later, in arrays of their own.
+        groups = [group for wave in dependency_waves(list(matrix.runs)) for group in slurm_arrays(wave)]
+        for group in groups:
             names = ", ".join(spec.run_name for spec in group)
             folder = args.workdir.resolve() / "jobs" / "%j"
             print(f"\n# array of {len(group)}: {names}\n{sbatch_script(group[0].launch, folder, len(group))}")

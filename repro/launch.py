@@ -121,6 +121,23 @@ def launch(
     return outcomes
 
 
+def dependency_waves(specs: list[RunSpec]) -> list[list[RunSpec]]:
+    """`specs` in launch order: each wave only starts from runs of earlier waves (or from runs
+    outside `specs`, which must have finished already)."""
+    hashes = {spec.config_hash for spec in specs}
+    waves: list[list[RunSpec]] = []
+    placed: set[str] = set()
+    left = list(specs)
+    while left:
+        wave = [s for s in left if all(h in placed or h not in hashes for h in s.after)]
+        if not wave:  # a loop; the config loader refuses those, so this is a bug
+            raise ValueError(f"runs wait on each other: {[s.config_hash for s in left]}")
+        waves.append(wave)
+        placed |= {s.config_hash for s in wave}
+        left = [s for s in left if s.config_hash not in placed]
+    return waves
+
+
 def slurm_arrays(specs: list[RunSpec]) -> list[list[RunSpec]]:
     """Runs that ask for the same resources go out as one array."""
     groups: dict[str, list[RunSpec]] = {}

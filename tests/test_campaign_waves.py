@@ -4,11 +4,11 @@ depend on theirs."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from repro.campaign import _after_jobs, dependency_waves
+from repro.campaign import _after_jobs
+from repro.launch import dependency_waves
 from repro.config import load_matrix
 from tests.test_config_support import EXPERIMENTS
 
