@@ -149,8 +149,14 @@ class RunJob(submitit.helpers.Checkpointable):
     """
 
     def __call__(self, spec: RunSpec, ctx: JobContext) -> JobResult:
-        preemption.defer(signal.Signals[f"SIG{submitit.JobEnvironment.USR_SIG}"])
+        defer_preemption()
         return execute(spec, ctx)
+
+
+def defer_preemption() -> None:
+    """For a Checkpointable job: holds submitit's requeue signal back until the training loop's
+    next step boundary, so the job writes a checkpoint before it is requeued."""
+    preemption.defer(signal.Signals[f"SIG{submitit.JobEnvironment.USR_SIG}"])
 
 
 def _export_ranks() -> None:

@@ -26,7 +26,7 @@ from repro.launch import make_executor
 from repro.sweep.runs import TrialRuns
 from repro.sweep.study import distributions, make_pruner, make_sampler, open_storage, study_name
 from repro.sweep.tracking import close_sweep_run, open_sweep_run
-from repro.sweep.trial import TrialJob, TrialOutcome, run_trial
+from repro.sweep.trial import TrialJob, TrialOutcome, TrialRunJob
 from repro.tracking import ensure_experiment
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def run_sweep(
                 log.error("%s", crashed[-1])
                 continue
             job = TrialJob(spec, ctx, storage, sweep.name, name, number, trial_id, sweep.metric, sweep.pruner)
-            submitted = pool.submit(run_trial, job)
+            submitted = pool.submit(TrialRunJob(), job)
             log.info("trial %d submitted as job %s: %s", number, submitted.job_id, spec.run_name)
             running[submitted] = number
         finished = [job for job in running if job.done()]

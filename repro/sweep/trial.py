@@ -3,7 +3,9 @@ the study's pruner, and the outcome told to the study.
 
 The job tells the study itself, so a trial's end is recorded in durable storage as soon as it
 happens, whether or not the sweep that launched it is still alive. A job that is killed tells
-nothing: its trial stays RUNNING, which is how a restarted sweep knows to resume it.
+nothing: its trial stays RUNNING, which is how a restarted sweep knows to resume it. A job that
+is preempted or times out tells nothing either: submitit requeues it (TrialRunJob), and the
+requeued attempt goes on reporting to the same trial and tells the study once, at the end.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 import optuna
+import submitit
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from optuna.trial import TrialState
@@ -19,7 +22,7 @@ from optuna.trial import TrialState
 from repro import tags
 from repro.config.schema import RunSpec
 from repro.config.sweep import PrunerSpec
-from repro.job import JobContext, execute
+from repro.job import JobContext, defer_preemption, execute
 from repro.sweep import tags as sweep_tags
 from repro.sweep.pruning import Pruned, PruningTracker
 from repro.sweep.study import make_pruner, open_storage
@@ -70,10 +73,22 @@ def run_trial(job: TrialJob) -> TrialOutcome:
     except Pruned as pruned:
         return _end(study, client, job, trackers[0].run_id, TrialState.PRUNED, None, str(pruned))
     except Exception as error:
+        # Not BaseException: submitit ends a preempted attempt it has requeued with SystemExit,
+        # and that trial is not over.
         run_id = trackers[0].run_id if trackers else None
         _end(study, client, job, run_id, TrialState.FAIL, None, f"crashed: {type(error).__name__}: {error}")
         raise
     return _settle(study, client, job, result.run_id, result.failure)
+
+
+class TrialRunJob(submitit.helpers.Checkpointable):
+    """What the sweep submits: run_trial(job), requeued on preemption or timeout like
+    repro.job.RunJob. It holds no state, so the requeued attempt is the same call: it finds the
+    trial's checkpoint and MLflow run by the config hash, and the trial by its id."""
+
+    def __call__(self, job: TrialJob) -> TrialOutcome:
+        defer_preemption()
+        return run_trial(job)
 
 
 def _finished_run(client: MlflowClient, job: TrialJob) -> Run | None:

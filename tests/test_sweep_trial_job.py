@@ -1,0 +1,67 @@
+"""TrialRunJob, what `repro sweep` submits for each trial: submitit requeues it the way it requeues
+repro.job.RunJob, and an attempt that submitit ends after requeuing it leaves its trial RUNNING
+for the requeued attempt to finish. tests/test_slurm_sweep.py preempts one on a real SLURM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+from submitit.core.utils import DelayedSubmission
+
+from repro.config import load_sweep
+from repro.job import JobContext
+from repro.sweep import trial as trial_module
+from repro.sweep.runs import TrialRuns
+from repro.sweep.study import distributions, open_storage, study_name
+from repro.sweep.trial import TrialJob, TrialRunJob
+from repro.tracking import ensure_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def trial_job(tmp_path) -> TrialJob:
+    """Trial 0 of the project's align-lr sweep, asked of a study of its own in tmp_path."""
+    config = ROOT / "experiments.toml"
+    runs = TrialRuns(config, load_sweep(config, "align-lr"), "tiny", (), tmp_path / "tiny-assets")
+    name = study_name(runs.sweep, runs.base())
+    storage = str(tmp_path / "optuna.journal")
+    trial = optuna.create_study(study_name=name, storage=open_storage(storage)).ask(distributions(runs.sweep))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ctx = JobContext(uri, ensure_experiment(MlflowClient(uri), "kosmos-g", tmp_path / "mlartifacts"), "", tmp_path)
+    return TrialJob(runs.trial(name, trial.number, trial.params), ctx, storage, runs.sweep.name, name,
+                    trial.number, trial._trial_id, runs.sweep.metric, runs.sweep.pruner)
+
+
+def test_checkpoint_resubmits_the_same_stateless_job_with_the_same_trial(trial_job, tmp_path):
+    job = TrialRunJob()
+    delayed = job.checkpoint(trial_job)
+    assert isinstance(delayed, DelayedSubmission)
+    assert delayed.function is job and delayed.args == (trial_job,) and delayed.kwargs == {}
+    assert vars(job) == {}
+    # What submitit writes for the requeued attempt and loads in it.
+    delayed.dump(tmp_path / "submitted.pkl")
+    loaded = DelayedSubmission.load(tmp_path / "submitted.pkl")
+    assert type(loaded.function) is TrialRunJob and vars(loaded.function) == {}
+    assert loaded.args == (trial_job,) and loaded.kwargs == {}
+
+
+@pytest.mark.parametrize(("ending", "state"), [
+    (SystemExit(-1), TrialState.RUNNING),  # how submitit's handler ends an attempt it has requeued
+    (RuntimeError("out of disk"), TrialState.FAIL),  # a real crash
+])
+def test_only_a_real_crash_ends_the_trial(trial_job, monkeypatch, ending, state):
+    def execute(spec, ctx, wrap_tracker):
+        raise ending
+
+    monkeypatch.setattr(trial_module, "execute", execute)
+    job = TrialRunJob()
+    with pytest.raises(type(ending)):
+        job(trial_job)
+    assert vars(job) == {}
+    (trial,) = optuna.load_study(study_name=trial_job.study, storage=open_storage(trial_job.storage)).trials
+    assert trial.state == state
