@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from experiments.config import RunConfig
 from repro.config.launch import LaunchConfig
 
+FAILED = "Failed"  # how the paper prints a row that produced no meaningful images
+
 
 @dataclass(frozen=True)
 class TableRow:
