@@ -108,14 +108,7 @@ def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monke
     checkpoints = workdir / "runs"
     _wait_for(lambda: list(checkpoints.glob("*/checkpoints/step-00000050.pt")), 240)
     client, (run,) = child_runs(workdir)
-    job_id = run.data.tags[tags.JOB_ID]
-    # What SLURM sends `signal_delay_s` before a preemption or the time limit.
-    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
-    _wait_for(lambda: "Requeued job" in _job_logs(workdir), 60)
-    # SLURM holds a requeued job back for a while (its BeginTime); not worth waiting for here.
-    # Only once the controller has it pending: an update that lands before the requeue is undone.
-    _wait_for(lambda: _pending_reason(job_id) == "BeginTime", 60)
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
+    preempt(workdir, run.data.tags[tags.JOB_ID])
     _wait_for(lambda: client.get_run(run.info.run_id).info.status == "FINISHED", 300)
 
     _, (after,) = child_runs(workdir)
@@ -126,6 +119,17 @@ def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monke
     # The newest periodic checkpoint was at step 50 or later; without the one written for the
     # signal, the steps from there to the signal would have been trained (and logged) twice.
     assert len(steps) == len(set(steps)), "a step was trained twice"
+
+
+def preempt(workdir: Path, job_id: str) -> None:
+    """What SLURM does before a preemption or the time limit: the warning signal (`signal_delay_s`
+    ahead); then, once the job has requeued itself, start it again at once."""
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    _wait_for(lambda: "Requeued job" in _job_logs(workdir), 60)
+    # SLURM holds a requeued job back for a while (its BeginTime); not worth waiting for here.
+    # Only once the controller has it pending: an update that lands before the requeue is undone.
+    _wait_for(lambda: _pending_reason(job_id) == "BeginTime", 60)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
 
 
 def _pending_reason(job_id: str) -> str:

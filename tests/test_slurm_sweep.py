@@ -22,7 +22,7 @@ from repro.sweep.runs import TrialRuns
 from repro.sweep.study import open_storage, study_name
 from tests import test_slurm
 from tests.end_to_end import ROOT, child_runs, new_workdir
-from tests.test_slurm import _job_logs, _pending_reason, _wait_for
+from tests.test_slurm import _wait_for, preempt
 
 # Marked slurm, and skipped where no SLURM controller answers.
 pytestmark = test_slurm.pytestmark
@@ -69,12 +69,7 @@ def test_a_preempted_trial_is_requeued_and_completes_as_the_same_trial(tmp_path,
         _wait_for(lambda: list((workdir / "runs").glob("*/checkpoints/step-00000050.pt")), 240)
         client, (run,) = child_runs(workdir)
         job_id = run.data.tags[tags.JOB_ID]
-        # What SLURM sends `signal_delay_s` before a preemption or the time limit.
-        subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
-        _wait_for(lambda: "Requeued job" in _job_logs(workdir), 60)
-        # SLURM holds a requeued job back for a while; an update before it is pending is undone.
-        _wait_for(lambda: _pending_reason(job_id) == "BeginTime", 60)
-        subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
+        preempt(workdir, job_id)
         assert driver.wait(timeout=300) == 0, log.read_text()
     finally:
         if driver.poll() is None:
