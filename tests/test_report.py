@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.entities import Metric
-from mlflow.tracking import MlflowClient
 
 from repro import tags
 from repro.config.schema import TableRow, TableSpec
 from repro.report.run_report import write_report
+from tests.mlflow_store import FakeRunStore
 
 EXPERIMENT = "report-test"
 SPEC = TableSpec(
@@ -34,24 +34,14 @@ SPEC = TableSpec(
 )
 
 
-class _Store:
-    """Logs fake child runs with explicit start times, so 'latest' never depends on the clock."""
+class _Store(FakeRunStore):
+    """Table 2's runs under one campaign, with FIDs, loss curves and sample grids."""
 
     def __init__(self, tmp: Path) -> None:
-        self.uri = f"sqlite:///{tmp}/mlflow.db"
-        self.client = MlflowClient(self.uri)
-        self.experiment_id = self.client.create_experiment(
-            EXPERIMENT, artifact_location=(tmp / "artifacts").as_uri()
-        )
+        super().__init__(tmp, EXPERIMENT)
         self.grid = tmp / "grid.png"
         matplotlib.image.imsave(self.grid, np.random.default_rng(0).random((64, 128, 3)))
-        self.clock = 1_700_000_000_000
-        self.parent = self._create({tags.KIND: "campaign"})
-
-    def _create(self, run_tags: dict[str, str]) -> str:
-        self.clock += 60_000
-        run = self.client.create_run(self.experiment_id, start_time=self.clock, tags=run_tags)
-        return run.info.run_id
+        self.parent = self.create_run({tags.KIND: "campaign"})
 
     def log(
         self,
@@ -79,7 +69,7 @@ class _Store:
         }
         if failure is not None:
             run_tags[tags.FAILURE_REASON] = failure
-        run_id = self._create(run_tags)
+        run_id = self.create_run(run_tags)
         metrics = [Metric(tags.METRIC_DEVICE_HOURS, 0.5 + seed, 0, 0)]
         if fid is not None:
             metrics.append(Metric(tags.METRIC_FID, fid, 0, 0))

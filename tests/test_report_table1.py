@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.entities import Metric
-from mlflow.tracking import MlflowClient
 
 from repro import tags
 from repro.config.schema import Panel, PanelRow, PanelTableSpec
 from repro.report.collect import collect_experiment_runs, download_dreambench_sheets
 from repro.report.run_panel_report import write_panel_report
+from tests.mlflow_store import FakeRunStore
 
 EXPERIMENT = "report-table1-test"
 DINO, CLIP_I, CLIP_T, FID = "eval/dino", "eval/clip_i", "eval/clip_t", tags.METRIC_FID
@@ -41,17 +41,12 @@ KOSMOS_SEED_0 = {DINO: 0.60, CLIP_I: 0.80, CLIP_T: 0.25, FID: 12.0}
 KOSMOS_SEED_1 = {DINO: 0.64, CLIP_I: 0.84, CLIP_T: 0.27, FID: 14.0}
 
 
-class _Store:
-    """Logs fake child runs with explicit start times, so 'latest' never depends on the clock."""
+class _Store(FakeRunStore):
+    """Table 1's runs, each with its metrics and, optionally, DreamBench sheets."""
 
     def __init__(self, tmp: Path) -> None:
-        self.uri = f"sqlite:///{tmp}/mlflow.db"
-        self.client = MlflowClient(self.uri)
-        self.experiment_id = self.client.create_experiment(
-            EXPERIMENT, artifact_location=(tmp / "artifacts").as_uri()
-        )
+        super().__init__(tmp, EXPERIMENT)
         self.sheets = tmp / "sheets"
-        self.clock = 1_700_000_000_000
 
     def log(
         self,
@@ -64,7 +59,6 @@ class _Store:
         tier: str = "tiny",
         sheets: tuple[str, ...] = (),
     ) -> None:
-        self.clock += 60_000
         run_tags = {
             tags.KIND: "run",
             tags.TABLE: table,
@@ -77,7 +71,7 @@ class _Store:
         }
         if status == "FAILED":
             run_tags[tags.FAILURE_REASON] = "crashed: OOM"
-        run_id = self.client.create_run(self.experiment_id, self.clock, run_tags).info.run_id
+        run_id = self.create_run(run_tags)
         logged = [Metric(name, value, 0, 0) for name, value in metrics.items()]
         self.client.log_batch(run_id, metrics=logged)
         for subject in sheets:
