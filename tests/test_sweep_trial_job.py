@@ -13,7 +13,8 @@ from optuna.trial import TrialState
 from submitit.core.utils import DelayedSubmission
 
 from repro.config import load_sweep
-from repro.job import JobContext
+from repro.job import JobContext, JobResult
+from repro.sweep import tags as sweep_tags
 from repro.sweep import trial as trial_module
 from repro.sweep.runs import TrialRuns
 from repro.sweep.study import distributions, open_storage, study_name
@@ -65,3 +66,27 @@ def test_only_a_real_crash_ends_the_trial(trial_job, monkeypatch, ending, state)
     assert vars(job) == {}
     (trial,) = optuna.load_study(study_name=trial_job.study, storage=open_storage(trial_job.storage)).trials
     assert trial.state == state
+
+
+def test_a_kill_while_settling_leaves_the_trial_for_a_resumed_sweep(trial_job, monkeypatch):
+    """The run gets its objective before the study hears: a kill between the two leaves the
+    trial RUNNING (resumed later), never COMPLETE with a run that lacks its objective."""
+    client = MlflowClient(trial_job.ctx.tracking_uri)
+    run_id = client.create_run(trial_job.ctx.experiment_id).info.run_id
+    client.log_metric(run_id, trial_job.metric, 0.25)
+    client.set_terminated(run_id)
+
+    def execute(spec, ctx, wrap_tracker):
+        return JobResult(spec.config_hash, run_id, "FINISHED", {trial_job.metric: 0.25}, None)
+
+    def killed(*args, **kwargs):
+        raise SystemExit(-9)
+
+    monkeypatch.setattr(trial_module, "execute", execute)
+    monkeypatch.setattr(optuna.Study, "tell", killed)
+    with pytest.raises(SystemExit):
+        TrialRunJob()(trial_job)
+    monkeypatch.undo()
+    assert client.get_run(run_id).data.metrics[sweep_tags.METRIC_OBJECTIVE] == 0.25
+    (trial,) = optuna.load_study(study_name=trial_job.study, storage=open_storage(trial_job.storage)).trials
+    assert trial.state == TrialState.RUNNING

@@ -113,7 +113,9 @@ def _end(
     study: optuna.Study, client: MlflowClient, job: TrialJob, run_id: str | None,
     state: TrialState, value: float | None, reason: str | None,
 ) -> TrialOutcome:
-    study.tell(job.number, value, state=state, skip_if_finished=True)
+    # The run is written first and the study told last: a kill in between leaves the trial
+    # RUNNING, so a resumed sweep settles it again, rather than a finished trial whose run
+    # lacks its objective.
     if run_id is not None:
         tracker = MlflowTracker(client, run_id)
         tracker.set_tags({sweep_tags.STATE: state.name})
@@ -121,4 +123,5 @@ def _end(
             tracker.log_metrics({sweep_tags.METRIC_OBJECTIVE: value}, step=job.spec.config.train.steps)
         if state == TrialState.FAIL and reason is not None:
             tracker.set_tags({tags.FAILURE_REASON: reason[:4000]})
+    study.tell(job.number, value, state=state, skip_if_finished=True)
     return TrialOutcome(job.number, state.name, value, run_id, reason)
