@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from experiments.assets import ensure_tiny_assets
 from experiments.config import RunConfig
+from experiments.tiny.assets import ensure_tiny_assets
 from repro.config import load_matrix
 from repro.config.schema import RunSpec
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from bench._common import clock, parse_args, report, tiny_config
-from experiments.align import AlignObjective
 from experiments.config import OptimConfig
-from experiments.sampling import EpochShuffler
-from experiments.train import build_optimizer
+from experiments.data.batches import EpochShuffler
+from experiments.recipes.align import AlignObjective
+from experiments.training.loop import build_optimizer
 
 
 def epoch_seconds(objective: AlignObjective, optim: OptimConfig, epochs: int) -> list[dict[str, float]]:

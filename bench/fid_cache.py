@@ -1,5 +1,5 @@
 """(d) FID with the reference set's prepared images and Inception statistics cached, against
-preparing and extracting them afresh: experiments.fid on the tiny tier's COCO set with its
+preparing and extracting them afresh: experiments.evaluation.fid on the tiny tier's COCO set with its
 random-weight Inception (the real architecture at 299 px, so the per-image cost is the real one).
 
 The generated folder is a copy of the prepared reference set; what is timed is the scoring, not
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench._common import parse_args, report, tiny_config
 from experiments.config import FidConfig
-from experiments.fid import compute_fid, prepare_reference
+from experiments.evaluation.fid import compute_fid, prepare_reference
 
 
 def score(fid: FidConfig, cache: Path, generated: Path) -> tuple[dict[str, float], Path]:

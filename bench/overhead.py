@@ -1,5 +1,5 @@
 """(a) Harness overhead: the steady-state time per training step inside the harness loop
-(experiments.train.train logging to MLflow on SQLite, checkpointing at the tier's interval,
+(experiments.training.loop.train logging to MLflow on SQLite, checkpointing at the tier's interval,
 tqdm progress) against the same steps in a bare PyTorch loop, alternated in one process.
 
 The objective is the tiny tier's aligner-12 run with its encoder cache warmed up front, so both
@@ -30,12 +30,11 @@ import torch
 from mlflow import MlflowClient
 
 from bench._common import clock, parse_args, report, tiny_spec
-from experiments.align import AlignObjective
 from experiments.config import TrainConfig
-from experiments.sampling import WHOLE, Part
-from experiments.train import build_optimizer, train
+from experiments.data.batches import WHOLE, Part
+from experiments.recipes.align import AlignObjective
+from experiments.training.loop import build_optimizer, train
 from repro.tracking import MlflowTracker, ensure_experiment, open_run
-
 
 Stamp = tuple[float, float]  # wall clock, process CPU time
 

@@ -16,10 +16,16 @@ from dataclasses import replace
 
 import torch
 
-from bench._common import clock, full_random_checkpoints, parse_args, report, tiny_config
-from experiments.baseline import ClipConditioner
-from experiments.components import frozen, pick_device
+from bench._common import (
+    clock,
+    full_random_checkpoints,
+    parse_args,
+    report,
+    tiny_config,
+)
 from experiments.config import FidConfig
+from experiments.recipes.baseline import ClipConditioner
+from experiments.recipes.modules import frozen, pick_device
 from models import ClipTextTarget, ImageDecoder
 
 

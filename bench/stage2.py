@@ -18,9 +18,9 @@ import os
 import torch
 
 from bench._common import clock, full_config, parse_args, report, tiny_config
-from experiments.align import AlignObjective
-from experiments.flops import peak_flops
-from experiments.train import build_optimizer
+from experiments.recipes.align import AlignObjective
+from experiments.training.flops import peak_flops
+from experiments.training.loop import build_optimizer
 
 
 def main() -> None:

@@ -8,14 +8,16 @@ the official code pins one, so a full-tier config only needs paths.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
-RecipeName = Literal["align", "e2e", "instruct", "baseline", "oracle"]
 AlignerKind = Literal["aligner", "decoder_only", "linear"]
 Precision = Literal["no", "bf16", "fp16"]
 Parallelism = Literal["ddp", "fsdp"]
 Sampler = Literal["ddim", "dpm"]
-# torch-fidelity extractors: its FID Inception, or the tiny one experiments.fid registers.
+# Stage 3's data kinds, in the order of `data.mix`; each is a DataConfig field naming its manifest.
+Stage3Kind = Literal["compositional", "edits", "captioned"]
+STAGE3_KINDS: tuple[Stage3Kind, ...] = get_args(Stage3Kind)
+# torch-fidelity extractors: its FID Inception, or the tiny one experiments.tiny.feature_extractor registers.
 FeatureExtractor = Literal["inception-v3-compat", "tiny-random-conv"]
 
 
@@ -76,7 +78,7 @@ class TrainConfig:
     # micro-batch per rank (batch_size / world size).
     micro_batch_size: int | None = None
     # How several ranks hold the trainable: "ddp", a whole replica each; "fsdp", a 1/W shard each
-    # of its weights, gradients and AdamW state (experiments/fsdp.py), for a trainable that does
+    # of its weights, gradients and AdamW state (experiments/training/fsdp.py), for a trainable that does
     # not fit one GPU beside its optimiser (stage 3's unfrozen 1.6B MLLM). Same steps either way.
     parallelism: Parallelism = "ddp"
     # Stage 3 (instruct) starts from an aligned stage-2 run: a checkpoint file, a run directory
@@ -92,7 +94,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class DataConfig:
     """Caption data: a COCO-format captions JSON or a JSONL manifest ({"caption", "image"?}),
-    and stage 3's three manifests (formats in experiments/instruct_data.py)."""
+    and stage 3's three manifests (formats in experiments/data/stage3_rows.py)."""
 
     train: str
     heldout: str
@@ -156,7 +158,7 @@ class DreamBenchConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    recipe: RecipeName
+    recipe: str  # a name in experiments.recipes.registry.RECIPES
     models: ModelSources
     aligner: AlignerConfig
     train: TrainConfig

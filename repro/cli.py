@@ -10,7 +10,9 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from experiments.config import STAGE3_KINDS
 from repro.config import ConfigError, SweepSpec, load_matrix, load_sweep, load_sweeps
+from repro.config.launch import EXECUTORS
 from repro.config.schema import Matrix
 
 EXIT_CONFIG = 2
@@ -53,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="launch the runs, skipping those already finished")
     matrix_options(run)
     tracking_options(run)
-    run.add_argument("--executor", default=None, choices=("local", "debug", "slurm"),
+    run.add_argument("--executor", default=None, choices=EXECUTORS,
                      help="local: a subprocess per run; debug: in this process; slurm: job arrays "
                           "(default: launch.executor of experiments.toml, i.e. --set launch.executor=...)")
     run.add_argument("--parallel", type=int, default=1, help="local runs in flight at once (default: 1)")
@@ -81,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--storage", default=None,
                        help="Optuna storage: a journal file path or a database URL "
                             "(default: WORKDIR/optuna.journal)")
-    sweep.add_argument("--executor", default=None, choices=("local", "debug", "slurm"),
+    sweep.add_argument("--executor", default=None, choices=EXECUTORS,
                        help="local: a subprocess per trial; debug: in this process; slurm: a job per "
                             "trial (default: launch.executor of the sweep's experiment)")
     sweep.add_argument("--parallel", type=int, default=None,
@@ -118,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     build = data_steps.add_parser("build", help="segment the entities of captioned images into compositional rows")
     build.add_argument("--captioned", type=Path, required=True,
                        help="captioned manifest whose rows list 'entities' (and optionally 'masks'); "
-                            "format in experiments/data_build.py")
+                            "format in experiments/data/build.py")
     build.add_argument("--out", type=Path, required=True, help="folder for compositional.jsonl and segments/")
     segmenter = build.add_mutually_exclusive_group(required=True)
     segmenter.add_argument("--clipseg", type=Path, metavar="DIR",
@@ -130,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--device", default="cpu", help="where CLIPSeg runs (default: cpu)")
     check = data_steps.add_parser("check", help="load a stage-3 manifest and count its rows kept and skipped")
     check.add_argument("manifest", type=Path, help="a .jsonl or .parquet manifest")
-    check.add_argument("--kind", required=True, choices=("compositional", "edits", "captioned"))
+    check.add_argument("--kind", required=True, choices=STAGE3_KINDS)
 
     ui = commands.add_parser("ui", help="open the MLflow UI on the default store, on 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
@@ -320,7 +322,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from experiments.manifest import ManifestError
+    from experiments.data.manifest import ManifestError
 
     try:
         return _data_build(args) if args.data_step == "build" else _data_check(args)
@@ -333,11 +335,11 @@ def _data_build(args: argparse.Namespace) -> int:
     if args.clipseg is not None and not args.clipseg.is_dir():
         print(f"repro: --clipseg {args.clipseg} is not a directory", file=sys.stderr)
         return EXIT_DATA
-    from experiments.data_build import build_compositional
+    from experiments.data.build import build_compositional
 
     segmenter = None
     if args.clipseg is not None:
-        from experiments.clipseg_segmenter import ClipSegSegmenter
+        from experiments.data.clipseg import ClipSegSegmenter
 
         segmenter = ClipSegSegmenter.from_pretrained(args.clipseg, device=args.device)
     print(build_compositional(args.captioned, args.out, segmenter, args.threshold).summary())
@@ -345,10 +347,9 @@ def _data_build(args: argparse.Namespace) -> int:
 
 
 def _data_check(args: argparse.Namespace) -> int:
-    from experiments.instruct_data import load_captioned, load_compositional, load_edits
+    from experiments.data.stage3_rows import LOADERS
 
-    load = {"compositional": load_compositional, "edits": load_edits, "captioned": load_captioned}[args.kind]
-    loaded = load(args.manifest)
+    loaded = LOADERS[args.kind](args.manifest)
     print(f"{loaded.path}: {len(loaded.rows)} row(s) kept, {loaded.total_skipped} skipped")
     for reason, count in loaded.skipped.items():
         print(f"  {reason:<22} {count:>8}" + (f"  first: {loaded.first_skip[reason]}" if count else ""))
@@ -389,7 +390,7 @@ def _prepare_tiny_assets(args: argparse.Namespace, matrix: Matrix) -> None:
             yield value
 
     if any(s.startswith(str(root)) for run in matrix.runs for s in strings(asdict(run.config))):
-        from experiments.assets import ensure_tiny_assets
+        from experiments.tiny.assets import ensure_tiny_assets
 
         ensure_tiny_assets(root)
 

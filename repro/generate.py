@@ -58,7 +58,7 @@ def generate_to_folder(
     run_dir, weights = find_run(reference, workdir, tracking_uri)
     config = stored_config(run_dir)
     images = read_images(image_paths)
-    from experiments.generation import generate, load_kosmos_g
+    from experiments.recipes.generation import generate, load_kosmos_g
 
     try:
         conditioner, decoder = load_kosmos_g(config, weights)

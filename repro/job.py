@@ -11,8 +11,8 @@ torch.distributed, and rank 0 alone talks to MLflow and writes the run's files.
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -23,10 +23,10 @@ import submitit
 import torch
 from mlflow import MlflowClient
 
-from experiments import preemption
-from experiments.distributed import process_group
-from experiments.recipes import run_recipe
-from experiments.tracking import NullTracker, Tracker
+from experiments.recipes.run import run_recipe
+from experiments.training import preemption
+from experiments.training.distributed import process_group
+from experiments.training.tracking import NullTracker, Tracker
 from repro import tags
 from repro.config.paths import localize_runs
 from repro.config.schema import RunSpec
@@ -145,7 +145,7 @@ class RunJob(submitit.helpers.Checkpointable):
     It holds no state, so Checkpointable's own checkpoint() (resubmit self with the same
     arguments) is exactly right: the requeued job finds the run's newest checkpoint and its
     MLflow run again from the config hash. The checkpoint written for the warning signal comes
-    from the training loop, at its next step boundary (experiments.preemption).
+    from the training loop, at its next step boundary (experiments.training.preemption).
     """
 
     def __call__(self, spec: RunSpec, ctx: JobContext) -> JobResult:

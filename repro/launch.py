@@ -18,14 +18,13 @@ from pathlib import Path
 
 import submitit
 
-from repro.config.launch import LaunchConfig
+from repro.config.launch import EXECUTORS, LaunchConfig
 from repro.config.schema import RunSpec
 from repro.job import JobContext, JobResult, RunJob
 from repro.slurm import sbatch_parameters
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("local", "debug", "slurm")
 _POLL_SECONDS = 1.0
 
 

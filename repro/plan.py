@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from experiments.recipes.registry import recipe_named
 from repro.config.schema import Matrix, RunSpec
 
 _COLUMNS = ("hash", "experiment", "row", "seed", "sweep", "recipe", "aligner", "steps", "batch")
@@ -20,7 +21,7 @@ def format_plan(matrix: Matrix) -> str:
 def _cells(run: RunSpec) -> list[str]:
     config = run.config
     # The baseline only samples and the oracle only compares photos: no aligner, no steps.
-    trains = config.recipe not in ("baseline", "oracle")
+    trains = recipe_named(config.recipe).trains
     aligner = config.aligner
     if not trains:
         aligner_text = "-"

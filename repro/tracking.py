@@ -43,7 +43,7 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> s
 
 
 class MlflowTracker:
-    """experiments.tracking.Tracker on one MLflow run, through the client (no global active run,
+    """experiments.training.tracking.Tracker on one MLflow run, through the client (no global active run,
     so several trackers can live in one process)."""
 
     def __init__(self, client: MlflowClient, run_id: str) -> None:

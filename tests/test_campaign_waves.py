@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from repro.campaign import _after_jobs
-from repro.launch import dependency_waves
 from repro.config import load_matrix
+from repro.launch import dependency_waves
 from tests.test_config_support import EXPERIMENTS
 
 

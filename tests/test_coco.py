@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from experiments.coco import Caption, load_captions, sample_captions
-from experiments.coco_fixture import COLOURS, build_coco_fixture
+from experiments.data.captions import Caption, load_captions, sample_captions
+from experiments.tiny.coco import COLOURS, build_coco_fixture
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_sample_is_the_official_random_sample_over_all_annotations(fixture) -> N
 
 def test_sample_larger_than_the_data_is_capped_with_a_warning(fixture, caplog: pytest.LogCaptureFixture):
     captions = load_captions(fixture.val_captions)
-    with caplog.at_level(logging.WARNING, logger="experiments.coco"):
+    with caplog.at_level(logging.WARNING, logger="experiments.data.captions"):
         sample = sample_captions(captions, len(captions) + 10, seed=0)
     assert len(sample) == len(captions)
     assert "only" in caplog.text

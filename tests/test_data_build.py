@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from experiments.clipseg_segmenter import ClipSegSegmenter
-from experiments.data_build import build_compositional, find_span
-from experiments.instruct_data import load_compositional
-from experiments.manifest import ManifestError
-from experiments.tiny_models import save_tiny_clipseg
+from experiments.data.build import build_compositional, find_span
+from experiments.data.clipseg import ClipSegSegmenter
+from experiments.data.manifest import ManifestError
+from experiments.data.stage3_rows import load_compositional
+from experiments.tiny.models import save_tiny_clipseg
 from repro.cli import EXIT_DATA, main
 
 THRESHOLD = 0.5

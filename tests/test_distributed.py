@@ -20,15 +20,15 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from experiments import preemption
-from experiments.align import AlignObjective
-from experiments.checkpoint import CheckpointStore
 from experiments.config import RunConfig
-from experiments.distributed import World, rank_parts
-from experiments.sampling import EpochShuffler
-from experiments.seeding import seed_everything
-from experiments.tracking import RecordingTracker
-from experiments.train import train
+from experiments.data.batches import EpochShuffler
+from experiments.recipes.align import AlignObjective
+from experiments.recipes.run import seed_everything
+from experiments.training import preemption
+from experiments.training.checkpoints import CheckpointStore
+from experiments.training.distributed import World, rank_parts
+from experiments.training.loop import train
+from experiments.training.tracking import RecordingTracker
 from tests.test_recipes import tiny_config
 
 STEPS = 6

@@ -11,12 +11,20 @@ import pytest
 import torch
 from PIL import Image
 
-from experiments.components import aligner_for
 from experiments.config import AlignerConfig, DreamBenchConfig
-from experiments.dreambench import benchmark_prompts, load_subjects, read_prompts_file
-from experiments.dreambench_eval import dreambench_oracle, dreambench_sheets, evaluate_dreambench
-from experiments.dreambench_generate import generate_dreambench_images
-from experiments.similarity import ClipEncoder, DinoEncoder
+from experiments.data.dreambench import (
+    benchmark_prompts,
+    load_subjects,
+    read_prompts_file,
+)
+from experiments.evaluation.dreambench import (
+    dreambench_oracle,
+    dreambench_sheets,
+    evaluate_dreambench,
+)
+from experiments.evaluation.dreambench_generate import generate_dreambench_images
+from experiments.evaluation.similarity import ClipEncoder, DinoEncoder
+from experiments.recipes.modules import aligner_for
 from models import ClipTextTarget, ImageDecoder, KosmosGConditioner, MLLMEncoder
 from tests.dreambench_support import tiny_dreambench
 

@@ -11,9 +11,9 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import CLIPModel, ViTConfig, ViTModel
 
-from experiments.dreambench_fixture import build_dreambench_fixture
-from experiments.similarity import ClipEncoder, DinoEncoder
-from experiments.tiny_models import save_tiny_clip, save_tiny_dino
+from experiments.evaluation.similarity import ClipEncoder, DinoEncoder
+from experiments.tiny.dreambench import build_dreambench_fixture
+from experiments.tiny.models import save_tiny_clip, save_tiny_dino
 
 CPU = torch.device("cpu")
 SUBJECTS = ("backpack", "dog", "teapot")
@@ -84,6 +84,6 @@ def test_features_do_not_depend_on_the_batch_split(scorers, photos, monkeypatch)
     dino, clip = scorers
     images = photos["dog"] + photos["teapot"]
     whole = dino.image_features(images), clip.image_features(images), clip.text_features(["a dog", "a red dog"] * 3)
-    monkeypatch.setattr("experiments.similarity.BATCH_SIZE", 2)
+    monkeypatch.setattr("experiments.evaluation.similarity.BATCH_SIZE", 2)
     split = dino.image_features(images), clip.image_features(images), clip.text_features(["a dog", "a red dog"] * 3)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(whole, split))

@@ -12,9 +12,13 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from experiments.config import DreamBenchConfig
-from experiments.dreambench import benchmark_prompts, load_subjects, read_prompts_file
-from experiments.dreambench_eval import evaluate_dreambench
-from experiments.dreambench_generate import generate_dreambench_images
+from experiments.data.dreambench import (
+    benchmark_prompts,
+    load_subjects,
+    read_prompts_file,
+)
+from experiments.evaluation.dreambench import evaluate_dreambench
+from experiments.evaluation.dreambench_generate import generate_dreambench_images
 from tests.dreambench_support import tiny_dreambench
 
 

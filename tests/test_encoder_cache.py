@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from experiments.align import AlignObjective
-from experiments.sampling import EpochShuffler
+from experiments.data.batches import EpochShuffler
+from experiments.recipes.align import AlignObjective
 from tests.test_recipes import tiny_config
 
 

@@ -11,18 +11,11 @@ import torchvision.transforms as T
 from PIL import Image
 from torch_fidelity.utils import create_feature_extractor
 
-from experiments.coco_fixture import CocoFixture, build_coco_fixture
 from experiments.config import FidConfig
-from experiments.fid import (
-    INCEPTION,
-    TINY_EXTRACTOR,
-    TinyFeatureExtractor,
-    center_crop_resize,
-    compute_fid,
-    generate_images,
-    prepare_reference,
-    save_random_inception,
-)
+from experiments.data.images import center_crop_resize
+from experiments.evaluation.fid import INCEPTION, compute_fid, generate_images, prepare_reference
+from experiments.tiny.coco import CocoFixture, build_coco_fixture
+from experiments.tiny.feature_extractor import TINY_EXTRACTOR, TinyFeatureExtractor, save_random_inception
 
 RESOLUTION = 32
 

@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from experiments.config import FidConfig
-from experiments.evaluate import evaluate_fid
+from experiments.evaluation.fid import evaluate_fid
 
 
 class NoiseDecoder:

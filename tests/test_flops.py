@@ -6,8 +6,8 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from experiments import flops
 from experiments.config import AlignerConfig
+from experiments.training import flops
 from models import alignment_losses, build_aligner
 
 # One layer per stack, width 4 = target dim (so M's output and N's input are Identity), ffn 8,

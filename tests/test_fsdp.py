@@ -20,11 +20,12 @@ import torch.multiprocessing as mp
 from torch.distributed.tensor import DTensor
 
 from experiments.config import RunConfig
-from experiments.distributed import World, rank_parts
-from experiments.instruct import InstructObjective
-from experiments.seeding import seed_everything
-from experiments.tracking import RecordingTracker
-from experiments.train import Objective, train
+from experiments.recipes.instruct import InstructObjective
+from experiments.recipes.run import seed_everything
+from experiments.training.distributed import World, rank_parts
+from experiments.training.loop import train
+from experiments.training.objective import Objective
+from experiments.training.tracking import RecordingTracker
 from repro.config import load_matrix
 from tests.test_config_support import EXPERIMENTS, fake_full_env
 from tests.test_distributed import STEPS, _join, align_config, fresh_objective

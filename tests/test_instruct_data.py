@@ -10,7 +10,9 @@ import pyarrow.parquet
 import pytest
 from PIL import Image
 
-from experiments.instruct_data import (
+from experiments.data.manifest import ManifestError
+from experiments.data.segments import WHITE, cut_segment, segment_view
+from experiments.data.stage3_rows import (
     CaptionedRow,
     CompositionalRow,
     EditRow,
@@ -19,9 +21,7 @@ from experiments.instruct_data import (
     load_compositional,
     load_edits,
 )
-from experiments.instruct_fixture import build_instruct_fixture
-from experiments.manifest import ManifestError
-from experiments.segments import WHITE, cut_segment, segment_view
+from experiments.tiny.stage3 import build_instruct_fixture
 
 CAPTION = "a red circle and a blue square"
 CIRCLE = {"word": "circle", "start": 6, "end": 12, "segment": "segments/circle.png"}

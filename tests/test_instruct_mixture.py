@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments.instruct_data import CaptionedRow, CompositionalRow, EditRow, Entity
-from experiments.instruct_examples import captioned_example, compositional_example, edit_example
-from experiments.mixture import MixedShuffler, split_counts
-from experiments.sampling import Part
+from experiments.data.batches import MixedShuffler, Part, split_counts
+from experiments.data.stage3_examples import (
+    captioned_example,
+    compositional_example,
+    edit_example,
+)
+from experiments.data.stage3_rows import CaptionedRow, CompositionalRow, EditRow, Entity
 
 
 @pytest.mark.parametrize("total, weights, expect", [

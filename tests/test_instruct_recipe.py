@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from experiments.config import RunConfig
-from experiments.instruct import InstructObjective
-from experiments.recipes import run_recipe
-from experiments.tracking import RecordingTracker
+from experiments.recipes.instruct import InstructObjective
+from experiments.recipes.run import run_recipe
+from experiments.training.tracking import RecordingTracker
 from repro.cli import main as repro_main
 from tests.dreambench_support import tiny_dreambench
 from tests.test_recipes import tiny_config
@@ -90,7 +90,7 @@ def test_generate_writes_images_from_a_run_and_two_input_images(tiny_assets, sta
 def test_the_conditioner_drives_a_stock_diffusers_pipeline(tiny_assets, stage2_dir):
     from diffusers import StableDiffusionPipeline
 
-    from experiments.generation import load_kosmos_g
+    from experiments.recipes.generation import load_kosmos_g
     from repro.config.stored import stored_config
 
     conditioner, _ = load_kosmos_g(stored_config(stage2_dir), stage2_dir)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from experiments.tiny_models import save_tiny_kosmos2
+from experiments.tiny.models import save_tiny_kosmos2
 from models.mllm import MLLMEncoder, MLLMInputs
 
 LATENTS = 4  # latent_query_num of the tiny Kosmos-2

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.tiny_models import save_tiny_stable_diffusion
+from experiments.tiny.models import save_tiny_stable_diffusion
 from models.image_decoder import ImageDecoder
 from models.text_target import ClipTextTarget
 

@@ -9,7 +9,7 @@ import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 from safetensors.torch import load_file
 
-from experiments.tiny_models import save_tiny_kosmos2, save_tiny_stable_diffusion
+from experiments.tiny.models import save_tiny_kosmos2, save_tiny_stable_diffusion
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:

@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from repro import tags
-from tests.end_to_end import FAST, ONE_THREAD, QUICK_LOGS_AND_FID, ROOT, child_runs, new_workdir, repro
+from tests.end_to_end import (
+    FAST,
+    ONE_THREAD,
+    QUICK_LOGS_AND_FID,
+    ROOT,
+    child_runs,
+    new_workdir,
+    repro,
+)
 
 pytestmark = pytest.mark.slow
 

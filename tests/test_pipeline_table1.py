@@ -5,7 +5,6 @@ reproduced rows from the cited ones."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -7,13 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from experiments.align import AlignObjective
 from experiments.config import (
-    AlignerConfig, DataConfig, FidConfig, ModelSources, OptimConfig, RunConfig, TrainConfig,
+    AlignerConfig,
+    DataConfig,
+    FidConfig,
+    ModelSources,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
 )
-from experiments.recipes import run_recipe
-from experiments.tracking import RecordingTracker
-from experiments.train import train
+from experiments.recipes.align import AlignObjective
+from experiments.recipes.run import run_recipe
+from experiments.training.loop import train
+from experiments.training.tracking import RecordingTracker
 
 
 def tiny_config(assets: Path, recipe: str, **train_values) -> RunConfig:

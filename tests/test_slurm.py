@@ -17,8 +17,14 @@ from pathlib import Path
 import pytest
 
 from repro import tags
-from tests.end_to_end import ONE_THREAD, QUICK_LOGS_AND_FID, SHORT_TRAINING, child_runs, new_workdir, repro
-
+from tests.end_to_end import (
+    ONE_THREAD,
+    QUICK_LOGS_AND_FID,
+    SHORT_TRAINING,
+    child_runs,
+    new_workdir,
+    repro,
+)
 
 
 def _slurm_is_up() -> bool:

@@ -14,7 +14,7 @@ import sys
 import optuna
 from optuna.trial import TrialState
 
-from experiments.assets import ensure_tiny_assets
+from experiments.tiny.assets import ensure_tiny_assets
 from repro import tags
 from repro.config import load_sweep
 from repro.sweep import tags as sweep_tags

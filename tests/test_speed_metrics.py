@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from experiments.align import AlignObjective
-from experiments.tracking import RecordingTracker
-from experiments.train import train
+from experiments.recipes.align import AlignObjective
+from experiments.training.loop import train
+from experiments.training.tracking import RecordingTracker
 from tests.test_recipes import tiny_config
 from tests.test_train_loop import Regression, config
 

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from optuna.trial import TrialState
 
-from experiments.assets import ensure_tiny_assets
+from experiments.tiny.assets import ensure_tiny_assets
 from repro import tags
 from repro.cli import main
 from repro.config import load_sweep

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from experiments.checkpoint import CheckpointStore
 from experiments.config import OptimConfig, TrainConfig
-from experiments.sampling import WHOLE, EpochShuffler, Part
-from experiments.tracking import RecordingTracker
-from experiments.train import train
+from experiments.data.batches import WHOLE, EpochShuffler, Part
+from experiments.training.checkpoints import CheckpointStore
+from experiments.training.loop import train
+from experiments.training.tracking import RecordingTracker
 
 
 class Regression:

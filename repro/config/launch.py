@@ -9,9 +9,11 @@ locally or on SLURM is the same run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
+# local: a subprocess per run; debug: in the launching process; slurm: job arrays on a cluster.
 ExecutorKind = Literal["local", "debug", "slurm"]
+EXECUTORS: tuple[str, ...] = get_args(ExecutorKind)
 
 
 @dataclass(frozen=True)

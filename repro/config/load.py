@@ -10,9 +10,10 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, get_args
+from typing import Any, Sequence
 
-from experiments.config import RecipeName
+from experiments.recipes.registry import RECIPES
+from repro.config.checks import choices, metric_values, sub_tables, unknown_keys
 from repro.config.fields import (
     LAYERED,
     BadValue,
@@ -20,12 +21,9 @@ from repro.config.fields import (
     coerce,
     leaf_type,
 )
-from repro.config.checks import choices, metric_values, sub_tables, unknown_keys
 from repro.config.schema import FAILED, AnyTable
 from repro.config.sweep import SweepSpec, read_sweeps
 from repro.config.tables import read_tables
-
-RECIPES: tuple[str, ...] = get_args(RecipeName)
 
 _TOP_KEYS = {*LAYERED, "stage", "tier", "table", "experiment", "sweep"}
 _TIER_KEYS = {*LAYERED, "seeds", "stage"}
@@ -247,10 +245,8 @@ def _read_experiment(table: Any) -> tuple[Experiment | None, list[str]]:
     matrix, found = _read_matrix(table.get("matrix", {}))
     problems += found
     sweeps_aligner = any(key.startswith("aligner.") for key, _ in matrix)
-    if recipe == "baseline" and ("aligner" in overrides or sweeps_aligner):
-        problems.append(
-            "aligner: the baseline recipe has no aligner (it runs SD v1.5's own text encoder)"
-        )
+    if recipe in RECIPES and not RECIPES[recipe].trains and ("aligner" in overrides or sweeps_aligner):
+        problems.append(f"aligner: the {recipe} recipe has no aligner ({RECIPES[recipe].summary})")
     experiment = Experiment(
         name=table["name"],
         table=table["table"],
@@ -263,8 +259,9 @@ def _read_experiment(table: Any) -> tuple[Experiment | None, list[str]]:
         after=table.get("after") if isinstance(table.get("after"), str) else None,
         kind=table.get("kind") if isinstance(table.get("kind"), str) else "",
     )
-    if recipe == "instruct" and experiment.after is None and "init_from" not in overrides.get("train", {}):
-        problems.append("after: the instruct recipe starts from an aligned run; name its experiment "
+    starts_from_run = recipe in RECIPES and RECIPES[recipe].starts_from_run
+    if starts_from_run and experiment.after is None and "init_from" not in overrides.get("train", {}):
+        problems.append(f"after: the {recipe} recipe starts from an aligned run; name its experiment "
                         "(after = \"aligner-12\") or set train.init_from")
     return experiment, problems
 

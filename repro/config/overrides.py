@@ -6,7 +6,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Iterable
 
-from repro.config.fields import LAYERED, BadValue, check_sections, coerce, leaf_type, unknown_key
+from repro.config.fields import (
+    LAYERED,
+    BadValue,
+    check_sections,
+    coerce,
+    leaf_type,
+    unknown_key,
+)
 
 
 def read_overrides(

@@ -11,54 +11,35 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from experiments.config import RunConfig
+from experiments.recipes.registry import recipe_named
 from repro.config.fields import leaf_value
 
 TINY_PREFIX = "@tiny/"
 RUN_PREFIX = "@run/"
 
-Needed = Callable[[RunConfig], bool]
-
-
-def _recipes(*names: str) -> Needed:
-    return lambda config: config.recipe in names
-
-
-def _dreambench(*names: str) -> Needed:
-    return lambda config: config.recipe == "oracle" or (
-        config.dreambench.enabled and config.recipe in names
-    )
-
-
-def _fid(config: RunConfig) -> bool:
-    return config.fid.enabled and config.recipe != "oracle"
-
-
-_GENERATORS = ("align", "e2e", "instruct", "baseline")
-
-# The path-valued config leaves, and when a run reads each one. FID and DreamBench inputs are
-# read when that evaluation is on; the oracle only compares DreamBench's real photos.
-PATH_KEYS: dict[str, Needed] = {
-    "models.mllm": _recipes("align", "e2e", "instruct"),
-    "models.stable_diffusion": _recipes(*_GENERATORS),
-    "data.train": _recipes("align", "e2e"),
-    "data.heldout": _recipes("align", "e2e", "instruct"),
-    "data.train_images": _recipes("e2e"),
-    "data.heldout_images": _recipes("e2e", "instruct"),
-    "data.compositional": _recipes("instruct"),
-    "data.edits": _recipes("instruct"),
-    "data.captioned": _recipes("instruct"),
-    "train.init_from": _recipes("instruct"),
-    "fid.captions": _fid,
-    "fid.images": _fid,
-    "fid.inception_weights": _fid,
-    "dreambench.root": _dreambench(*_GENERATORS),
-    "dreambench.prompts": _dreambench(*_GENERATORS),
-    "dreambench.dino": _dreambench(*_GENERATORS),
-    "dreambench.clip": _dreambench(*_GENERATORS),
+# The path-valued config leaves. Each recipe declares those its models and data come from
+# (registry.py); an evaluation's inputs are read by a recipe that samples images when the
+# config turns that evaluation on.
+_EVALUATION_PATHS = {
+    "fid": ("fid.captions", "fid.images", "fid.inception_weights"),
+    "dreambench": ("dreambench.root", "dreambench.prompts", "dreambench.dino", "dreambench.clip"),
 }
+PATH_KEYS: tuple[str, ...] = (
+    "models.mllm", "models.stable_diffusion", "data.train", "data.heldout", "data.train_images",
+    "data.heldout_images", "data.compositional", "data.edits", "data.captioned", "train.init_from",
+    *(key for keys in _EVALUATION_PATHS.values() for key in keys),
+)
+
+
+def _needed(config: RunConfig, key: str) -> bool:
+    recipe = recipe_named(config.recipe)
+    if key in recipe.reads:
+        return True
+    section = key.split(".")[0]
+    return section in _EVALUATION_PATHS and recipe.generates and getattr(config, section).enabled
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -72,8 +53,8 @@ def resolve_paths(config: RunConfig, env: Mapping[str, str]) -> tuple[RunConfig,
     """
     problems: list[str] = []
     values: dict[str, str | None] = {}
-    for key, needed in PATH_KEYS.items():
-        if not needed(config):
+    for key in PATH_KEYS:
+        if not _needed(config, key):
             values[key] = None if _optional(config, key) else ""
             continue
         try:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from experiments.batch_split import accumulation_steps
 from experiments.config import RunConfig
+from experiments.data.batches import accumulation_steps
+from experiments.recipes.registry import recipe_named
 from repro.config.fields import leaf_value
-
-TRAINING_RECIPES = frozenset({"align", "e2e", "instruct"})
 
 _AT_LEAST_ONE = (
     "aligner.layers",
@@ -63,17 +62,18 @@ _RANGES: tuple[Rule, ...] = (
 
 
 def check_run(config: RunConfig) -> list[str]:
-    trains = config.recipe in TRAINING_RECIPES
-    # The baseline and the oracle train nothing: only their evaluation values are used.
+    recipe = recipe_named(config.recipe)
+    trains = recipe.trains
+    # A recipe that trains nothing (the baseline, the oracle) uses only its evaluation values.
     checked = [rule for rule in _RANGES if trains or rule[0].startswith(("fid.", "dreambench."))]
     problems = [
         f"{key}: {text}, got {leaf_value(config, key)!r}"
         for key, holds, text in checked
         if not holds(leaf_value(config, key))
     ]
-    if config.recipe == "baseline" and config.dreambench.enabled:
-        problems.append("dreambench.enabled: DreamBench prompts carry the subject's photo, which SD "
-                        "v1.5's text encoder cannot take; the baseline runs FID only")
+    if recipe.generates and not recipe.takes_images and config.dreambench.enabled:
+        problems.append(f"dreambench.enabled: DreamBench prompts carry the subject's photo, which the "
+                        f"{recipe.name} recipe's conditioner cannot take; it runs FID only")
     if not trains:
         return problems
     aligner = config.aligner
@@ -93,7 +93,7 @@ def check_run(config: RunConfig) -> list[str]:
 def check_batch_split(config: RunConfig, world_size: int) -> list[str]:
     """A training run's global batch has to split evenly over its job's ranks (launch) and
     their micro-batches."""
-    if config.recipe not in TRAINING_RECIPES:
+    if not recipe_named(config.recipe).trains:
         return []
     try:
         accumulation_steps(config.train.batch_size, config.train.micro_batch_size, world_size)

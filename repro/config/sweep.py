@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
+from experiments.recipes.registry import RECIPES
 from repro.config.fields import (
     LAYERED,
     BadValue,
@@ -122,8 +123,8 @@ def _read_sweep(table: Any, experiments: dict[str, Experiment]) -> tuple[SweepSp
                         f"{suggest(table['experiment'], experiments)}")
     elif experiment.matrix:
         problems.append(f"experiment: {experiment.name!r} has a matrix; a sweep needs one run per trial")
-    elif experiment.recipe == "baseline" and table["metric"].startswith("heldout/"):
-        problems.append("metric: the baseline recipe trains nothing, so it logs no heldout/ metrics")
+    elif not RECIPES[experiment.recipe].trains and table["metric"].startswith("heldout/"):
+        problems.append(f"metric: the {experiment.recipe} recipe trains nothing, so it logs no heldout/ metrics")
     values, found = _read_scalars(table)
     problems += found
     sampler, found = _read_settings(table.get("sampler", {}), SamplerSpec, "sampler")

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from repro.config.checks import choices, metric_values, sub_tables, unknown_keys
 from repro.config.fields import BadValue, coerce
-from repro.config.schema import FAILED, AnyTable, Panel, PanelRow, PanelTableSpec, TableRow, TableSpec
+from repro.config.schema import (
+    FAILED,
+    AnyTable,
+    Panel,
+    PanelRow,
+    PanelTableSpec,
+    TableRow,
+    TableSpec,
+)
 
 if TYPE_CHECKING:
     from repro.config.load import Experiment

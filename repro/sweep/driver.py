@@ -24,7 +24,13 @@ from repro.config import ConfigError, SweepSpec
 from repro.job import JobContext, threads_per_job
 from repro.launch import make_executor
 from repro.sweep.runs import TrialRuns
-from repro.sweep.study import distributions, make_pruner, make_sampler, open_storage, study_name
+from repro.sweep.study import (
+    distributions,
+    make_pruner,
+    make_sampler,
+    open_storage,
+    study_name,
+)
 from repro.sweep.tracking import close_sweep_run, open_sweep_run
 from repro.sweep.trial import TrialJob, TrialOutcome, TrialRunJob
 from repro.tracking import ensure_experiment

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import optuna
 
-from experiments.tracking import Tracker
+from experiments.training.tracking import Tracker
 from repro.job import StopRun
 
 

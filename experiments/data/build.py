@@ -1,0 +1,211 @@
+"""`repro data build`: compositional rows from captioned images, the paper's caption -> entity ->
+segment pipeline with captions and entity words already given (the paper got them from BLIP-2 and
+MPT-7B-Instruct) and the segmentation done here.
+
+Input: a captioned manifest (experiments/data/stage3_rows.py) whose rows also name their entities:
+    entities: list[str]            words to find in the caption, in any order
+    masks?: list[str | null]       parallel to entities: a precomputed grayscale mask of the
+                                   image's size (white = entity) used instead of the segmenter
+    {"image": "images/7.png", "caption": "a red circle and a blue square",
+     "entities": ["circle", "square"], "masks": ["masks/7_circle.png", null]}
+
+Each entity is found in the caption (first whole-word, case-insensitive match not already taken
+by an earlier entity, so "a dog and a dog" gives two spans), masked, binarized at `threshold`,
+cropped to the mask's bounding box and written as an RGBA segment. Entities that cannot be
+placed are skipped and counted; a row keeps the entities that remain, and is dropped only when
+none does. Output: out_dir/compositional.jsonl (target images referenced where they are) and
+out_dir/segments/.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from experiments.data.manifest import (
+    ManifestError,
+    RowError,
+    checked_image,
+    load_manifest,
+    required,
+    required_text,
+)
+from experiments.data.segments import cut_segment
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "compositional.jsonl"
+ENTITY_SKIP_REASONS = (
+    "entity_not_in_caption",  # no free whole-word match of the word in the caption
+    "no_mask",  # no mask given and no segmenter to make one
+    "bad_mask",  # a given mask that is not the image's size
+    "empty_mask",  # nothing left of the mask after binarizing
+)
+_SEGMENTS_PER_FOLDER = 1000  # rows per segments/ subfolder, so no folder grows to millions of files
+
+
+class Segmenter(Protocol):
+    """Text-prompted segmentation: CLIPSeg in the paper (experiments/data/clipseg.py)."""
+
+    def __call__(self, image: Image.Image, words: list[str]) -> list[np.ndarray | torch.Tensor]:
+        """One mask per word, values in [0, 1], each image.height x image.width."""
+        ...
+
+
+@dataclass(frozen=True)
+class BuildInputRow:
+    image: Path
+    caption: str
+    entities: tuple[str, ...]
+    masks: tuple[Path | None, ...]  # parallel to entities
+
+
+@dataclass(frozen=True)
+class BuildStats:
+    manifest: Path  # the compositional manifest written
+    rows_read: int  # usable input rows
+    rows_written: int
+    segments_written: int
+    skipped_input_rows: dict[str, int]  # input rows skipped on load, by reason
+    skipped_entities: dict[str, int]  # by ENTITY_SKIP_REASONS
+    rows_without_entities: int  # rows dropped because every entity was skipped
+
+    def summary(self) -> str:
+        skipped_rows = ", ".join(f"{reason}={n}" for reason, n in self.skipped_input_rows.items() if n) or "none"
+        skipped_entities = ", ".join(f"{reason}={n}" for reason, n in self.skipped_entities.items() if n) or "none"
+        return (
+            f"wrote {self.rows_written} row(s) with {self.segments_written} segment(s) to {self.manifest} "
+            f"from {self.rows_read} usable input row(s); input rows skipped: {skipped_rows}; entities "
+            f"skipped: {skipped_entities}; rows left without any entity: {self.rows_without_entities}"
+        )
+
+
+def build_compositional(
+    captioned_manifest: str | Path, out_dir: str | Path, segmenter: Segmenter | None, threshold: float = 0.5
+) -> BuildStats:
+    """Writes out_dir/compositional.jsonl and its segments from `captioned_manifest` (format in the
+    module docstring); masks come from the rows where given, else from `segmenter`."""
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"the mask threshold is in [0, 1), got {threshold}")
+    out_dir = Path(out_dir)
+    loaded = load_manifest(captioned_manifest, _input_row, "entity-annotated captioned")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / MANIFEST_NAME
+    partial = manifest.with_suffix(".jsonl.partial")
+    skipped = Counter({reason: 0 for reason in ENTITY_SKIP_REASONS})
+    rows_written = segments_written = 0
+    # Written under another name and renamed at the end, so a build that dies half-way never
+    # leaves a manifest that looks finished.
+    with partial.open("w", encoding="utf-8") as lines:
+        for index, row in enumerate(loaded.rows):
+            entities = _segment_row(row, index, out_dir, segmenter, threshold, skipped)
+            if not entities:
+                continue
+            image = Path(os.path.relpath(row.image, out_dir)).as_posix()
+            record = {"caption": row.caption, "image": image, "entities": entities}
+            lines.write(json.dumps(record) + "\n")
+            rows_written += 1
+            segments_written += len(entities)
+    stats = BuildStats(
+        manifest, len(loaded.rows), rows_written, segments_written, loaded.skipped, dict(skipped),
+        len(loaded.rows) - rows_written,
+    )
+    if not rows_written:
+        partial.unlink()
+        raise ManifestError(f"no compositional row could be built from {captioned_manifest}: {stats.summary()}")
+    partial.replace(manifest)
+    if loaded.total_skipped or any(skipped.values()):
+        log.warning("%s", stats.summary())
+    return stats
+
+
+def find_span(caption: str, word: str, taken: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """[start, end) of the first whole-word, case-insensitive match of `word` in `caption` that
+    overlaps no span in `taken`, or None."""
+    pattern = re.compile(rf"(?<!\w){re.escape(word)}(?!\w)", re.IGNORECASE)
+    for match in pattern.finditer(caption):
+        if all(match.end() <= start or end <= match.start() for start, end in taken):
+            return match.span()
+    return None
+
+
+def _segment_row(
+    row: BuildInputRow, index: int, out_dir: Path, segmenter: Segmenter | None, threshold: float,
+    skipped: Counter[str],
+) -> list[dict[str, Any]]:
+    """The entity records of one row, in caption order, with their segments written."""
+    spans: dict[int, tuple[int, int]] = {}
+    for k, word in enumerate(row.entities):
+        span = find_span(row.caption, word, list(spans.values()))
+        if span is None:
+            skipped["entity_not_in_caption"] += 1
+        else:
+            spans[k] = span
+    with Image.open(row.image) as opened:
+        image = opened.convert("RGB")
+    masks = _masks(row, image, sorted(spans), segmenter)
+    entities = []
+    for k, (start, end) in sorted(spans.items(), key=lambda item: item[1]):
+        mask = masks.get(k)
+        if mask is None:
+            skipped["no_mask" if row.masks[k] is None else "bad_mask"] += 1
+            continue
+        segment = cut_segment(image, mask > threshold)
+        if segment is None:
+            skipped["empty_mask"] += 1
+            continue
+        relative = Path("segments", f"{index // _SEGMENTS_PER_FOLDER:05d}", f"{index:08d}_{k}.png")
+        (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+        segment.save(out_dir / relative)
+        segment_file = relative.as_posix()
+        entities.append({"word": row.caption[start:end], "start": start, "end": end, "segment": segment_file})
+    return entities
+
+
+def _masks(
+    row: BuildInputRow, image: Image.Image, entities: list[int], segmenter: Segmenter | None
+) -> dict[int, np.ndarray]:
+    """Entity index -> mask in [0, 1] at the image's size, for those of `entities` that have one:
+    the given mask if the row has one, else the segmenter's."""
+    masks = {}
+    for k in entities:
+        if row.masks[k] is not None:
+            with Image.open(row.masks[k]) as given:
+                if given.size == image.size:
+                    masks[k] = np.asarray(given.convert("L"), dtype=np.float32) / 255.0
+    to_segment = [k for k in entities if row.masks[k] is None]
+    if segmenter is not None and to_segment:
+        made = segmenter(image, [row.entities[k] for k in to_segment])
+        if len(made) != len(to_segment):
+            raise ValueError(f"the segmenter gave {len(made)} masks for {len(to_segment)} words")
+        for k, mask in zip(to_segment, made):
+            mask = mask.detach().float().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+            if mask.shape != (image.height, image.width):
+                raise ValueError(f"the segmenter gave a {mask.shape} mask for a {image.width}x{image.height} image")
+            masks[k] = mask
+    return masks
+
+
+def _input_row(record: dict[str, Any], folder: Path) -> BuildInputRow:
+    caption = required_text(record, "caption")
+    entities = required(record, "entities", list)
+    if not entities or not all(isinstance(word, str) and word.strip() for word in entities):
+        raise RowError("bad_field", f"'entities' must be a non-empty list of words: {entities!r}")
+    masks = record.get("masks") or [None] * len(entities)
+    if not isinstance(masks, list) or len(masks) != len(entities):
+        raise RowError("bad_field", f"'masks' must be a list parallel to 'entities': {masks!r}")
+    if not all(mask is None or isinstance(mask, str) for mask in masks):
+        raise RowError("bad_field", f"'masks' holds paths or nulls: {masks!r}")
+    image = checked_image(folder, required_text(record, "image"))
+    checked_masks = tuple(None if mask is None else checked_image(folder, mask) for mask in masks)
+    return BuildInputRow(image, caption, tuple(word.strip() for word in entities), checked_masks)

@@ -1,0 +1,134 @@
+"""Stage-3 (instruction tuning) data: readers for the three kinds the paper mixes 2 : 2 : 1.
+
+Each kind is a manifest, a `.jsonl` file (one JSON object per line) or a `.parquet` file (one
+row per record, same field names), next to its images; image paths are relative to the
+manifest's folder. Fields marked ? may be absent or null.
+
+compositional (constructed entity data: caption -> entities -> segments)
+    caption: str                   the target image's caption
+    image: str                     the target image
+    entities: list of {            at least one; spans must not overlap
+        word: str                  the entity as written in the caption: caption[start:end] == word
+        start: int, end: int       its character span [start, end) in the caption
+        segment: str               its segmented image: an RGBA PNG cropped to the mask's box,
+    }                              RGB = original pixels, alpha = mask (experiments/data/segments.py)
+    {"caption": "a red circle and a blue square", "image": "images/7.png", "entities": [
+     {"word": "circle", "start": 6, "end": 12, "segment": "segments/00000/00000007_0.png"},
+     {"word": "square", "start": 24, "end": 30, "segment": "segments/00000/00000007_1.png"}]}
+
+edits (InstructPix2Pix-style; its original_image / edit_prompt / edited_image / original_prompt)
+    source: str                    the image before the edit
+    instruction: str               the edit, in words
+    target: str                    the image after the edit
+    caption?: str                  a caption of the source; the prompt is
+                                   `<s> caption <image>source</image> instruction </s>`
+    {"source": "before/3.png", "instruction": "make the circle blue", "target": "after/3.png",
+     "caption": "a red circle on a white background"}
+
+captioned (text-to-image)
+    image: str, caption: str
+    {"image": "images/12.png", "caption": "a small green triangle"}
+
+Rows that cannot be used are skipped and counted by reason (experiments/data/manifest.py), including
+a compositional row any of whose entities is not in its caption; entities come back sorted by
+their position in the caption.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from experiments.config import STAGE3_KINDS
+from experiments.data.manifest import (
+    Loaded,
+    RowError,
+    checked_image,
+    load_manifest,
+    optional_text,
+    required,
+    required_text,
+)
+
+
+@dataclass(frozen=True)
+class Entity:
+    word: str  # == caption[start:end]
+    start: int
+    end: int
+    segment: Path  # RGBA PNG: see experiments/data/segments.py
+
+
+@dataclass(frozen=True)
+class CompositionalRow:
+    caption: str
+    image: Path
+    entities: tuple[Entity, ...]  # in caption order, spans disjoint
+
+
+@dataclass(frozen=True)
+class EditRow:
+    source: Path
+    instruction: str
+    target: Path
+    caption: str | None  # of the source image
+
+
+@dataclass(frozen=True)
+class CaptionedRow:
+    image: Path
+    caption: str
+
+
+def load_compositional(path: str | Path) -> Loaded[CompositionalRow]:
+    return load_manifest(path, _compositional_row, "compositional")
+
+
+def load_edits(path: str | Path) -> Loaded[EditRow]:
+    return load_manifest(path, _edit_row, "edits")
+
+
+def load_captioned(path: str | Path) -> Loaded[CaptionedRow]:
+    return load_manifest(path, _captioned_row, "captioned")
+
+
+def _compositional_row(record: dict[str, Any], folder: Path) -> CompositionalRow:
+    caption = required_text(record, "caption")
+    entities = required(record, "entities", list)
+    if not entities:
+        raise RowError("bad_field", "'entities' is empty")
+    parsed = sorted((_entity(entity, caption, folder) for entity in entities), key=lambda e: e.start)
+    for before, after in zip(parsed, parsed[1:]):
+        if after.start < before.end:
+            raise RowError("bad_field", f"entities {before.word!r} and {after.word!r} overlap in the caption")
+    return CompositionalRow(caption, checked_image(folder, required_text(record, "image")), tuple(parsed))
+
+
+def _entity(record: Any, caption: str, folder: Path) -> Entity:
+    if not isinstance(record, dict):
+        raise RowError("bad_field", f"an entity is a {type(record).__name__}, not an object: {record!r}")
+    word = required_text(record, "word")
+    start, end = required(record, "start", int), required(record, "end", int)
+    if not (0 <= start < end <= len(caption)) or caption[start:end] != word:
+        raise RowError("entity_not_in_caption", f"entity {word!r} is not at [{start}, {end}) of {caption!r}")
+    # The alpha channel is the mask; a segment without one cannot be shown without its background.
+    return Entity(word, start, end, checked_image(folder, required_text(record, "segment"), mode="RGBA"))
+
+
+def _edit_row(record: dict[str, Any], folder: Path) -> EditRow:
+    instruction = required_text(record, "instruction")
+    caption = optional_text(record, "caption")
+    source = checked_image(folder, required_text(record, "source"))
+    return EditRow(source, instruction, checked_image(folder, required_text(record, "target")), caption)
+
+
+def _captioned_row(record: dict[str, Any], folder: Path) -> CaptionedRow:
+    caption = required_text(record, "caption")
+    return CaptionedRow(checked_image(folder, required_text(record, "image")), caption)
+
+
+# One reader per kind, in the order of `data.mix`.
+LOADERS: dict[str, Callable[[str | Path], Loaded]] = dict(
+    zip(STAGE3_KINDS, (load_compositional, load_edits, load_captioned))
+)

@@ -1,0 +1,92 @@
+"""One entry point per run: seed everything, build what the config's recipe names (registry.py),
+train it if it trains, then run the evaluations the config turns on (MS-COCO FID, DreamBench)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from experiments.config import RunConfig
+from experiments.evaluation.fid import evaluate_fid
+from experiments.recipes.modules import frozen, pick_device
+from experiments.recipes.registry import recipe_named
+from experiments.training.loop import train
+from experiments.training.tracking import Tracker
+from models import ImageDecoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecipeResult:
+    metrics: dict[str, float]
+    failure: str | None = None  # why the run counts as failed (diverged), if it does
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def run_recipe(
+    config: RunConfig, run_dir: Path, cache_dir: Path, tracker: Tracker, *, progress: bool
+) -> RecipeResult:
+    seed_everything(config.seed)
+    recipe = recipe_named(config.recipe)
+    if not recipe.trains and not recipe.generates:
+        metrics = recipe.load()(config)
+        tracker.log_metrics(metrics, step=0)
+        return RecipeResult(metrics)
+
+    device = pick_device()
+    metrics: dict[str, float] = {}
+    step = 0
+    if not recipe.trains:
+        conditioner, decoder = recipe.load()(config, device)
+        metrics["compute/device_hours"] = 0.0  # nothing to train
+    else:
+        # The cache dir is shared by every run of the work dir: rows reading the same frozen
+        # encoders reuse each other's encoder outputs, as they reuse FID reference statistics.
+        objective = recipe.load()(config, cache_dir)
+        metrics.update({f"data/{reason}": float(n) for reason, n in objective.data_counts().items()})
+        outcome = train(objective, config.train, run_dir, tracker, progress=progress)
+        step = outcome.steps
+        metrics["compute/train_seconds"] = outcome.train_seconds
+        metrics["compute/device_hours"] = outcome.train_seconds / 3600.0
+        if outcome.failure is not None:
+            log.warning("run failed: %s", outcome.failure)
+            tracker.log_metrics(metrics, step=step)
+            return RecipeResult(metrics, failure=outcome.failure)
+        conditioner = objective.conditioner.eval()  # the trained MLLM + M
+        decoder = objective.decoder
+        if decoder is None:
+            decoder = frozen(ImageDecoder.from_pretrained(config.models.stable_diffusion), device)
+
+    if config.fid.enabled:
+        metrics.update(evaluate_fid(
+            conditioner, decoder, config.fid, seed=config.seed, run_dir=run_dir,
+            cache_dir=cache_dir, progress=progress,
+        ))
+        grid = run_dir / "samples" / "grid.png"
+        if grid.is_file():  # rank 0 alone draws it
+            tracker.log_artifact(grid, "samples")
+    if config.dreambench.enabled:
+        # Imported here: only Table 1's runs load the DINO and CLIP scorers.
+        from experiments.evaluation.dreambench import (
+            dreambench_sheets,
+            evaluate_dreambench,
+        )
+
+        metrics.update(evaluate_dreambench(
+            conditioner, decoder, config.dreambench, seed=config.seed, run_dir=run_dir, progress=progress,
+        ))
+        for sheet in dreambench_sheets(run_dir):
+            tracker.log_artifact(sheet, "dreambench")
+    tracker.log_metrics(metrics, step=step)
+    return RecipeResult(metrics)

@@ -1,0 +1,55 @@
+"""The tiny tier's assets: random tiny models and a synthetic COCO-format set, built once on
+disk so the tiny tier loads them through the same `from_pretrained` and file readers as the
+full tier loads the real ones."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import shutil
+from pathlib import Path
+
+from experiments.tiny.coco import build_coco_fixture
+from experiments.tiny.dreambench import build_dreambench_fixture
+from experiments.tiny.feature_extractor import save_random_inception
+from experiments.tiny.models import (
+    save_tiny_clip,
+    save_tiny_dino,
+    save_tiny_kosmos2,
+    save_tiny_stable_diffusion,
+)
+from experiments.tiny.stage3 import build_instruct_fixture
+
+log = logging.getLogger(__name__)
+
+# Bump when a builder changes, so stale assets are rebuilt rather than silently reused.
+ASSETS_VERSION = "3"
+_MARKER = "COMPLETE"
+
+
+def ensure_tiny_assets(root: Path) -> Path:
+    """Builds the assets under `root` unless a complete build of this version is there. Safe
+    to call from several processes at once: one builds, the others wait on the lock."""
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / _MARKER
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.is_file() and marker.read_text() == ASSETS_VERSION:
+            return root
+        log.info("building tiny-tier assets in %s", root)
+        for child in ("kosmos2", "sd", "coco", "inception-random.pth", "dreambench", "dino", "clip", "instruct"):
+            path = root / child
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        save_tiny_kosmos2(root / "kosmos2")
+        save_tiny_stable_diffusion(root / "sd")
+        build_coco_fixture(root / "coco")
+        save_random_inception(root / "inception-random.pth")
+        build_dreambench_fixture(root / "dreambench")
+        save_tiny_dino(root / "dino")
+        save_tiny_clip(root / "clip")
+        build_instruct_fixture(root / "instruct")
+        marker.write_text(ASSETS_VERSION)
+    return root

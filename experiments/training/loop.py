@@ -1,0 +1,187 @@
+"""The training loop every stage shares, readable top to bottom.
+
+A recipe supplies an `Objective` (what to train, where batches come from, what the loss is);
+this loop owns the optimiser, the schedule, mixed precision, divergence detection, periodic
+logging (losses, throughput, peak memory, MFU), held-out evaluation, resumable checkpoints and
+data parallelism: under torch.distributed each rank computes its parts of every step's global
+batch (experiments.training.distributed) and DDP averages the gradients (or FSDP, which also shards the
+trainable: experiments.training.fsdp), so the run computes the same steps whatever the world size.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from experiments.config import OptimConfig, TrainConfig
+from experiments.training import preemption
+from experiments.training.checkpoints import CheckpointStore
+from experiments.training.distributed import Replicated, World, rank_parts
+from experiments.training.flops import peak_flops
+from experiments.training.objective import Objective
+from experiments.training.tracking import Tracker
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    steps: int
+    train_seconds: float  # wall time spent in training steps, summed over resumes
+    failure: str | None = None  # set when the loss diverged
+
+
+def build_optimizer(
+    params: list[nn.Parameter], optim: OptimConfig, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW with linear warm-up then linear decay to 0 (paper, Training)."""
+    fused = all(p.is_cuda for p in params)
+    optimizer = torch.optim.AdamW(
+        params, lr=optim.lr, betas=optim.betas, eps=optim.eps,
+        weight_decay=optim.weight_decay, fused=fused or None,
+    )
+    schedule = get_linear_schedule_with_warmup(optimizer, optim.warmup_steps, total_steps)
+    return optimizer, schedule
+
+
+def train(
+    objective: Objective, cfg: TrainConfig, run_dir: Path, tracker: Tracker, *, progress: bool
+) -> TrainOutcome:
+    world = World.current()
+    parts = rank_parts(cfg.batch_size, cfg.micro_batch_size, world)
+    base_seed = torch.initial_seed()  # the recipe's seed, before a checkpoint's state replaces it
+    # Sharding replaces the trainable's parameters by this rank's shards: the optimiser comes after.
+    if world.size > 1 and cfg.parallelism == "fsdp":
+        from experiments.training.fsdp import (
+            Sharded,  # torch's FSDP takes seconds to import; few runs shard
+        )
+
+        parallel = Sharded(objective, world)
+    else:
+        parallel = Replicated(objective, world)
+    params = [p for p in objective.trainable.parameters() if p.requires_grad]
+    optimizer, schedule = build_optimizer(params, cfg.optim, cfg.steps)
+    use_fp16 = cfg.precision == "fp16"
+    scaler = torch.amp.GradScaler(objective.device.type, enabled=use_fp16)
+    autocast_dtype = torch.float16 if use_fp16 else torch.bfloat16
+    peak = None
+    if objective.device.type == "cuda":
+        peak = peak_flops(torch.cuda.get_device_name(objective.device), cfg.precision)
+    checkpoints = CheckpointStore(run_dir / "checkpoints")
+
+    start, train_seconds = 0, 0.0
+    resumed = checkpoints.load_latest()
+    if resumed is not None:
+        parallel.load(resumed, optimizer)
+        schedule.load_state_dict(resumed["schedule"])
+        scaler.load_state_dict(resumed["scaler"])
+        start, train_seconds = resumed["step"], resumed["train_seconds"]
+
+    def save(step: int) -> None:
+        # Every rank takes part in gathering the state (FSDP's shards); rank 0 writes it (the plain
+        # trainable's, so that a single process can load it) and the others wait, so none ends or
+        # resumes ahead of the file.
+        state = parallel.state(optimizer)
+        if world.rank == 0:
+            checkpoints.save(step, {
+                **state, "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+                "train_seconds": train_seconds,
+            })
+        world.barrier()
+
+    loss_of = torch.compile(parallel.loss) if cfg.compile else parallel.loss
+    tracker.log_metrics({
+        "train/world_size": world.size,
+        "train/micro_batch_size": cfg.batch_size // (world.size * len(parts)),
+        "train/grad_accumulation": len(parts),
+    }, step=start)
+    objective.trainable.train()
+    bar = tqdm(total=cfg.steps, initial=start, disable=not progress or world.rank != 0, desc="train", unit="step")
+    with preemption.training():
+        for step in range(start, cfg.steps):
+            tick = time.perf_counter()
+            done = step + 1
+            logged = done % cfg.log_every == 0 or done == cfg.steps
+            world.seed_step(base_seed, step)
+            sums: dict[str, torch.Tensor] = {}
+            tokens: int | None = 0
+            flops: int | None = 0
+            for k, part in enumerate(parts):
+                batch = objective.batch(step, part)
+                with parallel.syncing(k == len(parts) - 1):
+                    with torch.autocast(objective.device.type, dtype=autocast_dtype, enabled=cfg.precision != "no"):
+                        losses = loss_of(batch)
+                    # Each micro-batch weighs 1/A and the ranks are averaged: the gradient is
+                    # the global batch's, as a single process would compute it.
+                    scaler.scale(losses["loss"] / len(parts)).backward()
+                for name, value in losses.items():
+                    if value.dim() == 0:
+                        sums[name] = sums.get(name, 0) + value.detach() / len(parts)
+                if logged:
+                    tokens = _add(tokens, objective.tokens(batch))
+                    flops = _add(flops, objective.flops(batch))
+            # Averaged over the ranks, so every rank takes the same decision on divergence.
+            step_losses = world.mean(sums)
+            value = step_losses["loss"]
+            if not math.isfinite(value) or value > cfg.divergence_threshold:
+                bar.close()
+                parallel.unshard()
+                reason = f"diverged at step {done}: loss {value:.4g}"
+                return TrainOutcome(steps=step, train_seconds=train_seconds, failure=reason)
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            step_seconds = time.perf_counter() - tick
+            train_seconds += step_seconds
+            bar.update(1)
+
+            if logged:
+                metrics = {f"train/{name}": loss for name, loss in step_losses.items()}
+                metrics.update({
+                    "train/lr": schedule.get_last_lr()[0],
+                    "train/grad_norm": grad_norm.item(),
+                    "train/step_seconds": step_seconds,
+                    "train/samples_per_s": cfg.batch_size / step_seconds,
+                    **_peak_memory(objective.device),
+                })
+                if tokens is not None:
+                    metrics["train/tokens_per_s"] = world.total(tokens) / step_seconds
+                if flops is not None and peak is not None:
+                    metrics["train/mfu"] = world.total(flops) / step_seconds / (peak * world.size)
+                tracker.log_metrics(metrics, step=done)
+                bar.set_postfix(loss=f"{value:.4f}")
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                objective.trainable.eval()
+                tracker.log_metrics({f"heldout/{k}": v for k, v in parallel.heldout().items()}, step=done)
+                objective.trainable.train()
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                save(done)
+            # A preemption warning received during the step is acted on here, with a fresh checkpoint.
+            preemption.proceed(lambda: save(done), world)
+    bar.close()
+    parallel.unshard()  # evaluation runs the trainable on one rank at a time, without collectives
+    objective.trainable.eval()
+    return TrainOutcome(steps=cfg.steps, train_seconds=train_seconds)
+
+
+def _add(total: int | None, count: int | None) -> int | None:
+    """Sums a per-micro-batch count; None (not counted by the objective) stays None."""
+    return None if total is None or count is None else total + count
+
+
+def _peak_memory(device: torch.device) -> dict[str, float]:
+    """High-water marks since the process started: the process's resident set (Linux reports
+    ru_maxrss in KiB) and, on a GPU, what the caching allocator handed out."""
+    peaks = {"train/peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.type == "cuda":
+        peaks["train/peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return peaks

@@ -1,0 +1,61 @@
+"""What a recipe hands the training loop: the `Objective` every trainer recipe subclasses.
+
+The loop reads only what is declared here. The optional members have defaults, so a recipe
+overrides only what it has: a token count (tokens/s is logged then), a FLOP count (MFU is
+logged then, on a known GPU), the decoder it trains through (reused to sample), and how much
+data it set aside when loading.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from experiments.config import RunConfig
+from experiments.data.batches import Part
+
+if TYPE_CHECKING:
+    from models import ImageDecoder, KosmosGConditioner
+
+
+class Objective(ABC):
+    trainable: nn.Module
+    device: torch.device
+    conditioner: KosmosGConditioner  # what generation uses once trained
+    # The frozen decoder the objective trains through; None: evaluation loads its own.
+    decoder: ImageDecoder | None = None
+
+    def __init__(self, config: RunConfig, cache_dir: Path | None = None) -> None:
+        self.config = config
+        # The work dir's shared cache (FID statistics, encoder outputs): rows reuse each other's.
+        self.cache_dir = cache_dir
+
+    @abstractmethod
+    def batch(self, step: int, part: Part) -> Any:
+        """`part` of step `step`'s global batch (`train.batch_size` items): a pure function of
+        the step, so resuming replays nothing, and the ranks' parts tile the batch."""
+
+    @abstractmethod
+    def loss(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Named losses; "loss" is the one optimised. A step's losses are the mean of its
+        micro-batches', which is the global batch's for a mean over items."""
+
+    @abstractmethod
+    def heldout(self) -> dict[str, float]:
+        """Metrics on held-out data, computed without gradients."""
+
+    def tokens(self, batch: Any) -> int | None:
+        """Tokens the batch feeds the model, or None where tokens/s means nothing."""
+        return None
+
+    def flops(self, batch: Any) -> int | None:
+        """Model FLOPs of one training step on the batch, or None where not counted."""
+        return None
+
+    def data_counts(self) -> dict[str, int]:
+        """Items set aside on load, by reason (logged as `data/<reason>`): never silently lost."""
+        return {}
