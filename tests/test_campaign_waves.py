@@ -10,7 +10,7 @@ import pytest
 from repro.campaign import _after_jobs
 from repro.config import load_matrix
 from repro.launch import dependency_waves
-from tests.test_config_support import EXPERIMENTS
+from tests.support.full_tier import EXPERIMENTS
 
 
 @pytest.fixture(scope="module")

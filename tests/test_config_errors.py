@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from repro.config import ConfigError, load_matrix
-from tests.test_config_support import EXPERIMENTS, fake_full_env
+from tests.support.full_tier import EXPERIMENTS, fake_full_env
 
 TEXT = EXPERIMENTS.read_text()
 

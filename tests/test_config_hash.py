@@ -15,7 +15,7 @@ import pytest
 from experiments.config import RunConfig
 from repro.config import config_hash, load_matrix
 from repro.config.paths import PATH_KEYS
-from tests.test_config_support import EXPERIMENTS
+from tests.support.full_tier import EXPERIMENTS
 
 
 def tiny_runs(path: Path, assets: Path, **kwargs):

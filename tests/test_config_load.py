@@ -13,7 +13,7 @@ from repro.config import ConfigError, load_matrix
 from repro.config.fields import SECTIONS
 from repro.config.paths import PATH_KEYS
 from repro.plan import format_plan
-from tests.test_config_support import EXPERIMENTS, fake_full_env
+from tests.support.full_tier import EXPERIMENTS, fake_full_env
 
 TABLE2 = {
     "SD v1.5": ("baseline", 9.34),

@@ -10,7 +10,7 @@ import pytest
 from repro.config import ConfigError, load_matrix
 from repro.config.paths import localize_runs
 from repro.config.schema import PanelTableSpec
-from tests.test_config_support import EXPERIMENTS
+from tests.support.full_tier import EXPERIMENTS
 
 TEXT = EXPERIMENTS.read_text()
 
@@ -109,7 +109,7 @@ def test_unknown_table_is_named(tmp_path):
 
 
 def test_full_tier_stage3_and_dreambench_follow_the_paper(tmp_path):
-    from tests.test_config_support import fake_full_env
+    from tests.support.full_tier import fake_full_env
 
     matrix = load_matrix(EXPERIMENTS, "full", table="table1", env=fake_full_env(tmp_path / "world"))
     stage3 = next(r.config for r in matrix.runs if r.experiment == "kosmos-g")

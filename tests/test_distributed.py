@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,29 +19,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from experiments.config import RunConfig
 from experiments.data.batches import EpochShuffler
-from experiments.recipes.align import AlignObjective
-from experiments.recipes.run import seed_everything
 from experiments.training import preemption
 from experiments.training.checkpoints import CheckpointStore
 from experiments.training.distributed import World, rank_parts
 from experiments.training.loop import train
 from experiments.training.tracking import RecordingTracker
-from tests.test_recipes import tiny_config
-
-STEPS = 6
-PREEMPTED_AT = 4  # the step boundary at which rank 0 holds the warning signal
-
-
-def align_config(assets: Path, **train_values) -> RunConfig:
-    values = dict(steps=STEPS, batch_size=8, rec_weight=0.0, log_every=1, eval_every=STEPS, checkpoint_every=3)
-    return tiny_config(assets, "align", **{**values, **train_values})
-
-
-def fresh_objective(config: RunConfig) -> AlignObjective:
-    seed_everything(config.seed)
-    return AlignObjective(config)
+from tests.support.distributed import PREEMPTED_AT, STEPS, align_config, fresh_objective, join_gloo
 
 
 def test_the_ranks_micro_batches_tile_each_global_batch_once():
@@ -77,14 +60,8 @@ def test_each_rank_draws_its_own_random_numbers_at_each_step():
     assert torch.equal(draw(World(), 3), expected)  # a single process keeps its one stream
 
 
-def _join(rank: int, world: int, folder: Path) -> None:
-    # A rank left waiting by a broken loop fails the test within a minute instead of hanging it.
-    dist.init_process_group("gloo", init_method=f"file://{folder / 'rendezvous'}", rank=rank, world_size=world,
-                            timeout=timedelta(seconds=60))
-
-
 def _rank(rank: int, world: int, folder: Path, assets: Path, runs: dict[str, dict]) -> None:
-    _join(rank, world, folder)
+    join_gloo(rank, world, folder)
     torch.set_num_threads(1)
     saves: list[int] = []
     save = CheckpointStore.save
@@ -136,7 +113,7 @@ def test_two_ranks_train_like_one_process_on_the_same_global_batch(tiny_assets, 
 def _preempted_rank(rank: int, world: int, folder: Path, assets: Path) -> None:
     """Rank 0's handler stands in for submitit's (requeue, then exit); the others' do nothing,
     as submitit's do. Rank 1 gets its signal first, which must not stop anything on its own."""
-    _join(rank, world, folder)
+    join_gloo(rank, world, folder)
     torch.set_num_threads(1)
 
     def requeue(signum, frame):

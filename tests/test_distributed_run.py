@@ -9,7 +9,7 @@ import pickle
 import pytest
 
 from repro import tags
-from tests.end_to_end import FAST, child_runs, new_workdir, repro
+from tests.support.workdirs import FAST, child_runs, new_workdir, repro
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import torch
 
 from experiments.data.batches import EpochShuffler
 from experiments.recipes.align import AlignObjective
-from tests.test_recipes import tiny_config
+from tests.support.tiny import tiny_config
 
 
 def count_encoded_captions(objective: AlignObjective) -> list[int]:
@@ -33,7 +33,7 @@ def assert_same(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> Non
 
 
 def test_cached_batches_equal_fresh_ones_and_skip_the_encoders(tiny_assets):
-    objective = AlignObjective(tiny_config(tiny_assets, "align", cache_encoder_outputs=True))
+    objective = AlignObjective(tiny_config(tiny_assets, "aligner-12", cache_encoder_outputs=True))
     calls = count_encoded_captions(objective)
     captions = objective.sampler(0)
     first = objective.batch(0)
@@ -45,7 +45,7 @@ def test_cached_batches_equal_fresh_ones_and_skip_the_encoders(tiny_assets):
 
 
 def test_two_epochs_encode_each_caption_once(tiny_assets):
-    config = tiny_config(tiny_assets, "align", cache_encoder_outputs=True)
+    config = tiny_config(tiny_assets, "aligner-12", cache_encoder_outputs=True)
     objective = AlignObjective(config)
     items = objective.sampler.items[:40]  # two epochs of the whole tiny set take too long here
     objective.sampler = EpochShuffler(items, config.train.batch_size, seed=0)
@@ -61,7 +61,7 @@ def test_two_epochs_encode_each_caption_once(tiny_assets):
 
 
 def test_runs_on_the_same_encoders_share_the_disk_cache(tiny_assets, tmp_path):
-    config = tiny_config(tiny_assets, "align", cache_encoder_outputs=True)
+    config = tiny_config(tiny_assets, "aligner-12", cache_encoder_outputs=True)
     writer = AlignObjective(config, cache_dir=tmp_path)
     written = writer.batch(3)
     assert list((tmp_path / "encoder-outputs").glob("*/*.safetensors"))
@@ -72,7 +72,7 @@ def test_runs_on_the_same_encoders_share_the_disk_cache(tiny_assets, tmp_path):
 
 
 def test_without_the_cache_every_batch_is_encoded(tiny_assets):
-    objective = AlignObjective(tiny_config(tiny_assets, "align"))
+    objective = AlignObjective(tiny_config(tiny_assets, "aligner-12"))
     calls = count_encoded_captions(objective)
     objective.batch(0)
     objective.batch(0)

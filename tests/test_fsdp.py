@@ -27,9 +27,9 @@ from experiments.training.loop import train
 from experiments.training.objective import Objective
 from experiments.training.tracking import RecordingTracker
 from repro.config import load_matrix
-from tests.test_config_support import EXPERIMENTS, fake_full_env
-from tests.test_distributed import STEPS, _join, align_config, fresh_objective
-from tests.test_instruct_recipe import stage3_config
+from tests.support.distributed import STEPS, align_config, fresh_objective, join_gloo
+from tests.support.full_tier import EXPERIMENTS, fake_full_env
+from tests.support.tiny import stage3_config
 
 STOPPED_AT = 4  # the interrupted run's last step, after its checkpoint at 3, never finishes
 PROMPT = ["a photo of a dog"]
@@ -81,7 +81,7 @@ def _interrupted_then_resumed(config: RunConfig, folder: Path, name: str, rank: 
 
 
 def _rank(rank: int, world: int, folder: Path, assets: Path) -> None:
-    _join(rank, world, folder)
+    join_gloo(rank, world, folder)
     torch.set_num_threads(1)
     try:
         for name, values in (("fsdp", {}), ("fsdp-accumulating", {"micro_batch_size": 2})):

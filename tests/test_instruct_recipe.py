@@ -11,33 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.config import RunConfig
 from experiments.recipes.instruct import InstructObjective
 from experiments.recipes.run import run_recipe
 from experiments.training.tracking import RecordingTracker
 from repro.cli import main as repro_main
-from tests.dreambench_support import tiny_dreambench
-from tests.test_recipes import tiny_config
-
-
-def stage3_config(assets: Path, stage2_dir: Path, **train_values) -> RunConfig:
-    values = dict(steps=6, batch_size=5, log_every=1, eval_every=3, checkpoint_every=3,
-                  init_from=str(stage2_dir))
-    values.update(train_values)
-    config = tiny_config(assets, "instruct", **values)
-    instruct = assets / "instruct"
-    data = replace(config.data, compositional=str(instruct / "compositional" / "compositional.jsonl"),
-                   edits=str(instruct / "edits" / "edits.jsonl"),
-                   captioned=str(instruct / "captioned" / "captioned.jsonl"))
-    dreambench = tiny_dreambench(assets, subjects=("dog",), templates=(0, 20), batch_size=4)
-    return replace(config, data=data, dreambench=dreambench)
+from tests.support.tiny import stage3_config, tiny_config
 
 
 @pytest.fixture(scope="module")
 def stage2_dir(tiny_assets, tmp_path_factory) -> Path:
     """A finished (short) stage-2 run's directory, as the harness leaves it."""
     run_dir = tmp_path_factory.mktemp("stage2")
-    config = tiny_config(tiny_assets, "align", steps=4, checkpoint_every=4, eval_every=4)
+    config = tiny_config(tiny_assets, "aligner-12", steps=4, checkpoint_every=4, eval_every=4)
     config = replace(config, fid=replace(config.fid, enabled=False))
     run_recipe(config, run_dir, run_dir / "cache", RecordingTracker(), progress=False)
     (run_dir / "config.json").write_text(json.dumps({"config": asdict(config)}))

@@ -12,7 +12,7 @@ from repro.config import ConfigError, load_matrix
 from repro.config.launch import LaunchConfig
 from repro.launch import slurm_arrays
 from repro.slurm import sbatch_script
-from tests.test_config_support import EXPERIMENTS, fake_full_env
+from tests.support.full_tier import EXPERIMENTS, fake_full_env
 
 
 def full(tmp_path: Path, **kwargs):

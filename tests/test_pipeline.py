@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from repro import tags
-from tests.end_to_end import (
+from tests.support.workdirs import (
     FAST,
     ONE_THREAD,
     QUICK_LOGS_AND_FID,

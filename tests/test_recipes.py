@@ -3,45 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from experiments.config import (
-    AlignerConfig,
-    DataConfig,
-    FidConfig,
-    ModelSources,
-    OptimConfig,
-    RunConfig,
-    TrainConfig,
-)
 from experiments.recipes.align import AlignObjective
 from experiments.recipes.run import run_recipe
 from experiments.training.loop import train
 from experiments.training.tracking import RecordingTracker
-
-
-def tiny_config(assets: Path, recipe: str, **train_values) -> RunConfig:
-    coco = assets / "coco"
-    values = dict(steps=40, batch_size=16, optim=OptimConfig(lr=1e-3, warmup_steps=4),
-                  resolution=32, log_every=5, eval_every=20, checkpoint_every=20)
-    values.update(train_values)
-    return RunConfig(
-        recipe=recipe,
-        models=ModelSources(mllm=str(assets / "kosmos2"), stable_diffusion=str(assets / "sd")),
-        aligner=AlignerConfig(layers=2, width=32, ffn=64, heads=2, max_source_len=256),
-        train=TrainConfig(**values),
-        data=DataConfig(train=str(coco / "captions_train.json"), heldout=str(coco / "captions_val.json"),
-                        train_images=str(coco / "train"), heldout_images=str(coco / "val"), heldout_size=32),
-        fid=FidConfig(captions=str(coco / "captions_val.json"), images=str(coco / "val"), num_captions=8,
-                      steps=2, generate_size=32, resolution=32, batch_size=8,
-                      feature_extractor="tiny-random-conv"),
-    )
+from tests.support.tiny import tiny_config
 
 
 def test_align_loss_falls_on_heldout_captions(tiny_assets, tmp_path):
-    config = tiny_config(tiny_assets, "align")
+    config = tiny_config(tiny_assets, "aligner-12")
     tracker = RecordingTracker()
     outcome = train(AlignObjective(config), config.train, tmp_path, tracker, progress=False)
     assert outcome.failure is None
@@ -52,14 +25,14 @@ def test_align_loss_falls_on_heldout_captions(tiny_assets, tmp_path):
 
 
 def test_align_drops_captions_longer_than_the_clip_limit(tiny_assets):
-    config = tiny_config(tiny_assets, "align", max_caption_tokens=8)
+    config = tiny_config(tiny_assets, "aligner-12", max_caption_tokens=8)
     assert AlignObjective(config).dropped_captions > 0
-    assert AlignObjective(tiny_config(tiny_assets, "align")).dropped_captions == 0
+    assert AlignObjective(tiny_config(tiny_assets, "aligner-12")).dropped_captions == 0
 
 
-@pytest.mark.parametrize("recipe, kind", [("e2e", "linear"), ("e2e", "aligner"), ("baseline", "aligner")])
-def test_recipes_train_then_score_fid(tiny_assets, tmp_path, recipe, kind):
-    config = tiny_config(tiny_assets, recipe, steps=6, log_every=1, eval_every=3, checkpoint_every=3)
+@pytest.mark.parametrize("experiment, kind", [("e2e-linear", "linear"), ("e2e-aligner", "aligner"), ("sd-v1-5", "aligner")])
+def test_recipes_train_then_score_fid(tiny_assets, tmp_path, experiment, kind):
+    config = tiny_config(tiny_assets, experiment, steps=6, log_every=1, eval_every=3, checkpoint_every=3)
     config = replace(config, aligner=replace(config.aligner, kind=kind))
     tracker = RecordingTracker()
     result = run_recipe(config, tmp_path, tmp_path / "cache", tracker, progress=False)
@@ -67,14 +40,14 @@ def test_recipes_train_then_score_fid(tiny_assets, tmp_path, recipe, kind):
     assert result.metrics["eval/fid"] > 0
     assert (tmp_path / "samples" / "grid.png").stat().st_size > 500
     assert len(list((tmp_path / "fid" / "generated").glob("*.png"))) == 8
-    if recipe == "e2e":
+    if config.recipe == "e2e":
         assert len(tracker.series("train/loss")) == 6 and len(tracker.series("heldout/diffusion_loss")) == 2
     else:
         assert "train/loss" not in tracker.metrics and result.metrics["compute/device_hours"] == 0.0
 
 
 def test_diverging_training_fails_the_run_without_scoring(tiny_assets, tmp_path):
-    config = tiny_config(tiny_assets, "align", steps=10, divergence_threshold=1e-9)
+    config = tiny_config(tiny_assets, "aligner-12", steps=10, divergence_threshold=1e-9)
     result = run_recipe(config, tmp_path, tmp_path / "cache", RecordingTracker(), progress=False)
     assert result.failure is not None and result.failure.startswith("diverged")
     assert "eval/fid" not in result.metrics

@@ -14,7 +14,7 @@ from mlflow.entities import Metric
 from repro import tags
 from repro.config.schema import TableRow, TableSpec
 from repro.report.run_report import write_report
-from tests.mlflow_store import FakeRunStore
+from tests.support.mlflow_store import FakeRunStore
 
 EXPERIMENT = "report-test"
 SPEC = TableSpec(

@@ -16,7 +16,7 @@ from repro import tags
 from repro.config.schema import Panel, PanelRow, PanelTableSpec
 from repro.report.collect import collect_experiment_runs, download_dreambench_sheets
 from repro.report.run_panel_report import write_panel_report
-from tests.mlflow_store import FakeRunStore
+from tests.support.mlflow_store import FakeRunStore
 
 EXPERIMENT = "report-table1-test"
 DINO, CLIP_I, CLIP_T, FID = "eval/dino", "eval/clip_i", "eval/clip_t", tags.METRIC_FID

@@ -9,15 +9,13 @@ Run alone with `pytest -m slurm`."""
 from __future__ import annotations
 
 import csv
-import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from repro import tags
-from tests.end_to_end import (
+from tests.support.slurm import SLURM_ONLY, preempt, wait_for
+from tests.support.workdirs import (
     ONE_THREAD,
     QUICK_LOGS_AND_FID,
     SHORT_TRAINING,
@@ -26,23 +24,7 @@ from tests.end_to_end import (
     repro,
 )
 
-
-def _slurm_is_up() -> bool:
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        return False
-    try:
-        answer = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True, timeout=15)
-    except subprocess.TimeoutExpired:
-        return False
-    return answer.returncode == 0 and "up" in answer.stdout
-
-
-pytestmark = [
-    pytest.mark.slurm,
-    pytest.mark.skipif(not _slurm_is_up(), reason="no SLURM controller answers here: "
-                       "run scripts/slurm-local.sh (as root) to start a local one"),
-]
-
+pytestmark = SLURM_ONLY
 
 def table_rows(workdir: Path) -> dict[str, dict[str, str]]:
     with open(workdir / "reports" / "table2.csv") as handle:
@@ -112,10 +94,10 @@ def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monke
             "--set", f"launch.cpu_tasks_per_node={ranks}", "--set", "launch.cpus_per_task=1"]
     assert repro(workdir, "run", *plan, *ONE_THREAD, "--executor", "slurm", "--no-wait", "--no-report") == 0
     checkpoints = workdir / "runs"
-    _wait_for(lambda: list(checkpoints.glob("*/checkpoints/step-00000050.pt")), 240)
+    wait_for(lambda: list(checkpoints.glob("*/checkpoints/step-00000050.pt")), 240)
     client, (run,) = child_runs(workdir)
     preempt(workdir, run.data.tags[tags.JOB_ID])
-    _wait_for(lambda: client.get_run(run.info.run_id).info.status == "FINISHED", 300)
+    wait_for(lambda: client.get_run(run.info.run_id).info.status == "FINISHED", 300)
 
     _, (after,) = child_runs(workdir)
     assert after.info.run_id == run.info.run_id
@@ -125,33 +107,3 @@ def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monke
     # The newest periodic checkpoint was at step 50 or later; without the one written for the
     # signal, the steps from there to the signal would have been trained (and logged) twice.
     assert len(steps) == len(set(steps)), "a step was trained twice"
-
-
-def preempt(workdir: Path, job_id: str) -> None:
-    """What SLURM does before a preemption or the time limit: the warning signal (`signal_delay_s`
-    ahead); then, once the job has requeued itself, start it again at once."""
-    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
-    _wait_for(lambda: "Requeued job" in _job_logs(workdir), 60)
-    # SLURM holds a requeued job back for a while (its BeginTime); not worth waiting for here.
-    # Only once the controller has it pending: an update that lands before the requeue is undone.
-    _wait_for(lambda: _pending_reason(job_id) == "BeginTime", 60)
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
-
-
-def _pending_reason(job_id: str) -> str:
-    answer = subprocess.run(["squeue", "-h", "-j", job_id, "-t", "PD", "-o", "%r"], capture_output=True, text=True)
-    return answer.stdout.strip()
-
-
-def _job_logs(workdir: Path) -> str:
-    return "\n".join(p.read_text() for p in (workdir / "jobs").glob("*/*_log.err"))
-
-
-def _wait_for(found, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = found()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError("timed out; see `squeue`, `sacct` and the job logs")

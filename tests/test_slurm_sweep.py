@@ -20,12 +20,11 @@ from repro.config import load_sweep
 from repro.sweep import tags as sweep_tags
 from repro.sweep.runs import TrialRuns
 from repro.sweep.study import open_storage, study_name
-from tests import test_slurm
-from tests.end_to_end import ROOT, child_runs, new_workdir
-from tests.test_slurm import _wait_for, preempt
+from tests.support.slurm import SLURM_ONLY, preempt, wait_for
+from tests.support.workdirs import ROOT, child_runs, new_workdir
 
 # Marked slurm, and skipped where no SLURM controller answers.
-pytestmark = test_slurm.pytestmark
+pytestmark = SLURM_ONLY
 
 # One trial, long enough to be preempted after its step-50 checkpoint; no FID, which only adds time.
 SWEEP = '''
@@ -66,7 +65,7 @@ def test_a_preempted_trial_is_requeued_and_completes_as_the_same_trial(tmp_path,
             cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     job_id = None
     try:
-        _wait_for(lambda: list((workdir / "runs").glob("*/checkpoints/step-00000050.pt")), 240)
+        wait_for(lambda: list((workdir / "runs").glob("*/checkpoints/step-00000050.pt")), 240)
         client, (run,) = child_runs(workdir)
         job_id = run.data.tags[tags.JOB_ID]
         preempt(workdir, job_id)

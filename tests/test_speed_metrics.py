@@ -8,8 +8,8 @@ import torch
 from experiments.recipes.align import AlignObjective
 from experiments.training.loop import train
 from experiments.training.tracking import RecordingTracker
-from tests.test_recipes import tiny_config
-from tests.test_train_loop import Regression, config
+from tests.support.objectives import Regression, train_config
+from tests.support.tiny import tiny_config
 
 
 class TokenRegression(Regression):
@@ -21,7 +21,7 @@ class TokenRegression(Regression):
 
 def test_tokens_per_s_and_peak_memory_are_logged(tmp_path):
     tracker = RecordingTracker()
-    train(TokenRegression(), config(10), tmp_path, tracker, progress=False)
+    train(TokenRegression(), train_config(10), tmp_path, tracker, progress=False)
     samples, tokens = tracker.series("train/samples_per_s"), tracker.series("train/tokens_per_s")
     assert len(tokens) == len(samples) == 2
     assert all(t == pytest.approx(3 * s) for t, s in zip(tokens, samples))  # same step times
@@ -32,12 +32,12 @@ def test_tokens_per_s_and_peak_memory_are_logged(tmp_path):
 
 def test_objectives_without_a_token_count_log_no_tokens_per_s(tmp_path):
     tracker = RecordingTracker()
-    train(Regression(), config(5), tmp_path, tracker, progress=False)
+    train(Regression(), train_config(5), tmp_path, tracker, progress=False)
     assert "train/tokens_per_s" not in tracker.metrics and tracker.series("train/peak_rss_mib")
 
 
 def test_align_counts_real_caption_tokens(tiny_assets):
-    objective = AlignObjective(tiny_config(tiny_assets, "align"))
+    objective = AlignObjective(tiny_config(tiny_assets, "aligner-12"))
     _, mask, _ = batch = objective.batch(0)
     assert objective.tokens(batch) == int(mask.sum()) < mask.numel()  # padding is not counted
 
@@ -59,7 +59,7 @@ def test_compiled_loss_trains_like_the_eager_one(tmp_path, monkeypatch):
     for compiled in (False, True):
         torch.manual_seed(0)
         tracker = RecordingTracker()
-        train(Regression(), config(4, log_every=1, compile=compiled), tmp_path / str(compiled), tracker,
+        train(Regression(), train_config(4, log_every=1, compile=compiled), tmp_path / str(compiled), tracker,
               progress=False)
         losses[compiled] = tracker.series("train/loss")
     assert len(compiled_fns) == 1

@@ -10,7 +10,7 @@ import pytest
 from repro.cli import main
 from repro.config import ConfigError, load_matrix, load_sweep
 from repro.sweep.runs import TrialRuns
-from tests.test_config_support import EXPERIMENTS
+from tests.support.full_tier import EXPERIMENTS
 
 TEXT = EXPERIMENTS.read_text()
 GOOD = '''

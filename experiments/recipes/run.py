@@ -63,6 +63,9 @@ def run_recipe(
             log.warning("run failed: %s", outcome.failure)
             tracker.log_metrics(metrics, step=step)
             return RecipeResult(metrics, failure=outcome.failure)
+        if not recipe.generates:
+            tracker.log_metrics(metrics, step=step)
+            return RecipeResult(metrics)
         conditioner = objective.conditioner.eval()  # the trained MLLM + M
         decoder = objective.decoder
         if decoder is None:

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from repro import tags
 from repro.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 ONE_THREAD = ["--threads", "1"]
 SHORT_TRAINING = ["--set", "train.steps=12", "--set", "train.checkpoint_every=4", "--set", "train.eval_every=6"]

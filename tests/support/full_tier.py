@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "experiments.toml"
 
 # Every ${VAR} the full tier reads, and whether it names a folder (else a file).
