@@ -26,7 +26,7 @@ from experiments.evaluation.dreambench_generate import generate_dreambench_image
 from experiments.evaluation.similarity import ClipEncoder, DinoEncoder
 from experiments.recipes.modules import aligner_for
 from models import ClipTextTarget, ImageDecoder, KosmosGConditioner, MLLMEncoder
-from tests.support.dreambench import tiny_dreambench
+from tests.support.tiny import tiny_dreambench
 
 CPU = torch.device("cpu")
 # CLIP-T's texts: the original templates with the class, for the templates the tests run.

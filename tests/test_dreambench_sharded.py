@@ -19,7 +19,7 @@ from experiments.data.dreambench import (
 )
 from experiments.evaluation.dreambench import evaluate_dreambench
 from experiments.evaluation.dreambench_generate import generate_dreambench_images
-from tests.support.dreambench import tiny_dreambench
+from tests.support.tiny import tiny_dreambench
 
 
 class NoiseDecoder:

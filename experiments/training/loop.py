@@ -4,8 +4,8 @@ A recipe supplies an `Objective` (what to train, where batches come from, what t
 this loop owns the optimiser, the schedule, mixed precision, divergence detection, periodic
 logging (losses, throughput, peak memory, MFU), held-out evaluation, resumable checkpoints and
 data parallelism: under torch.distributed each rank computes its parts of every step's global
-batch (experiments.training.distributed) and DDP averages the gradients (or FSDP, which also shards the
-trainable: experiments.training.fsdp), so the run computes the same steps whatever the world size.
+batch (distributed.py) and DDP averages the gradients (or FSDP, which also shards the trainable:
+fsdp.py), so the run computes the same steps whatever the world size.
 """
 
 from __future__ import annotations

@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from experiments.config import RunConfig
+from experiments.config import DreamBenchConfig, RunConfig
 from repro.config import load_matrix
-from tests.support.dreambench import tiny_dreambench
 from tests.support.full_tier import EXPERIMENTS
 
 # A unit test's run: a 2-layer aligner, 40 steps, no encoder cache unless asked, a quick FID on
@@ -49,4 +48,12 @@ def stage3_config(assets: Path, stage2_dir: Path, **train_values) -> RunConfig:
                   init_from=str(stage2_dir))
     values.update(train_values)
     config = tiny_config(assets, "kosmos-g", **values)
-    return replace(config, dreambench=tiny_dreambench(assets, subjects=("dog",), templates=(0, 20), batch_size=4))
+    return replace(config, dreambench=replace(config.dreambench, subjects=("dog",), templates=(0, 20), steps=2,
+                                              images_per_prompt=2, batch_size=4))
+
+
+def tiny_dreambench(assets: Path, **values: object) -> DreamBenchConfig:
+    """The tiny tier's DreamBench section (Table 1's Kosmos-G row), 2 sampler steps and 2 images
+    per prompt, `values` replaced."""
+    tier = tiny_config(assets, "kosmos-g").dreambench
+    return replace(tier, **{"steps": 2, "images_per_prompt": 2, **values})
