@@ -279,8 +279,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _write_reports(args: argparse.Namespace, matrix: Matrix) -> None:
-    from repro.config.schema import PanelTableSpec
-    from repro.report.run_panel_report import write_panel_report
     from repro.report.run_report import write_report
 
     uri, experiment = _tracking(args)
@@ -291,8 +289,7 @@ def _write_reports(args: argparse.Namespace, matrix: Matrix) -> None:
     for spec in matrix.tables:
         if spec.key not in wanted:
             continue
-        write = write_panel_report if isinstance(spec, PanelTableSpec) else write_report
-        for path in write(uri, experiment, spec, matrix.tier, out):
+        for path in write_report(uri, experiment, spec, matrix.tier, out):
             print(f"wrote {path}")
 
 

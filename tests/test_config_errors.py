@@ -145,6 +145,22 @@ CASES = {
         replace=('baseline_row = "SD v1.5"', 'baseline_row = "SD 1.5"'),
         expect=("table.table2.baseline_row", "did you mean 'SD v1.5'"),
     ),
+    "failure rule given by half": Case(
+        replace=("failed_above_baseline_ratio = 3.0", ""),
+        expect=("table.table2.failed_above_baseline_ratio: required with baseline_row",),
+    ),
+    "failure rule on a higher-is-better panel": Case(
+        replace=('["FID"], lower_is_better = true }]', '["FID"], lower_is_better = false }]'),
+        expect=("table.table2.failed_above_baseline_ratio", "panel 'MS-COCO FID' is higher is better"),
+    ),
+    "table with panels and a one-metric key": Case(
+        replace=("failed_above_baseline_ratio = 3.0", 'failed_above_baseline_ratio = 3.0\nmetric = "x"'),
+        expect=("table.table2: metric: give panels, or metric and lower_is_better", "not both"),
+    ),
+    "table without metrics": Case(
+        replace=('panels = [{ name = "MS-COCO FID"', 'panls = [{ name = "MS-COCO FID"'),
+        expect=("table.table2.panls", "did you mean 'panels'", "table.table2.panels: required"),
+    ),
     "invalid TOML": Case(append="\n[[experiment]\n", expect=("cannot read",)),
 }
 

@@ -12,6 +12,7 @@ from experiments.config import RunConfig
 from repro.config import ConfigError, load_matrix
 from repro.config.fields import SECTIONS
 from repro.config.paths import PATH_KEYS
+from repro.config.schema import FailureRule, Panel
 from repro.plan import format_plan
 from tests.support.full_tier import EXPERIMENTS, fake_full_env
 
@@ -47,9 +48,26 @@ def test_tiny_tier_has_every_table2_row_at_each_seed(tmp_path):
         assert run.config.recipe == TABLE2[run.row][0]
         assert run.config.seed == run.seed
     table = next(t for t in matrix.tables if t.key == "table2")
-    assert (table.key, table.metric, table.baseline_row) == ("table2", "eval/fid", "SD v1.5")
-    assert table.lower_is_better and table.failed_above_baseline_ratio == 3.0
-    assert {row.name: row.paper_value for row in table.rows} == {k: v[1] for k, v in TABLE2.items()}
+    assert table.panels == (Panel("MS-COCO FID", ("eval/fid",), ("FID",), lower_is_better=True),)
+    assert table.failure_rule == FailureRule(baseline_row="SD v1.5", failed_above_baseline_ratio=3.0)
+    assert {row.name: row.paper for row in table.rows} == {
+        row: (("eval/fid", paper),) for row, (_, paper) in TABLE2.items()}
+
+
+def test_a_table_of_one_metric_may_still_name_it_without_panels(tmp_path):
+    """Table 2 as it was written before tables had panels: the same table, its one panel named
+    after the metric."""
+    text = EXPERIMENTS.read_text()
+    panels = ('panels = [{ name = "MS-COCO FID", metrics = ["eval/fid"], labels = ["FID"],'
+              ' lower_is_better = true }]')
+    assert text.count(panels) == 1
+    path = tmp_path / "experiments.toml"
+    path.write_text(text.replace(panels, 'metric = "eval/fid"\nlower_is_better = true'))
+    old = next(t for t in load_matrix(path, "tiny", tiny_assets=tmp_path / "assets", env={}).tables
+               if t.key == "table2")
+    new = next(t for t in tiny(tmp_path).tables if t.key == "table2")
+    assert old.panels == (Panel("eval/fid", ("eval/fid",), ("eval/fid",), lower_is_better=True),)
+    assert (old.rows, old.failure_rule) == (new.rows, new.failure_rule)
 
 
 def test_tiny_tier_shrinks_sizes_and_roots_assets(tmp_path):

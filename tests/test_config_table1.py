@@ -9,7 +9,7 @@ import pytest
 
 from repro.config import ConfigError, load_matrix
 from repro.config.paths import localize_runs
-from repro.config.schema import PanelTableSpec
+from repro.config.schema import TableSpec
 from tests.support.full_tier import EXPERIMENTS
 
 TEXT = EXPERIMENTS.read_text()
@@ -47,7 +47,7 @@ def test_table1_plans_stage2_then_stage3_and_reuses_the_sd_baseline(tmp_path):
 
 def test_table1_spec_keeps_cited_rows_apart(tmp_path):
     spec = next(t for t in tiny(tmp_path).tables if t.key == "table1")
-    assert isinstance(spec, PanelTableSpec)
+    assert isinstance(spec, TableSpec) and spec.failure_rule is None
     assert [p.name for p in spec.panels] == ["DreamBench", "MS-COCO"]
     assert spec.panels[0].labels == ("DINO", "CLIP-I", "CLIP-T") and spec.panels[1].lower_is_better
     assert {r.name: r.experiment for r in spec.reproduced} == {

@@ -12,25 +12,27 @@ import pytest
 from mlflow.entities import Metric
 
 from repro import tags
-from repro.config.schema import TableRow, TableSpec
+from repro.config.schema import FailureRule, Panel, TableRow, TableSpec
 from repro.report.run_report import write_report
 from tests.support.mlflow_store import FakeRunStore
 
 EXPERIMENT = "report-test"
+FID = tags.METRIC_FID
+EXPERIMENTS = {
+    "SD v1.5": "sd",
+    "E2E w/o AlignerNet": "e2e_linear",
+    "E2E w/ AlignerNet": "e2e_aligner",
+    "12-Layers AlignerNet": "aligner12",
+    "24-Layers AlignerNet": "aligner24",
+}
+PAPER = {"SD v1.5": 9.34, "E2E w/o AlignerNet": None, "E2E w/ AlignerNet": 11.30,
+         "12-Layers AlignerNet": 9.89, "24-Layers AlignerNet": 9.55}
 SPEC = TableSpec(
     key="table2",
     title="Table 2",
-    metric=tags.METRIC_FID,
-    lower_is_better=True,
-    baseline_row="SD v1.5",
-    failed_above_baseline_ratio=2.0,
-    rows=(
-        TableRow("SD v1.5", "sd", 9.34),
-        TableRow("E2E w/o AlignerNet", "e2e_linear", None),
-        TableRow("E2E w/ AlignerNet", "e2e_aligner", 11.30),
-        TableRow("12-Layers AlignerNet", "aligner12", 9.89),
-        TableRow("24-Layers AlignerNet", "aligner24", 9.55),
-    ),
+    panels=(Panel("MS-COCO FID", (FID,), ("FID",), True),),
+    rows=tuple(TableRow(row, EXPERIMENTS[row], "", ((FID, paper),)) for row, paper in PAPER.items()),
+    failure_rule=FailureRule(baseline_row="SD v1.5", failed_above_baseline_ratio=2.0),
 )
 
 
@@ -54,6 +56,7 @@ class _Store(FakeRunStore):
         config_hash: str | None = None,
         tier: str = "tiny",
         table: str = "table2",
+        experiment: str | None = None,
         trains: bool = True,
     ) -> None:
         run_tags = {
@@ -61,7 +64,7 @@ class _Store(FakeRunStore):
             "mlflow.parentRunId": self.parent,
             tags.TABLE: table,
             tags.ROW: row,
-            tags.EXPERIMENT: row.lower(),
+            tags.EXPERIMENT: experiment or EXPERIMENTS[row],
             tags.TIER: tier,
             tags.SEED: str(seed),
             tags.CONFIG_HASH: config_hash or f"{table}-{tier}-{row}-{seed}",
@@ -99,9 +102,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> _Store:
     store.log("12-Layers AlignerNet", 1, 11.0, config_hash="a12-s1")
     store.log("12-Layers AlignerNet", 1, None, config_hash="a12-s1", status="FAILED",
               failure="crashed: OOM")
-    # Runs of another tier or table must not leak in; "24-Layers AlignerNet" has none at tiny.
+    # Runs of another tier, or of an experiment outside the table (here one of Table 1's under
+    # the same row label), must not leak in; "24-Layers AlignerNet" has none at tiny.
     store.log("24-Layers AlignerNet", 0, 9.5, tier="full")
-    store.log("12-Layers AlignerNet", 0, 99.0, table="table1")
+    store.log("12-Layers AlignerNet", 0, 99.0, table="table1", experiment="kosmos-g")
     return store
 
 
@@ -141,9 +145,16 @@ def test_failure_rule_and_missing_rows(report: tuple[Path, list[Path]]) -> None:
 def test_markdown_and_latex_show_paper_values(report: tuple[Path, list[Path]]) -> None:
     out = report[0]
     markdown = (out / "table2.md").read_text()
-    assert "| 12-Layers AlignerNet | 10.50 ± 0.71 (n=2) | 9.89 | +0.61 |" in markdown
-    assert "| E2E w/o AlignerNet | Failed | Failed |" in markdown
-    assert "| E2E w/ AlignerNet | Failed | 11.30 |" in markdown
+    assert "### MS-COCO FID (lower is better)" in markdown
+    assert "| Method | Source | FID | Note |" in markdown  # no row has a kind
+    for line in (
+        "| 12-Layers AlignerNet | reproduced (tier tiny, n=2) | 10.50 ± 0.71 (paper 9.89, +0.61) |  |",
+        "| E2E w/o AlignerNet | reproduced (tier tiny, n=1) | Failed (paper Failed) | diverged |",
+        "| E2E w/ AlignerNet | reproduced (tier tiny, n=2) | Failed (paper 11.30) | mean > 2 x SD v1.5 |",
+        "| 24-Layers AlignerNet | reproduced (tier tiny, n=0) | missing (paper 9.55) | no finished run |",
+    ):
+        assert line in markdown
+    assert "Failed: the row's runs diverged, or its mean exceeds 2 x SD v1.5's." in markdown
     assert "Tier: tiny" in markdown and "abc1234" in markdown
     latex = (out / "table2.tex").read_text()
     for value in ("9.34", "11.30", "9.89", "9.55", r"10.50 $\pm$ 0.71"):

@@ -13,14 +13,14 @@ import pytest
 from mlflow.entities import Metric
 
 from repro import tags
-from repro.config.schema import Panel, PanelRow, PanelTableSpec
-from repro.report.collect import collect_experiment_runs, download_dreambench_sheets
-from repro.report.run_panel_report import write_panel_report
+from repro.config.schema import Panel, TableRow, TableSpec
+from repro.report.collect import collect_runs, download_dreambench_sheets
+from repro.report.run_report import write_report
 from tests.support.mlflow_store import FakeRunStore
 
 EXPERIMENT = "report-table1-test"
 DINO, CLIP_I, CLIP_T, FID = "eval/dino", "eval/clip_i", "eval/clip_t", tags.METRIC_FID
-SPEC = PanelTableSpec(
+SPEC = TableSpec(
     key="table1",
     title="Table 1",
     panels=(
@@ -28,13 +28,13 @@ SPEC = PanelTableSpec(
         Panel("MS-COCO", (FID,), ("FID",), True),
     ),
     rows=(
-        PanelRow("KOSMOS-G", "kosmos-g", "zero-shot",
+        TableRow("KOSMOS-G", "kosmos-g", "zero-shot",
                  ((DINO, 0.694), (CLIP_I, 0.847), (CLIP_T, 0.287), (FID, 10.99))),
-        PanelRow("Real images (oracle)", "real-images", "", ((DINO, 0.774), (CLIP_I, 0.885))),
-        PanelRow("SD v1.5", "sd-v1-5", "T2I", ((FID, 9.34),)),
-        PanelRow("Textual Inversion", None, "fine-tuning",
+        TableRow("Real images (oracle)", "real-images", "", ((DINO, 0.774), (CLIP_I, 0.885))),
+        TableRow("SD v1.5", "sd-v1-5", "T2I", ((FID, 9.34),)),
+        TableRow("Textual Inversion", None, "fine-tuning",
                  ((DINO, 0.569), (CLIP_I, 0.780), (CLIP_T, 0.255))),
-        PanelRow("GLIDE", None, "T2I", ((FID, 12.24),)),
+        TableRow("GLIDE", None, "T2I", ((FID, 12.24),)),
     ),
 )
 KOSMOS_SEED_0 = {DINO: 0.60, CLIP_I: 0.80, CLIP_T: 0.25, FID: 12.0}
@@ -104,7 +104,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> _Store:
 @pytest.fixture(scope="module")
 def report(store: _Store, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
     out = tmp_path_factory.mktemp("out")
-    return out, write_panel_report(store.uri, EXPERIMENT, SPEC, "tiny", out)
+    return out, write_report(store.uri, EXPERIMENT, SPEC, "tiny", out)
 
 
 def _csv(out: Path) -> pd.DataFrame:
@@ -117,7 +117,7 @@ def _panels(out: Path) -> tuple[str, str]:
 
 
 def test_runs_collected_by_experiment_whatever_their_table(store: _Store) -> None:
-    runs = collect_experiment_runs(
+    runs = collect_runs(
         store.uri, EXPERIMENT, {"kosmos-g", "real-images", "sd-v1-5"}, "tiny", [DINO, FID]
     )
     assert sorted(zip(runs["experiment"], runs["seed"])) == [
@@ -151,7 +151,8 @@ def test_csv_reproduced_means_std_and_deltas(report: tuple[Path, list[Path]]) ->
 def test_csv_rows_are_the_metrics_each_row_has(report: tuple[Path, list[Path]]) -> None:
     lines = _csv(report[0])
     assert list(lines.columns) == [
-        "panel", "row", "kind", "source", "status", "metric", "n", "mean", "std", "paper", "delta",
+        "panel", "row", "kind", "source", "status", "reason", "metric", "n", "mean", "std", "paper",
+        "delta",
     ]
     rows_per_panel = {
         panel: sorted(set(group["row"])) for panel, group in lines.groupby("panel")
@@ -172,21 +173,21 @@ def test_markdown_has_both_panels_cited_and_reproduced_apart(
     assert "### DreamBench (higher is better)" in dreambench
     assert coco.startswith(" (lower is better)")
     assert (
-        "| KOSMOS-G | zero-shot | reproduced (tier tiny, n=2) | 0.620 ± 0.028 (paper 0.694)"
-        " | 0.820 ± 0.028 (paper 0.847) | 0.260 ± 0.014 (paper 0.287) |"
+        "| KOSMOS-G | zero-shot | reproduced (tier tiny, n=2) | 0.620 ± 0.028 (paper 0.694, -0.074)"
+        " | 0.820 ± 0.028 (paper 0.847, -0.027) | 0.260 ± 0.014 (paper 0.287, -0.027) |"
     ) in dreambench
     assert (
-        "| Real images (oracle) |  | reproduced (tier tiny, n=1) | 0.770 (paper 0.774)"
-        " | 0.880 (paper 0.885) | - |"
+        "| Real images (oracle) |  | reproduced (tier tiny, n=1) | 0.770 (paper 0.774, -0.004)"
+        " | 0.880 (paper 0.885, -0.005) | - |"
     ) in dreambench
     assert (
         "| Textual Inversion | fine-tuning | paper (cited) | 0.569 (cited) | 0.780 (cited)"
         " | 0.255 (cited) |"
     ) in dreambench
     assert "SD v1.5" not in dreambench and "GLIDE" not in dreambench
-    kosmos = "| KOSMOS-G | zero-shot | reproduced (tier tiny, n=2) | 13.00 ± 1.41 (paper 10.99) |"
+    kosmos = "| KOSMOS-G | zero-shot | reproduced (tier tiny, n=2) | 13.00 ± 1.41 (paper 10.99, +2.01) |"
     assert kosmos in coco
-    assert "| SD v1.5 | T2I | reproduced (tier tiny, n=2) | 9.50 ± 0.71 (paper 9.34) |" in coco
+    assert "| SD v1.5 | T2I | reproduced (tier tiny, n=2) | 9.50 ± 0.71 (paper 9.34, +0.16) |" in coco
     assert "| GLIDE | T2I | paper (cited) | 12.24 (cited) |" in coco
     assert "Real images" not in coco.partition("Reproduced rows:")[0]
     assert "Tier: tiny" in coco and "abc1234" in coco
@@ -197,7 +198,7 @@ def test_latex_holds_both_panels(report: tuple[Path, list[Path]]) -> None:
     assert latex.count(r"\begin{tabular}") == 2 and latex.count(r"\toprule") == 2
     assert r"\textbf{DreamBench (higher is better)}" in latex
     assert r"\textbf{MS-COCO (lower is better)}" in latex
-    assert r"0.620 $\pm$ 0.028 (paper 0.694)" in latex and "12.24 (cited)" in latex
+    assert r"0.620 $\pm$ 0.028 (paper 0.694, -0.074)" in latex and "12.24 (cited)" in latex
     assert r"\label{tab:table1}" in latex
 
 
@@ -213,7 +214,7 @@ def test_figures_written_with_the_lowest_seeds_sheets(
         assert path.parent == out and path.exists()
         if path.suffix == ".png":
             assert path.stat().st_size > 10_000, path.name
-    runs = collect_experiment_runs(store.uri, EXPERIMENT, {"kosmos-g"}, "tiny", [DINO])
+    runs = collect_runs(store.uri, EXPERIMENT, {"kosmos-g"}, "tiny", [DINO])
     sheets = download_dreambench_sheets(store.uri, runs, tmp_path)
     assert sorted(sheets) == ["cat", "dog"]
     seed_0 = runs.loc[runs["seed"] == 0, "run_id"].item()
@@ -223,7 +224,7 @@ def test_figures_written_with_the_lowest_seeds_sheets(
 def test_tier_without_runs_reads_missing_and_draws_no_samples(
     store: _Store, tmp_path: Path
 ) -> None:
-    written = write_panel_report(store.uri, EXPERIMENT, SPEC, "no-such-tier", tmp_path)
+    written = write_report(store.uri, EXPERIMENT, SPEC, "no-such-tier", tmp_path)
     assert {path.name for path in written} == {
         "table1.md", "table1.tex", "table1.csv", "table1_metrics.png",
     }
@@ -238,9 +239,10 @@ def test_tier_without_runs_reads_missing_and_draws_no_samples(
 
 
 def test_row_whose_runs_all_failed_reads_failed(store: _Store, tmp_path: Path) -> None:
-    write_panel_report(store.uri, EXPERIMENT, SPEC, "crashed", tmp_path)
+    write_report(store.uri, EXPERIMENT, SPEC, "crashed", tmp_path)
     lines = _csv(tmp_path).set_index(["row", "metric"])
-    assert lines.loc[("Real images (oracle)", DINO), "status"] == "Failed"
+    oracle = lines.loc[("Real images (oracle)", DINO)]
+    assert (oracle["status"], oracle["reason"]) == ("Failed", "run failed")
     assert lines.loc[("KOSMOS-G", DINO), "status"] == "missing"
     dreambench, _ = _panels(tmp_path)
     source = "reproduced (tier crashed, n=0)"

@@ -21,7 +21,7 @@ from repro.config.fields import (
     coerce,
     leaf_type,
 )
-from repro.config.schema import FAILED, AnyTable
+from repro.config.schema import FAILED, TableSpec
 from repro.config.sweep import SweepSpec, read_sweeps
 from repro.config.tables import read_tables
 
@@ -62,12 +62,12 @@ class Experiment:
     row: str
     recipe: str
     seeds: tuple[int, ...] | None  # None: the tier's seeds
-    # The paper's number (None: "Failed"), or for a panel table its number per metric.
+    # The paper's number (None: "Failed"), or for a table of several metrics its number per metric.
     paper: float | dict[str, float] | None
     overrides: dict[str, Any]
     matrix: tuple[tuple[str, tuple[Any, ...]], ...]  # (dotted key, values) to cross
     after: str | None = None  # the experiment whose run (same seed) this one starts from
-    kind: str = ""  # shown in panel tables, e.g. "zero-shot"
+    kind: str = ""  # shown in the table, e.g. "zero-shot"
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class Document:
     protocol: dict[str, Any]
     stages: dict[str, dict[str, Any]]
     tiers: dict[str, Tier]
-    tables: tuple[AnyTable, ...]
+    tables: tuple[TableSpec, ...]
     experiments: tuple[Experiment, ...]
     sweeps: tuple[SweepSpec, ...]
 

@@ -11,28 +11,9 @@ FAILED = "Failed"  # how the paper prints a row that produced no meaningful imag
 
 
 @dataclass(frozen=True)
-class TableRow:
-    name: str  # the row's label as the paper prints it, e.g. "12-Layers AlignerNet"
-    experiment: str  # the [[experiment]] that regenerates it
-    paper_value: float | None  # None where the paper reports "Failed"
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    key: str  # "table2"
-    title: str
-    metric: str  # MLflow metric the table shows, e.g. "eval/fid"
-    lower_is_better: bool
-    baseline_row: str  # the row the failure rule compares against
-    # A row counts as "Failed" when its runs diverged, or when its mean metric exceeds
-    # failed_above_baseline_ratio x the baseline row's mean.
-    failed_above_baseline_ratio: float
-    rows: tuple[TableRow, ...]
-
-
-@dataclass(frozen=True)
 class Panel:
-    """One side of a multi-metric table, e.g. Table 1's DreamBench panel."""
+    """One side of a table: the metrics shown together under one heading, e.g. Table 1's
+    DreamBench panel, or Table 2's one panel, MS-COCO FID."""
 
     name: str
     metrics: tuple[str, ...]  # MLflow metric names, in column order
@@ -41,35 +22,49 @@ class Panel:
 
 
 @dataclass(frozen=True)
-class PanelRow:
-    """A row of a panel table. Reproduced rows name the experiment whose runs fill them; cited
-    rows (other methods, as the paper prints them) have experiment None."""
+class TableRow:
+    """Reproduced rows name the experiment whose runs fill them; cited rows (other methods, as
+    the paper prints them) have experiment None."""
 
-    name: str
+    name: str  # the row's label as the paper prints it, e.g. "12-Layers AlignerNet"
     experiment: str | None
     kind: str  # e.g. "zero-shot", "fine-tuning"; "" when the paper gives none
-    paper: tuple[tuple[str, float], ...]  # (metric, the paper's value)
+    # (metric, the paper's value); None where the paper prints "Failed".
+    paper: tuple[tuple[str, float | None], ...]
 
 
 @dataclass(frozen=True)
-class PanelTableSpec:
-    """A table of several metrics in panels (Table 1): reproduced rows beside cited ones."""
+class FailureRule:
+    """When a reproduced row counts as "Failed", as the paper's rows that made no meaningful
+    images do: its runs diverged, or its mean of a metric exceeds failed_above_baseline_ratio x
+    the baseline row's mean (so only for lower-is-better metrics)."""
 
-    key: str
+    baseline_row: str
+    failed_above_baseline_ratio: float
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table of the paper: panels of metrics, reproduced rows beside cited ones. Table 2 is one
+    panel with a failure rule, Table 1 two panels without one."""
+
+    key: str  # "table2"
     title: str
     panels: tuple[Panel, ...]
-    rows: tuple[PanelRow, ...]  # reproduced first, in file order
+    rows: tuple[TableRow, ...]  # reproduced first, in file order
+    failure_rule: FailureRule | None = None
 
     @property
-    def reproduced(self) -> tuple[PanelRow, ...]:
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(metric for panel in self.panels for metric in panel.metrics)
+
+    @property
+    def reproduced(self) -> tuple[TableRow, ...]:
         return tuple(row for row in self.rows if row.experiment is not None)
 
     @property
-    def cited(self) -> tuple[PanelRow, ...]:
+    def cited(self) -> tuple[TableRow, ...]:
         return tuple(row for row in self.rows if row.experiment is None)
-
-
-AnyTable = TableSpec | PanelTableSpec
 
 
 @dataclass(frozen=True)
@@ -109,6 +104,6 @@ class Matrix:
     """experiments.toml, validated: the tables, experiments and the runs they expand to."""
 
     tier: str
-    tables: tuple[AnyTable, ...]
+    tables: tuple[TableSpec, ...]
     experiments: tuple[ExperimentSpec, ...]
     runs: tuple[RunSpec, ...]

@@ -1,5 +1,5 @@
-"""Everything the report reads from MLflow: the runs of one table (or of some experiments) and
-tier, their loss histories, sample grids and DreamBench sheets. The rest of the report works on
+"""Everything the report reads from MLflow: the runs of a table's experiments at one tier, their
+loss histories, sample grids and DreamBench sheets. The rest of the report works on
 plain DataFrames and files."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from repro import tags
 
 _URI_VARIABLE = "MLFLOW_TRACKING_URI"
 
-HISTORY_COLUMNS = ["run_id", "row", "seed", "step", "loss"]
+HISTORY_COLUMNS = ["run_id", "experiment", "seed", "step", "loss"]
 # Only runs that ended count; a RUNNING or KILLED run has no result to report yet.
 _ENDED = ("FINISHED", "FAILED")
 
@@ -43,46 +43,25 @@ def _tracking_uri(uri: str) -> Iterator[None]:
 def collect_runs(
     tracking_uri: str,
     experiment_name: str,
-    table: str,
-    tier: str,
-    metric: str = tags.METRIC_FID,
-) -> pd.DataFrame:
-    """The child runs of `table` at `tier`, one per config_hash (the latest FINISHED re-run,
-    else the latest FAILED one), with the table's metric in column `value`."""
-    found = _search(tracking_uri, experiment_name, tier, f"tags.`{tags.TABLE}` = '{table}'")
-    return _latest_per_config(_tidy(found, {"value": metric}))
-
-
-def collect_experiment_runs(
-    tracking_uri: str,
-    experiment_name: str,
     experiments: Collection[str],
     tier: str,
     metrics: Sequence[str],
 ) -> pd.DataFrame:
-    """The child runs of `experiments` at `tier` whichever table they were tagged with (Table 1
-    reuses Table 2's SD v1.5 runs), one per config_hash as in collect_runs, with one column per
-    metric, named after it."""
-    found = _search(tracking_uri, experiment_name, tier)
-    runs = _tidy(found, {metric: metric for metric in metrics})
-    return _latest_per_config(runs[runs["experiment"].isin(experiments)])
-
-
-def _search(
-    tracking_uri: str, experiment_name: str, tier: str, condition: str = ""
-) -> pd.DataFrame:
+    """The child runs of `experiments` at `tier`, one per config_hash (the latest FINISHED re-run,
+    else the latest FAILED one), with one column per metric, named after it. The table a run was
+    tagged with does not matter: Table 1 reuses Table 2's SD v1.5 runs."""
     experiment = MlflowClient(tracking_uri).get_experiment_by_name(experiment_name)
     if experiment is None:
         raise ValueError(f"no MLflow experiment named {experiment_name!r} at {tracking_uri}")
     query = f"tags.`{tags.KIND}` = 'run' and tags.`{tags.TIER}` = '{tier}'"
-    if condition:
-        query += f" and {condition}"
     with _tracking_uri(tracking_uri):
-        return mlflow.search_runs(experiment_ids=[experiment.experiment_id], filter_string=query)
+        found = mlflow.search_runs(experiment_ids=[experiment.experiment_id], filter_string=query)
+    runs = _tidy(found, metrics)
+    return _latest_per_config(runs[runs["experiment"].isin(experiments)])
 
 
-def _tidy(found: pd.DataFrame, metric_columns: dict[str, str]) -> pd.DataFrame:
-    """`found` with plain column names; `metric_columns` maps each metric column to its metric."""
+def _tidy(found: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """`found` with plain column names, a metric's column named after the metric."""
     # search_runs only creates a tags./metrics. column when some run has it, hence the reindex.
     source = {
         "run_id": "run_id",
@@ -94,14 +73,14 @@ def _tidy(found: pd.DataFrame, metric_columns: dict[str, str]) -> pd.DataFrame:
         "status": "status",
         "failure_reason": f"tags.{tags.FAILURE_REASON}",
         "start_time": "start_time",
-        **{column: f"metrics.{metric}" for column, metric in metric_columns.items()},
+        **{metric: f"metrics.{metric}" for metric in metrics},
         "device_hours": f"metrics.{tags.METRIC_DEVICE_HOURS}",
     }
     runs = found.reindex(columns=list(source.values())).set_axis(list(source), axis=1)
     text = ["run_id", "status", "row", "experiment", "config_hash", "git_commit", "failure_reason"]
     runs[text] = runs[text].astype("string")
     runs["seed"] = pd.to_numeric(runs["seed"]).astype("Int64")
-    measured = [*metric_columns, "device_hours"]
+    measured = [*metrics, "device_hours"]
     runs[measured] = runs[measured].astype(float)
     return runs
 
@@ -118,7 +97,7 @@ def loss_histories(tracking_uri: str, runs: pd.DataFrame) -> pd.DataFrame:
     """train/loss over steps for every run in `runs`; runs that never trained add nothing."""
     client = MlflowClient(tracking_uri)
     points = [
-        (run.run_id, run.row, run.seed, point.step, point.value)
+        (run.run_id, run.experiment, run.seed, point.step, point.value)
         for run in runs.itertuples()
         for point in client.get_metric_history(run.run_id, tags.METRIC_TRAIN_LOSS)
     ]
@@ -129,12 +108,13 @@ def loss_histories(tracking_uri: str, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def download_sample_grids(tracking_uri: str, runs: pd.DataFrame, dst: Path) -> dict[str, Path]:
-    """Per row, the samples grid of its lowest seed that logged one; rows with none are absent."""
+    """Per experiment, the samples grid of its lowest seed that logged one; experiments with none
+    are absent."""
     client = MlflowClient(tracking_uri)
     folder, name = tags.SAMPLE_GRID_ARTIFACT.rsplit("/", 1)
     grids: dict[str, Path] = {}
     for run in runs.sort_values("seed").itertuples():
-        if run.row in grids:
+        if run.experiment in grids:
             continue
         logged = {Path(info.path).name for info in client.list_artifacts(run.run_id, folder)}
         if name not in logged:
@@ -145,7 +125,7 @@ def download_sample_grids(tracking_uri: str, runs: pd.DataFrame, dst: Path) -> d
             dst_path=str(dst / run.run_id),
             tracking_uri=tracking_uri,
         )
-        grids[run.row] = Path(local)
+        grids[run.experiment] = Path(local)
     return grids
 
 

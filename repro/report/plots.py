@@ -1,5 +1,7 @@
-"""The report's figures, drawn on bare matplotlib Figures (Agg canvas; no pyplot state, no
-display) so they can be made from a CLI, a test or a headless job alike."""
+"""A table's figures, drawn on bare matplotlib Figures (Agg canvas; no pyplot state, no display)
+so they can be made from a CLI, a test or a headless job alike: per metric, the rows' bars with
+the paper's values marked; for rows that train, loss curves and each metric against compute;
+the runs' sample grids and DreamBench sheets."""
 
 from __future__ import annotations
 
@@ -14,20 +16,85 @@ from matplotlib.axes import Axes
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 
-from repro.config.schema import TableSpec
-from repro.report.table import FAILED, MISSING
+from repro.config.schema import Panel, TableSpec
+from repro.report.summary import CITED, FAILED, MISSING, failed_in_paper
+
+_CITED_COLOUR = "lightgrey"
+_SHEETS_PER_LINE = 2
+_SHEET_INCHES = 8.0
 
 
-def _colour(spec: TableSpec, row: str) -> tuple[float, float, float, float]:
-    # One colour per row, the same in every figure.
-    palette: Colormap = colormaps["tab10"]
-    return palette([r.name for r in spec.rows].index(row) % palette.N)
-
-
-def save_figure(figure: Figure, path: Path) -> Path:
+def _save(figure: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, bbox_inches="tight")
     return path
+
+
+def _colour(spec: TableSpec, row: str) -> tuple[float, float, float, float]:
+    # One colour per reproduced row, the same in every figure.
+    palette: Colormap = colormaps["tab10"]
+    return palette([r.name for r in spec.reproduced].index(row) % palette.N)
+
+
+def _metric_axes(spec: TableSpec, figure: Figure) -> list[tuple[Axes, Panel, str, str]]:
+    """An axes per metric of the spec, side by side, with the metric's panel and label."""
+    metrics = [(panel, metric, label) for panel in spec.panels
+               for metric, label in zip(panel.metrics, panel.labels)]
+    grid = figure.subplots(1, len(metrics), squeeze=False)[0]
+    return [(axes, *metric) for axes, metric in zip(grid, metrics)]
+
+
+def _one_legend(figure: Figure, axes: list[Axes]) -> None:
+    # One legend for all axes, below them, where it hides nothing.
+    entries = {label: handle for each in axes for handle, label in zip(*each.get_legend_handles_labels())}
+    if entries:
+        figure.legend(entries.values(), entries.keys(), loc="outside lower center", ncols=len(entries))
+
+
+def plot_metric_bars(summary: pd.DataFrame, spec: TableSpec, path: Path) -> Path:
+    """One axes per metric: reproduced rows as bars (mean, std as error bar; hatched when Failed)
+    with the paper's value as a black marker, cited rows as pale bars of the value the paper
+    prints."""
+    most_rows = summary.groupby("metric").size().max() if len(summary) else 1
+    figure = Figure(figsize=(max(4.0, 0.7 * most_rows) * len(spec.metrics), 6), layout="constrained")
+    drawn = _metric_axes(spec, figure)
+    for axes, panel, metric, label in drawn:
+        _bars(axes, summary[summary["metric"] == metric].reset_index(drop=True), spec)
+        arrow = "lower is better" if panel.lower_is_better else "higher is better"
+        axes.set_title(f"{panel.name}: {label}\n({arrow})", fontsize="medium")
+    _one_legend(figure, [axes for axes, *_ in drawn])
+    figure.suptitle(spec.title, fontsize="medium")
+    return _save(figure, path)
+
+
+def _bars(axes: Axes, lines: pd.DataFrame, spec: TableSpec) -> None:
+    positions = np.arange(len(lines))
+    cited = (lines["status"] == CITED).to_numpy()
+    ours = lines[~cited]
+    bars = axes.bar(positions[~cited], ours["mean"].fillna(0), yerr=ours["std"].fillna(0), capsize=4,
+                    color=[_colour(spec, row) for row in ours["row"]], label="reproduced (mean ± std)")
+    for bar, status in zip(bars, ours["status"]):
+        if status == FAILED:
+            bar.set_hatch("//")
+            bar.set_edgecolor("black")
+    if cited.any():  # an empty bar would still put "cited" in the legend
+        axes.bar(positions[cited], lines.loc[cited, "paper"], color=_CITED_COLOUR, label="cited")
+    axes.scatter(positions[~cited], ours["paper"], color="black", marker="D", zorder=3,
+                 label="paper's value")
+    # A row without a result draws no bar, and a "Failed" in the paper no marker; the note keeps
+    # either from reading as a zero. Placed in axes units along the bottom, it stays visible
+    # whatever the bar heights.
+    paper_failed = failed_in_paper(spec)
+    along_bottom = axes.get_xaxis_transform()
+    for position, line in zip(positions, lines.itertuples()):
+        notes = [line.status] if line.status in (FAILED, MISSING) else []
+        if (line.row, line.metric) in paper_failed:
+            notes.append("paper: Failed")
+        if notes:
+            axes.text(position, 0.02, "\n".join(notes), transform=along_bottom, ha="center",
+                      va="bottom", rotation=90, fontsize="small",
+                      bbox={"facecolor": "white", "alpha": 0.8})
+    axes.set_xticks(positions, lines["row"], rotation=60, ha="right", fontsize="small")
 
 
 def plot_loss_curves(histories: pd.DataFrame, spec: TableSpec, path: Path) -> Path:
@@ -35,8 +102,8 @@ def plot_loss_curves(histories: pd.DataFrame, spec: TableSpec, path: Path) -> Pa
     figure = Figure(figsize=(8, 5))
     axes = figure.add_subplot()
     finite = histories[np.isfinite(histories["loss"])]
-    for row in spec.rows:
-        curves = finite[finite["row"] == row.name]
+    for row in spec.reproduced:
+        curves = finite[finite["experiment"] == row.experiment]
         if curves.empty:
             continue
         colour = _colour(spec, row.name)
@@ -50,75 +117,59 @@ def plot_loss_curves(histories: pd.DataFrame, spec: TableSpec, path: Path) -> Pa
     axes.set(xlabel="step", ylabel="train/loss", title=f"{spec.title}: training loss")
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize="small")
-    return save_figure(figure, path)
+    return _save(figure, path)
 
 
-def plot_metric_per_row(summary: pd.DataFrame, spec: TableSpec, path: Path) -> Path:
-    """A bar per row (mean, std as error bar), the paper's value as a marker on it."""
-    figure = Figure(figsize=(max(6, 1.3 * len(summary)), 5))
-    axes = figure.add_subplot()
-    positions = np.arange(len(summary))
-    bars = axes.bar(
-        positions,
-        summary["mean"].fillna(0),
-        yerr=summary["std"].fillna(0),
-        color=[_colour(spec, row) for row in summary["row"]],
-        capsize=4,
-        label="reproduced (mean ± std)",
-    )
-    for bar, status in zip(bars, summary["status"]):
-        if status == FAILED:
-            bar.set_hatch("//")
-            bar.set_edgecolor("black")
-    axes.scatter(positions, summary["paper"], color="black", marker="D", zorder=3, label="paper")
-    _annotate_status(axes, summary)
-    axes.set_xticks(positions, summary["row"], rotation=25, ha="right")
-    arrow = "lower is better" if spec.lower_is_better else "higher is better"
-    axes.set(ylabel=f"{spec.metric} ({arrow})", title=spec.title)
-    axes.legend(fontsize="small")
-    return save_figure(figure, path)
-
-
-def _annotate_status(axes: Axes, summary: pd.DataFrame) -> None:
-    # Text along the bottom of the axes (x in data, y in axes units) stays visible whatever the
-    # bar heights; it is where a missing bar or a "Failed" in the paper would otherwise vanish.
-    along_bottom = axes.get_xaxis_transform()
-    for position, line in enumerate(summary.itertuples()):
-        notes = [line.status] if line.status in (FAILED, MISSING) else []
-        if math.isnan(line.paper):
-            notes.append("paper: Failed")
-        if notes:
-            axes.text(position, 0.02, "\n".join(notes), transform=along_bottom, ha="center",
-                      va="bottom", fontsize="small", bbox={"facecolor": "white", "alpha": 0.8})
-
-
-def plot_metric_vs_compute(runs: pd.DataFrame, spec: TableSpec, path: Path) -> Path:
-    """One point per run: the table's metric against the device-hours its training used."""
-    figure = Figure(figsize=(7, 5))
-    axes = figure.add_subplot()
-    measured = runs.dropna(subset=["value", "device_hours"])
-    for row in spec.rows:
-        points = measured[measured["row"] == row.name]
-        if not points.empty:
-            axes.scatter(points["device_hours"], points["value"], color=_colour(spec, row.name),
-                         label=row.name)
-    axes.set(xlabel="device-hours (training)", ylabel=spec.metric,
-             title=f"{spec.title}: {spec.metric} vs compute")
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(fontsize="small")
-    return save_figure(figure, path)
+def plot_metrics_vs_compute(runs: pd.DataFrame, spec: TableSpec, path: Path) -> Path:
+    """One axes per metric, one point per run: the metric against the device-hours its training
+    used, one colour per row."""
+    figure = Figure(figsize=(5 * len(spec.metrics), 5), layout="constrained")
+    drawn = _metric_axes(spec, figure)
+    for axes, _, metric, label in drawn:
+        measured = runs.dropna(subset=[metric, "device_hours"])
+        for row in spec.reproduced:
+            points = measured[measured["experiment"] == row.experiment]
+            if not points.empty:
+                axes.scatter(points["device_hours"], points[metric], color=_colour(spec, row.name),
+                             label=row.name)
+        axes.set(xlabel="device-hours (training)", ylabel=label)
+    _one_legend(figure, [axes for axes, *_ in drawn])
+    labels = ", ".join(label for _, _, _, label in drawn)
+    figure.suptitle(f"{spec.title}: {labels} vs compute", fontsize="medium")
+    return _save(figure, path)
 
 
 def plot_samples(grids: dict[str, Path], spec: TableSpec, path: Path) -> Path:
-    """One strip per table row: the sample grid its first seed logged, or a note that none did."""
-    figure = Figure(figsize=(8, 2.5 * len(spec.rows)))
-    for axes, row in zip(figure.subplots(len(spec.rows), 1, squeeze=False)[:, 0], spec.rows):
+    """One strip per reproduced row: the sample grid its first seed logged, or a note that none
+    did. `grids` is keyed by experiment."""
+    rows = spec.reproduced
+    figure = Figure(figsize=(8, 2.5 * len(rows)))
+    for axes, row in zip(figure.subplots(len(rows), 1, squeeze=False)[:, 0], rows):
         axes.set_xticks([])
         axes.set_yticks([])
         axes.set_ylabel(row.name, rotation=0, ha="right", va="center")
-        if row.name in grids:
-            axes.imshow(matplotlib.image.imread(grids[row.name]))
+        if row.experiment in grids:
+            axes.imshow(matplotlib.image.imread(grids[row.experiment]))
         else:
             axes.text(0.5, 0.5, "no samples", ha="center", va="center", transform=axes.transAxes)
     figure.suptitle(f"{spec.title}: samples (first seed per row)")
-    return save_figure(figure, path)
+    return _save(figure, path)
+
+
+def plot_dreambench_samples(sheets: dict[str, Path], title: str, path: Path) -> Path:
+    """The sample sheet of each DreamBench subject, titled with the subject's name."""
+    images = {subject: matplotlib.image.imread(sheet) for subject, sheet in sheets.items()}
+    columns = min(_SHEETS_PER_LINE, len(images))
+    lines = math.ceil(len(images) / columns)
+    # Sheets are wide strips (the input photo, then the samples): panels take their shape.
+    aspect = max(image.shape[0] / image.shape[1] for image in images.values())
+    height = (_SHEET_INCHES * aspect + 0.4) * lines + 0.4
+    figure = Figure(figsize=(_SHEET_INCHES * columns, height), layout="constrained")
+    grid = figure.subplots(lines, columns, squeeze=False).ravel()
+    for axes in grid:
+        axes.set_axis_off()
+    for axes, (subject, image) in zip(grid, images.items()):
+        axes.imshow(image)
+        axes.set_title(subject, fontsize="medium")
+    figure.suptitle(title, fontsize="medium")
+    return _save(figure, path)

@@ -1,5 +1,5 @@
-"""One table from its runs: seeds aggregated per row, the paper's value beside each, the
-failure rule applied, written as markdown, LaTeX and CSV."""
+"""A table's summary written as markdown (one grid per panel), LaTeX (one tabular per panel, in
+one table) and a long-format CSV (one line per panel, row and metric)."""
 
 from __future__ import annotations
 
@@ -9,47 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from repro import tags
-from repro.config.schema import AnyTable, TableSpec
+from repro.config.schema import Panel, TableSpec
+from repro.report.summary import CITED, OK, failed_in_paper
 
-SUMMARY_COLUMNS = ["row", "n", "mean", "std", "paper", "delta", "status", "reason"]
-OK, FAILED, MISSING = "ok", "Failed", "missing"
-
-
-def summarise(runs: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
-    """One line per spec row, in the spec's order. `paper` is NaN where the paper says Failed;
-    `delta` (reproduced - paper) only where both are numbers."""
-    scored = runs[runs["value"].notna()]
-    values = {row.name: scored.loc[scored["row"] == row.name, "value"] for row in spec.rows}
-    diverged = set(
-        runs.loc[runs["failure_reason"].fillna("").str.startswith(tags.STATUS_DIVERGED), "row"]
-    )
-    baseline = values.get(spec.baseline_row, pd.Series(dtype=float))
-    # A baseline that diverged or never ran gives the ratio rule nothing to compare against.
-    usable_baseline = len(baseline) > 0 and spec.baseline_row not in diverged
-    limit = spec.failed_above_baseline_ratio * baseline.mean() if usable_baseline else math.inf
-
-    lines = []
-    for row in spec.rows:
-        row_values = values[row.name]
-        mean = row_values.mean() if len(row_values) else math.nan
-        paper = math.nan if row.paper_value is None else row.paper_value
-        if row.name in diverged:
-            status, reason = FAILED, "diverged"
-        elif len(row_values) == 0:
-            status, reason = MISSING, "no finished run"
-        elif mean > limit:
-            status = FAILED
-            reason = f"mean > {spec.failed_above_baseline_ratio:g} x {spec.baseline_row}"
-        else:
-            status, reason = OK, ""
-        delta = mean - paper if status == OK else math.nan
-        std = row_values.std()
-        lines.append((row.name, len(row_values), mean, std, paper, delta, status, reason))
-    return pd.DataFrame(lines, columns=SUMMARY_COLUMNS)
+_NOTE = "Note"
 
 
-def caption_line(runs: pd.DataFrame, spec: AnyTable, tier: str, generated: datetime) -> str:
+def caption_line(runs: pd.DataFrame, spec: TableSpec, tier: str, generated: datetime) -> str:
     commits = sorted(runs["git_commit"].dropna().unique())
     return (
         f"{spec.title}. Tier: {tier}. Commit(s): {', '.join(commits) or 'unknown'}."
@@ -61,43 +27,93 @@ def write_table(summary: pd.DataFrame, spec: TableSpec, out_dir: Path, caption: 
     """Writes <key>.md, <key>.tex and <key>.csv into out_dir and returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     md, tex, csv = (out_dir / f"{spec.key}.{ext}" for ext in ("md", "tex", "csv"))
-    digits = _digits(spec)
-    md.write_text(_markdown(_display(summary, digits, " ± "), caption))
-    tex.write_text(_latex(_display(summary, digits, r" $\pm$ "), caption, spec.key))
+    md.write_text(_markdown(summary, spec, caption))
+    tex.write_text(_latex(summary, spec, caption))
     summary.to_csv(csv, index=False)
     return [md, tex, csv]
 
 
-def _digits(spec: TableSpec) -> int:
-    # Print as many decimals as the paper does (FID 9.89, DINO 0.774), so deltas line up.
-    printed = [repr(row.paper_value) for row in spec.rows if row.paper_value is not None]
-    return max((len(text.partition(".")[2]) for text in printed), default=2)
+def _digits(spec: TableSpec) -> dict[str, int]:
+    # Per metric, as many decimals as the paper prints (DINO 0.774, FID 9.34), so values line up.
+    decimals = dict.fromkeys(spec.metrics, 2)
+    for row in spec.rows:
+        for metric, value in row.paper:
+            if value is not None:
+                decimals[metric] = max(decimals[metric], len(repr(value).partition(".")[2]))
+    return decimals
 
 
-def _display(summary: pd.DataFrame, digits: int, plus_minus: str) -> pd.DataFrame:
-    def reproduced(line: pd.Series) -> str:
-        if line["status"] != OK:
-            return str(line["status"])
-        if line["n"] < 2:
-            return f"{line['mean']:.{digits}f} (n={line['n']})"
-        return f"{line['mean']:.{digits}f}{plus_minus}{line['std']:.{digits}f} (n={line['n']})"
+def _heading(panel: Panel) -> str:
+    return f"{panel.name} ({'lower' if panel.lower_is_better else 'higher'} is better)"
 
-    return pd.DataFrame(
-        {
-            "Row": summary["row"],
-            "Reproduced": summary.apply(reproduced, axis=1),
-            "Paper": summary["paper"].map(lambda v: FAILED if math.isnan(v) else f"{v:.{digits}f}"),
-            "Delta": summary["delta"].map(lambda v: "" if math.isnan(v) else f"{v:+.{digits}f}"),
-            "Note": summary["reason"],
+
+def _text_columns(spec: TableSpec) -> list[str]:
+    # A Kind column where no row has a kind would be empty on every line.
+    return ["Method", "Kind", "Source"] if any(row.kind for row in spec.rows) else ["Method", "Source"]
+
+
+def _panel_display(summary: pd.DataFrame, spec: TableSpec, panel: Panel, plus_minus: str) -> pd.DataFrame:
+    """The panel's lines, one per row; a Note column (why a row is Failed or missing) only where
+    some row of the panel has one."""
+    lines = summary[summary["panel"] == panel.name]
+    digits = _digits(spec)
+    paper_failed = failed_in_paper(spec)
+    text = _text_columns(spec)
+    rows = []
+    for (name, kind, source), group in lines.groupby(["row", "kind", "source"], sort=False):
+        cells = {
+            line["metric"]: _cell(line, digits[line["metric"]], (name, line["metric"]) in paper_failed,
+                                  plus_minus)
+            for _, line in group.iterrows()
         }
-    )
+        named = {"Method": name, "Kind": kind, "Source": source}
+        note = "; ".join(dict.fromkeys(reason for reason in group["reason"] if reason))
+        rows.append([*(named[column] for column in text), *(cells.get(m, "-") for m in panel.metrics), note])
+    display = pd.DataFrame(rows, columns=[*text, *panel.labels, _NOTE])
+    return display if display[_NOTE].astype(bool).any() else display.drop(columns=_NOTE)
 
 
-def _markdown(table: pd.DataFrame, caption: str) -> str:
-    return "\n".join([markdown_grid(table), "", f"_{caption}_", ""])
+def _cell(line: pd.Series, digits: int, failed_in_paper: bool, plus_minus: str) -> str:
+    def number(value: float) -> str:
+        return f"{value:.{digits}f}"
+
+    if line["status"] == CITED:
+        return f"{number(line['paper'])} (cited)"
+    if line["status"] != OK:
+        shown = str(line["status"])
+    elif line["n"] < 2:
+        shown = number(line["mean"])
+    else:
+        shown = f"{number(line['mean'])}{plus_minus}{number(line['std'])}"
+    if failed_in_paper:
+        return f"{shown} (paper Failed)"
+    if math.isnan(line["paper"]):
+        return shown
+    delta = "" if math.isnan(line["delta"]) else f", {line['delta']:+.{digits}f}"
+    return f"{shown} (paper {number(line['paper'])}{delta})"
 
 
-def markdown_grid(table: pd.DataFrame) -> str:
+def _legend(spec: TableSpec) -> str:
+    parts = ["Reproduced rows: mean ± std over seeds; in parentheses the paper's value and"
+             " reproduced - paper."]
+    if spec.cited:
+        parts.append("Cited rows: other methods' values as the paper prints them, not rerun here.")
+    if spec.failure_rule is not None:
+        rule = spec.failure_rule
+        parts.append(f"Failed: the row's runs diverged, or its mean exceeds"
+                     f" {rule.failed_above_baseline_ratio:g} x {rule.baseline_row}'s.")
+    return " ".join(parts)
+
+
+def _markdown(summary: pd.DataFrame, spec: TableSpec, caption: str) -> str:
+    sections = [
+        f"### {_heading(panel)}\n\n{_markdown_grid(_panel_display(summary, spec, panel, ' ± '))}"
+        for panel in spec.panels
+    ]
+    return "\n\n".join([*sections, _legend(spec), f"_{caption}_"]) + "\n"
+
+
+def _markdown_grid(table: pd.DataFrame) -> str:
     """`table` as a GitHub pipe table (no tabulate, hence not DataFrame.to_markdown)."""
 
     def line(cells: list[str]) -> str:
@@ -108,12 +124,25 @@ def markdown_grid(table: pd.DataFrame) -> str:
     return "\n".join(body)
 
 
-def _latex(table: pd.DataFrame, caption: str, key: str) -> str:
-    # Only the free-text columns are escaped: the others hold our own $\pm$ on purpose.
-    escaped = table.assign(
-        Row=table["Row"].map(escape_latex_text), Note=table["Note"].map(escape_latex_text)
-    )
-    return escaped.to_latex(index=False, caption=escape_latex_text(caption), label=f"tab:{key}")
+def _latex(summary: pd.DataFrame, spec: TableSpec, caption: str) -> str:
+    blocks = []
+    for panel in spec.panels:
+        display = _panel_display(summary, spec, panel, r" $\pm$ ")
+        # Only the free text is escaped: the metric cells hold our own $\pm$ on purpose.
+        free_text = [column for column in display.columns if column not in panel.labels]
+        display[free_text] = display[free_text].map(_escape_latex)
+        display.columns = [_escape_latex(column) for column in display.columns]
+        heading = _escape_latex(_heading(panel))
+        blocks.append(f"\\textbf{{{heading}}}\\par\n{display.to_latex(index=False)}")
+    return "\n".join([
+        r"\begin{table}",
+        r"\centering",
+        f"\\caption{{{_escape_latex(caption)}}}",
+        f"\\label{{tab:{spec.key}}}",
+        "\\par\\bigskip\n".join(blocks),
+        r"\end{table}",
+        "",
+    ])
 
 
 _LATEX_SPECIALS = {
@@ -133,5 +162,5 @@ _LATEX_SPECIALS = {
 }
 
 
-def escape_latex_text(text: str) -> str:
+def _escape_latex(text: str) -> str:
     return "".join(_LATEX_SPECIALS.get(char, char) for char in text)
