@@ -49,9 +49,11 @@ from torch.distributed.tensor import DTensor
 from transformers.models.kosmos2.modeling_kosmos2 import Kosmos2TextBlock
 
 from experiments.distributed import DataParallelObjective, World
+from models.aligner import DecoderLayer, EncoderLayer
 
-# The blocks that every input runs through (see the module docstring for the vision tower's).
-UNIT_BLOCKS = (Kosmos2TextBlock, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+# The blocks that every input runs through (see the module docstring for the vision tower's):
+# the MLLM's text decoder layers and AlignerNet's torchscale-style encoder and decoder layers.
+UNIT_BLOCKS = (Kosmos2TextBlock, EncoderLayer, DecoderLayer)
 
 _ROOT = "trainable."  # the root unit's prefix on the trainable's state keys
 _BLOCK = "block"  # a unit's name for the block it wraps
