@@ -44,8 +44,9 @@ class MultiheadAttention(nn.Module):
         if width % heads:
             raise ValueError(f"width {width} is not a multiple of {heads} heads")
         self.heads = heads
-        # nn.Linear's own init: torchscale defines MultiheadAttention.reset_parameters (xavier)
-        # but nothing calls it (bert_init is off), so the official weights start as these do.
+        # nn.Linear's own init: torchscale's MultiheadAttention defines a xavier
+        # reset_parameters but nothing calls it (Encoder/Decoder re-initialise only with
+        # bert_init, off), so the official weights start as these do, before the sub-LN scale.
         self.k_proj = nn.Linear(width, width)
         self.v_proj = nn.Linear(width, width)
         self.q_proj = nn.Linear(width, width)
@@ -55,7 +56,7 @@ class MultiheadAttention(nn.Module):
     def forward(self, query: Tensor, key: Tensor, key_padding: Tensor | None = None) -> Tensor:
         """query (B, L_q, width), key = value (B, L_k, width); key_padding (B, L_k), True = pad."""
         batch, length, width = query.shape
-        q, k, v = (self._heads(proj(x)) for proj, x in ((self.q_proj, query), (self.k_proj, key), (self.v_proj, key)))
+        q, k, v = self._heads(self.q_proj(query)), self._heads(self.k_proj(key)), self._heads(self.v_proj(key))
         # A boolean mask says where to attend; broadcast over heads and queries.
         mask = None if key_padding is None else ~key_padding[:, None, None, :]
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
