@@ -56,7 +56,8 @@ class MultiheadAttention(nn.Module):
     def forward(self, query: Tensor, key: Tensor, key_padding: Tensor | None = None) -> Tensor:
         """query (B, L_q, width), key = value (B, L_k, width); key_padding (B, L_k), True = pad."""
         batch, length, width = query.shape
-        q, k, v = self._heads(self.q_proj(query)), self._heads(self.k_proj(key)), self._heads(self.v_proj(key))
+        q = self._heads(self.q_proj(query))
+        k, v = self._heads(self.k_proj(key)), self._heads(self.v_proj(key))
         # A boolean mask says where to attend; broadcast over heads and queries.
         mask = None if key_padding is None else ~key_padding[:, None, None, :]
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)

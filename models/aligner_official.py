@@ -51,9 +51,8 @@ def official_state_dict_to_ours(state_dict: Mapping[str, Tensor]) -> dict[str, T
     with `strict=False`, leaving N as initialised. A key that maps nowhere raises KeyError.
     """
     if any(key.startswith(_MODEL_PREFIX) for key in state_dict):
-        state_dict = {
-            key[len(_MODEL_PREFIX):]: value for key, value in state_dict.items() if key.startswith(_MODEL_PREFIX)
-        }
+        state_dict = {key.removeprefix(_MODEL_PREFIX): value for key, value in state_dict.items()
+                      if key.startswith(_MODEL_PREFIX)}
     ours: dict[str, Tensor] = {}
     unknown = []
     for key, value in state_dict.items():

@@ -96,7 +96,7 @@ class MLLMEncoder(nn.Module):
                 module.dropout = attention_dropout
             elif isinstance(module, (Kosmos2TextTransformer, Kosmos2TextBlock, Kosmos2TextFFN)):
                 module.dropout = dropout
-        for config in {id(c): c for c in (self.model.config.text_config, self.model.text_model.config)}.values():
+        for config in (self.model.config.text_config, self.model.text_model.config):
             config.dropout, config.attention_dropout = dropout, attention_dropout
         return self
 

@@ -42,7 +42,9 @@ class OfficialAligner(nn.Module):
             decoder_attention_heads=heads, decoder_layers=layers,
         )
         self.encoder_proj = Encoder(
-            cfg, embed_tokens=nn.Linear(source_dim, width), embed_positions=PositionalEmbedding(max_len, width),
+            cfg,
+            embed_tokens=nn.Linear(source_dim, width),
+            embed_positions=PositionalEmbedding(max_len, width),
             is_encoder_decoder=True,
         )
         self.encoder_query = nn.Parameter(torch.randn(target_len, width))
@@ -64,7 +66,8 @@ class OfficialAligner(nn.Module):
         hidden = _decoder(self.decoder, queries, condition, None)
         return self.decoder_proj(src_tokens=None, token_embeddings=hidden)["encoder_out"]
 
-    def losses(self, source: torch.Tensor, padding: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    def losses(self, source: torch.Tensor, padding: torch.Tensor,
+               target: torch.Tensor) -> dict[str, torch.Tensor]:
         """The official forward's two losses (its 77 is the target length)."""
         condition = self.condition(source, padding)
         mse_loss = F.mse_loss(condition.float(), target.float(), reduction="mean")
@@ -122,7 +125,8 @@ def test_same_condition_reconstruction_losses_and_gradients_on_a_padded_batch() 
     for name in ("mse_loss", "rec_loss"):
         torch.testing.assert_close(mine[name], theirs[name], atol=1e-6, rtol=1e-5)
     # Not vacuous: the padding's garbage does reach the official L_rec.
-    assert theirs["rec_loss"] > 2 * alignment_losses(ours, source, mask, target, rec_mask_padding=True)["rec_loss"]
+    masked = alignment_losses(ours, source, mask, target, rec_mask_padding=True)
+    assert theirs["rec_loss"] > 2 * masked["rec_loss"]
 
     (theirs["mse_loss"] + theirs["rec_loss"]).backward()
     (mine["mse_loss"] + mine["rec_loss"]).backward()
