@@ -16,6 +16,7 @@ _EXPORTS = {
     "Aligner": "models.aligner",
     "alignment_losses": "models.aligner",
     "build_aligner": "models.aligner",
+    "official_state_dict_to_ours": "models.aligner_official",
     "ClipTextTarget": "models.text_target",
     "ImageDecoder": "models.image_decoder",
     "SAMPLERS": "models.image_decoder",
@@ -26,6 +27,7 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from models.aligner import ALIGNER_KINDS, Aligner, alignment_losses, build_aligner
+    from models.aligner_official import official_state_dict_to_ours
     from models.conditioning import KosmosGConditioner
     from models.image_decoder import SAMPLERS, ImageDecoder
     from models.mllm import MLLMEncoder, MLLMInputs

@@ -21,6 +21,12 @@ from transformers import (
     Kosmos2Model,
     PreTrainedTokenizerBase,
 )
+from transformers.models.kosmos2.modeling_kosmos2 import (
+    Kosmos2TextBlock,
+    Kosmos2TextFFN,
+    Kosmos2TextTransformer,
+    KosmosTextAttention,
+)
 
 
 @dataclass
@@ -72,6 +78,28 @@ class MLLMEncoder(nn.Module):
         image_processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
         return cls(model, tokenizer, image_processor).eval()
 
+    def set_text_dropout(self, dropout: float, attention_dropout: float | None = None) -> MLLMEncoder:
+        """Set the text model's dropout (residual and feed-forward outputs, embeddings) and
+        attention dropout (default: `dropout`); they act in train mode only.
+
+        (code) Stage 2 runs the frozen MLLM in train mode with both at 0.1 (kosmosg_xl in
+        unilm/models/kosmosg.py), so its states carry dropout noise; the image connector and
+        the vision tower keep theirs.
+        """
+        attention_dropout = dropout if attention_dropout is None else attention_dropout
+        for rate in (dropout, attention_dropout):
+            if not 0 <= rate < 1:
+                raise ValueError(f"dropout {rate} is not in [0, 1)")
+        for module in self.model.text_model.modules():
+            # Each module copied its rate from the config when it was built.
+            if isinstance(module, KosmosTextAttention):
+                module.dropout = attention_dropout
+            elif isinstance(module, (Kosmos2TextTransformer, Kosmos2TextBlock, Kosmos2TextFFN)):
+                module.dropout = dropout
+        for config in (self.model.config.text_config, self.model.text_model.config):
+            config.dropout, config.attention_dropout = dropout, attention_dropout
+        return self
+
     def unfreeze_for_instruction_tuning(self, vision_layers: int) -> MLLMEncoder:
         """Stage 3 trains the language model and the image connector; of the vision tower only
         the last `vision_layers` layers (paper: the last one) and its final LayerNorm."""
@@ -91,8 +119,11 @@ class MLLMEncoder(nn.Module):
             raise ValueError(f"tokenizer has no {token!r} token; is this a Kosmos-2 checkpoint?")
         return token_id
 
-    def _sequence(self, prompt: str, num_images: int, max_length: int | None) -> tuple[list[int], list[int]]:
-        """Token ids and image-slot mask of `<s> text <image> slots </image> text ... </s>`."""
+    def _sequence(
+        self, prompt: str, num_images: int, max_length: int | None, append_eos: bool
+    ) -> tuple[list[int], list[int]]:
+        """Token ids and image-slot mask of `<s> text <image> slots </image> text ...`, then
+        `</s>` if `append_eos`."""
         segments = prompt.split(self.IMAGE_PLACEHOLDER)
         if len(segments) - 1 != num_images:
             raise ValueError(
@@ -101,32 +132,42 @@ class MLLMEncoder(nn.Module):
             )
         ids = [self.tokenizer.bos_token_id]
         slots = [0]
+        images_end = 0  # length of the shortest prefix that holds every image whole
         for k, segment in enumerate(segments):
             if k > 0:
                 ids += [self._boi_id, *self._latent_ids, self._eoi_id]
                 slots += [0, *[1] * self.latent_query_num, 0]
+                images_end = len(ids)
             # Each segment is tokenized on its own so no text piece straddles an image.
             text = segment.strip()
             text_ids = self.tokenizer(text, add_special_tokens=False).input_ids if text else []
             ids += text_ids
             slots += [0] * len(text_ids)
-        if max_length is not None and len(ids) + 1 > max_length:
-            ids, slots = ids[: max_length - 1], slots[: max_length - 1]
-            if sum(slots) != num_images * self.latent_query_num:
+        end = [self.tokenizer.eos_token_id] if append_eos else []
+        if max_length is not None and len(ids) + len(end) > max_length:
+            keep = max_length - len(end)
+            if keep < images_end:
                 raise ValueError(f"max_length={max_length} would cut an image out of prompt {prompt!r}")
-        return ids + [self.tokenizer.eos_token_id], slots + [0]
+            ids, slots = ids[:keep], slots[:keep]
+        return ids + end, slots + [0] * len(end)
 
     def tokenize(
         self,
         prompts: list[str],
         images: list[list[Image.Image]] | None = None,
         max_length: int | None = None,
+        append_eos: bool = False,
     ) -> MLLMInputs:
-        """Pad a batch of prompts; the k-th "<i>" of prompt b is images[b][k]."""
+        """Pad a batch of prompts; the k-th "<i>" of prompt b is images[b][k].
+
+        (code) The official MLLM never sees `</s>`: its stage-2/3 loaders and its inference
+        tokenize with append_eos = False (unilm/data/vl/laion2b_loader.py,
+        instructpix2pix_loader.py, app_model.py). `append_eos=True` ends every prompt with it.
+        """
         if images is not None and len(images) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but image lists for {len(images)}")
         per_prompt = images if images is not None else [[] for _ in prompts]
-        rows = [self._sequence(p, len(imgs), max_length) for p, imgs in zip(prompts, per_prompt)]
+        rows = [self._sequence(p, len(imgs), max_length, append_eos) for p, imgs in zip(prompts, per_prompt)]
         length = max(len(ids) for ids, _ in rows)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(rows), length), pad, dtype=torch.long)

@@ -45,14 +45,27 @@ def test_text_only_batch_is_right_padded_and_framed(encoder: MLLMEncoder) -> Non
     assert inputs.pixel_values is None
     assert inputs.image_embeds_position_mask.sum() == 0
     lengths = inputs.attention_mask.sum(1).tolist()
-    assert lengths == [4, 10]  # <s> + words + </s>
+    assert lengths == [3, 9]  # <s> + words: (code) the official MLLM never sees </s>
     tok = encoder.tokenizer
     assert inputs.input_ids[:, 0].tolist() == [tok.bos_token_id] * 2
-    assert inputs.input_ids[0, 3] == tok.eos_token_id
-    assert inputs.input_ids[0, 4:].eq(tok.pad_token_id).all()
+    assert not inputs.input_ids.eq(tok.eos_token_id).any()
+    assert inputs.input_ids[0, 3:].eq(tok.pad_token_id).all()
     hidden, mask = encode(encoder, inputs)
-    assert hidden.shape == (2, 10, 32)
+    assert hidden.shape == (2, 9, 32)
     assert mask.dtype == torch.bool and mask.sum(1).tolist() == lengths
+
+
+def test_append_eos_closes_every_prompt_with_eos(encoder: MLLMEncoder) -> None:
+    prompts = ["a dog", "a man riding a horse on the beach"]
+    bare = encoder.tokenize(prompts)
+    closed = encoder.tokenize(prompts, append_eos=True)
+    tok = encoder.tokenizer
+    assert closed.attention_mask.sum(1).tolist() == [4, 10]
+    for b, length in enumerate(bare.attention_mask.sum(1).tolist()):
+        assert closed.input_ids[b, :length].tolist() == bare.input_ids[b, :length].tolist()
+        assert closed.input_ids[b, length] == tok.eos_token_id
+    # The model is causal: the states before </s> are the eos-less prompt's.
+    torch.testing.assert_close(encode(encoder, closed)[0][0, :3], encode(encoder, bare)[0][0, :3])
 
 
 def test_interleaved_prompt_splices_every_image(encoder: MLLMEncoder) -> None:
@@ -102,11 +115,18 @@ def test_placeholder_count_must_match_images(encoder: MLLMEncoder) -> None:
 
 
 def test_max_length_truncates_text_but_never_an_image(encoder: MLLMEncoder) -> None:
-    inputs = encoder.tokenize(["a man riding a horse on the beach"], max_length=5)
-    assert inputs.input_ids.shape == (1, 5)
-    assert inputs.input_ids[0, -1] == encoder.tokenizer.eos_token_id
+    prompt = ["a man riding a horse on the beach"]
+    full = encoder.tokenize(prompt).input_ids
+    inputs = encoder.tokenize(prompt, max_length=5)
+    assert inputs.input_ids.tolist() == full[:, :5].tolist()
+    closed = encoder.tokenize(prompt, max_length=5, append_eos=True)
+    assert closed.input_ids.tolist() == [full[0, :4].tolist() + [encoder.tokenizer.eos_token_id]]
+    # <s> a dog <image> + 4 slots + </image> is 9 tokens: 8 would leave the image unclosed.
+    assert encoder.tokenize(["a dog <i>"], [[solid((1, 2, 3))]], max_length=9).input_ids.shape == (1, 9)
     with pytest.raises(ValueError, match="would cut an image"):
-        encoder.tokenize(["a dog <i>"], [[solid((1, 2, 3))]], max_length=6)
+        encoder.tokenize(["a dog <i>"], [[solid((1, 2, 3))]], max_length=8)
+    with pytest.raises(ValueError, match="would cut an image"):
+        encoder.tokenize(["a dog <i>"], [[solid((1, 2, 3))]], max_length=9, append_eos=True)
 
 
 def test_null_prompt_is_bos_alone(encoder: MLLMEncoder) -> None:
@@ -132,3 +152,29 @@ def test_gradient_reaches_the_mllm_for_instruction_tuning(encoder: MLLMEncoder) 
     assert vision_grad is not None and vision_grad.abs().sum() > 0
     assert text_grad is not None and text_grad.abs().sum() > 0
     encoder.zero_grad(set_to_none=True)
+
+
+def test_text_dropout_is_settable_and_acts_in_train_mode_only(tmp_path) -> None:
+    """(code) Stage 2 runs the frozen MLLM in train mode with dropout = attention_dropout = 0.1."""
+    save_tiny_kosmos2(tmp_path)
+    encoder = MLLMEncoder.from_pretrained(str(tmp_path))
+    inputs = encoder.tokenize(["a man riding a horse on the beach"])
+    before = encode(encoder, inputs)[0]
+    encoder.train()
+    torch.testing.assert_close(encode(encoder, inputs)[0], before)  # the tiny model's rates are 0
+    assert encoder.set_text_dropout(0.1) is encoder
+    text = encoder.model.text_model
+    assert text.model.dropout == 0.1
+    assert all(layer.dropout == 0.1 and layer.ffn.dropout == 0.1 and layer.self_attn.dropout == 0.1
+               for layer in text.model.layers)
+    assert encoder.model.config.text_config.attention_dropout == 0.1
+    torch.manual_seed(0)
+    first = encode(encoder, inputs)[0]
+    assert not torch.allclose(first, before)
+    assert not torch.allclose(encode(encoder, inputs)[0], first)  # fresh noise on every call
+    encoder.eval()
+    torch.testing.assert_close(encode(encoder, inputs)[0], before)
+    encoder.set_text_dropout(0.0, attention_dropout=0.2)
+    assert all(layer.dropout == 0.0 and layer.self_attn.dropout == 0.2 for layer in text.model.layers)
+    with pytest.raises(ValueError, match="not in"):
+        encoder.set_text_dropout(1.0)

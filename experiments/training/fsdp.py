@@ -52,9 +52,11 @@ from torch.distributed.tensor import DTensor
 from transformers.models.kosmos2.modeling_kosmos2 import Kosmos2TextBlock
 
 from experiments.training.distributed import DataParallelObjective, World
+from models.aligner import DecoderLayer, EncoderLayer
 
-# The blocks that every input runs through (see the module docstring for the vision tower's).
-UNIT_BLOCKS = (Kosmos2TextBlock, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+# The blocks that every input runs through (see the module docstring for the vision tower's):
+# the MLLM's text decoder layers and AlignerNet's torchscale-style encoder and decoder layers.
+UNIT_BLOCKS = (Kosmos2TextBlock, EncoderLayer, DecoderLayer)
 
 _ROOT = "trainable."  # the root unit's prefix on the trainable's state keys
 _BLOCK = "block"  # a unit's name for the block it wraps
@@ -73,7 +75,7 @@ class _Unit(nn.Module):
         return self.block(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
-        # Stacks read their layers' attributes (nn.TransformerEncoder: layers[0].self_attn).
+        # Whoever holds the block may read its attributes (a stack reading layers[0].self_attn, say).
         try:
             return super().__getattr__(name)
         except AttributeError:
