@@ -96,8 +96,13 @@ class DataConfig:
     """Caption data: a COCO-format captions JSON or a JSONL manifest ({"caption", "image"?}),
     and stage 3's three manifests (formats in experiments/data/stage3_rows.py)."""
 
-    train: str
+    train: str  # parquet, webdataset .tar shards, a TSV, a JSONL manifest or a COCO JSON (data/shards.py)
     heldout: str
+    # The caption column of parquet shards where it is neither LAION's TEXT nor COYO's text.
+    text_column: str | None = None
+    # DataLoader workers that read, decode and filter rows ahead of the step; None: one per CPU
+    # the task has beyond the training process's own (at most 8).
+    num_workers: int | None = None
     train_images: str | None = None  # image root; needed by recipes that see images (e2e)
     heldout_images: str | None = None  # likewise for the held-out captions
     heldout_size: int = 256

@@ -90,9 +90,9 @@ CASES = {
         replace=('recipe = "baseline"', 'recipe = "baseline"\naligner = { layers = 2 }'),
         expect=(_exp("sd-v1-5"), "aligner", "baseline recipe has no aligner"),
     ),
-    "e2e without training images": Case(
-        kwargs={"overrides": ['data.train_images=""']},
-        expect=("'e2e-linear'", "'e2e-aligner'", "data.train_images", "e2e recipe reads it"),
+    "e2e on a caption file without its images": Case(
+        kwargs={"overrides": ['data.train="@tiny/coco/captions_train.json"']},
+        expect=("'e2e-linear'", "'e2e-aligner'", "data.train_images", "e2e recipe reads from this folder"),
     ),
     "heads do not divide width": Case(
         replace=("aligner = { layers = 24 }", "aligner = { layers = 24, heads = 3 }"),

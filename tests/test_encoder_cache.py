@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import torch
 
-from experiments.data.batches import EpochShuffler
+from experiments.data.batches import WHOLE
+from experiments.data.captions import load_captions
+from experiments.data.items import CaptionItem
+from experiments.data.shards import open_shards
+from experiments.data.stream import StepRows, StreamedSteps
 from experiments.recipes.align import AlignObjective
 from tests.support.tiny import tiny_config
 
@@ -35,7 +40,7 @@ def assert_same(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> Non
 def test_cached_batches_equal_fresh_ones_and_skip_the_encoders(tiny_assets):
     objective = AlignObjective(tiny_config(tiny_assets, "aligner-12", cache_encoder_outputs=True))
     calls = count_encoded_captions(objective)
-    captions = objective.sampler(0)
+    captions = objective.steps.rows(0, WHOLE).items
     first = objective.batch(0)
     assert calls == [len(set(captions))] * 2  # one MLLM and one CLIP call, each caption once
     again = objective.batch(0)
@@ -44,11 +49,16 @@ def test_cached_batches_equal_fresh_ones_and_skip_the_encoders(tiny_assets):
     assert_same(objective.encode(captions), first)
 
 
-def test_two_epochs_encode_each_caption_once(tiny_assets):
+def test_two_epochs_encode_each_caption_once(tiny_assets, tmp_path):
     config = tiny_config(tiny_assets, "aligner-12", cache_encoder_outputs=True)
     objective = AlignObjective(config)
-    items = objective.sampler.items[:40]  # two epochs of the whole tiny set take too long here
-    objective.sampler = EpochShuffler(items, config.train.batch_size, seed=0)
+    # Two epochs of the whole tiny set take too long here: 40 of its captions stand in for it.
+    items = [c.caption for c in load_captions(tiny_assets / "coco" / "captions_train.json")[:40]]
+    manifest = tmp_path / "captions.jsonl"
+    manifest.write_text("".join(json.dumps({"caption": caption}) + "\n" for caption in items))
+    rows = StepRows(open_shards(str(manifest)), CaptionItem(objective.target.tokenizer, 75),
+                    config.train.batch_size, seed=0)
+    objective.steps = StreamedSteps(rows, config.data, pin_memory=False)
     calls = count_encoded_captions(objective)
     distinct = set(items)
     steps_per_epoch = math.ceil(len(items) / config.train.batch_size)

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from experiments.data.batches import WHOLE
 from experiments.recipes.align import AlignObjective
 from experiments.recipes.run import run_recipe
 from experiments.training.loop import train
@@ -24,10 +25,17 @@ def test_align_loss_falls_on_heldout_captions(tiny_assets, tmp_path):
     assert tracker.series("heldout/rec_loss")[-1] < before["rec_loss"]
 
 
-def test_align_drops_captions_longer_than_the_clip_limit(tiny_assets):
-    config = tiny_config(tiny_assets, "aligner-12", max_caption_tokens=8)
-    assert AlignObjective(config).dropped_captions > 0
-    assert AlignObjective(tiny_config(tiny_assets, "aligner-12")).dropped_captions == 0
+def test_align_skips_captions_longer_than_the_clip_limit_and_keeps_its_batch_full(tiny_assets):
+    limit = 8
+    objective = AlignObjective(tiny_config(tiny_assets, "aligner-12", max_caption_tokens=limit))
+    for step in range(4):
+        captions = objective.steps.take(step, WHOLE)
+        assert len(captions) == objective.config.train.batch_size
+        assert max(objective.target.token_counts(captions)) <= limit
+    assert objective.data_counts()["skipped_caption_too_long"] > 0
+    unlimited = AlignObjective(tiny_config(tiny_assets, "aligner-12"))
+    unlimited.batch(0, WHOLE)
+    assert unlimited.data_counts() == {}
 
 
 @pytest.mark.parametrize("experiment, kind", [("e2e-linear", "linear"), ("e2e-aligner", "aligner"), ("sd-v1-5", "aligner")])

@@ -1,5 +1,5 @@
-"""Caption data in the two formats runs are configured with, the training and held-out caption
-sets, and the FID caption sample.
+"""COCO captions JSON and JSONL caption manifests read whole (the FID protocol's captions and
+other small sets), and the FID caption sample.
 
 A `.json` file is a COCO captions file ({"images": [...], "annotations": [...]}); a `.jsonl`
 file is a manifest with one {"caption": ..., "image": optional relative path} per line. Image
@@ -13,12 +13,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from experiments.config import DataConfig
-
-if TYPE_CHECKING:  # a type only: models/ is imported by the recipes that pass one
-    from models import ClipTextTarget
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -116,22 +111,3 @@ def _is_text(value: object) -> bool:
 def _clean(caption: str) -> str:
     # COCO captions carry stray trailing spaces and newlines that would reach the tokenizer.
     return caption.strip()
-
-
-def training_captions(
-    data: DataConfig, target: "ClipTextTarget", max_tokens: int
-) -> tuple[list[Caption], int]:
-    """Training captions minus those longer than `max_tokens` CLIP tokens (official code's
-    filter), and how many were dropped."""
-    captions = load_captions(data.train)
-    counts = target.token_counts([c.caption for c in captions])
-    kept = [c for c, n in zip(captions, counts) if n <= max_tokens]
-    dropped = len(captions) - len(kept)
-    if dropped:
-        log.info("dropped %d of %d captions longer than %d CLIP tokens", dropped, len(captions), max_tokens)
-    return kept, dropped
-
-
-def heldout_captions(data: DataConfig) -> list[Caption]:
-    """The first `heldout_size` held-out captions: the same set for every run and every eval."""
-    return load_captions(data.heldout)[: data.heldout_size]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,9 @@ def center_crop_resize(img: Image.Image, resolution: int) -> Image.Image:
     return img.crop((left, top, left + resolution, top + resolution))
 
 
-def image_tensor(path: Path, resolution: int) -> torch.Tensor:
-    """An RGB file as a (3, r, r) tensor in [-1, 1], cropped the way the FID protocol crops."""
-    with Image.open(path) as image:
+def image_tensor(source: Path | bytes, resolution: int) -> torch.Tensor:
+    """An RGB image (a file, or its encoded bytes) as a (3, r, r) tensor in [-1, 1], cropped the
+    way the FID protocol crops."""
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
         pixels = np.asarray(center_crop_resize(image.convert("RGB"), resolution), dtype=np.float32)
     return torch.from_numpy(pixels).permute(2, 0, 1) / 127.5 - 1.0

@@ -9,8 +9,10 @@ from pathlib import Path
 import torch
 
 from experiments.config import RunConfig
-from experiments.data.batches import WHOLE, EpochShuffler, Part
-from experiments.data.captions import heldout_captions, training_captions
+from experiments.data.batches import WHOLE, Part
+from experiments.data.items import CaptionItem
+from experiments.data.shards import open_shards
+from experiments.data.stream import StepRows, StreamedSteps, first_rows
 from experiments.recipes.modules import aligner_for, frozen, pick_device
 from experiments.training.encoder_cache import EncoderCache, checkpoint_fingerprint
 from experiments.training.flops import Stack, align_step
@@ -32,11 +34,13 @@ class AlignObjective(Objective):
         self.trainable = aligner_for(config.aligner, self.mllm, self.target).to(self.device)
         self.conditioner = KosmosGConditioner(self.mllm, self.trainable)
         self.rec_weight = config.train.rec_weight
-        captions, self.dropped_captions = training_captions(
-            config.data, self.target, config.train.max_caption_tokens
-        )
-        self.sampler = EpochShuffler([c.caption for c in captions], config.train.batch_size, config.seed)
-        self.heldout_texts = [c.caption for c in heldout_captions(config.data)]
+        data = config.data
+        captions = CaptionItem(self.target.tokenizer, config.train.max_caption_tokens)
+        shards = open_shards(data.train, text_column=data.text_column, cache_dir=cache_dir)
+        rows = StepRows(shards, captions, config.train.batch_size, config.seed)
+        self.steps = StreamedSteps(rows, data, pin_memory=self.device.type == "cuda")
+        heldout = open_shards(data.heldout, text_column=data.text_column, cache_dir=cache_dir)
+        self.heldout_texts, _ = first_rows(heldout, captions, data.heldout_size)
         self.eval_batch_size = config.train.batch_size
         self.cache: EncoderCache | None = None
         if config.train.cache_encoder_outputs:
@@ -61,11 +65,14 @@ class AlignObjective(Objective):
     def _encoded(self, captions: list[str]) -> Batch:
         return self.cache(captions) if self.cache is not None else self.encode(captions)
 
+    def prefetch(self, start: int, parts: list[Part]) -> None:
+        self.steps.start(start, parts)
+
     def batch(self, step: int, part: Part = WHOLE) -> Batch:
-        return self._encoded(self.sampler(step, part))
+        return self._encoded(self.steps.take(step, part))
 
     def data_counts(self) -> dict[str, int]:
-        return {"dropped_captions": self.dropped_captions}
+        return self.steps.counts()
 
     def tokens(self, batch: Batch) -> int:
         """Real (unpadded) caption tokens the MLLM encodes."""

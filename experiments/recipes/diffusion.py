@@ -4,12 +4,14 @@ for guidance, and the held-out diffusion loss on fixed noise."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from experiments.config import RunConfig
-from experiments.data.captions import load_captions
-from experiments.data.images import image_tensor
+from experiments.data.items import CaptionItem, ImageCaptionItem
+from experiments.data.shards import Record, holds_images, open_shards
+from experiments.data.stream import Skip, first_rows
 from models import ImageDecoder, KosmosGConditioner
 
 _HELDOUT_NOISE_SEED = 1234
@@ -39,17 +41,24 @@ def heldout_diffusion_loss(
     return decoder.diffusion_loss(images.to(device), conditioner(texts), generator=generator).item()
 
 
-def heldout_pairs(config: RunConfig) -> tuple[torch.Tensor, list[str]]:
-    """The first `heldout_size` held-out (image, caption) pairs, one caption per image."""
-    if config.data.heldout_images is None:
+def heldout_pairs(config: RunConfig, clip_tokenizer: Any, cache_dir: Path | None) -> tuple[torch.Tensor, list[str]]:
+    """The first `heldout_size` held-out (image, caption) pairs in file order, one caption per
+    image: the same set for every run and every evaluation."""
+    data = config.data
+    shards = open_shards(data.heldout, text_column=data.text_column, cache_dir=cache_dir)
+    if data.heldout_images is None and not holds_images(shards):
         raise ValueError(f"the {config.recipe} recipe evaluates on held-out images: set data.heldout_images")
-    root = Path(config.data.heldout_images)
+    pair = ImageCaptionItem(CaptionItem(clip_tokenizer, config.train.max_caption_tokens),
+                            Path(data.heldout_images) if data.heldout_images else None, config.train.resolution)
     seen: set[str] = set()
-    pairs = []
-    for caption in load_captions(config.data.heldout):
-        if caption.image_file and caption.image_file not in seen:
-            seen.add(caption.image_file)
-            pairs.append(caption)
-    pairs = pairs[: config.data.heldout_size]
-    images = torch.stack([image_tensor(root / c.image_file, config.train.resolution) for c in pairs])
-    return images, [c.caption for c in pairs]
+
+    def first_caption_of_each_image(record: Record) -> tuple[torch.Tensor, str] | Skip:
+        if isinstance(record.image, str):  # COCO lists five captions per image file
+            if record.image in seen:
+                return Skip("repeated_image")
+            seen.add(record.image)
+        return pair(record)
+
+    pairs, _ = first_rows(shards, first_caption_of_each_image, data.heldout_size)
+    images, texts = zip(*pairs)
+    return torch.stack(images), list(texts)

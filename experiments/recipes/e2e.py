@@ -9,9 +9,10 @@ from pathlib import Path
 import torch
 
 from experiments.config import RunConfig
-from experiments.data.batches import WHOLE, EpochShuffler, Part
-from experiments.data.captions import Caption, training_captions
-from experiments.data.images import image_tensor
+from experiments.data.batches import WHOLE, Part
+from experiments.data.items import CaptionItem, ImageCaptionItem
+from experiments.data.shards import holds_images, open_shards
+from experiments.data.stream import StepRows, StreamedSteps
 from experiments.recipes.diffusion import (
     heldout_diffusion_loss,
     heldout_pairs,
@@ -25,35 +26,34 @@ from models import ClipTextTarget, ImageDecoder, KosmosGConditioner, MLLMEncoder
 class E2EObjective(Objective):
     def __init__(self, config: RunConfig, cache_dir: Path | None = None) -> None:
         super().__init__(config, cache_dir)
-        if config.data.train_images is None:
-            raise ValueError("the e2e recipe trains on images: set data.train_images")
+        data = config.data
         self.device = pick_device()
-        self.image_root = Path(config.data.train_images)
-        self.resolution = config.train.resolution
         self.null_prob = config.train.null_condition_prob
         self.mllm = frozen(MLLMEncoder.from_pretrained(config.models.mllm), self.device)
         target = ClipTextTarget.from_pretrained(config.models.stable_diffusion)
         self.decoder = frozen(ImageDecoder.from_pretrained(config.models.stable_diffusion), self.device)
         self.trainable = aligner_for(config.aligner, self.mllm, target).to(self.device)
         self.conditioner = KosmosGConditioner(self.mllm, self.trainable)
-        captions, self.dropped_captions = training_captions(
-            config.data, target, config.train.max_caption_tokens
-        )
-        with_images = [c for c in captions if c.image_file]
-        self.sampler = EpochShuffler(with_images, config.train.batch_size, config.seed)
-        self.heldout_pairs = heldout_pairs(config)
+        shards = open_shards(data.train, text_column=data.text_column, cache_dir=cache_dir)
+        if data.train_images is None and not holds_images(shards):
+            raise ValueError(f"data.train: {data.train} holds captions only; the e2e recipe trains on "
+                             "images: set data.train_images to their folder, or train on image shards")
+        captions = CaptionItem(target.tokenizer, config.train.max_caption_tokens)
+        images = Path(data.train_images) if data.train_images else None
+        rows = StepRows(shards, ImageCaptionItem(captions, images, config.train.resolution),
+                        config.train.batch_size, config.seed)
+        self.steps = StreamedSteps(rows, data, pin_memory=self.device.type == "cuda")
+        self.heldout_pairs = heldout_pairs(config, target.tokenizer, cache_dir)
 
-    def _images(self, captions: list[Caption]) -> torch.Tensor:
-        return torch.stack([
-            image_tensor(self.image_root / c.image_file, self.resolution) for c in captions
-        ]).to(self.device)
+    def prefetch(self, start: int, parts: list[Part]) -> None:
+        self.steps.start(start, parts)
 
     def batch(self, step: int, part: Part = WHOLE) -> tuple[torch.Tensor, list[str]]:
-        captions = self.sampler(step, part)
-        return self._images(captions), [c.caption for c in captions]
+        images, texts = zip(*self.steps.take(step, part))
+        return torch.stack(images).to(self.device, non_blocking=True), list(texts)
 
     def data_counts(self) -> dict[str, int]:
-        return {"dropped_captions": self.dropped_captions}
+        return self.steps.counts()
 
     def loss(self, batch: tuple[torch.Tensor, list[str]]) -> dict[str, torch.Tensor]:
         images, texts = batch

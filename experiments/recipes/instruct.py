@@ -69,7 +69,7 @@ class InstructObjective(Objective):
 
         sources, self.skipped_rows = _stage3_rows(config)
         self.sampler = MixedShuffler(sources, config.data.mix, train.batch_size, config.seed)
-        self.heldout_pairs = heldout_pairs(config)
+        self.heldout_pairs = heldout_pairs(config, target.tokenizer, cache_dir)
 
     def _example(self, kind: int, row: object, step: int, position: int) -> Example:
         if STAGE3_KINDS[kind] == "compositional":

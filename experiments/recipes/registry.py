@@ -34,6 +34,9 @@ class Recipe:
     # Config paths its models and data come from; FID and DreamBench inputs are added by the
     # evaluations a config turns on. "train.init_from" in here: it starts from another run.
     reads: frozenset[str] = frozenset()
+    # Config paths it reads when they are set (image folders beside caption files, which image
+    # shards do without): checked then, left out of the run's id otherwise.
+    may_read: frozenset[str] = frozenset()
 
     def load(self) -> Callable[..., Any]:
         module, attribute = self.entry.split(":")
@@ -71,14 +74,15 @@ register(Recipe(
 register(Recipe(
     "e2e", "Table 2's E2E rows: the alignment trained with the diffusion loss through the U-Net",
     "experiments.recipes.e2e:E2EObjective",
-    reads=frozenset({"models.mllm", _SD, "data.train", "data.heldout", "data.train_images",
-                     "data.heldout_images"}),
+    reads=frozenset({"models.mllm", _SD, "data.train", "data.heldout"}),
+    may_read=frozenset({"data.train_images", "data.heldout_images"}),
 ))
 register(Recipe(
     "instruct", "stage 3: MLLM and M instruction-tuned on compositional, edit and caption rows",
     "experiments.recipes.instruct:InstructObjective", trains_mllm=True,
-    reads=frozenset({"models.mllm", _SD, "data.heldout", "data.heldout_images", "data.compositional",
-                     "data.edits", "data.captioned", "train.init_from"}),
+    reads=frozenset({"models.mllm", _SD, "data.heldout", "data.compositional", "data.edits",
+                     "data.captioned", "train.init_from"}),
+    may_read=frozenset({"data.heldout_images"}),
 ))
 register(Recipe(
     "baseline", "SD v1.5 with its own CLIP text encoder: nothing to train",

@@ -54,8 +54,9 @@ def run_recipe(
         # The cache dir is shared by every run of the work dir: rows reading the same frozen
         # encoders reuse each other's encoder outputs, as they reuse FID reference statistics.
         objective = recipe.load()(config, cache_dir)
-        metrics.update({f"data/{reason}": float(n) for reason, n in objective.data_counts().items()})
         outcome = train(objective, config.train, run_dir, tracker, progress=progress)
+        # What the objective set aside, on load and while streaming, by reason: never silently lost.
+        metrics.update({f"data/{reason}": float(n) for reason, n in objective.data_counts().items()})
         step = outcome.steps
         metrics["compute/train_seconds"] = outcome.train_seconds
         metrics["compute/device_hours"] = outcome.train_seconds / 3600.0

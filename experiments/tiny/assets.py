@@ -1,5 +1,5 @@
-"""The tiny tier's assets: random tiny models and a synthetic COCO-format set, built once on
-disk so the tiny tier loads them through the same `from_pretrained` and file readers as the
+"""The tiny tier's assets: random tiny models, a synthetic COCO-format set (also as LAION-style
+parquet and webdataset shards), DreamBench and stage-3 sets, built once on disk so the tiny tier loads them through the same `from_pretrained` and file readers as the
 full tier loads the real ones."""
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from experiments.tiny.models import (
     save_tiny_kosmos2,
     save_tiny_stable_diffusion,
 )
+from experiments.tiny.shards import write_laion_parquet, write_webdataset
 from experiments.tiny.stage3 import build_instruct_fixture
 
 log = logging.getLogger(__name__)
 
 # Bump when a builder changes, so stale assets are rebuilt rather than silently reused.
-ASSETS_VERSION = "3"
+ASSETS_VERSION = "4"
 _MARKER = "COMPLETE"
 
 
@@ -37,7 +38,8 @@ def ensure_tiny_assets(root: Path) -> Path:
         if marker.is_file() and marker.read_text() == ASSETS_VERSION:
             return root
         log.info("building tiny-tier assets in %s", root)
-        for child in ("kosmos2", "sd", "coco", "inception-random.pth", "dreambench", "dino", "clip", "instruct"):
+        for child in ("kosmos2", "sd", "coco", "laion", "wds", "inception-random.pth", "dreambench", "dino", "clip",
+                      "instruct"):
             path = root / child
             if path.is_dir():
                 shutil.rmtree(path)
@@ -45,7 +47,9 @@ def ensure_tiny_assets(root: Path) -> Path:
                 path.unlink(missing_ok=True)
         save_tiny_kosmos2(root / "kosmos2")
         save_tiny_stable_diffusion(root / "sd")
-        build_coco_fixture(root / "coco")
+        coco = build_coco_fixture(root / "coco")
+        write_laion_parquet(coco.train_captions, root / "laion")
+        write_webdataset(coco.train_captions, coco.train_images, root / "wds")
         save_random_inception(root / "inception-random.pth")
         build_dreambench_fixture(root / "dreambench")
         save_tiny_dino(root / "dino")

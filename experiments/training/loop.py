@@ -102,6 +102,7 @@ def train(
         "train/grad_accumulation": len(parts),
     }, step=start)
     objective.trainable.train()
+    objective.prefetch(start, parts)
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress or world.rank != 0, desc="train", unit="step")
     with preemption.training():
         for step in range(start, cfg.steps):
@@ -152,6 +153,7 @@ def train(
                     "train/step_seconds": step_seconds,
                     "train/samples_per_s": cfg.batch_size / step_seconds,
                     **_peak_memory(objective.device),
+                    **{f"data/{reason}": float(n) for reason, n in objective.data_counts().items()},
                 })
                 if tokens is not None:
                     metrics["train/tokens_per_s"] = world.total(tokens) / step_seconds

@@ -34,6 +34,10 @@ class Objective(ABC):
         # The work dir's shared cache (FID statistics, encoder outputs): rows reuse each other's.
         self.cache_dir = cache_dir
 
+    def prefetch(self, start: int, parts: list[Part]) -> None:
+        """From step `start` on, this rank will ask `batch` for these parts of every step, in
+        order: an objective that reads its data in DataLoader workers starts them here."""
+
     @abstractmethod
     def batch(self, step: int, part: Part) -> Any:
         """`part` of step `step`'s global batch (`train.batch_size` items): a pure function of
@@ -57,5 +61,5 @@ class Objective(ABC):
         return None
 
     def data_counts(self) -> dict[str, int]:
-        """Items set aside on load, by reason (logged as `data/<reason>`): never silently lost."""
+        """Items set aside so far, by reason (logged as `data/<reason>`): never silently lost."""
         return {}

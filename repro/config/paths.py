@@ -36,7 +36,7 @@ PATH_KEYS: tuple[str, ...] = (
 
 def _needed(config: RunConfig, key: str) -> bool:
     recipe = recipe_named(config.recipe)
-    if key in recipe.reads:
+    if key in recipe.reads or (key in recipe.may_read and leaf_value(config, key)):
         return True
     section = key.split(".")[0]
     return section in _EVALUATION_PATHS and recipe.generates and getattr(config, section).enabled

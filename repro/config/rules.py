@@ -76,6 +76,7 @@ def check_run(config: RunConfig) -> list[str]:
                         f"{recipe.name} recipe's conditioner cannot take; it runs FID only")
     if not trains:
         return problems
+    problems += _image_folders(config, recipe.may_read)
     aligner = config.aligner
     if aligner.heads >= 1 and aligner.width % aligner.heads:
         problems.append(
@@ -100,3 +101,18 @@ def check_batch_split(config: RunConfig, world_size: int) -> list[str]:
     except ValueError as error:
         return [str(error)]
     return []
+
+
+# Formats that name their images by path instead of carrying them (experiments/data/shards.py).
+_CAPTION_FILES = (".json", ".jsonl", ".tsv")
+
+
+def _image_folders(config: RunConfig, may_read: frozenset[str]) -> list[str]:
+    """A recipe that trains on images from a caption file needs the folder its paths point into."""
+    problems = []
+    for captions, folder in (("data.train", "data.train_images"), ("data.heldout", "data.heldout_images")):
+        source = str(leaf_value(config, captions) or "")
+        if folder in may_read and source.endswith(_CAPTION_FILES) and not leaf_value(config, folder):
+            problems.append(f"{folder}: {captions} is a caption file, whose images the {config.recipe} recipe "
+                            f"reads from this folder; set it, or name image shards in {captions}")
+    return problems
