@@ -5,6 +5,7 @@ and nothing is read before the steps asked for."""
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pyarrow as pa
@@ -98,8 +99,8 @@ class CaptionLog(Objective):
         self.drawn: dict[int, list[str]] = {}
         self.crash_at = crash_at
 
-    def prefetch(self, start: int, parts: list[Part]) -> None:
-        self.steps.start(start, parts)
+    def prefetching(self, start: int, parts: list[Part]) -> AbstractContextManager[None]:
+        return self.steps.streaming(start, parts)
 
     def batch(self, step: int, part: Part = WHOLE) -> torch.Tensor:
         if step == self.crash_at:

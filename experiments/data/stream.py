@@ -22,6 +22,7 @@ import itertools
 import os
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -205,8 +206,13 @@ class StreamedSteps:
         self.stream: StepStream | None = None
         self.skipped: Counter[str] = Counter()
 
-    def start(self, start: int, parts: list[Part]) -> None:
+    @contextmanager
+    def streaming(self, start: int, parts: list[Part]) -> Iterator[None]:
         self.stream = StepStream(self.rows, start, parts, self.workers, self.pin_memory)
+        try:
+            yield
+        finally:
+            self.stream = None  # the last reference to the DataLoader's iterator: its workers exit
 
     def take(self, step: int, part: Part) -> list[Any]:
         made = self.stream.take(step, part) if self.stream is not None else self.rows(step, part)

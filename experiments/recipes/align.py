@@ -4,6 +4,7 @@ L_rec = ||s - N(M(s))||^2. Captions only, no images."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
@@ -65,8 +66,8 @@ class AlignObjective(Objective):
     def _encoded(self, captions: list[str]) -> Batch:
         return self.cache(captions) if self.cache is not None else self.encode(captions)
 
-    def prefetch(self, start: int, parts: list[Part]) -> None:
-        self.steps.start(start, parts)
+    def prefetching(self, start: int, parts: list[Part]) -> AbstractContextManager[None]:
+        return self.steps.streaming(start, parts)
 
     def batch(self, step: int, part: Part = WHOLE) -> Batch:
         return self._encoded(self.steps.take(step, part))

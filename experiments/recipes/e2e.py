@@ -4,6 +4,7 @@ projection ("E2E w/o AlignerNet") or through AlignerNet's M ("E2E w/ AlignerNet"
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
@@ -45,8 +46,8 @@ class E2EObjective(Objective):
         self.steps = StreamedSteps(rows, data, pin_memory=self.device.type == "cuda")
         self.heldout_pairs = heldout_pairs(config, target.tokenizer, cache_dir)
 
-    def prefetch(self, start: int, parts: list[Part]) -> None:
-        self.steps.start(start, parts)
+    def prefetching(self, start: int, parts: list[Part]) -> AbstractContextManager[None]:
+        return self.steps.streaming(start, parts)
 
     def batch(self, step: int, part: Part = WHOLE) -> tuple[torch.Tensor, list[str]]:
         images, texts = zip(*self.steps.take(step, part))

@@ -102,9 +102,8 @@ def train(
         "train/grad_accumulation": len(parts),
     }, step=start)
     objective.trainable.train()
-    objective.prefetch(start, parts)
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress or world.rank != 0, desc="train", unit="step")
-    with preemption.training():
+    with preemption.training(), objective.prefetching(start, parts):
         for step in range(start, cfg.steps):
             tick = time.perf_counter()
             done = step + 1

@@ -9,6 +9,7 @@ data it set aside when loading.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +35,10 @@ class Objective(ABC):
         # The work dir's shared cache (FID statistics, encoder outputs): rows reuse each other's.
         self.cache_dir = cache_dir
 
-    def prefetch(self, start: int, parts: list[Part]) -> None:
-        """From step `start` on, this rank will ask `batch` for these parts of every step, in
-        order: an objective that reads its data in DataLoader workers starts them here."""
+    def prefetching(self, start: int, parts: list[Part]) -> AbstractContextManager[None]:
+        """While training: from step `start` on, this rank asks `batch` for these parts of every
+        step, in order. An objective that reads its data in DataLoader workers runs them here."""
+        return nullcontext()
 
     @abstractmethod
     def batch(self, step: int, part: Part) -> Any:
