@@ -11,6 +11,7 @@ whole-step gain is small; the batch-fetch figure is what grows with the encoders
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import tempfile
@@ -19,16 +20,20 @@ from pathlib import Path
 
 import torch
 
-from bench._common import clock, parse_args, report, tiny_config
+from bench._common import CACHE, TINY_ASSETS, clock, parse_args, report, tiny_config
 from experiments.config import OptimConfig
-from experiments.data.batches import EpochShuffler
+from experiments.data.captions import load_captions
+from experiments.data.items import CaptionItem
+from experiments.data.shards import open_shards
+from experiments.data.stream import StepRows, StreamedSteps
 from experiments.recipes.align import AlignObjective
 from experiments.training.loop import build_optimizer
 
 
 def epoch_seconds(objective: AlignObjective, optim: OptimConfig, epochs: int) -> list[dict[str, float]]:
     """Per epoch: wall and CPU seconds of the training steps, and CPU seconds of the batch fetch."""
-    steps = math.ceil(len(objective.sampler.items) / objective.sampler.batch_size)
+    rows = objective.steps.rows
+    steps = math.ceil(rows.stream.order.total / rows.batch_size)
     optimizer, _ = build_optimizer(list(objective.trainable.parameters()), optim, steps * epochs)
     times = []
     for epoch in range(epochs):
@@ -48,7 +53,13 @@ def build(cached: bool, captions: int, cache_dir: Path | None) -> AlignObjective
     config = tiny_config(cache_encoder_outputs=cached)
     objective = AlignObjective(config, cache_dir=cache_dir)
     # A slice of the caption set keeps epochs short; the batch size stays the tier's.
-    objective.sampler = EpochShuffler(objective.sampler.items[:captions], config.train.batch_size, seed=0)
+    texts = [c.caption for c in load_captions(TINY_ASSETS / "coco" / "captions_train.json")[:captions]]
+    manifest = CACHE / "bench-encoder-cache" / f"captions-{captions}.jsonl"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text("".join(json.dumps({"caption": text}) + "\n" for text in texts))
+    rows = StepRows(open_shards(str(manifest)), CaptionItem(objective.target.tokenizer, 75),
+                    config.train.batch_size, seed=0)
+    objective.steps = StreamedSteps(rows, config.data, pin_memory=False)
     return objective
 
 

@@ -73,7 +73,7 @@ def test_parts_tile_the_step_and_skipped_rows_are_replaced_and_counted(shards_di
 def test_a_step_reads_only_the_groups_it_needs(shards_dir, monkeypatch):
     rows = step_rows(shards_dir)
     reads: list[tuple[str, int]] = []
-    for shard in rows.rows.shards:
+    for shard in rows.stream.rows.shards:
         original = shard.read_group
         monkeypatch.setattr(shard, "read_group", lambda g, s=shard, o=original: reads.append((s.path.name, g)) or o(g))
     rows(1_000_000, WHOLE)  # deep into epoch 200000: no earlier row is read

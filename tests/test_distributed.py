@@ -10,6 +10,7 @@ global batch is cut. L_mse, a mean over items, does not; it is what these runs t
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -19,7 +20,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from experiments.data.batches import EpochShuffler
+from experiments.data.batches import WHOLE
+from experiments.data.shards import open_shards
+from experiments.data.stream import StepRows
 from experiments.training import preemption
 from experiments.training.checkpoints import CheckpointStore
 from experiments.training.distributed import World, rank_parts
@@ -28,12 +31,14 @@ from experiments.training.tracking import RecordingTracker
 from tests.support.distributed import PREEMPTED_AT, STEPS, align_config, fresh_objective, join_gloo
 
 
-def test_the_ranks_micro_batches_tile_each_global_batch_once():
-    shuffler = EpochShuffler(list(range(20)), batch_size=8, seed=1)
+def test_the_ranks_micro_batches_tile_each_global_batch_once(tmp_path):
+    manifest = tmp_path / "captions.jsonl"
+    manifest.write_text("".join(json.dumps({"caption": f"c{i}"}) + "\n" for i in range(20)))
+    rows = StepRows(open_shards(str(manifest)), lambda record: record.caption, batch_size=8, seed=1)
     for step in range(4):  # the third step crosses into the second epoch
         parts = [part for rank in range(2) for part in rank_parts(8, 2, World(rank, 2))]
         assert len(parts) == 4  # 2 ranks x 2 micro-batches of 2
-        assert [item for part in parts for item in shuffler(step, part)] == shuffler(step)
+        assert [item for part in parts for item in rows(step, part).items] == rows(step, WHOLE).items
 
 
 @pytest.mark.parametrize("batch_size, micro_batch_size, ranks, key", [

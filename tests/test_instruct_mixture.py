@@ -3,6 +3,7 @@ built from compositional rows (entity words dropped, backgrounds kept or not).""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from pathlib import Path
@@ -11,13 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments.data.batches import MixedShuffler, Part, split_counts
+from experiments.data.batches import WHOLE, Part, split_counts
+from experiments.data.shards import open_shards
 from experiments.data.stage3_examples import (
+    Example,
     captioned_example,
     compositional_example,
     edit_example,
 )
 from experiments.data.stage3_rows import CaptionedRow, CompositionalRow, EditRow, Entity
+from experiments.data.stage3_stream import MixedStepRows, Stage3Kind
 
 
 @pytest.mark.parametrize("total, weights, expect", [
@@ -30,34 +34,49 @@ def test_split_counts_follow_the_weights_and_add_up(total, weights, expect):
     assert split_counts(total, weights) == expect
 
 
-def sources():
-    return [[f"c{i}" for i in range(13)], [f"e{i}" for i in range(11)], [f"t{i}" for i in range(5)]]
+def mixed_rows(folder: Path, counts=(13, 11, 5), weights=(2, 2, 1), seed: int = 3) -> MixedStepRows:
+    """Three kinds of `counts` rows each (JSONL manifests); an example's prompt is its row's id."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "target.png"
+    Image.new("RGB", (8, 8), (0, 0, 255)).save(target)
+    kinds = []
+    for name, n in zip(("c", "e", "t"), counts):
+        manifest = folder / f"{name}.jsonl"
+        manifest.write_text("".join(json.dumps({"id": f"{name}{i}"}) + "\n" for i in range(n)))
+        kinds.append(Stage3Kind(name, open_shards(str(manifest), whole_rows=True), _fields,
+                                lambda fields, rng, target=target: Example(fields["id"], [], target))
+                     if n else None)
+    return MixedStepRows(kinds, weights, batch_size=10, seed=seed, resolution=8)
 
 
-def test_every_step_mixes_the_kinds_in_proportion_and_is_reproducible():
-    sampler = MixedShuffler(sources(), (2, 2, 1), batch_size=10, seed=3)
+def _fields(fields: dict, folder: Path) -> dict:
+    return fields
+
+
+def prompts(made) -> list[str]:
+    return [prompt for _, prompt, _ in made.items]
+
+
+def test_every_step_mixes_the_kinds_in_proportion_and_is_reproducible(tmp_path):
+    rows = mixed_rows(tmp_path)
     for step in range(6):
-        drawn = sampler(step)
-        assert Counter(d.kind for d in drawn) == {0: 4, 1: 4, 2: 2}
-        assert [d.position for d in drawn] == list(range(10))
-        again = MixedShuffler(sources(), (2, 2, 1), batch_size=10, seed=3)(step)
-        assert [(d.kind, d.item) for d in drawn] == [(d.kind, d.item) for d in again]
-    # Each kind walks through its own items epoch by epoch: 13 compositional rows, 4 per step.
-    seen = [d.item for step in range(3) for d in sampler(step) if d.kind == 0]
+        drawn = prompts(rows(step, WHOLE))
+        assert Counter(p[0] for p in drawn) == {"c": 4, "e": 4, "t": 2}
+        assert drawn == prompts(mixed_rows(tmp_path / "again")(step, WHOLE))
+    # Each kind walks through its own rows epoch by epoch: 13 compositional rows, 4 per step.
+    seen = [p for step in range(3) for p in prompts(rows(step, WHOLE)) if p[0] == "c"]
     assert len(set(seen)) == 12
 
 
-def test_parts_tile_the_global_batch():
-    sampler = MixedShuffler(sources(), (2, 2, 1), batch_size=10, seed=0)
-    whole = [(d.kind, d.item, d.position) for d in sampler(4)]
-    parts = [(d.kind, d.item, d.position) for k in range(5) for d in sampler(4, Part(k, 5))]
-    assert parts == whole
+def test_parts_tile_the_global_batch(tmp_path):
+    rows = mixed_rows(tmp_path, seed=0)
+    assert [p for k in range(5) for p in prompts(rows(4, Part(k, 5)))] == prompts(rows(4, WHOLE))
 
 
-def test_a_kind_with_a_share_but_no_rows_is_an_error():
+def test_a_kind_with_a_share_but_no_rows_is_an_error(tmp_path):
     with pytest.raises(ValueError, match=r"data kinds \[2\]"):
-        MixedShuffler([["a"], ["b"], []], (2, 2, 1), batch_size=5, seed=0)
-    MixedShuffler([["a"], ["b"], []], (2, 2, 0), batch_size=5, seed=0)  # no share: fine
+        mixed_rows(tmp_path, counts=(3, 3, 0))
+    mixed_rows(tmp_path / "no-share", counts=(3, 3, 0), weights=(2, 2, 0))  # no share: fine
 
 
 def rgba_segment(path: Path) -> Path:

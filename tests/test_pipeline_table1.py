@@ -34,7 +34,7 @@ def test_table1_end_to_end(tmp_path, monkeypatch):
     assert stage3.info.start_time >= stage2.info.end_time
     metrics = stage3.data.metrics
     assert {"eval/dino", "eval/clip_i", "eval/clip_t", "eval/fid"} <= set(metrics)
-    assert metrics["data/skipped_edits_corrupt_image"] == 1  # the fixture's planted corrupt image
+    assert metrics["data/skipped_edits_corrupt_image"] >= 1  # the planted corrupt image, met once an epoch
     oracle = by_experiment["real-images"].data.metrics
     assert set(oracle) >= {"eval/dino", "eval/clip_i"} and "eval/fid" not in oracle
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from experiments.config import TrainConfig
-from experiments.data.batches import WHOLE, EpochShuffler, Part
+from experiments.data.batches import WHOLE, Part
 from experiments.training.checkpoints import CheckpointStore
 from experiments.training.loop import train
 from experiments.training.tracking import RecordingTracker
@@ -74,13 +74,3 @@ def test_checkpoint_store_keeps_the_newest(tmp_path):
     assert store.load_latest()["value"] == 30
     (tmp_path / "step-00000040.partial").write_bytes(b"truncated by a kill")
     assert store.load_latest()["step"] == 30
-
-
-def test_epoch_shuffler_is_a_pure_function_of_the_step():
-    items = list(range(10))
-    a, b = EpochShuffler(items, 4, seed=3), EpochShuffler(items, 4, seed=3)
-    first_epochs = [a(step) for step in range(5)]
-    assert [b(step) for step in (4, 0, 2, 1, 3)] == [first_epochs[i] for i in (4, 0, 2, 1, 3)]
-    covered = [x for batch in first_epochs[:2] for x in batch] + first_epochs[2][:2]
-    assert sorted(covered) == items  # each epoch is a permutation
-    assert EpochShuffler(items, 4, seed=4)(0) != a(0)

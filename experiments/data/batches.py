@@ -1,23 +1,14 @@
-"""Which items each step, rank and micro-batch trains on.
-
-The batch of a step is a pure function of (seed, step), so a resumed run sees exactly the
-batches it would have seen without the interruption, with no data-loader state to save. Under
-data parallelism a step's global batch (`train.batch_size`, the paper's) is cut into equal
-`Part`s (rank x gradient-accumulation micro-batch), so the global batch, and with it the loss
-curve, does not depend on the world size. Stage 3 mixes its data kinds in fixed proportions
-(paper: compositional : edits : captioned = 2 : 2 : 1), each kind in its own epoch order.
-
-torch is imported inside the shufflers: `repro plan` checks a batch split against its launch
-settings through `accumulation_steps` and must not pay for torch.
-"""
+"""How a step's global batch splits: over data-parallel ranks and their gradient-accumulation
+micro-batches (`Part`s of equal size, so the global batch, and with it the loss curve, does not
+depend on the world size), and over stage 3's data kinds in fixed proportions. Plain arithmetic
+without torch: `repro plan` checks a batch split against its launch settings through
+`accumulation_steps`. Which rows fill a step is experiments/data/stream.py's."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Generic, Sequence, TypeVar
-
-T = TypeVar("T")
+from typing import Sequence
 
 
 def accumulation_steps(batch_size: int, micro_batch_size: int | None, world_size: int) -> int:
@@ -52,36 +43,6 @@ class Part:
 WHOLE = Part()
 
 
-class EpochShuffler(Generic[T]):
-    def __init__(self, items: Sequence[T], batch_size: int, seed: int) -> None:
-        if not items:
-            raise ValueError("no training items left to sample from")
-        self.items = items
-        self.batch_size = batch_size
-        self.seed = seed
-        self._epoch = -1
-        self._order: list[int] = []
-
-    def _order_of(self, epoch: int) -> list[int]:
-        if epoch != self._epoch:
-            import torch
-
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._order = torch.randperm(len(self.items), generator=generator).tolist()
-            self._epoch = epoch
-        return self._order
-
-    def __call__(self, step: int, part: Part = WHOLE) -> list[T]:
-        """`part` of step `step`'s global batch of `batch_size` items."""
-        n = len(self.items)
-        first, last = part.bounds(self.batch_size)
-        batch = []
-        for position in range(step * self.batch_size + first, step * self.batch_size + last):
-            epoch, index = divmod(position, n)
-            batch.append(self.items[self._order_of(epoch)[index]])
-        return batch
-
-
 def split_counts(total: int, weights: Sequence[float]) -> list[int]:
     """`total` split in proportion to `weights`, rounded so the counts add up to `total`
     (largest remainder: the kinds whose share lost most to rounding get the leftovers)."""
@@ -91,40 +52,3 @@ def split_counts(total: int, weights: Sequence[float]) -> list[int]:
     for k in by_loss[: total - sum(counts)]:
         counts[k] += 1
     return counts
-
-
-@dataclass(frozen=True)
-class Drawn(Generic[T]):
-    kind: int  # index of the source it came from
-    item: T
-    position: int  # its place in the step's global batch: seeds its per-example randomness
-
-
-class MixedShuffler(Generic[T]):
-    def __init__(
-        self, sources: Sequence[Sequence[T]], weights: Sequence[float], batch_size: int, seed: int
-    ) -> None:
-        self.counts = split_counts(batch_size, weights)
-        empty = [k for k, (items, n) in enumerate(zip(sources, self.counts)) if n and not items]
-        if empty:
-            raise ValueError(f"data kinds {empty} have a share of the batch but no items")
-        self.shufflers = [
-            EpochShuffler(items, n, seed * 7 + k) if n else None
-            for k, (items, n) in enumerate(zip(sources, self.counts))
-        ]
-        self.batch_size = batch_size
-        self.seed = seed
-
-    def __call__(self, step: int, part: Part = WHOLE) -> list[Drawn[T]]:
-        items = [
-            (kind, item)
-            for kind, shuffler in enumerate(self.shufflers) if shuffler is not None
-            for item in shuffler(step)
-        ]
-        import torch
-
-        # Interleaved so that every part (rank, micro-batch) sees the kinds mixed.
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        order = torch.randperm(len(items), generator=generator).tolist()
-        first, last = part.bounds(self.batch_size)
-        return [Drawn(*items[order[p]], position=p) for p in range(first, last)]

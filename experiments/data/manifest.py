@@ -9,6 +9,7 @@ Only a manifest that cannot be read at all, or that leaves no usable row, is an 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections import Counter
@@ -174,3 +175,18 @@ def checked_image(folder: Path, relative: str, mode: str | None = None) -> Path:
     if mode is not None and found_mode != mode:
         raise RowError("corrupt_image", f"image {path} is {found_mode}, expected {mode}")
     return path
+
+
+def checked_image_bytes(record: dict[str, Any], name: str) -> bytes:
+    """The encoded image in field `name` (raw bytes, or Hugging Face's {"bytes": ...}), after
+    checking that it decodes."""
+    value = record.get(name)
+    data = value.get("bytes") if isinstance(value, dict) else value
+    if not isinstance(data, bytes) or not data:
+        raise RowError("missing_image", f"field {name!r} holds no image bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise RowError("corrupt_image", f"the image in {name!r} does not decode: {error}") from error
+    return data

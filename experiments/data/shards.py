@@ -45,6 +45,7 @@ class Record:
     caption: str | None
     image: bytes | str | None = None
     key: str = ""
+    fields: dict | None = None  # the whole row, for manifests read with whole_rows (stage 3)
 
 
 class Shard(Protocol):
@@ -55,15 +56,18 @@ class Shard(Protocol):
     def read_group(self, group: int) -> list[Record]: ...
 
 
-def open_shards(spec: str, *, text_column: str | None = None, cache_dir: Path | None = None) -> list[Shard]:
-    """The shards `spec` names, in sorted path order (the order is part of a run's data)."""
+def open_shards(
+    spec: str, *, text_column: str | None = None, cache_dir: Path | None = None, whole_rows: bool = False
+) -> list[Shard]:
+    """The shards `spec` names, in sorted path order (the order is part of a run's data).
+    whole_rows: every column of a parquet row (or field of a JSONL line) in `Record.fields`."""
     paths = _expand(spec)
     suffixes = {_suffix(p) for p in paths}
     if len(suffixes) > 1:
         raise DataError(f"{spec}: mixes formats ({', '.join(sorted(suffixes))}); name one kind of file")
     (suffix,) = suffixes
     if suffix == ".parquet":
-        return [ParquetShard(p, text_column) for p in paths]
+        return [ParquetShard(p, text_column, whole_rows) for p in paths]
     if suffix == ".tar":
         return [TarShard(p) for p in paths]
     if suffix in (".tsv", ".jsonl"):
@@ -96,7 +100,7 @@ def _expand(spec: str) -> list[Path]:
 
 
 class ParquetShard:
-    def __init__(self, path: Path, text_column: str | None) -> None:
+    def __init__(self, path: Path, text_column: str | None, whole_rows: bool = False) -> None:
         import pyarrow.parquet as pq
 
         self.path = path
@@ -107,6 +111,10 @@ class ParquetShard:
             raise DataError(f"{path}: not a readable parquet file ({error})") from None
         self._sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
         names = metadata.schema.names
+        self.whole_rows = whole_rows
+        self.text_column = self.image_column = None
+        if whole_rows:
+            return
         wanted = (text_column,) if text_column else _TEXT_COLUMNS
         found = [name for name in wanted if name in names]
         if not found:
@@ -123,6 +131,10 @@ class ParquetShard:
 
         if self._file is None:  # opened lazily, in the DataLoader worker that reads it
             self._file = pq.ParquetFile(self.path)
+        if self.whole_rows:
+            rows = self._file.read_row_group(group).to_pylist()  # type: ignore[attr-defined]
+            return [Record(None, key=f"{self.path} row group {group} row {k}", fields=row)
+                    for k, row in enumerate(rows)]
         columns = [self.text_column] + ([self.image_column] if self.image_column else [])
         table = self._file.read_row_group(group, columns=columns)  # type: ignore[attr-defined]
         texts = table.column(self.text_column).to_pylist()
@@ -183,7 +195,7 @@ class LineShard:
             return Record(None, key=f"{where}: not a JSON object")
         caption, image = entry.get("caption"), entry.get("image")
         return Record(caption.strip() if isinstance(caption, str) else None,
-                      image if isinstance(image, str) else None, key=where)
+                      image if isinstance(image, str) else None, key=where, fields=entry)
 
 
 def _line_offsets(path: Path, cache_dir: Path | None) -> np.ndarray:

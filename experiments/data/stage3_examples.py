@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ IMAGE = MLLMEncoder.IMAGE_PLACEHOLDER
 class Example:
     prompt: str
     images: list[Image.Image]  # one per IMAGE placeholder, in order
-    target: Path  # the image the diffusion loss reconstructs
+    target: Path | bytes  # the image the diffusion loss reconstructs (a file, or its encoded bytes)
 
 
 def compositional_example(
@@ -48,7 +49,7 @@ def compositional_example(
 
 
 def edit_example(row: EditRow) -> Example:
-    with Image.open(row.source) as source:
+    with Image.open(io.BytesIO(row.source) if isinstance(row.source, bytes) else row.source) as source:
         image = source.convert("RGB")
     prompt = f"{row.caption} {IMAGE} {row.instruction}" if row.caption else f"{IMAGE} {row.instruction}"
     return Example(prompt, [image], row.target)

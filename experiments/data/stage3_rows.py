@@ -45,6 +45,7 @@ from experiments.data.manifest import (
     Loaded,
     RowError,
     checked_image,
+    checked_image_bytes,
     load_manifest,
     optional_text,
     required,
@@ -69,9 +70,9 @@ class CompositionalRow:
 
 @dataclass(frozen=True)
 class EditRow:
-    source: Path
+    source: Path | bytes  # a file, or the encoded image itself (InstructPix2Pix's parquet)
     instruction: str
-    target: Path
+    target: Path | bytes
     caption: str | None  # of the source image
 
 
@@ -116,11 +117,24 @@ def _entity(record: Any, caption: str, folder: Path) -> Entity:
     return Entity(word, start, end, checked_image(folder, required_text(record, "segment"), mode="RGBA"))
 
 
+# InstructPix2Pix as published on the Hugging Face hub: parquet shards with the images embedded.
+_INSTRUCT_PIX2PIX = {"original_image": "source", "edit_prompt": "instruction", "edited_image": "target",
+                     "original_prompt": "caption"}
+
+
 def _edit_row(record: dict[str, Any], folder: Path) -> EditRow:
+    if "edit_prompt" in record:
+        return _embedded_edit_row(record)
     instruction = required_text(record, "instruction")
     caption = optional_text(record, "caption")
     source = checked_image(folder, required_text(record, "source"))
     return EditRow(source, instruction, checked_image(folder, required_text(record, "target")), caption)
+
+
+def _embedded_edit_row(record: dict[str, Any]) -> EditRow:
+    fields = {ours: record.get(theirs) for theirs, ours in _INSTRUCT_PIX2PIX.items()}
+    return EditRow(checked_image_bytes(fields, "source"), required_text(fields, "instruction"),
+                   checked_image_bytes(fields, "target"), optional_text(fields, "caption"))
 
 
 def _captioned_row(record: dict[str, Any], folder: Path) -> CaptionedRow:
@@ -131,4 +145,8 @@ def _captioned_row(record: dict[str, Any], folder: Path) -> CaptionedRow:
 # One reader per kind, in the order of `data.mix`.
 LOADERS: dict[str, Callable[[str | Path], Loaded]] = dict(
     zip(STAGE3_KINDS, (load_compositional, load_edits, load_captioned))
+)
+# One row parser per kind, as the streamed recipe checks each row (raising RowError to skip it).
+PARSERS: dict[str, Callable[[dict[str, Any], Path], Any]] = dict(
+    zip(STAGE3_KINDS, (_compositional_row, _edit_row, _captioned_row))
 )

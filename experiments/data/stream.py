@@ -100,33 +100,41 @@ class ShardRows:
         return {**self.__dict__, "_groups": OrderedDict()}  # each worker reads its own
 
 
-class StepRows:
-    """Step `step`'s part `part` of a global batch of `batch_size` converted rows. Picklable, so
-    DataLoader workers run it; `convert` must be too (tokenizers are, models need not be)."""
+class RowStream:
+    """The rows of some shards in their seeded order, position by position, each converted; a
+    row that fails is replaced by the next usable row of its group, in file order."""
 
-    def __init__(self, shards: Sequence[Shard], convert: Convert, batch_size: int, seed: int) -> None:
+    def __init__(self, shards: Sequence[Shard], seed: int) -> None:
         self.rows = ShardRows(shards)
         self.order = StreamOrder([shard.group_sizes() for shard in shards], seed)
-        self.convert = convert
-        self.batch_size = batch_size
 
-    def __call__(self, step: int, part: Part) -> StepItems:
-        first, last = part.bounds(self.batch_size)
-        items, skipped = [], Counter()
-        for position in range(step * self.batch_size + first, step * self.batch_size + last):
-            shard, group, row = self.order.locate(position)
-            items.append(self._usable(shard, group, row, skipped))
-        return StepItems(items, dict(skipped))
-
-    def _usable(self, shard: int, group: int, row: int, skipped: Counter) -> Any:
+    def usable(self, position: int, convert: Convert, skipped: Counter) -> Any:
+        shard, group, row = self.order.locate(position)
         records = self.rows.group(shard, group)
         for k in range(len(records)):
-            item = self.convert(records[(row + k) % len(records)])
+            item = convert(records[(row + k) % len(records)])
             if not isinstance(item, Skip):
                 return item
             skipped[item.reason] += 1
         raise DataError(f"{self.rows.shards[shard].path}: no usable row in group {group} "
                         f"({', '.join(f'{r}={n}' for r, n in skipped.items())})")
+
+
+class StepRows:
+    """Step `step`'s part `part` of a global batch of `batch_size` converted rows. Picklable, so
+    DataLoader workers run it; `convert` must be too (tokenizers are, models need not be)."""
+
+    def __init__(self, shards: Sequence[Shard], convert: Convert, batch_size: int, seed: int) -> None:
+        self.stream = RowStream(shards, seed)
+        self.convert = convert
+        self.batch_size = batch_size
+
+    def __call__(self, step: int, part: Part) -> StepItems:
+        first, last = part.bounds(self.batch_size)
+        skipped: Counter[str] = Counter()
+        start = step * self.batch_size
+        items = [self.stream.usable(start + p, self.convert, skipped) for p in range(first, last)]
+        return StepItems(items, dict(skipped))
 
 
 def first_rows(shards: Sequence[Shard], convert: Convert, count: int) -> tuple[list[Any], dict[str, int]]:

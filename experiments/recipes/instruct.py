@@ -9,23 +9,26 @@ reconstruction loss needed.
 
 from __future__ import annotations
 
-import logging
 import random
+from contextlib import AbstractContextManager
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from experiments.config import STAGE3_KINDS, RunConfig
-from experiments.data.batches import WHOLE, MixedShuffler, Part
-from experiments.data.images import image_tensor
+from experiments.data.batches import WHOLE, Part
+from experiments.data.shards import open_shards
 from experiments.data.stage3_examples import (
     Example,
     captioned_example,
     compositional_example,
     edit_example,
 )
-from experiments.data.stage3_rows import LOADERS
+from experiments.data.stage3_rows import PARSERS, CaptionedRow, EditRow
+from experiments.data.stage3_stream import MixedStepRows, Stage3Kind
+from experiments.data.stream import StreamedSteps
 from experiments.recipes.diffusion import (
     heldout_diffusion_loss,
     heldout_pairs,
@@ -35,8 +38,6 @@ from experiments.recipes.modules import aligner_for, frozen, pick_device
 from experiments.training.checkpoints import trained_weights
 from experiments.training.objective import Objective
 from models import ClipTextTarget, ImageDecoder, KosmosGConditioner, MLLMEncoder
-
-log = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, list[str], list[list]]  # target images, prompts, prompt images
 
@@ -48,11 +49,7 @@ class InstructObjective(Objective):
             raise ValueError("the instruct recipe starts from an aligned stage-2 run: set "
                              "train.init_from, or the experiment's `after`")
         self.device = pick_device()
-        self.seed = config.seed
-        self.resolution = train.resolution
         self.null_prob = train.null_condition_prob
-        self.entity_drop_prob = train.entity_drop_prob
-        self.background_keep_prob = train.background_keep_prob
 
         self.mllm = MLLMEncoder.from_pretrained(config.models.mllm).to(self.device)
         self.mllm.unfreeze_for_instruction_tuning(train.trainable_vision_layers)
@@ -67,26 +64,20 @@ class InstructObjective(Objective):
         self.trainable = nn.ModuleDict({"mllm": self.mllm, "aligner": self.aligner})
         self.conditioner = KosmosGConditioner(self.mllm, self.aligner)
 
-        sources, self.skipped_rows = _stage3_rows(config)
-        self.sampler = MixedShuffler(sources, config.data.mix, train.batch_size, config.seed)
+        kinds = [_stage3_kind(config, name, weight, cache_dir) for name, weight in zip(STAGE3_KINDS, config.data.mix)]
+        rows = MixedStepRows(kinds, config.data.mix, train.batch_size, config.seed, train.resolution)
+        self.steps = StreamedSteps(rows, config.data, pin_memory=self.device.type == "cuda")
         self.heldout_pairs = heldout_pairs(config, target.tokenizer, cache_dir)
 
-    def _example(self, kind: int, row: object, step: int, position: int) -> Example:
-        if STAGE3_KINDS[kind] == "compositional":
-            # Seeded by (seed, step, position): a resumed run makes the very same prompts.
-            rng = random.Random(f"{self.seed}:{step}:{position}")
-            return compositional_example(row, rng, self.entity_drop_prob, self.background_keep_prob)
-        if STAGE3_KINDS[kind] == "edits":
-            return edit_example(row)
-        return captioned_example(row)
+    def prefetching(self, start: int, parts: list[Part]) -> AbstractContextManager[None]:
+        return self.steps.streaming(start, parts)
 
     def batch(self, step: int, part: Part = WHOLE) -> Batch:
-        examples = [self._example(d.kind, d.item, step, d.position) for d in self.sampler(step, part)]
-        targets = torch.stack([image_tensor(e.target, self.resolution) for e in examples])
-        return targets.to(self.device), [e.prompt for e in examples], [e.images for e in examples]
+        targets, prompts, images = zip(*self.steps.take(step, part))
+        return torch.stack(targets).to(self.device, non_blocking=True), list(prompts), list(images)
 
     def data_counts(self) -> dict[str, int]:
-        return {f"skipped_{reason}": n for reason, n in self.skipped_rows.items()}
+        return self.steps.counts()
 
     def tokens(self, batch: Batch) -> int:
         """Prompt tokens and image slots the MLLM encodes."""
@@ -103,20 +94,26 @@ class InstructObjective(Objective):
         return {"diffusion_loss": heldout_diffusion_loss(self.decoder, self.conditioner, self.heldout_pairs)}
 
 
-def _stage3_rows(config: RunConfig) -> tuple[list[tuple], dict[str, int]]:
-    """The valid rows of each kind (none for a kind whose share of the mix is 0) and how many
-    rows were skipped, per kind and reason."""
-    sources: list[tuple] = []
-    skipped: dict[str, int] = {}
-    for kind, weight in zip(STAGE3_KINDS, config.data.mix):
-        path = getattr(config.data, kind)
-        if not weight:
-            sources.append(())
-            continue
-        if path is None:
-            raise ValueError(f"data.{kind}: the mix gives it a share ({weight:g}) but no manifest is set")
-        loaded = LOADERS[kind](path)
-        log.info(loaded.summary())
-        sources.append(loaded.rows)
-        skipped.update({f"{kind}_{reason}": n for reason, n in loaded.skipped.items()})
-    return sources, skipped
+def _stage3_kind(config: RunConfig, name: str, weight: float, cache_dir: Path | None) -> Stage3Kind | None:
+    """The kind's manifest as shards read row by row (none for a kind whose share of the mix is 0)."""
+    if not weight:
+        return None
+    path = getattr(config.data, name)
+    if path is None:
+        raise ValueError(f"data.{name}: the mix gives it a share ({weight:g}) but no manifest is set")
+    train = config.train
+    examples = {
+        "compositional": partial(compositional_example, entity_drop_prob=train.entity_drop_prob,
+                                 background_keep_prob=train.background_keep_prob),
+        "edits": _edit, "captioned": _captioned,
+    }
+    shards = open_shards(path, cache_dir=cache_dir, whole_rows=True)
+    return Stage3Kind(name, shards, PARSERS[name], examples[name])
+
+
+def _edit(row: EditRow, rng: random.Random) -> Example:
+    return edit_example(row)
+
+
+def _captioned(row: CaptionedRow, rng: random.Random) -> Example:
+    return captioned_example(row)

@@ -1,0 +1,80 @@
+"""Stage 3's training items, streamed: each step's global batch holds the data kinds in fixed
+proportions (paper: compositional : edits : captioned = 2 : 2 : 1), each kind its own seeded
+row stream over its manifest's shards, the kinds interleaved by a permutation seeded by the step,
+so that every part (rank, micro-batch) sees them mixed. Rows are parsed and checked, and
+examples built (prompt, segment views, target image), in the DataLoader workers."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.data.batches import Part, split_counts
+from experiments.data.images import image_tensor
+from experiments.data.manifest import RowError
+from experiments.data.shards import Record, Shard
+from experiments.data.stage3_examples import Example
+from experiments.data.stream import RowStream, Skip, StepItems
+
+# A kind's row -> its example, given the generator seeded for that place in the batch.
+MakeExample = Callable[[Any, random.Random], Example]
+ParseRow = Callable[[dict[str, Any], Path], Any]
+
+
+class Stage3Kind:
+    """One data kind: its manifest's shards, how a row is parsed and checked, how it becomes an example."""
+
+    def __init__(self, name: str, shards: Sequence[Shard], parse: ParseRow, make: MakeExample) -> None:
+        self.name = name
+        self.shards = list(shards)
+        self.folder = self.shards[0].path.parent  # image paths are relative to the manifest's folder
+        self.parse, self.make = parse, make
+
+
+class MixedStepRows:
+    """Step `step`'s part `part` of a global batch of `batch_size` stage-3 items: (target image
+    tensor, prompt, prompt images). Picklable, for the DataLoader workers."""
+
+    def __init__(self, kinds: Sequence[Stage3Kind | None], weights: Sequence[float], batch_size: int,
+                 seed: int, resolution: int) -> None:
+        self.counts = split_counts(batch_size, weights)
+        missing = [k for k, (kind, n) in enumerate(zip(kinds, self.counts)) if n and kind is None]
+        if missing:
+            raise ValueError(f"data kinds {missing} have a share of the batch but no manifest")
+        self.kinds = list(kinds)
+        self.streams = [RowStream(kind.shards, seed * 7 + k) if kind is not None and n else None
+                        for k, (kind, n) in enumerate(zip(kinds, self.counts))]
+        self.batch_size, self.seed, self.resolution = batch_size, seed, resolution
+
+    def __call__(self, step: int, part: Part) -> StepItems:
+        layout = [(kind, j) for kind, n in enumerate(self.counts) for j in range(n)]
+        order = np.random.default_rng([self.seed, step]).permutation(self.batch_size)
+        first, last = part.bounds(self.batch_size)
+        skipped: Counter[str] = Counter()
+        items = []
+        for position in range(first, last):
+            kind, j = layout[order[position]]
+            # Seeded by (seed, step, position): a resumed run makes the very same prompts.
+            rng = random.Random(f"{self.seed}:{step}:{position}")
+            convert = self._converter(kind, rng)
+            items.append(self.streams[kind].usable(step * self.counts[kind] + j, convert, skipped))
+        return StepItems(items, dict(skipped))
+
+    def _converter(self, k: int, rng: random.Random) -> Callable[[Record], Any]:
+        kind = self.kinds[k]
+
+        def convert(record: Record) -> tuple | Skip:
+            if record.fields is None:
+                return Skip(f"{kind.name}_bad_json")
+            try:
+                example = kind.make(kind.parse(record.fields, kind.folder), rng)
+            except RowError as error:
+                return Skip(f"{kind.name}_{error.reason}")
+            return image_tensor(example.target, self.resolution), example.prompt, example.images
+
+        return convert
