@@ -65,18 +65,25 @@ def measure_loader(spec: str, kind: str, workers: int, steps: int, batch: int) -
     for step in range(1, steps + 1):
         stream.take(step, WHOLE)
     rate = steps * batch / (time.perf_counter() - tick)
-    return {"first_batch_s": round(first, 2), "items_per_s": round(rate, 1),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {"first_batch_s": round(first, 2), "items_per_s": round(rate, 1), "peak_rss_mib": peak_rss_mib()}
+
+
+def peak_rss_mib() -> float:
+    """This process's resident high-water mark. Read from /proc (VmHWM), which exec resets; Linux
+    carries getrusage's ru_maxrss over from the parent that forked us."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
 
 
 # `repro run` in a process that reports its own peak memory and its workers' when it ends.
 _MEASURED_RUN = (
-    "import json, resource, sys\n"
+    "import json, sys\n"
+    "from bench.data_stream import peak_rss_mib\n"
     "from repro.cli import main\n"
     "code = main(sys.argv[1:])\n"
-    "peak = lambda who: round(resource.getrusage(who).ru_maxrss / 1024, 1)\n"
-    "print(json.dumps({'code': code, 'peak_rss_mib': peak(resource.RUSAGE_SELF),\n"
-    "                  'workers_peak_rss_mib': peak(resource.RUSAGE_CHILDREN)}))\n"
+    "print(json.dumps({'code': code, 'peak_rss_mib': peak_rss_mib()}))\n"
 )
 
 
@@ -86,11 +93,14 @@ def stage2_run(folder: Path, workdir: Path) -> dict:
     (workdir / "experiments.toml").write_bytes((ROOT / "experiments.toml").read_bytes())
     argv = ["--workdir", str(workdir), "run", "--tier", "tiny", "--only", "aligner-12", "--seeds", "0",
             "--executor", "debug", "--no-report", "--force", "--set", f"data.train={folder}",
-            "--set", "train.steps=5", "--set", "fid.enabled=false", "--set", "train.cache_encoder_outputs=false"]
+            "--set", "train.steps=5", "--set", "train.optim.warmup_steps=1", "--set", "fid.enabled=false", "--set", "train.cache_encoder_outputs=false"]
     started = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", _MEASURED_RUN, *argv], check=True, capture_output=True,
                          text=True, cwd=ROOT).stdout
-    return {"wall_s": round(time.perf_counter() - started, 1), **json.loads(out.strip().splitlines()[-1])}
+    figures = json.loads(out.strip().splitlines()[-1])
+    if figures.pop("code"):
+        raise RuntimeError(f"repro run failed on {folder}: see {workdir}")
+    return {"wall_s": round(time.perf_counter() - started, 1), **figures}
 
 
 def main() -> None:
