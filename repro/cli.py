@@ -118,10 +118,12 @@ def _parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="stage-3 data: build compositional rows, check manifests")
     data_steps = data.add_subparsers(dest="data_step", required=True, metavar="STEP")
     build = data_steps.add_parser("build", help="segment the entities of captioned images into compositional rows")
-    build.add_argument("--captioned", type=Path, required=True,
-                       help="captioned manifest whose rows list 'entities' (and optionally 'masks'); "
-                            "format in experiments/data/build.py")
-    build.add_argument("--out", type=Path, required=True, help="folder for compositional.jsonl and segments/")
+    build.add_argument("--captioned", required=True,
+                       help="captioned manifest(s) whose rows list 'entities' (and optionally 'masks'): a "
+                            "file, or a glob of input shards (one output part each); format in "
+                            "experiments/data/build.py")
+    build.add_argument("--out", type=Path, required=True,
+                       help="folder for the output parts: part-NNNNN/compositional.jsonl and segments/")
     segmenter = build.add_mutually_exclusive_group(required=True)
     segmenter.add_argument("--clipseg", type=Path, metavar="DIR",
                            help="segment with this local CLIPSeg checkpoint (e.g. CIDAS/clipseg-rd64-refined); "
@@ -130,6 +132,10 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--threshold", type=_mask_threshold, default=0.5,
                        help="a mask pixel above this is the entity (default: 0.5)")
     build.add_argument("--device", default="cpu", help="where CLIPSeg runs (default: cpu)")
+    build.add_argument("--executor", default=None, choices=EXECUTORS,
+                       help="run one task per input manifest on this executor (slurm: a job array); "
+                            "default: the parts one after another in this process")
+    build.add_argument("--timeout-min", type=int, default=24 * 60, help="per task, with --executor")
     check = data_steps.add_parser("check", help="load a stage-3 manifest and count its rows kept and skipped")
     check.add_argument("manifest", type=Path, help="a .jsonl or .parquet manifest")
     check.add_argument("--kind", required=True, choices=STAGE3_KINDS)
@@ -332,15 +338,11 @@ def _data_build(args: argparse.Namespace) -> int:
     if args.clipseg is not None and not args.clipseg.is_dir():
         print(f"repro: --clipseg {args.clipseg} is not a directory", file=sys.stderr)
         return EXIT_DATA
-    from experiments.data.build import build_compositional
+    from experiments.data.build_parts import build_parts
+    from repro.data_build import run_build
 
-    segmenter = None
-    if args.clipseg is not None:
-        from experiments.data.clipseg import ClipSegSegmenter
-
-        segmenter = ClipSegSegmenter.from_pretrained(args.clipseg, device=args.device)
-    print(build_compositional(args.captioned, args.out, segmenter, args.threshold).summary())
-    return 0
+    parts = build_parts(str(args.captioned), args.out, args.clipseg, args.threshold, args.device)
+    return run_build(parts, args.workdir / "jobs" / "data-build", args.executor, args.timeout_min)
 
 
 def _data_check(args: argparse.Namespace) -> int:

@@ -7,10 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from experiments.data.batches import WHOLE
 from experiments.data.build import build_compositional, find_span
 from experiments.data.clipseg import ClipSegSegmenter
 from experiments.data.manifest import ManifestError
-from experiments.data.stage3_rows import load_compositional
+from experiments.data.shards import open_shards
+from experiments.data.stage3_examples import compositional_example
+from experiments.data.stage3_rows import PARSERS, load_compositional
+from experiments.data.stage3_stream import MixedStepRows, Stage3Kind
 from experiments.tiny.models import save_tiny_clipseg
 from repro.cli import EXIT_DATA, main
 
@@ -146,9 +150,10 @@ def test_repro_data_build_writes_a_manifest_that_loads(captioned, clipseg_dir, t
     assert main(["data", "build", "--captioned", str(captioned), "--out", str(out), "--clipseg", str(clipseg_dir),
                  "--threshold", str(THRESHOLD)]) == 0
     printed = capsys.readouterr().out
-    assert "entity_not_in_caption=1" in printed and str(out / "compositional.jsonl") in printed
-    assert load_compositional(out / "compositional.jsonl").total_skipped == 0
-    assert main(["data", "check", str(out / "compositional.jsonl"), "--kind", "compositional"]) == 0
+    manifest = out / "part-00000" / "compositional.jsonl"
+    assert "entity_not_in_caption=1" in printed and str(manifest) in printed
+    assert load_compositional(manifest).total_skipped == 0
+    assert main(["data", "check", str(manifest), "--kind", "compositional"]) == 0
     assert " 0 skipped" in capsys.readouterr().out
 
 
@@ -161,3 +166,29 @@ def test_repro_data_refuses_bad_input_with_a_message(captioned, tmp_path: Path, 
     assert "none.jsonl does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["data", "build", "--captioned", str(captioned), "--out", str(tmp_path), "--masks", "--threshold", "1.5"])
+
+
+def test_a_build_over_input_shards_runs_one_task_each_resumes_per_part_and_streams_back(
+    captioned: Path, clipseg_dir: Path, tmp_path: Path, capsys
+) -> None:
+    lines = captioned.read_text().splitlines(keepends=True)
+    for k in range(2):  # two input shards beside the images they name
+        (captioned.parent / f"entities-{k}.jsonl").write_text("".join(lines[2 * k:2 * k + 2]))
+    out = tmp_path / "built"
+    command = ["--workdir", str(tmp_path), "data", "build", "--captioned", str(captioned.parent / "entities-*.jsonl"),
+               "--out", str(out), "--clipseg", str(clipseg_dir), "--threshold", str(THRESHOLD)]
+    assert main([*command, "--executor", "debug"]) == 0
+    parts = sorted(out.glob("part-*/compositional.jsonl"))
+    assert [p.parent.name for p in parts] == ["part-00000", "part-00001"]
+    capsys.readouterr()
+
+    parts[1].unlink()  # a task that died: only its part is built again
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    assert f"{parts[0].parent}: already built, skipped" in printed and str(parts[1]) in printed
+
+    (kind,) = [Stage3Kind("compositional", open_shards(str(out / "part-*" / "compositional.jsonl"), whole_rows=True),
+                          PARSERS["compositional"], lambda row, rng: compositional_example(row, rng, 0.0, 1.0))]
+    made = MixedStepRows([kind, None, None], (1, 0, 0), batch_size=4, seed=0, resolution=16)(0, WHOLE)
+    assert made.skipped == {} and len(made.items) == 4
+    assert {prompt for _, prompt, _ in made.items} >= {"a cat <i> on a table"}  # segments found per part

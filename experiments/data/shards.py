@@ -46,6 +46,7 @@ class Record:
     image: bytes | str | None = None
     key: str = ""
     fields: dict | None = None  # the whole row, for manifests read with whole_rows (stage 3)
+    source: Path | None = None  # the file it came from: relative image paths start at its folder
 
 
 class Shard(Protocol):
@@ -85,9 +86,9 @@ def _suffix(path: Path) -> str:
 def _expand(spec: str) -> list[Path]:
     path = Path(spec)
     if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.is_file() and _suffix(p) in (".parquet", ".tar"))
+        found = sorted(p for p in path.iterdir() if p.is_file() and _suffix(p) in (".parquet", ".tar", ".jsonl"))
         if not found:
-            raise DataError(f"{spec}: a folder without .parquet or .tar shards")
+            raise DataError(f"{spec}: a folder without .parquet, .tar or .jsonl shards")
         return found
     if any(char in spec for char in "*?["):
         found = sorted(Path(p) for p in glob.glob(spec))
@@ -133,7 +134,7 @@ class ParquetShard:
             self._file = pq.ParquetFile(self.path)
         if self.whole_rows:
             rows = self._file.read_row_group(group).to_pylist()  # type: ignore[attr-defined]
-            return [Record(None, key=f"{self.path} row group {group} row {k}", fields=row)
+            return [Record(None, key=f"{self.path} row group {group} row {k}", fields=row, source=self.path)
                     for k, row in enumerate(rows)]
         columns = [self.text_column] + ([self.image_column] if self.image_column else [])
         table = self._file.read_row_group(group, columns=columns)  # type: ignore[attr-defined]
@@ -195,7 +196,7 @@ class LineShard:
             return Record(None, key=f"{where}: not a JSON object")
         caption, image = entry.get("caption"), entry.get("image")
         return Record(caption.strip() if isinstance(caption, str) else None,
-                      image if isinstance(image, str) else None, key=where, fields=entry)
+                      image if isinstance(image, str) else None, key=where, fields=entry, source=self.path)
 
 
 def _line_offsets(path: Path, cache_dir: Path | None) -> np.ndarray:

@@ -32,7 +32,6 @@ class Stage3Kind:
     def __init__(self, name: str, shards: Sequence[Shard], parse: ParseRow, make: MakeExample) -> None:
         self.name = name
         self.shards = list(shards)
-        self.folder = self.shards[0].path.parent  # image paths are relative to the manifest's folder
         self.parse, self.make = parse, make
 
 
@@ -69,10 +68,11 @@ class MixedStepRows:
         kind = self.kinds[k]
 
         def convert(record: Record) -> tuple | Skip:
-            if record.fields is None:
+            if record.fields is None or record.source is None:
                 return Skip(f"{kind.name}_bad_json")
             try:
-                example = kind.make(kind.parse(record.fields, kind.folder), rng)
+                # Image paths are relative to the folder of the manifest shard the row came from.
+                example = kind.make(kind.parse(record.fields, record.source.parent), rng)
             except RowError as error:
                 return Skip(f"{kind.name}_{error.reason}")
             return image_tensor(example.target, self.resolution), example.prompt, example.images
