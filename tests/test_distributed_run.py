@@ -41,4 +41,4 @@ def test_a_two_rank_job_is_one_run_logged_once(tmp_path, monkeypatch):
         assert outcome == "success", result
         assert result.run_id == (run.info.run_id if rank == 0 else None)
     checkpoints = workdir / "runs" / run.data.tags[tags.CONFIG_HASH] / "checkpoints"
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-00000008.pt", "step-00000012.pt"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-00000008", "step-00000012"]

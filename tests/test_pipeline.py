@@ -76,11 +76,11 @@ def test_killed_run_resumes_into_the_same_mlflow_run(workdir):
                *ONE_THREAD, "--set", "train.steps=200", "--set", "train.checkpoint_every=10", *QUICK_LOGS_AND_FID]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        checkpoint = _wait_for(lambda: sorted(workdir.glob("runs/*/checkpoints/step-00000020.pt")), process)
+        checkpoint = _wait_for(lambda: sorted(workdir.glob("runs/*/checkpoints/step-00000020/model.safetensors")), process)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    run_dir = checkpoint[0].parents[1]
+    run_dir = checkpoint[0].parents[2]
 
     client, before = child_runs(workdir)
     killed = [r for r in before if r.data.tags[tags.CONFIG_HASH] == run_dir.name]

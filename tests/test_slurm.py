@@ -94,7 +94,7 @@ def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monke
             "--set", f"launch.cpu_tasks_per_node={ranks}", "--set", "launch.cpus_per_task=1"]
     assert repro(workdir, "run", *plan, *ONE_THREAD, "--executor", "slurm", "--no-wait", "--no-report") == 0
     checkpoints = workdir / "runs"
-    wait_for(lambda: list(checkpoints.glob("*/checkpoints/step-00000050.pt")), 240)
+    wait_for(lambda: list(checkpoints.glob("*/checkpoints/step-00000050/model.safetensors")), 240)
     client, (run,) = child_runs(workdir)
     preempt(workdir, run.data.tags[tags.JOB_ID])
     wait_for(lambda: client.get_run(run.info.run_id).info.status == "FINISHED", 300)

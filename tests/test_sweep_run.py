@@ -204,7 +204,7 @@ def _finished_and_checkpointed(workdir: Path) -> bool:
         return False
     runs = trial_runs(workdir, "resume")
     return any(t.state == TrialState.COMPLETE for t in trials) and any(
-        list((workdir / "runs" / runs.trial(name_of(runs), t.number, t.params).config_hash).glob("checkpoints/*.pt"))
+        list((workdir / "runs" / runs.trial(name_of(runs), t.number, t.params).config_hash).glob("checkpoints/step-*/model.safetensors"))
         for t in trials if t.state == TrialState.RUNNING
     )
 
