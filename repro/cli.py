@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0)
     tracking_options(generate)
 
+    export = commands.add_parser("export", help="a trained run as a self-contained Hugging Face-style folder")
+    export.add_argument("run", metavar="RUN",
+                        help="a run directory, a config hash under WORKDIR/runs, or an MLflow run id")
+    export.add_argument("--out", type=Path, required=True, help="the folder to write (new, empty or an export)")
+    tracking_options(export)
+
     data = commands.add_parser("data", help="stage-3 data: build compositional rows, check manifests")
     data_steps = data.add_subparsers(dest="data_step", required=True, metavar="STEP")
     build = data_steps.add_parser("build", help="segment the entities of captioned images into compositional rows")
@@ -234,7 +240,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for outcome in failed:
         print(f"  crashed: {outcome.spec.run_name}: {outcome.error}", file=sys.stderr)
     if not args.no_report:
-        _write_reports(args, matrix)
+        _log_reports(args, result.parent_run_id, _write_reports(args, matrix))
     return 0 if result.ok else 1
 
 
@@ -278,7 +284,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_reports(args: argparse.Namespace, matrix: Matrix) -> None:
+def _write_reports(args: argparse.Namespace, matrix: Matrix) -> list[Path]:
     from repro.report.run_report import write_report
 
     uri, experiment = _tracking(args)
@@ -286,20 +292,38 @@ def _write_reports(args: argparse.Namespace, matrix: Matrix) -> None:
     # `--table` names the one to write (its plan also holds runs of tables it reuses rows from);
     # otherwise every table with runs of its own in the plan.
     wanted = {args.table} if getattr(args, "table", None) else {run.table for run in matrix.runs}
+    written = []
     for spec in matrix.tables:
         if spec.key not in wanted:
             continue
         for path in write_report(uri, experiment, spec, matrix.tier, out):
             print(f"wrote {path}")
+            written.append(path)
+    return written
 
 
-def _write_sweep_reports(args: argparse.Namespace, sweeps: Iterable[SweepSpec]) -> None:
+def _write_sweep_reports(args: argparse.Namespace, sweeps: Iterable[SweepSpec]) -> list[Path]:
     from repro.report.sweep_report import write_sweep_report
 
     uri, experiment = _tracking(args)
+    written = []
     for sweep in sweeps:
         for path in write_sweep_report(uri, experiment, sweep, args.tier, _reports_dir(args)):
             print(f"wrote {path}")
+            written.append(path)
+    return written
+
+
+def _log_reports(args: argparse.Namespace, parent_run_id: str, paths: list[Path]) -> None:
+    """The tables and plots a campaign or sweep produced, on its MLflow parent run, so they are
+    found where its runs are and not only on this disk."""
+    from mlflow import MlflowClient
+
+    from repro.tags import REPORTS_ARTIFACT
+
+    client = MlflowClient(_tracking(args)[0])
+    for path in paths:
+        client.log_artifact(parent_run_id, str(path), REPORTS_ARTIFACT)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -315,6 +339,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     for path in written:
         print(f"wrote {path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from repro.export import export_run
+    from repro.run_reference import find_run
+
+    uri, _ = _tracking(args)
+    run_dir, _ = find_run(args.run, args.workdir, uri)
+    print(f"wrote {export_run(run_dir, args.out)}")
     return 0
 
 
@@ -398,7 +432,8 @@ def _reports_dir(args: argparse.Namespace) -> Path:
 
 
 COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "cancel": cmd_cancel,
-            "sweep": cmd_sweep, "report": cmd_report, "generate": cmd_generate, "data": cmd_data, "ui": cmd_ui}
+            "sweep": cmd_sweep, "report": cmd_report, "generate": cmd_generate, "export": cmd_export,
+            "data": cmd_data, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:

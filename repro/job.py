@@ -23,6 +23,7 @@ import submitit
 import torch
 from mlflow import MlflowClient
 
+from experiments.recipes.registry import recipe_named
 from experiments.recipes.run import run_recipe
 from experiments.training import preemption
 from experiments.training.distributed import process_group
@@ -30,6 +31,8 @@ from experiments.training.tracking import NullTracker, Tracker
 from repro import tags
 from repro.config.paths import localize_runs
 from repro.config.schema import RunSpec
+from repro.export import export_run
+from repro.provenance import git_commit
 from repro.tracking import MlflowTracker, open_run
 
 
@@ -100,7 +103,7 @@ def _execute_tracked(
     config_file.write_text(json.dumps(
         {"experiment": spec.experiment, "table": spec.table, "row": spec.row, "tier": spec.tier,
          "seed": spec.seed, "sweep_point": dict(spec.sweep_point), "config_hash": spec.config_hash,
-         "config": asdict(spec.config)}, indent=2))
+         "git_commit": git_commit(), "config": asdict(spec.config)}, indent=2))
     tracker.log_artifact(config_file)
     try:
         recipe_tracker = wrap_tracker(tracker) if wrap_tracker else tracker
@@ -126,6 +129,8 @@ def _execute_tracked(
     if result.failure is not None:
         tracker.set_tags({tags.FAILURE_REASON: result.failure})
         status = "FAILED"
+    elif recipe_named(spec.config.recipe).trains and recipe_named(spec.config.recipe).generates:
+        tracker.log_artifacts(export_run(run_dir, run_dir / "export", copy_base_mllm=False), tags.MODEL_ARTIFACT)
     client.set_terminated(run_id, status=status)
     return JobResult(spec.config_hash, run_id, status, result.metrics, result.failure)
 

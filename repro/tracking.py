@@ -59,6 +59,10 @@ class MlflowTracker:
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
 
+    def log_artifacts(self, local_folder: Path, folder: str) -> None:
+        """Everything under local_folder, as the artifact folder `folder`."""
+        self.client.log_artifacts(self.run_id, str(local_folder), folder)
+
     def set_tags(self, values: dict[str, str]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in values.items()])
 

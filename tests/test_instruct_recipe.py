@@ -4,8 +4,6 @@ on the 2 : 2 : 1 mixture, skipped rows are counted, and the run ends with DreamB
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -13,26 +11,23 @@ import torch
 
 from experiments.recipes.instruct import InstructObjective
 from experiments.recipes.run import run_recipe
+from experiments.training.checkpoints import trained_weights
 from experiments.training.tracking import RecordingTracker
 from repro.cli import main as repro_main
-from tests.support.tiny import stage3_config, tiny_config
+from tests.support.runs import finished_stage2
+from tests.support.tiny import stage3_config
 
 
 @pytest.fixture(scope="module")
 def stage2_dir(tiny_assets, tmp_path_factory) -> Path:
     """A finished (short) stage-2 run's directory, as the harness leaves it."""
-    run_dir = tmp_path_factory.mktemp("stage2")
-    config = tiny_config(tiny_assets, "aligner-12", steps=4, checkpoint_every=4, eval_every=4)
-    config = replace(config, fid=replace(config.fid, enabled=False))
-    run_recipe(config, run_dir, run_dir / "cache", RecordingTracker(), progress=False)
-    (run_dir / "config.json").write_text(json.dumps({"config": asdict(config)}))
-    return run_dir
+    return finished_stage2(tiny_assets, tmp_path_factory.mktemp("stage2"))
 
 
 def test_stage3_trains_the_mllm_and_m_only_and_evaluates_both_benchmarks(tiny_assets, stage2_dir, tmp_path):
     config = stage3_config(tiny_assets, stage2_dir)
     start = {k: v.clone() for k, v in InstructObjective(config).trainable.state_dict().items()}
-    stage2 = torch.load(sorted((stage2_dir / "checkpoints").glob("*.pt"))[-1], weights_only=False)["model"]
+    stage2 = trained_weights(stage2_dir)
     assert all(torch.equal(start[f"aligner.{k}"], v) for k, v in stage2.items())  # starts aligned
 
     tracker = RecordingTracker()
@@ -47,7 +42,7 @@ def test_stage3_trains_the_mllm_and_m_only_and_evaluates_both_benchmarks(tiny_as
     assert result.metrics["eval/dreambench_images"] == 4 and result.metrics["eval/fid"] > 0
     assert [p.name for p, folder in tracker.artifacts if folder == "dreambench"] == ["dog.png"]
 
-    trained = torch.load(sorted((tmp_path / "checkpoints").glob("*.pt"))[-1], weights_only=False)["model"]
+    trained = trained_weights(tmp_path)
     changed = {k for k, v in trained.items() if not torch.equal(v, start[k])}
     assert any(k.startswith("aligner.m.") for k in changed)
     assert any(k.startswith("mllm.model.text_model.") for k in changed)
