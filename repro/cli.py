@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from experiments.config import STAGE3_KINDS
@@ -88,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
                             "trial (default: launch.executor of the sweep's experiment)")
     sweep.add_argument("--parallel", type=int, default=None,
                        help="trials in flight at once (default: the sweep's parallel)")
+    sweep.add_argument("--n-trials", type=int, default=None,
+                       help="trials the study ends with, counting earlier starts' (default: the sweep's n_trials)")
     sweep.add_argument("--timeout-min", type=int, default=None,
                        help="wall-clock limit per trial in minutes (default: launch.timeout_min)")
     sweep.add_argument("--no-report", action="store_true", help="skip writing reports/ afterwards")
@@ -249,13 +252,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     config = args.config or args.workdir / "experiments.toml"
     sweep = load_sweep(config, args.name)
     parallel = args.parallel or sweep.parallel
-    if parallel < 1:
-        raise ConfigError("--parallel must be at least 1")
+    if parallel < 1 or (args.n_trials is not None and args.n_trials < 1):
+        raise ConfigError("--parallel and --n-trials must be at least 1")
+    if args.n_trials is not None:
+        sweep = replace(sweep, n_trials=args.n_trials)
     from repro.sweep.runs import TrialRuns
 
     runs = TrialRuns(config, sweep, args.tier, tuple(args.overrides), _tiny_assets(args.workdir))
-    # Loaded before anything runs, so a bad --set or a missing path stops here.
+    # Loaded before anything runs, so a bad --set, a missing path or a space the base config
+    # cannot take stops here, before any trial is asked for.
     base = Matrix(args.tier, (), (), (runs.base(),))
+    runs.check_space()
     _prepare_tiny_assets(args, base)
     from repro.sweep.driver import run_sweep
 
@@ -264,18 +271,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         runs, workdir=args.workdir, storage=args.storage or str(args.workdir.resolve() / "optuna.journal"),
         tracking_uri=uri, experiment_name=experiment, parallel=parallel,
     )
+    # Optuna's state names, lower-cased, as the sweep report writes them.
     states = [outcome.state for outcome in result.outcomes]
     print(f"study {result.study}: {len(states)} trial(s) ran ({len(result.resumed)} resumed): "
-          + ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL"))
-          + f"; {len(result.crashed)} crashed or had invalid params")
+          + ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL")))
     if result.best is not None:
         print(f"best: trial {result.best.number}, {sweep.metric} = {result.best.value:.6g}, {result.best.params}")
     print(f"MLflow parent run {result.parent_run_id} at {uri}")
-    for crash in result.crashed:
-        print(f"  crashed: {crash}", file=sys.stderr)
+    for failed in result.failed:
+        print(f"  fail: trial {failed.number}: {failed.reason}", file=sys.stderr)
     if not args.no_report:
-        _write_sweep_reports(args, [sweep])
-    return 0 if not result.crashed else 1
+        _log_reports(args, result.parent_run_id, _write_sweep_reports(args, [sweep]))
+    return 0 if not result.failed else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
