@@ -15,6 +15,7 @@ from experiments.config import STAGE3_KINDS
 from repro.config import ConfigError, SweepSpec, load_matrix, load_sweep, load_sweeps
 from repro.config.launch import EXECUTORS
 from repro.config.schema import Matrix
+from repro.quiet import quiet_unless_interactive
 
 EXIT_CONFIG = 2
 EXIT_DATA = 3
@@ -143,9 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("manifest", type=Path, help="a .jsonl or .parquet manifest")
     check.add_argument("--kind", required=True, choices=STAGE3_KINDS)
 
-    ui = commands.add_parser("ui", help="open the MLflow UI on the default store, on 127.0.0.1")
+    ui = commands.add_parser("ui", help="serve the MLflow UI on 127.0.0.1 and print the URL of the runs")
     ui.add_argument("--port", type=int, default=5000)
-    ui.add_argument("--tracking-uri", default=None)
+    tracking_options(ui)
     return parser
 
 
@@ -173,7 +174,9 @@ def _load(args: argparse.Namespace, tier: str, **filters) -> Matrix:
 
 
 def _tiny_assets(workdir: Path) -> Path:
-    return (workdir / ".cache" / "tiny-assets").resolve()
+    from repro.config.paths import tiny_assets_dir
+
+    return tiny_assets_dir(workdir)
 
 
 def _matrix(args: argparse.Namespace) -> Matrix:
@@ -395,12 +398,17 @@ def _data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from repro.tracking import default_tracking_uri
+    from mlflow import MlflowClient
 
-    uri = args.tracking_uri or default_tracking_uri(args.workdir)
+    from repro.tracking import ensure_experiment, runs_url
+
+    uri, experiment = _tracking(args)
+    # Created if need be, so the URL names it before the first run exists.
+    experiment_id = ensure_experiment(MlflowClient(uri), experiment, args.workdir / "mlartifacts")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", "127.0.0.1", "--port", str(args.port)]
-    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port}")
+    print(f"MLflow UI for {uri}: the {experiment!r} runs at {runs_url(f'http://127.0.0.1:{args.port}', experiment_id)}",
+          flush=True)
     os.execv(sys.executable, command)
     return 0
 
@@ -446,6 +454,7 @@ COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "cancel": cm
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_unless_interactive()
     try:
         return COMMANDS[args.command](args)
     except ConfigError as error:

@@ -33,6 +33,7 @@ from repro.config.paths import localize_runs
 from repro.config.schema import RunSpec
 from repro.export import export_run
 from repro.provenance import git_commit
+from repro.quiet import quiet_unless_interactive
 from repro.tracking import MlflowTracker, open_run
 
 
@@ -80,6 +81,7 @@ def execute(
     """wrap_tracker: what the recipe logs through, given the run's own tracker (a sweep uses it
     to watch the held-out metric); the recipe gets the run's tracker itself when None."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    quiet_unless_interactive()
     _export_ranks()
     threads = _torch_threads(ctx)
     if threads:
@@ -94,7 +96,7 @@ def _execute_tracked(
     spec: RunSpec, ctx: JobContext, wrap_tracker: Callable[[MlflowTracker], Tracker] | None
 ) -> JobResult:
     client = MlflowClient(ctx.tracking_uri)
-    run_id = open_run(client, ctx.experiment_id, ctx.parent_run_id, spec)
+    run_id = open_run(client, ctx.experiment_id, ctx.parent_run_id, spec, ctx.workdir)
     tracker = MlflowTracker(client, run_id)
     tracker.set_tags(_job_tags())
     run_dir = ctx.runs_dir / spec.config_hash
@@ -130,7 +132,12 @@ def _execute_tracked(
         tracker.set_tags({tags.FAILURE_REASON: result.failure})
         status = "FAILED"
     elif recipe_named(spec.config.recipe).trains and recipe_named(spec.config.recipe).generates:
-        tracker.log_artifacts(export_run(run_dir, run_dir / "export", copy_base_mllm=False), tags.MODEL_ARTIFACT)
+        try:  # what the run trained, shareable from MLflow (repro/export.py)
+            tracker.log_artifacts(export_run(run_dir, run_dir / "export", copy_base_mllm=False), tags.MODEL_ARTIFACT)
+        except Exception as error:
+            tracker.set_tags({tags.FAILURE_REASON: f"crashed: exporting the model: {error}"[:4000]})
+            client.set_terminated(run_id, status="FAILED")
+            raise
     client.set_terminated(run_id, status=status)
     return JobResult(spec.config_hash, run_id, status, result.metrics, result.failure)
 

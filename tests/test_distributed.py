@@ -73,8 +73,8 @@ def _rank(rank: int, world: int, folder: Path, assets: Path, runs: dict[str, dic
             objective = fresh_objective(config)
             tracker = RecordingTracker()
             train(objective, config.train, folder / name, tracker, progress=False)
-            torch.save({"metrics": tracker.metrics, "saves": list(saves), "model": objective.trainable.state_dict()},
-                       folder / f"{name}-{rank}.pt")
+            torch.save({"metrics": tracker.metrics, "params": tracker.params, "saves": list(saves),
+                        "model": objective.trainable.state_dict()}, folder / f"{name}-{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -95,8 +95,9 @@ def test_two_ranks_train_like_one_process_on_the_same_global_batch(tiny_assets, 
     for name, accumulation in (("ddp", 1), ("ddp-accumulating", 2)):
         rank0, rank1 = torch.load(tmp_path / f"{name}-0.pt"), torch.load(tmp_path / f"{name}-1.pt")
         logged = {key: [value for _, value in series] for key, series in rank0["metrics"].items()}
-        assert logged["train/world_size"] == [2] and logged["train/grad_accumulation"] == [accumulation]
-        assert logged["train/micro_batch_size"] == [4 / accumulation]
+        assert rank0["params"] == {"train/world_size": 2, "train/grad_accumulation": accumulation,
+                                   "train/micro_batch_size": 4 // accumulation}
+        assert "train/world_size" not in logged  # a constant of the run, not a metric
         for key in ("train/loss", "train/mse_loss", "heldout/mse_loss"):
             assert len(logged[key]) == len(single.series(key)), key
             torch.testing.assert_close(logged[key], single.series(key), rtol=1e-4, atol=0, msg=f"{name}: {key}")

@@ -26,7 +26,8 @@ def stage2_dir(tiny_assets, tmp_path_factory) -> Path:
 
 def test_stage3_trains_the_mllm_and_m_only_and_evaluates_both_benchmarks(tiny_assets, stage2_dir, tmp_path):
     config = stage3_config(tiny_assets, stage2_dir)
-    start = {k: v.clone() for k, v in InstructObjective(config).trainable.state_dict().items()}
+    fresh = InstructObjective(config)
+    start = {k: v.clone() for k, v in fresh.trainable.state_dict().items()}
     stage2 = trained_weights(stage2_dir)
     assert all(torch.equal(start[f"aligner.{k}"], v) for k, v in stage2.items())  # starts aligned
 
@@ -39,7 +40,11 @@ def test_stage3_trains_the_mllm_and_m_only_and_evaluates_both_benchmarks(tiny_as
     assert result.metrics["data/skipped_compositional_entity_not_in_caption"] == 1
     for name in ("eval/dino", "eval/clip_i", "eval/clip_t"):
         assert 0.0 <= result.metrics[name] <= 1.0, name
-    assert result.metrics["eval/dreambench_images"] == 4 and result.metrics["eval/fid"] > 0
+    assert result.params["eval/dreambench_images"] == 4 and result.metrics["eval/fid"] > 0
+    assert tracker.params["eval/dreambench_images"] == 4 and "eval/dreambench_images" not in tracker.metrics
+    assert {(i.name, i.context, i.rows) for i in tracker.inputs} >= {
+        ("data.compositional", "training", 32), ("data.edits", "training", 32),
+        ("data.heldout", "heldout", len(fresh.heldout_pairs[1])), ("fid.captions", "evaluation", 8)}
     assert [p.name for p, folder in tracker.artifacts if folder == "dreambench"] == ["dog.png"]
 
     trained = trained_weights(tmp_path)

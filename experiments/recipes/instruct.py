@@ -34,6 +34,7 @@ from experiments.recipes.diffusion import (
 from experiments.recipes.modules import aligner_for, frozen, pick_device
 from experiments.training.checkpoints import trained_weights
 from experiments.training.objective import Objective
+from experiments.training.tracking import DataInput
 from models import ClipTextTarget, ImageDecoder, KosmosGConditioner, MLLMEncoder
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,8 @@ class InstructObjective(Objective):
         self.trainable = nn.ModuleDict({"mllm": self.mllm, "aligner": self.aligner})
         self.conditioner = KosmosGConditioner(self.mllm, self.aligner)
 
-        sources, self.skipped_rows = _stage3_rows(config)
-        self.sampler = MixedShuffler(sources, config.data.mix, train.batch_size, config.seed)
+        self.sources, self.skipped_rows = _stage3_rows(config)
+        self.sampler = MixedShuffler(self.sources, config.data.mix, train.batch_size, config.seed)
         self.heldout_pairs = heldout_pairs(config)
 
     def _example(self, kind: int, row: object, step: int, position: int) -> Example:
@@ -87,6 +88,12 @@ class InstructObjective(Objective):
 
     def data_counts(self) -> dict[str, int]:
         return {f"skipped_{reason}": n for reason, n in self.skipped_rows.items()}
+
+    def data_inputs(self) -> list[DataInput]:
+        data = self.config.data
+        kinds = [DataInput(f"data.{kind}", "training", getattr(data, kind), len(rows))
+                 for kind, rows in zip(STAGE3_KINDS, self.sources) if rows]
+        return [*kinds, DataInput("data.heldout", "heldout", data.heldout, len(self.heldout_pairs[1]))]
 
     def tokens(self, batch: Batch) -> int:
         """Prompt tokens and image slots the MLLM encodes."""

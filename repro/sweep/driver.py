@@ -128,8 +128,7 @@ def _invalid(
     client: MlflowClient, ctx: JobContext, study: optuna.Study, sweep: SweepSpec, name: str, number: int,
     trial_id: int, params: dict[str, Any], reason: str,
 ) -> TrialOutcome:
-    run_id = failed_trial_run(client, ctx.experiment_id, ctx.parent_run_id, sweep, name, number, params,
-                              reason, None)
+    run_id = failed_trial_run(client, ctx, sweep, name, number, params, reason, None)
     annotate(study, trial_id, {sweep_tags.ATTR_RUN_ID: run_id, sweep_tags.ATTR_FAILURE: reason[:4000]})
     study.tell(number, state=TrialState.FAIL)
     log.error("trial %d: FAIL: %s", number, reason)

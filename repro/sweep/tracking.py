@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from repro import tags
 from repro.config.schema import RunSpec
 from repro.config.sweep import Param, SweepSpec
+from repro.job import JobContext
 from repro.provenance import git_commit
 from repro.sweep import tags as sweep_tags
 from repro.tracking import open_run
@@ -50,17 +51,17 @@ def trial_tags(sweep: str, study: str, number: int) -> dict[str, str]:
 
 
 def failed_trial_run(
-    client: MlflowClient, experiment_id: str, parent_run_id: str, sweep: SweepSpec, study: str, number: int,
-    params: dict, reason: str, spec: RunSpec | None,
+    client: MlflowClient, ctx: JobContext, sweep: SweepSpec, study: str, number: int, params: dict,
+    reason: str, spec: RunSpec | None,
 ) -> str:
     """The MLflow run of a trial that failed without one: its params were invalid (no spec), or
     its job died before opening its run. Every trial of the study then has a run, FAIL ones
     too, with the trial's params and the reason."""
     if spec is not None:
-        run_id = open_run(client, experiment_id, parent_run_id, spec)
+        run_id = open_run(client, ctx.experiment_id, ctx.parent_run_id, spec, ctx.workdir)
     else:
-        run_id = client.create_run(experiment_id, run_name=f"{sweep.name} #{number}", tags={
-            "mlflow.parentRunId": parent_run_id, tags.KIND: "run", tags.TABLE: f"sweep:{study}",
+        run_id = client.create_run(ctx.experiment_id, run_name=f"{sweep.name} #{number}", tags={
+            "mlflow.parentRunId": ctx.parent_run_id, tags.KIND: "run", tags.TABLE: f"sweep:{study}",
             tags.EXPERIMENT: sweep.experiment, tags.GIT_COMMIT: git_commit(),
         }).info.run_id
         client.log_batch(run_id, params=[MlflowParam(f"sweep.{key}", str(value)) for key, value in params.items()])

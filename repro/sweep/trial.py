@@ -138,8 +138,6 @@ def _end(
 def fail_without_run(study: optuna.Study, client: MlflowClient, job: TrialJob, reason: str) -> TrialOutcome:
     """A trial whose job ended before opening its MLflow run (or died too hard to say why): FAIL,
     with a run of its own that says why."""
-    ctx = job.ctx
-    run_id = failed_trial_run(client, ctx.experiment_id, ctx.parent_run_id, job.sweep, job.study, job.number,
-                              job.params, reason, job.spec)
+    run_id = failed_trial_run(client, job.ctx, job.sweep, job.study, job.number, job.params, reason, job.spec)
     annotate(study, job.trial_id, {sweep_tags.ATTR_RUN_ID: run_id})
     return _end(study, client, job, run_id, TrialState.FAIL, None, reason)
