@@ -117,6 +117,19 @@ def test_a_config_hash_and_an_mlflow_run_id_name_the_run(workdir, exported, tmp_
         assert (out / "aligner.safetensors").read_bytes() == (exported / "aligner.safetensors").read_bytes()
 
 
+def test_generate_on_an_mlflow_run_id_uses_its_logged_export(exported, tiny_assets, tmp_path):
+    """On a machine without the run's directory: the run's `model` artifact, downloaded."""
+    store = FakeRunStore(tmp_path, "kosmos-g")
+    run_id = store.create_run({tags.KIND: "run", tags.CONFIG_HASH: "0123456789ab"})
+    store.client.log_artifacts(run_id, str(exported), tags.MODEL_ARTIFACT)
+    photo = sorted((tiny_assets / "dreambench" / "dog").glob("*.jpg"))[0]
+    assert repro_main(["--workdir", str(tmp_path), "generate", "--checkpoint", run_id, "--tracking-uri", store.uri,
+                       "--prompt", PROMPT, "--image", str(photo), "-n", "1", "--steps", "2", "--size", "32",
+                       "--out", str(tmp_path / "out")]) == 0
+    assert [p.name for p in (tmp_path / "out").glob("*.png")] == ["0-0.png"]
+    assert (tmp_path / ".cache" / "mlflow-models" / run_id / tags.MODEL_ARTIFACT / "aligner.safetensors").is_file()
+
+
 def test_export_refuses_a_folder_holding_other_things(workdir, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     assert repro_main(["--workdir", str(workdir), "export", "0123456789ab", "--out", str(tmp_path)]) == 2

@@ -164,6 +164,8 @@ def test_each_trial_is_a_child_run_with_its_number_params_and_objective(workdir)
     assert len(parents) == 1
     parent = mlflow(workdir).get_run(parents.pop())
     assert parent.data.tags[tags.KIND] == "sweep" and parent.info.status == "FINISHED"
+    reports = {a.path for a in mlflow(workdir).list_artifacts(parent.info.run_id, tags.REPORTS_ARTIFACT)}
+    assert f"{tags.REPORTS_ARTIFACT}/sweep-resume.md" in reports  # what the sweep's report step wrote
     for trial in trials:
         run = runs[trial.number]
         assert run.info.status == "FINISHED" and run.data.tags[sweep_tags.STATE] == "COMPLETE"
