@@ -70,7 +70,7 @@ def harness(objective: AlignObjective, spec, store: Path, warmup: int) -> dict[s
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     experiment_id = ensure_experiment(client, "bench", store / "mlartifacts")
     parent = client.create_run(experiment_id).info.run_id
-    run_id = open_run(client, experiment_id, parent, spec)
+    run_id = open_run(client, experiment_id, parent, spec, store)
     run_dir = Path(tempfile.mkdtemp(dir=store))
     stamps, undo = stamp_batches(objective)
     train(objective, spec.config.train, run_dir, MlflowTracker(client, run_id), progress=True)

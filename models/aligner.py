@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -206,6 +207,7 @@ class Aligner(nn.Module):
 
     m: nn.Module
     n: nn.Module | None
+    build_arguments: dict[str, Any]  # build_aligner's arguments, which it records
 
     def __init__(self, target_len: int) -> None:
         super().__init__()
@@ -335,17 +337,22 @@ def build_aligner(
     feed-forward output); its attention and activation dropouts stay 0, as in the official
     configuration. A source may have at most max_source_len - 2 tokens (positions start at 2).
     """
-    if kind == "linear":
-        return LinearAligner(source_dim, target_dim, target_len)
     sizes = dict(
         source_dim=source_dim, target_dim=target_dim, target_len=target_len, layers=layers, width=width,
         ffn=ffn, heads=heads, max_source_len=max_source_len, dropout=dropout,
     )
-    if kind == "aligner":
-        return AlignerNet(**sizes)
-    if kind == "decoder_only":
-        return DecoderOnlyAligner(**sizes)
-    raise ValueError(f"unknown aligner kind {kind!r}; valid kinds: {', '.join(ALIGNER_KINDS)}")
+    aligner: Aligner
+    if kind == "linear":
+        aligner = LinearAligner(source_dim, target_dim, target_len)
+    elif kind == "aligner":
+        aligner = AlignerNet(**sizes)
+    elif kind == "decoder_only":
+        aligner = DecoderOnlyAligner(**sizes)
+    else:
+        raise ValueError(f"unknown aligner kind {kind!r}; valid kinds: {', '.join(ALIGNER_KINDS)}")
+    # What a saved model records to build the same aligner again (KosmosGConditioner.save_pretrained).
+    aligner.build_arguments = {"kind": kind, **sizes}
+    return aligner
 
 
 def alignment_losses(

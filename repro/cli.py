@@ -8,12 +8,14 @@ import logging
 import os
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from experiments.config import STAGE3_KINDS
 from repro.config import ConfigError, SweepSpec, load_matrix, load_sweep, load_sweeps
 from repro.config.launch import EXECUTORS
 from repro.config.schema import Matrix
+from repro.quiet import quiet_unless_interactive
 
 EXIT_CONFIG = 2
 EXIT_DATA = 3
@@ -88,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
                             "trial (default: launch.executor of the sweep's experiment)")
     sweep.add_argument("--parallel", type=int, default=None,
                        help="trials in flight at once (default: the sweep's parallel)")
+    sweep.add_argument("--n-trials", type=int, default=None,
+                       help="trials the study ends with, counting earlier starts' (default: the sweep's n_trials)")
     sweep.add_argument("--timeout-min", type=int, default=None,
                        help="wall-clock limit per trial in minutes (default: launch.timeout_min)")
     sweep.add_argument("--no-report", action="store_true", help="skip writing reports/ afterwards")
@@ -115,6 +119,12 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0)
     tracking_options(generate)
 
+    export = commands.add_parser("export", help="a trained run as a self-contained Hugging Face-style folder")
+    export.add_argument("run", metavar="RUN",
+                        help="a run directory, a config hash under WORKDIR/runs, or an MLflow run id")
+    export.add_argument("--out", type=Path, required=True, help="the folder to write (new, empty or an export)")
+    tracking_options(export)
+
     data = commands.add_parser("data", help="stage-3 data: build compositional rows, check manifests")
     data_steps = data.add_subparsers(dest="data_step", required=True, metavar="STEP")
     build = data_steps.add_parser("build", help="segment the entities of captioned images into compositional rows")
@@ -140,9 +150,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("manifest", type=Path, help="a .jsonl or .parquet manifest")
     check.add_argument("--kind", required=True, choices=STAGE3_KINDS)
 
-    ui = commands.add_parser("ui", help="open the MLflow UI on the default store, on 127.0.0.1")
+    ui = commands.add_parser("ui", help="serve the MLflow UI on 127.0.0.1 and print the URL of the runs")
     ui.add_argument("--port", type=int, default=5000)
-    ui.add_argument("--tracking-uri", default=None)
+    tracking_options(ui)
     return parser
 
 
@@ -170,7 +180,9 @@ def _load(args: argparse.Namespace, tier: str, **filters) -> Matrix:
 
 
 def _tiny_assets(workdir: Path) -> Path:
-    return (workdir / ".cache" / "tiny-assets").resolve()
+    from repro.config.paths import tiny_assets_dir
+
+    return tiny_assets_dir(workdir)
 
 
 def _matrix(args: argparse.Namespace) -> Matrix:
@@ -240,7 +252,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for outcome in failed:
         print(f"  crashed: {outcome.spec.run_name}: {outcome.error}", file=sys.stderr)
     if not args.no_report:
-        _write_reports(args, matrix)
+        _log_reports(args, result.parent_run_id, _write_reports(args, matrix))
     return 0 if result.ok else 1
 
 
@@ -249,13 +261,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     config = args.config or args.workdir / "experiments.toml"
     sweep = load_sweep(config, args.name)
     parallel = args.parallel or sweep.parallel
-    if parallel < 1:
-        raise ConfigError("--parallel must be at least 1")
+    if parallel < 1 or (args.n_trials is not None and args.n_trials < 1):
+        raise ConfigError("--parallel and --n-trials must be at least 1")
+    if args.n_trials is not None:
+        sweep = replace(sweep, n_trials=args.n_trials)
     from repro.sweep.runs import TrialRuns
 
     runs = TrialRuns(config, sweep, args.tier, tuple(args.overrides), _tiny_assets(args.workdir))
-    # Loaded before anything runs, so a bad --set or a missing path stops here.
+    # Loaded before anything runs, so a bad --set, a missing path or a space the base config
+    # cannot take stops here, before any trial is asked for.
     base = Matrix(args.tier, (), (), (runs.base(),))
+    runs.check_space()
     _prepare_tiny_assets(args, base)
     from repro.sweep.driver import run_sweep
 
@@ -264,18 +280,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         runs, workdir=args.workdir, storage=args.storage or str(args.workdir.resolve() / "optuna.journal"),
         tracking_uri=uri, experiment_name=experiment, parallel=parallel,
     )
+    # Optuna's state names, lower-cased, as the sweep report writes them.
     states = [outcome.state for outcome in result.outcomes]
     print(f"study {result.study}: {len(states)} trial(s) ran ({len(result.resumed)} resumed): "
-          + ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL"))
-          + f"; {len(result.crashed)} crashed or had invalid params")
+          + ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL")))
     if result.best is not None:
         print(f"best: trial {result.best.number}, {sweep.metric} = {result.best.value:.6g}, {result.best.params}")
     print(f"MLflow parent run {result.parent_run_id} at {uri}")
-    for crash in result.crashed:
-        print(f"  crashed: {crash}", file=sys.stderr)
+    for failed in result.failed:
+        print(f"  fail: trial {failed.number}: {failed.reason}", file=sys.stderr)
     if not args.no_report:
-        _write_sweep_reports(args, [sweep])
-    return 0 if not result.crashed else 1
+        _log_reports(args, result.parent_run_id, _write_sweep_reports(args, [sweep]))
+    return 0 if not result.failed else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -284,7 +300,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_reports(args: argparse.Namespace, matrix: Matrix) -> None:
+def _write_reports(args: argparse.Namespace, matrix: Matrix) -> list[Path]:
     from repro.report.run_report import write_report
 
     uri, experiment = _tracking(args)
@@ -292,20 +308,38 @@ def _write_reports(args: argparse.Namespace, matrix: Matrix) -> None:
     # `--table` names the one to write (its plan also holds runs of tables it reuses rows from);
     # otherwise every table with runs of its own in the plan.
     wanted = {args.table} if getattr(args, "table", None) else {run.table for run in matrix.runs}
+    written = []
     for spec in matrix.tables:
         if spec.key not in wanted:
             continue
         for path in write_report(uri, experiment, spec, matrix.tier, out):
             print(f"wrote {path}")
+            written.append(path)
+    return written
 
 
-def _write_sweep_reports(args: argparse.Namespace, sweeps: Iterable[SweepSpec]) -> None:
+def _write_sweep_reports(args: argparse.Namespace, sweeps: Iterable[SweepSpec]) -> list[Path]:
     from repro.report.sweep_report import write_sweep_report
 
     uri, experiment = _tracking(args)
+    written = []
     for sweep in sweeps:
         for path in write_sweep_report(uri, experiment, sweep, args.tier, _reports_dir(args)):
             print(f"wrote {path}")
+            written.append(path)
+    return written
+
+
+def _log_reports(args: argparse.Namespace, parent_run_id: str, paths: list[Path]) -> None:
+    """The tables and plots a campaign or sweep produced, on its MLflow parent run, so they are
+    found where its runs are and not only on this disk."""
+    from mlflow import MlflowClient
+
+    from repro.tags import REPORTS_ARTIFACT
+
+    client = MlflowClient(_tracking(args)[0])
+    for path in paths:
+        client.log_artifact(parent_run_id, str(path), REPORTS_ARTIFACT)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -321,6 +355,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     for path in written:
         print(f"wrote {path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from repro.export import export_run
+    from repro.run_reference import find_run
+
+    uri, _ = _tracking(args)
+    run_dir, _ = find_run(args.run, args.workdir, uri)
+    print(f"wrote {export_run(run_dir, args.out)}")
     return 0
 
 
@@ -356,12 +400,17 @@ def _data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from repro.tracking import default_tracking_uri
+    from mlflow import MlflowClient
 
-    uri = args.tracking_uri or default_tracking_uri(args.workdir)
+    from repro.tracking import ensure_experiment, runs_url
+
+    uri, experiment = _tracking(args)
+    # Created if need be, so the URL names it before the first run exists.
+    experiment_id = ensure_experiment(MlflowClient(uri), experiment, args.workdir / "mlartifacts")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", "127.0.0.1", "--port", str(args.port)]
-    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port}")
+    print(f"MLflow UI for {uri}: the {experiment!r} runs at {runs_url(f'http://127.0.0.1:{args.port}', experiment_id)}",
+          flush=True)
     os.execv(sys.executable, command)
     return 0
 
@@ -400,12 +449,14 @@ def _reports_dir(args: argparse.Namespace) -> Path:
 
 
 COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "cancel": cmd_cancel,
-            "sweep": cmd_sweep, "report": cmd_report, "generate": cmd_generate, "data": cmd_data, "ui": cmd_ui}
+            "sweep": cmd_sweep, "report": cmd_report, "generate": cmd_generate, "export": cmd_export,
+            "data": cmd_data, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_unless_interactive()
     try:
         return COMMANDS[args.command](args)
     except ConfigError as error:

@@ -23,6 +23,7 @@ import submitit
 import torch
 from mlflow import MlflowClient
 
+from experiments.recipes.registry import recipe_named
 from experiments.recipes.run import run_recipe
 from experiments.training import preemption
 from experiments.training.distributed import process_group
@@ -30,6 +31,9 @@ from experiments.training.tracking import NullTracker, Tracker
 from repro import tags
 from repro.config.paths import localize_runs
 from repro.config.schema import RunSpec
+from repro.export import export_run
+from repro.provenance import git_commit
+from repro.quiet import quiet_unless_interactive
 from repro.tracking import MlflowTracker, open_run
 
 
@@ -77,6 +81,7 @@ def execute(
     """wrap_tracker: what the recipe logs through, given the run's own tracker (a sweep uses it
     to watch the held-out metric); the recipe gets the run's tracker itself when None."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    quiet_unless_interactive()
     _export_ranks()
     threads = _torch_threads(ctx)
     if threads:
@@ -91,7 +96,7 @@ def _execute_tracked(
     spec: RunSpec, ctx: JobContext, wrap_tracker: Callable[[MlflowTracker], Tracker] | None
 ) -> JobResult:
     client = MlflowClient(ctx.tracking_uri)
-    run_id = open_run(client, ctx.experiment_id, ctx.parent_run_id, spec)
+    run_id = open_run(client, ctx.experiment_id, ctx.parent_run_id, spec, ctx.workdir)
     tracker = MlflowTracker(client, run_id)
     tracker.set_tags(_job_tags())
     run_dir = ctx.runs_dir / spec.config_hash
@@ -100,7 +105,7 @@ def _execute_tracked(
     config_file.write_text(json.dumps(
         {"experiment": spec.experiment, "table": spec.table, "row": spec.row, "tier": spec.tier,
          "seed": spec.seed, "sweep_point": dict(spec.sweep_point), "config_hash": spec.config_hash,
-         "config": asdict(spec.config)}, indent=2))
+         "git_commit": git_commit(), "config": asdict(spec.config)}, indent=2))
     tracker.log_artifact(config_file)
     try:
         recipe_tracker = wrap_tracker(tracker) if wrap_tracker else tracker
@@ -126,6 +131,13 @@ def _execute_tracked(
     if result.failure is not None:
         tracker.set_tags({tags.FAILURE_REASON: result.failure})
         status = "FAILED"
+    elif recipe_named(spec.config.recipe).trains and recipe_named(spec.config.recipe).generates:
+        try:  # what the run trained, shareable from MLflow (repro/export.py)
+            tracker.log_artifacts(export_run(run_dir, run_dir / "export", copy_base_mllm=False), tags.MODEL_ARTIFACT)
+        except Exception as error:
+            tracker.set_tags({tags.FAILURE_REASON: f"crashed: exporting the model: {error}"[:4000]})
+            client.set_terminated(run_id, status="FAILED")
+            raise
     client.set_terminated(run_id, status=status)
     return JobResult(spec.config_hash, run_id, status, result.metrics, result.failure)
 

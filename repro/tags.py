@@ -20,3 +20,5 @@ METRIC_TRAIN_LOSS = "train/loss"
 METRIC_DEVICE_HOURS = "compute/device_hours"
 SAMPLE_GRID_ARTIFACT = "samples/grid.png"
 DREAMBENCH_SHEETS = "dreambench"  # artifact folder: one sample sheet per subject, <subject>.png
+MODEL_ARTIFACT = "model"  # artifact folder on a finished run that trained a model: its export (repro/export.py)
+REPORTS_ARTIFACT = "reports"  # artifact folder on a campaign's or sweep's parent run: its tables and plots

@@ -8,19 +8,22 @@ resumed training keeps logging into the same MLflow run.
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag
 
+from experiments.training.tracking import DataInput
 from repro import tags
 from repro.config.schema import RunSpec
+from repro.datasets import dataset_input
 from repro.provenance import git_commit, package_versions
+from repro.run_params import run_params
+
+log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "kosmos-g"
 # MLflow caps a log_batch call at 1000 metrics / 100 params.
@@ -31,6 +34,13 @@ def default_tracking_uri(workdir: Path) -> str:
     """MLFLOW_TRACKING_URI when set, else a SQLite file in the work directory (MLflow 3's own
     default backend; the file store is deprecated)."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workdir.resolve() / 'mlflow.db'}"
+
+
+def runs_url(server: str, experiment_id: str) -> str:
+    """The experiment's runs table in the MLflow UI at `server`. MLflow 3 opens an experiment on
+    its GenAI overview (traces) unless the URL asks for the machine-learning workflow, whatever
+    the experiment's tags say (its routes: mlflow/server/js, experimentPageTabRuns)."""
+    return f"{server}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> str:
@@ -56,21 +66,29 @@ class MlflowTracker:
             self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
         )
 
+    def log_params(self, params: dict[str, object]) -> None:
+        """Params are immutable in MLflow: a resumed run logs again only what it lacks, and one
+        resumed on another world size keeps the value it started with (with a warning)."""
+        logged = self.client.get_run(self.run_id).data.params
+        for key, value in params.items():
+            if key in logged and logged[key] != str(value):
+                log.warning("param %s stays %s; this attempt runs with %s", key, logged[key], value)
+        new = [Param(key, str(value)) for key, value in params.items() if key not in logged]
+        for start in range(0, len(new), _PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=new[start:start + _PARAMS_PER_BATCH])
+
+    def log_inputs(self, inputs: list[DataInput]) -> None:
+        self.client.log_inputs(self.run_id, datasets=[dataset_input(item) for item in inputs])
+
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
 
+    def log_artifacts(self, local_folder: Path, folder: str) -> None:
+        """Everything under local_folder, as the artifact folder `folder`."""
+        self.client.log_artifacts(self.run_id, str(local_folder), folder)
+
     def set_tags(self, values: dict[str, str]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in values.items()])
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, str]:
-    """Nested config -> {"train.optim.lr": "0.001", ...}: the params the MLflow UI compares."""
-    if isinstance(value, dict):
-        flat: dict[str, str] = {}
-        for key, item in value.items():
-            flat.update(flatten(item, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): json.dumps(value) if isinstance(value, (list, tuple)) else str(value)}
 
 
 def find_campaign(client: MlflowClient, experiment_id: str, campaign: str) -> Run | None:
@@ -113,8 +131,9 @@ def is_done(run: Run) -> bool:
     return run.info.status == "FAILED" and reason.startswith(tags.STATUS_DIVERGED)
 
 
-def open_run(client: MlflowClient, experiment_id: str, parent_run_id: str, spec: RunSpec) -> str:
-    """Reopens the newest unfinished run of this config (a resume), or creates a new one."""
+def open_run(client: MlflowClient, experiment_id: str, parent_run_id: str, spec: RunSpec, workdir: Path) -> str:
+    """Reopens the newest unfinished run of this config (a resume), or creates a new one, with
+    the params of repro.run_params (paths relative to the work directory's roots)."""
     for run in runs_with_hash(client, experiment_id, spec.config_hash):
         if not is_done(run):
             client.update_run(run.info.run_id, status="RUNNING")
@@ -129,9 +148,7 @@ def open_run(client: MlflowClient, experiment_id: str, parent_run_id: str, spec:
         tags.CONFIG_HASH: spec.config_hash, tags.GIT_COMMIT: git_commit(),
         **{f"version.{name}": version for name, version in package_versions().items()},
     })
-    params = flatten(asdict(spec.config))
-    params.update({f"sweep.{key}": str(value) for key, value in spec.sweep_point})
-    items = [Param(k, v) for k, v in sorted(params.items())]
+    items = [Param(k, v) for k, v in sorted(run_params(spec, workdir).items())]
     for start in range(0, len(items), _PARAMS_PER_BATCH):
         client.log_batch(run.info.run_id, params=items[start:start + _PARAMS_PER_BATCH])
     return run.info.run_id

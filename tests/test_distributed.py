@@ -24,7 +24,7 @@ from experiments.data.batches import WHOLE
 from experiments.data.shards import open_shards
 from experiments.data.stream import StepRows
 from experiments.training import preemption
-from experiments.training.checkpoints import CheckpointStore
+from experiments.training.checkpoints import CheckpointStore, trained_weights
 from experiments.training.distributed import World, rank_parts
 from experiments.training.loop import train
 from experiments.training.tracking import RecordingTracker
@@ -78,8 +78,8 @@ def _rank(rank: int, world: int, folder: Path, assets: Path, runs: dict[str, dic
             objective = fresh_objective(config)
             tracker = RecordingTracker()
             train(objective, config.train, folder / name, tracker, progress=False)
-            torch.save({"metrics": tracker.metrics, "saves": list(saves), "model": objective.trainable.state_dict()},
-                       folder / f"{name}-{rank}.pt")
+            torch.save({"metrics": tracker.metrics, "params": tracker.params, "saves": list(saves),
+                        "model": objective.trainable.state_dict()}, folder / f"{name}-{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -100,8 +100,9 @@ def test_two_ranks_train_like_one_process_on_the_same_global_batch(tiny_assets, 
     for name, accumulation in (("ddp", 1), ("ddp-accumulating", 2)):
         rank0, rank1 = torch.load(tmp_path / f"{name}-0.pt"), torch.load(tmp_path / f"{name}-1.pt")
         logged = {key: [value for _, value in series] for key, series in rank0["metrics"].items()}
-        assert logged["train/world_size"] == [2] and logged["train/grad_accumulation"] == [accumulation]
-        assert logged["train/micro_batch_size"] == [4 / accumulation]
+        assert rank0["params"] == {"train/world_size": 2, "train/grad_accumulation": accumulation,
+                                   "train/micro_batch_size": 4 // accumulation}
+        assert "train/world_size" not in logged  # a constant of the run, not a metric
         for key in ("train/loss", "train/mse_loss", "heldout/mse_loss"):
             assert len(logged[key]) == len(single.series(key)), key
             torch.testing.assert_close(logged[key], single.series(key), rtol=1e-4, atol=0, msg=f"{name}: {key}")
@@ -110,9 +111,9 @@ def test_two_ranks_train_like_one_process_on_the_same_global_batch(tiny_assets, 
 
         assert rank0["saves"] == [3, 6] and rank1["saves"] == []
         # The checkpoint is the unwrapped model: a single process loads it as it is.
-        written = torch.load(tmp_path / name / "checkpoints" / "step-00000006.pt", weights_only=False)
-        fresh_objective(align_config(tiny_assets)).trainable.load_state_dict(written["model"])
-        torch.testing.assert_close(written["model"], rank0["model"], rtol=0, atol=0)
+        written = trained_weights(tmp_path / name / "checkpoints" / "step-00000006")
+        fresh_objective(align_config(tiny_assets)).trainable.load_state_dict(written)
+        torch.testing.assert_close(written, rank0["model"], rtol=0, atol=0)
 
 
 def _preempted_rank(rank: int, world: int, folder: Path, assets: Path) -> None:
@@ -160,7 +161,7 @@ def test_a_preemption_stops_every_rank_at_rank_0s_step_and_resumes_there(tiny_as
     rank0, rank1 = torch.load(tmp_path / "preempted-0.pt"), torch.load(tmp_path / "preempted-1.pt")
     assert (rank0["exit_code"], rank1["exit_code"]) == (-1, 0)
     # The periodic checkpoint at 3, and the one written for the signal, at the end of step 4.
-    assert rank0["checkpoints"] == rank1["checkpoints"] == ["step-00000003.pt", "step-00000004.pt"]
+    assert rank0["checkpoints"] == rank1["checkpoints"] == ["step-00000003", "step-00000004"]
     steps = [step for step, _ in rank0["metrics"]["train/loss"]]
     assert steps == list(range(PREEMPTED_AT + 1, STEPS + 1))  # nothing trained twice
     torch.testing.assert_close(rank0["model"], straight_model, rtol=1e-4, atol=1e-6)

@@ -28,9 +28,9 @@ def test_a_two_rank_job_is_one_run_logged_once(tmp_path, monkeypatch):
     assert len(runs) == 1
     (run,) = runs
     assert run.info.status == "FINISHED"
-    assert run.data.metrics["train/world_size"] == 2
-    assert run.data.metrics["train/micro_batch_size"] == 4  # 16 captions: 2 ranks x 2 micro-batches of 4
-    assert run.data.metrics["train/grad_accumulation"] == 2
+    assert run.data.params["train/world_size"] == "2"
+    assert run.data.params["train/micro_batch_size"] == "4"  # 16 captions: 2 ranks x 2 micro-batches of 4
+    assert run.data.params["train/grad_accumulation"] == "2"
     losses = client.get_metric_history(run.info.run_id, "train/loss")
     assert sorted(m.step for m in losses) == list(range(2, 13, 2))  # each step once: rank 1 logged nothing
     assert len(client.get_metric_history(run.info.run_id, "eval/fid")) == 1
@@ -41,4 +41,4 @@ def test_a_two_rank_job_is_one_run_logged_once(tmp_path, monkeypatch):
         assert outcome == "success", result
         assert result.run_id == (run.info.run_id if rank == 0 else None)
     checkpoints = workdir / "runs" / run.data.tags[tags.CONFIG_HASH] / "checkpoints"
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-00000008.pt", "step-00000012.pt"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-00000008", "step-00000012"]

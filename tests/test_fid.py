@@ -16,6 +16,7 @@ from experiments.data.images import center_crop_resize
 from experiments.evaluation.fid import INCEPTION, compute_fid, generate_images, prepare_reference
 from experiments.tiny.coco import CocoFixture, build_coco_fixture
 from experiments.tiny.feature_extractor import TINY_EXTRACTOR, TinyFeatureExtractor, save_random_inception
+from experiments.training.checkpoints import UnsafeCheckpointError
 
 RESOLUTION = 32
 
@@ -241,3 +242,29 @@ def test_shards_split_the_batches_between_them(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["000002.png", "000003.png"]
     with pytest.raises(ValueError, match="shard 3 of 3"):
         generate_images(generate, captions, tmp_path, batch_size=2, resolution=8, progress=False, shard=(3, 3))
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_files_torch_fidelity_unpickles_are_checked_first(tmp_path: Path, coco: CocoFixture) -> None:
+    """Its statistics cache and the Inception weights: a planted payload is refused, never run."""
+    fid, cache = config(coco, extractor=TINY_EXTRACTOR), tmp_path / "cache"
+    reference = prepare_reference(fid, cache)
+    generated = copy_images(sorted(coco.train_images.iterdir())[:8], tmp_path / "generated")
+    compute_fid(generated, reference, fid, cache)
+    (statistics,) = cache.glob("*stat-fid*")
+    marker = tmp_path / "payload-ran"
+    torch.save({"mu": _Payload(marker)}, statistics)
+    with pytest.raises(UnsafeCheckpointError, match=f"{statistics}: refused"):
+        compute_fid(generated, reference, fid, cache)
+    weights = tmp_path / "inception.pt"
+    torch.save({"conv": _Payload(marker)}, weights)
+    with pytest.raises(UnsafeCheckpointError, match=f"{weights}: refused"):
+        compute_fid(generated, reference, config(coco, weights), tmp_path / "other")
+    assert not marker.exists()

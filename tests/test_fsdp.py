@@ -22,6 +22,7 @@ from torch.distributed.tensor import DTensor
 from experiments.config import RunConfig
 from experiments.recipes.instruct import InstructObjective
 from experiments.recipes.run import seed_everything
+from experiments.training.checkpoints import load_state, trained_weights
 from experiments.training.distributed import World, rank_parts
 from experiments.training.loop import train
 from experiments.training.objective import Objective
@@ -48,8 +49,9 @@ def objective_for(config: RunConfig) -> Objective:
 
 def instruct_config(assets: Path, stage2_dir: Path, parallelism: str) -> RunConfig:
     # Micro-batches of one row: some put images on one rank and none on the other (asserted).
-    return stage3_config(assets, stage2_dir, steps=3, batch_size=4, micro_batch_size=1, eval_every=3,
-                         checkpoint_every=3, parallelism=parallelism)
+    # QUICK's 4 warm-up steps would exceed these 3 steps.
+    return stage3_config(assets, stage2_dir, {"train.optim.warmup_steps": 1}, steps=3, batch_size=4,
+                         micro_batch_size=1, eval_every=3, checkpoint_every=3, parallelism=parallelism)
 
 
 def _train_and_record(config: RunConfig, folder: Path, name: str, rank: int) -> None:
@@ -111,7 +113,7 @@ def test_two_fsdp_ranks_train_checkpoint_resume_and_evaluate_like_one_process(ti
     with torch.no_grad():
         single_alone = single.conditioner(PROMPT)
     single_model = single.trainable.state_dict()
-    single_written = torch.load(tmp_path / "single" / "checkpoints" / "step-00000006.pt", weights_only=False)
+    single_optimizer = load_state(tmp_path / "single" / "checkpoints" / "step-00000006" / "state.pt")["optimizer"]
     mp.spawn(_rank, args=(2, tmp_path, tiny_assets), nprocs=2, join=True)
 
     for name in ("fsdp", "fsdp-accumulating", "fsdp-resumed"):
@@ -131,10 +133,10 @@ def test_two_fsdp_ranks_train_checkpoint_resume_and_evaluate_like_one_process(ti
 
         # The checkpoint is a single process's: the whole model under the plain trainable's keys,
         # and the optimiser's state by parameter position.
-        written = torch.load(tmp_path / name / "checkpoints" / "step-00000006.pt", weights_only=False)
-        fresh_objective(config).trainable.load_state_dict(written["model"])
-        torch.testing.assert_close(written["model"], rank0["model"], rtol=0, atol=0)
-        optimizer, single_optimizer = written["optimizer"], single_written["optimizer"]
+        written = tmp_path / name / "checkpoints" / "step-00000006"
+        fresh_objective(config).trainable.load_state_dict(trained_weights(written))
+        torch.testing.assert_close(trained_weights(written), rank0["model"], rtol=0, atol=0)
+        optimizer = load_state(written / "state.pt")["optimizer"]
         torch.testing.assert_close(optimizer["state"], single_optimizer["state"], rtol=1e-4, atol=1e-6)
         assert _groups(optimizer) == _groups(single_optimizer)
 
@@ -143,9 +145,9 @@ def test_two_fsdp_ranks_train_checkpoint_resume_and_evaluate_like_one_process(ti
         torch.testing.assert_close(_series(fsdp, key), _series(ddp, key), rtol=1e-4, atol=0, msg=key)
     torch.testing.assert_close(fsdp["model"], ddp["model"], rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(fsdp["alone"], ddp["alone"], rtol=1e-4, atol=1e-6)
-    written = torch.load(tmp_path / "instruct-fsdp" / "checkpoints" / "step-00000003.pt", weights_only=False)
+    written = trained_weights(tmp_path / "instruct-fsdp" / "checkpoints" / "step-00000003")
     instruct = objective_for(instruct_config(tiny_assets, tmp_path / "fsdp", "fsdp"))
-    instruct.trainable.load_state_dict(written["model"])
+    instruct.trainable.load_state_dict(written)
 
     # What the vision tower's rule is for: a micro-step at which one rank ran it and the other did not.
     def images(step: int, rank: int) -> list[int]:

@@ -4,9 +4,7 @@ on the 2 : 2 : 1 mixture, skipped rows are counted, and the run ends with DreamB
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -15,20 +13,17 @@ import torch
 from experiments.data.batches import WHOLE
 from experiments.recipes.instruct import InstructObjective
 from experiments.recipes.run import run_recipe
+from experiments.training.checkpoints import trained_weights
 from experiments.training.tracking import RecordingTracker
 from repro.cli import main as repro_main
-from tests.support.tiny import stage3_config, tiny_config
+from tests.support.runs import finished_stage2
+from tests.support.tiny import stage3_config
 
 
 @pytest.fixture(scope="module")
 def stage2_dir(tiny_assets, tmp_path_factory) -> Path:
     """A finished (short) stage-2 run's directory, as the harness leaves it."""
-    run_dir = tmp_path_factory.mktemp("stage2")
-    config = tiny_config(tiny_assets, "aligner-12", steps=4, checkpoint_every=4, eval_every=4)
-    config = replace(config, fid=replace(config.fid, enabled=False))
-    run_recipe(config, run_dir, run_dir / "cache", RecordingTracker(), progress=False)
-    (run_dir / "config.json").write_text(json.dumps({"config": asdict(config)}))
-    return run_dir
+    return finished_stage2(tiny_assets, tmp_path_factory.mktemp("stage2"))
 
 
 def test_stage3_trains_the_mllm_and_m_only_and_evaluates_both_benchmarks(tiny_assets, stage2_dir, tmp_path):
@@ -43,7 +38,7 @@ def test_stage3_trains_the_mllm_and_m_only_and_evaluates_both_benchmarks(tiny_as
         assert len(made.items) == config.train.batch_size
         skipped.update(made.skipped)
     assert skipped == {"edits_corrupt_image": 1, "compositional_entity_not_in_caption": 1}
-    stage2 = torch.load(sorted((stage2_dir / "checkpoints").glob("*.pt"))[-1], weights_only=False)["model"]
+    stage2 = trained_weights(stage2_dir)
     assert all(torch.equal(start[f"aligner.{k}"], v) for k, v in stage2.items())  # starts aligned
 
     tracker = RecordingTracker()
@@ -54,10 +49,14 @@ def test_stage3_trains_the_mllm_and_m_only_and_evaluates_both_benchmarks(tiny_as
     assert logged <= set(skipped)  # what the 6 steps met of them, if any, is logged by reason
     for name in ("eval/dino", "eval/clip_i", "eval/clip_t"):
         assert 0.0 <= result.metrics[name] <= 1.0, name
-    assert result.metrics["eval/dreambench_images"] == 4 and result.metrics["eval/fid"] > 0
+    assert result.params["eval/dreambench_images"] == 4 and result.metrics["eval/fid"] > 0
+    assert tracker.params["eval/dreambench_images"] == 4 and "eval/dreambench_images" not in tracker.metrics
+    assert {(i.name, i.context, i.rows) for i in tracker.inputs} >= {
+        ("data.compositional", "training", 32), ("data.edits", "training", 32),
+        ("data.heldout", "heldout", len(objective.heldout_pairs[1])), ("fid.captions", "evaluation", 8)}
     assert [p.name for p, folder in tracker.artifacts if folder == "dreambench"] == ["dog.png"]
 
-    trained = torch.load(sorted((tmp_path / "checkpoints").glob("*.pt"))[-1], weights_only=False)["model"]
+    trained = trained_weights(tmp_path)
     changed = {k for k, v in trained.items() if not torch.equal(v, start[k])}
     assert any(k.startswith("aligner.m.") for k in changed)
     assert any(k.startswith("mllm.model.text_model.") for k in changed)

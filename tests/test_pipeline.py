@@ -47,11 +47,25 @@ def test_table2_matrix_end_to_end(workdir, monkeypatch):
         assert run.info.status in ("FINISHED", "FAILED")
         for key in (tags.TABLE, tags.EXPERIMENT, tags.TIER, tags.SEED, tags.CONFIG_HASH, tags.GIT_COMMIT):
             assert run.data.tags[key], key
-        assert run.data.params["train.optim.lr"]
+        trains = run.data.params["recipe"] != "baseline"
+        # Params for the sections the recipe uses; the baseline trains nothing.
+        assert ("train.optim.lr" in run.data.params) == trains
+        assert ("aligner.kind" in run.data.params) == trains
+        assert not any(key.startswith("dreambench.") for key in run.data.params)  # off in Table 2
+        assert "None" not in run.data.params.values()
+        assert run.data.params["fid.captions"].startswith("@tiny/")
+        assert ("train/world_size" in run.data.params) == trains and "train/world_size" not in run.data.metrics
         if run.info.status == "FINISHED":
             assert run.data.metrics[tags.METRIC_FID] > 0
+            assert run.data.params["eval/num_images"] == "16" and "eval/num_images" not in run.data.metrics
+            assert "fid.captions" in {item.dataset.name for item in run.inputs.dataset_inputs}
             artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
             assert "samples/grid.png" in artifacts
+            # What the run trained, as an export (safetensors, config.json, model card).
+            model = {a.path for a in client.list_artifacts(run.info.run_id, tags.MODEL_ARTIFACT)}
+            assert (f"{tags.MODEL_ARTIFACT}/aligner.safetensors" in model) == trains
+            if trains:
+                assert {"data.train", "data.heldout"} <= {i.dataset.name for i in run.inputs.dataset_inputs}
         if run.data.tags[tags.EXPERIMENT] == "aligner-12":
             losses = [m.value for m in client.get_metric_history(run.info.run_id, "train/mse_loss")]
             assert len(losses) == 6
@@ -61,6 +75,16 @@ def test_table2_matrix_end_to_end(workdir, monkeypatch):
         assert row in table
     for plot in ("loss_curves", "fid_per_row", "fid_vs_compute", "samples"):
         assert (workdir / "reports" / f"table2_{plot}.png").stat().st_size > 5_000
+    # The campaign's parent run holds the tables and plots it produced.
+    logged = {a.path for a in client.list_artifacts(parents.pop(), tags.REPORTS_ARTIFACT)}
+    assert {f"{tags.REPORTS_ARTIFACT}/table2.md", f"{tags.REPORTS_ARTIFACT}/table2_fid_per_row.png"} <= logged
+
+    # Read back from MLflow into a log file: no progress bars (artifact downloads, model loading).
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    report = subprocess.run([sys.executable, "-m", "repro.cli", "--workdir", str(workdir), "report", "--tier", "tiny"],
+                            cwd=ROOT, env=env, capture_output=True, text=True)
+    assert report.returncode == 0 and "table2.md" in report.stdout, report.stderr[-2000:]
+    assert not [line for line in (report.stdout + report.stderr).splitlines() if "it/s]" in line or "%|" in line]
 
     # Running the same plan again launches nothing: every config already finished.
     assert repro(workdir, "run", "--tier", "tiny", "--table", "table2", "--seeds", "0",
@@ -76,11 +100,11 @@ def test_killed_run_resumes_into_the_same_mlflow_run(workdir):
                *ONE_THREAD, "--set", "train.steps=200", "--set", "train.checkpoint_every=10", *QUICK_LOGS_AND_FID]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        checkpoint = _wait_for(lambda: sorted(workdir.glob("runs/*/checkpoints/step-00000020.pt")), process)
+        checkpoint = _wait_for(lambda: sorted(workdir.glob("runs/*/checkpoints/step-00000020/model.safetensors")), process)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    run_dir = checkpoint[0].parents[1]
+    run_dir = checkpoint[0].parents[2]
 
     client, before = child_runs(workdir)
     killed = [r for r in before if r.data.tags[tags.CONFIG_HASH] == run_dir.name]

@@ -76,10 +76,10 @@ def test_a_two_task_job_trains_like_one_process_on_the_same_global_batch(tmp_pat
     def losses(workdir: Path) -> tuple[list[float], float]:
         client, (run,) = child_runs(workdir)
         history = client.get_metric_history(run.info.run_id, "train/loss")
-        return [m.value for m in sorted(history, key=lambda m: m.step)], run.data.metrics["train/world_size"]
+        return [m.value for m in sorted(history, key=lambda m: m.step)], run.data.params["train/world_size"]
 
     (one, one_world), (two, two_world) = losses(single), losses(cluster)
-    assert (one_world, two_world) == (1, 2) and len(one) == len(two) == 6
+    assert (one_world, two_world) == ("1", "2") and len(one) == len(two) == 6
     assert two == pytest.approx(one, rel=1e-4)
 
 
@@ -94,14 +94,14 @@ def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monke
             "--set", f"launch.cpu_tasks_per_node={ranks}", "--set", "launch.cpus_per_task=1"]
     assert repro(workdir, "run", *plan, *ONE_THREAD, "--executor", "slurm", "--no-wait", "--no-report") == 0
     checkpoints = workdir / "runs"
-    wait_for(lambda: list(checkpoints.glob("*/checkpoints/step-00000050.pt")), 240)
+    wait_for(lambda: list(checkpoints.glob("*/checkpoints/step-00000050/model.safetensors")), 240)
     client, (run,) = child_runs(workdir)
     preempt(workdir, run.data.tags[tags.JOB_ID])
     wait_for(lambda: client.get_run(run.info.run_id).info.status == "FINISHED", 300)
 
     _, (after,) = child_runs(workdir)
     assert after.info.run_id == run.info.run_id
-    assert after.data.metrics["train/world_size"] == ranks
+    assert after.data.params["train/world_size"] == str(ranks)
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
     assert sorted(set(steps)) == list(range(2, 201, 2))
     # The newest periodic checkpoint was at step 50 or later; without the one written for the

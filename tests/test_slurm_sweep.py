@@ -65,7 +65,7 @@ def test_a_preempted_trial_is_requeued_and_completes_as_the_same_trial(tmp_path,
             cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     job_id = None
     try:
-        wait_for(lambda: list((workdir / "runs").glob("*/checkpoints/step-00000050.pt")), 240)
+        wait_for(lambda: list((workdir / "runs").glob("*/checkpoints/step-00000050/model.safetensors")), 240)
         client, (run,) = child_runs(workdir)
         job_id = run.data.tags[tags.JOB_ID]
         preempt(workdir, job_id)

@@ -150,3 +150,25 @@ def test_a_sweep_of_multi_rank_trials_is_rejected_before_anything_runs(tmp_path,
     assert main(["--workdir", str(tmp_path), "sweep", "align-lr", "--set", "launch.cpu_tasks_per_node=2"]) == 2
     assert "launch: a trial runs as one rank, not 2" in capsys.readouterr().err
     assert not (tmp_path / ".cache").exists()  # stopped before building the tiny tier's assets
+
+
+def test_a_space_the_base_config_cannot_take_is_rejected_before_any_trial(tmp_path, capsys):
+    """The example's warm-up range reaches 50 steps; with 30 training steps its upper end is no
+    valid run, and the sweep says so naming both keys instead of failing trials one by one."""
+    (tmp_path / "experiments.toml").write_text(TEXT)
+    assert main(["--workdir", str(tmp_path), "sweep", "align-lr", "--set", "train.steps=30"]) == 2
+    error = capsys.readouterr().err
+    assert "space.train.optim.warmup_steps: 50 is a value of the space" in error
+    assert "50 warm-up steps exceed train.steps 30" in error
+    assert "train.optim.lr" not in error and "train.rec_weight" not in error  # their ranges fit
+    assert not (tmp_path / "optuna.journal").exists() and not (tmp_path / ".cache").exists()
+
+
+def test_every_choice_is_checked_too(tmp_path):
+    path = _write(tmp_path, TEXT + GOOD.replace("choices = [1, 2]", "choices = [1, 0]"))
+    runs = TrialRuns(path, load_sweep(path, "probe"), "tiny", (), tmp_path)
+    with pytest.raises(ConfigError, match=r"space.aligner.layers: 0 is a value of the space, but .*aligner.layers: "
+                                          r"must be >= 1"):
+        runs.check_space()
+    path = _write(tmp_path, TEXT + GOOD)
+    TrialRuns(path, load_sweep(path, "probe"), "tiny", (), tmp_path).check_space()  # every end fits

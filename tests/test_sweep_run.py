@@ -50,11 +50,23 @@ name = "prune"
 experiment = "aligner-12"
 metric = "heldout/mse_loss"
 direction = "minimize"
-n_trials = 2
+n_trials = 1  # the test asks for 2 with --n-trials
 pruner = { kind = "median", startup_trials = 1 }
 
 [sweep.space]
 "train.optim.lr" = { choices = [3e-3, 1e-7] }  # a learning rate and one too small to learn
+
+[[sweep]]
+name = "clash"
+experiment = "aligner-12"
+metric = "heldout/mse_loss"
+direction = "minimize"
+n_trials = 1
+pruner = { kind = "none" }
+
+[sweep.space]  # each end fits the base run's 10 steps; 8 warm-up steps in 2 steps do not
+"train.steps" = { low = 2, high = 10 }
+"train.optim.warmup_steps" = { low = 0, high = 8 }
 '''
 
 pytestmark = pytest.mark.slow
@@ -107,7 +119,7 @@ def runs_by_trial(workdir: Path, name: str) -> dict[int, Run]:
     return {int(run.data.tags[sweep_tags.TRIAL]): run for run in found}
 
 
-def test_a_killed_sweep_resumes_without_repeating_finished_trials(workdir):
+def test_a_killed_sweep_resumes_without_repeating_finished_trials(workdir, capsys):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     command = [sys.executable, "-m", "repro.cli", "--workdir", str(workdir), "sweep", "resume",
@@ -128,6 +140,8 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(workdir):
     runs_before = runs_by_trial(workdir, "resume")
 
     assert repro(workdir, "sweep", "resume", "--executor", "debug", "--parallel", "1") == 0
+    # One word per state, Optuna's: the trials this start ran.
+    assert f"({len(orphans)} resumed): {3 - len(done_before)} complete, 0 pruned, 0 fail" in capsys.readouterr().out
 
     after = study(workdir, "resume").trials
     assert [t.number for t in after] == [0, 1, 2]
@@ -150,12 +164,20 @@ def test_each_trial_is_a_child_run_with_its_number_params_and_objective(workdir)
     assert len(parents) == 1
     parent = mlflow(workdir).get_run(parents.pop())
     assert parent.data.tags[tags.KIND] == "sweep" and parent.info.status == "FINISHED"
+    reports = {a.path for a in mlflow(workdir).list_artifacts(parent.info.run_id, tags.REPORTS_ARTIFACT)}
+    assert f"{tags.REPORTS_ARTIFACT}/sweep-resume.md" in reports  # what the sweep's report step wrote
     for trial in trials:
         run = runs[trial.number]
         assert run.info.status == "FINISHED" and run.data.tags[sweep_tags.STATE] == "COMPLETE"
         assert float(run.data.params["sweep.train.optim.lr"]) == trial.params["train.optim.lr"]
         assert float(run.data.params["train.optim.lr"]) == trial.params["train.optim.lr"]
         assert run.data.metrics[sweep_tags.METRIC_OBJECTIVE] == trial.value == run.data.metrics["heldout/mse_loss"]
+    # What optuna-dashboard shows: the metric's name, and each trial's run and run folder.
+    assert study(workdir, "resume").metric_names == ["heldout/mse_loss"]
+    for trial in trials:
+        run = runs[trial.number]
+        assert trial.user_attrs == {sweep_tags.ATTR_RUN_ID: run.info.run_id,
+                                    sweep_tags.ATTR_CONFIG_HASH: run.data.tags[tags.CONFIG_HASH]}
     best = study(workdir, "resume").best_value
     assert best == min(run.data.metrics["heldout/mse_loss"] for run in runs.values())
     assert parent.data.metrics[sweep_tags.METRIC_BEST] == best
@@ -170,7 +192,7 @@ def test_a_trial_worse_than_the_median_is_pruned(workdir):
     created.enqueue_trial({"train.optim.lr": 3e-3})
     created.enqueue_trial({"train.optim.lr": 1e-7})
 
-    assert repro(workdir, "sweep", "prune", "--executor", "debug", "--no-report") == 0
+    assert repro(workdir, "sweep", "prune", "--executor", "debug", "--no-report", "--n-trials", "2") == 0
 
     good, bad = study(workdir, "prune").trials
     assert (good.state, bad.state) == (TrialState.COMPLETE, TrialState.PRUNED)
@@ -179,6 +201,24 @@ def test_a_trial_worse_than_the_median_is_pruned(workdir):
     assert run.info.status == "KILLED" and run.data.tags[sweep_tags.STATE] == "PRUNED"
     assert run.data.tags[tags.FAILURE_REASON].startswith("pruned at step 2")
     assert [m.step for m in mlflow(workdir).get_metric_history(run.info.run_id, "heldout/mse_loss")] == [2]
+
+
+def test_params_that_clash_only_together_fail_their_trial_which_gets_its_run(workdir, capsys):
+    runs = trial_runs(workdir, "clash")
+    created = optuna.create_study(study_name=name_of(runs), direction="minimize",
+                                  storage=open_storage(str(workdir / "optuna.journal")))
+    created.enqueue_trial({"train.steps": 2, "train.optim.warmup_steps": 8})
+
+    assert repro(workdir, "sweep", "clash", "--executor", "debug", "--no-report") == 1
+    assert "1 trial(s) ran (0 resumed): 0 complete, 0 pruned, 1 fail" in capsys.readouterr().out
+    (trial,) = study(workdir, "clash").trials
+    assert trial.state == TrialState.FAIL
+    assert "8 warm-up steps exceed train.steps 2" in trial.user_attrs[sweep_tags.ATTR_FAILURE]
+    run = runs_by_trial(workdir, "clash")[0]
+    assert trial.user_attrs[sweep_tags.ATTR_RUN_ID] == run.info.run_id
+    assert run.info.status == "FAILED" and run.data.tags[sweep_tags.STATE] == "FAIL"
+    assert "8 warm-up steps exceed" in run.data.tags[tags.FAILURE_REASON]
+    assert run.data.params == {"sweep.train.steps": "2", "sweep.train.optim.warmup_steps": "8"}
 
 
 def test_report_writes_the_sweep_table_and_plots(workdir):
@@ -204,7 +244,7 @@ def _finished_and_checkpointed(workdir: Path) -> bool:
         return False
     runs = trial_runs(workdir, "resume")
     return any(t.state == TrialState.COMPLETE for t in trials) and any(
-        list((workdir / "runs" / runs.trial(name_of(runs), t.number, t.params).config_hash).glob("checkpoints/*.pt"))
+        list((workdir / "runs" / runs.trial(name_of(runs), t.number, t.params).config_hash).glob("checkpoints/step-*/model.safetensors"))
         for t in trials if t.state == TrialState.RUNNING
     )
 

@@ -32,7 +32,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
 
     torch.manual_seed(0)
     _train_until(Regression(), train_config(40), tmp_path / "split", stop_after=20)
-    assert CheckpointStore(tmp_path / "split" / "checkpoints").latest().name == "step-00000020.pt"
+    assert CheckpointStore(tmp_path / "split" / "checkpoints").latest().name == "step-00000020"
 
     resumed = Regression()  # a fresh process would start from a fresh, differently seeded model
     tracker = RecordingTracker()
@@ -69,8 +69,11 @@ def test_divergence_ends_the_run_with_a_reason(tmp_path):
 def test_checkpoint_store_keeps_the_newest(tmp_path):
     store = CheckpointStore(tmp_path, keep=2)
     for step in (10, 20, 30):
-        store.save(step, {"value": step})
-    assert [p.name for p in store.paths()] == ["step-00000020.pt", "step-00000030.pt"]
-    assert store.load_latest()["value"] == 30
-    (tmp_path / "step-00000040.partial").write_bytes(b"truncated by a kill")
+        store.save(step, {"model": {"w": torch.full((2,), float(step))}, "value": step})
+    assert [p.name for p in store.paths()] == ["step-00000020", "step-00000030"]
+    assert sorted(p.name for p in (tmp_path / "step-00000030").iterdir()) == ["model.safetensors", "state.pt"]
+    latest = store.load_latest()
+    assert latest["value"] == 30 and torch.equal(latest["model"]["w"], torch.full((2,), 30.0))
+    (tmp_path / ".step-00000040.partial").mkdir()  # a write a kill cut short
+    (tmp_path / ".step-00000040.partial" / "model.safetensors").write_bytes(b"truncated")
     assert store.load_latest()["step"] == 30

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from experiments.config import FidConfig
 from experiments.data.captions import load_captions, sample_captions
 from experiments.data.images import center_crop_resize
+from experiments.evaluation.fidelity_files import require_plain
 from experiments.evaluation.sheets import save_grid
 from models import ImageDecoder
 
@@ -179,6 +180,10 @@ def compute_fid(
     # random Inception would otherwise share one entry.
     weights_tag = _content_hash(Path(weights)) if weights is not None else "builtin"
     reference_tag = _fingerprint(Path(reference_dir), _image_files(Path(reference_dir)))
+    cache_name = f"reference-{reference_tag}-{fid.resolution}px-weights-{weights_tag}"
+    # What torch-fidelity will unpickle in full, checked first (fidelity_files.py).
+    cached = sorted(Path(cache_dir).glob(f"{cache_name}*.pt"))
+    require_plain(([Path(weights)] if weights else []) + cached)
     metrics = torch_fidelity.calculate_metrics(
         input1=str(generated_dir),
         input2=str(reference_dir),
@@ -191,7 +196,7 @@ def compute_fid(
         feature_extractor_weights_path=weights,
         cache=True,
         cache_root=str(cache_dir),
-        input2_cache_name=f"reference-{reference_tag}-{fid.resolution}px-weights-{weights_tag}",
+        input2_cache_name=cache_name,
         verbose=False,
     )
     return float(metrics[torch_fidelity.KEY_METRIC_FID])

@@ -18,6 +18,7 @@ from experiments.recipes.modules import aligner_for, frozen, pick_device
 from experiments.training.encoder_cache import EncoderCache, checkpoint_fingerprint
 from experiments.training.flops import Stack, align_step
 from experiments.training.objective import Objective
+from experiments.training.tracking import DataInput
 from models import ClipTextTarget, KosmosGConditioner, MLLMEncoder, alignment_losses
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # source, mask, target
@@ -74,6 +75,11 @@ class AlignObjective(Objective):
 
     def data_counts(self) -> dict[str, int]:
         return self.steps.counts()
+
+    def data_inputs(self) -> list[DataInput]:
+        data = self.config.data
+        return [DataInput("data.train", "training", data.train, self.steps.rows.stream.order.total),
+                DataInput("data.heldout", "heldout", data.heldout, len(self.heldout_texts))]
 
     def tokens(self, batch: Batch) -> int:
         """Real (unpadded) caption tokens the MLLM encodes."""

@@ -21,6 +21,7 @@ from experiments.recipes.diffusion import (
 )
 from experiments.recipes.modules import aligner_for, frozen, pick_device
 from experiments.training.objective import Objective
+from experiments.training.tracking import DataInput
 from models import ClipTextTarget, ImageDecoder, KosmosGConditioner, MLLMEncoder
 
 
@@ -55,6 +56,11 @@ class E2EObjective(Objective):
 
     def data_counts(self) -> dict[str, int]:
         return self.steps.counts()
+
+    def data_inputs(self) -> list[DataInput]:
+        data = self.config.data
+        return [DataInput("data.train", "training", data.train, self.steps.rows.stream.order.total),
+                DataInput("data.heldout", "heldout", data.heldout, len(self.heldout_pairs[1]))]
 
     def loss(self, batch: tuple[torch.Tensor, list[str]]) -> dict[str, torch.Tensor]:
         images, texts = batch

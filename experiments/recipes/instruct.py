@@ -37,6 +37,7 @@ from experiments.recipes.diffusion import (
 from experiments.recipes.modules import aligner_for, frozen, pick_device
 from experiments.training.checkpoints import trained_weights
 from experiments.training.objective import Objective
+from experiments.training.tracking import DataInput
 from models import ClipTextTarget, ImageDecoder, KosmosGConditioner, MLLMEncoder
 
 Batch = tuple[torch.Tensor, list[str], list[list]]  # target images, prompts, prompt images
@@ -78,6 +79,13 @@ class InstructObjective(Objective):
 
     def data_counts(self) -> dict[str, int]:
         return self.steps.counts()
+
+    def data_inputs(self) -> list[DataInput]:
+        data = self.config.data
+        streams = zip(STAGE3_KINDS, self.steps.rows.streams)
+        kinds = [DataInput(f"data.{kind}", "training", getattr(data, kind), stream.order.total)
+                 for kind, stream in streams if stream is not None]
+        return [*kinds, DataInput("data.heldout", "heldout", data.heldout, len(self.heldout_pairs[1]))]
 
     def tokens(self, batch: Batch) -> int:
         """Prompt tokens and image slots the MLLM encodes."""

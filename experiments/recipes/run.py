@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +16,21 @@ from experiments.evaluation.fid import evaluate_fid
 from experiments.recipes.modules import frozen, pick_device
 from experiments.recipes.registry import recipe_named
 from experiments.training.loop import train
-from experiments.training.tracking import Tracker
+from experiments.training.tracking import DataInput, Tracker
 from models import ImageDecoder
 
 log = logging.getLogger(__name__)
+
+
+# Counts the evaluations return that the config fixes (images made): params, not metrics.
+_EVALUATION_COUNTS = ("eval/num_images", "eval/dreambench_images")
 
 
 @dataclass(frozen=True)
 class RecipeResult:
     metrics: dict[str, float]
     failure: str | None = None  # why the run counts as failed (diverged), if it does
+    params: dict[str, int] = field(default_factory=dict)  # what the evaluations counted
 
 
 def seed_everything(seed: int) -> None:
@@ -54,6 +59,7 @@ def run_recipe(
         # The cache dir is shared by every run of the work dir: rows reading the same frozen
         # encoders reuse each other's encoder outputs, as they reuse FID reference statistics.
         objective = recipe.load()(config, cache_dir)
+        tracker.log_inputs(objective.data_inputs())
         outcome = train(objective, config.train, run_dir, tracker, progress=progress)
         # What the objective set aside, on load and while streaming, by reason: never silently lost.
         metrics.update({f"data/{reason}": float(n) for reason, n in objective.data_counts().items()})
@@ -77,6 +83,9 @@ def run_recipe(
             conditioner, decoder, config.fid, seed=config.seed, run_dir=run_dir,
             cache_dir=cache_dir, progress=progress,
         ))
+        if "eval/num_images" in metrics:  # rank 0, which scored them
+            tracker.log_inputs([DataInput("fid.captions", "evaluation", config.fid.captions,
+                                          int(metrics["eval/num_images"]))])
         grid = run_dir / "samples" / "grid.png"
         if grid.is_file():  # rank 0 alone draws it
             tracker.log_artifact(grid, "samples")
@@ -92,5 +101,7 @@ def run_recipe(
         ))
         for sheet in dreambench_sheets(run_dir):
             tracker.log_artifact(sheet, "dreambench")
+    params = {key: int(metrics.pop(key)) for key in _EVALUATION_COUNTS if key in metrics}
+    tracker.log_params(params)
     tracker.log_metrics(metrics, step=step)
-    return RecipeResult(metrics)
+    return RecipeResult(metrics, params=params)

@@ -96,11 +96,12 @@ def train(
         world.barrier()
 
     loss_of = torch.compile(parallel.loss) if cfg.compile else parallel.loss
-    tracker.log_metrics({
+    # Fixed for the run (its launch), so params rather than one-point metric series.
+    tracker.log_params({
         "train/world_size": world.size,
         "train/micro_batch_size": cfg.batch_size // (world.size * len(parts)),
         "train/grad_accumulation": len(parts),
-    }, step=start)
+    })
     objective.trainable.train()
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress or world.rank != 0, desc="train", unit="step")
     with preemption.training(), objective.prefetching(start, parts):

@@ -2,8 +2,8 @@
 
 The loop reads only what is declared here. The optional members have defaults, so a recipe
 overrides only what it has: a token count (tokens/s is logged then), a FLOP count (MFU is
-logged then, on a known GPU), the decoder it trains through (reused to sample), and how much
-data it set aside when loading.
+logged then, on a known GPU), the decoder it trains through (reused to sample), how much
+data it set aside when loading, and which data files it read.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from torch import nn
 
 from experiments.config import RunConfig
 from experiments.data.batches import Part
+from experiments.training.tracking import DataInput
 
 if TYPE_CHECKING:
     from models import ImageDecoder, KosmosGConditioner
@@ -65,3 +66,7 @@ class Objective(ABC):
     def data_counts(self) -> dict[str, int]:
         """Items set aside so far, by reason (logged as `data/<reason>`): never silently lost."""
         return {}
+
+    def data_inputs(self) -> list[DataInput]:
+        """The data files training and held-out evaluation read, with the rows taken from each."""
+        return []

@@ -20,6 +20,11 @@ from repro.config.fields import leaf_value
 TINY_PREFIX = "@tiny/"
 RUN_PREFIX = "@run/"
 
+
+def tiny_assets_dir(workdir: Path) -> Path:
+    """Where the harness builds the tiny tier's assets for a work directory."""
+    return (workdir / ".cache" / "tiny-assets").resolve()
+
 # The path-valued config leaves. Each recipe declares those its models and data come from
 # (registry.py); an evaluation's inputs are read by a recipe that samples images when the
 # config turns that evaluation on.

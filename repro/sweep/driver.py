@@ -23,16 +23,18 @@ from optuna.trial import TrialState
 from repro.config import ConfigError, SweepSpec
 from repro.job import JobContext, threads_per_job
 from repro.launch import make_executor
+from repro.sweep import tags as sweep_tags
 from repro.sweep.runs import TrialRuns
 from repro.sweep.study import (
+    annotate,
     distributions,
     make_pruner,
     make_sampler,
     open_storage,
     study_name,
 )
-from repro.sweep.tracking import close_sweep_run, open_sweep_run
-from repro.sweep.trial import TrialJob, TrialOutcome, TrialRunJob
+from repro.sweep.tracking import close_sweep_run, failed_trial_run, open_sweep_run
+from repro.sweep.trial import TrialJob, TrialOutcome, TrialRunJob, fail_without_run
 from repro.tracking import ensure_experiment
 
 log = logging.getLogger(__name__)
@@ -45,9 +47,12 @@ class SweepResult:
     study: str
     parent_run_id: str
     resumed: tuple[int, ...]  # trials a killed sweep left RUNNING, run again to their end
-    outcomes: tuple[TrialOutcome, ...]
-    crashed: tuple[str, ...]  # trials whose config was invalid or whose job raised, and why
+    outcomes: tuple[TrialOutcome, ...]  # every trial this start ran, FAIL ones with their reason
     best: optuna.trial.FrozenTrial | None
+
+    @property
+    def failed(self) -> tuple[TrialOutcome, ...]:
+        return tuple(outcome for outcome in self.outcomes if outcome.state == TrialState.FAIL.name)
 
 
 def run_sweep(
@@ -76,9 +81,8 @@ def run_sweep(
     space = distributions(sweep)
     # FrozenTrial's _trial_id is the storage's id, the only handle that reopens a running trial.
     queue: list[tuple[int, int, dict[str, Any]]] = [(t.number, t._trial_id, t.params) for t in orphans]
-    running: dict[submitit.Job, int] = {}
+    running: dict[submitit.Job, TrialJob] = {}
     outcomes: list[TrialOutcome] = []
-    crashed: list[str] = []
     while queue or budget or running:
         while len(running) < parallel and (queue or budget):
             if queue:
@@ -90,50 +94,61 @@ def run_sweep(
             try:
                 spec = runs.trial(name, number, params)
             except ConfigError as error:
-                # Params the config rejects (more warm-up steps than steps, say) fail only their
-                # trial; the base run was checked before the sweep began.
-                study.tell(number, state=TrialState.FAIL)
-                crashed.append(f"trial {number}: {error}")
-                log.error("%s", crashed[-1])
+                # Params that clash only together (the space's ends were checked one by one
+                # before the sweep began) fail their trial alone, which still gets its run.
+                outcomes.append(_invalid(client, ctx, study, sweep, name, number, trial_id, params, str(error)))
                 continue
-            job = TrialJob(spec, ctx, storage, sweep.name, name, number, trial_id, sweep.metric, sweep.pruner)
+            annotate(study, trial_id, {sweep_tags.ATTR_CONFIG_HASH: spec.config_hash})
+            job = TrialJob(spec, ctx, storage, sweep, name, number, trial_id, params)
             submitted = pool.submit(TrialRunJob(), job)
             log.info("trial %d submitted as job %s: %s", number, submitted.job_id, spec.run_name)
-            running[submitted] = number
+            running[submitted] = job
         finished = [job for job in running if job.done()]
-        for job in finished:
-            outcome = _collect(job, running.pop(job), study, sweep.metric)
-            if isinstance(outcome, TrialOutcome):
-                outcomes.append(outcome)
-            else:
-                crashed.append(outcome)
+        for submitted in finished:
+            outcomes.append(_collect(submitted, running.pop(submitted), study, client))
         if not finished:
             time.sleep(_POLL_SECONDS)
     close_sweep_run(client, parent, study)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return SweepResult(name, parent, tuple(t.number for t in orphans), tuple(outcomes), tuple(crashed),
+    return SweepResult(name, parent, tuple(t.number for t in orphans), tuple(outcomes),
                        study.best_trial if complete else None)
 
 
 def _open_study(sweep: SweepSpec, name: str, storage: str) -> optuna.Study:
-    """The study, created, or loaded as a finished or killed sweep left it."""
+    """The study, created, or loaded as a finished or killed sweep left it. It carries its
+    metric's name, which optuna-dashboard shows instead of "Objective 0"."""
     study = optuna.create_study(study_name=name, storage=open_storage(storage), direction=sweep.direction,
                                 pruner=make_pruner(sweep.pruner), load_if_exists=True)
+    study.set_metric_names([sweep.metric])
     study.sampler = make_sampler(sweep.sampler, seed_offset=len(study.trials))
     return study
 
 
-def _collect(job: submitit.Job, number: int, study: optuna.Study, metric: str) -> TrialOutcome | str:
-    """The trial's outcome, or for a job that raised, its error and where its log is."""
+def _invalid(
+    client: MlflowClient, ctx: JobContext, study: optuna.Study, sweep: SweepSpec, name: str, number: int,
+    trial_id: int, params: dict[str, Any], reason: str,
+) -> TrialOutcome:
+    run_id = failed_trial_run(client, ctx, sweep, name, number, params, reason, None)
+    annotate(study, trial_id, {sweep_tags.ATTR_RUN_ID: run_id, sweep_tags.ATTR_FAILURE: reason[:4000]})
+    study.tell(number, state=TrialState.FAIL)
+    log.error("trial %d: FAIL: %s", number, reason)
+    return TrialOutcome(number, TrialState.FAIL.name, None, run_id, reason)
+
+
+def _collect(submitted: submitit.Job, job: TrialJob, study: optuna.Study, client: MlflowClient) -> TrialOutcome:
+    """The trial's outcome; for a job that raised, FAIL with its error and where its log is."""
     try:
-        outcome: TrialOutcome = job.result()
+        outcome: TrialOutcome = submitted.result()
     except Exception as error:  # the job's own failure, re-raised by submitit
-        # A job that died before telling the study (killed, out of memory) must not leave its
-        # trial RUNNING, or the next start would resume it as orphaned.
-        study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
-        crash = f"trial {number}: {error}\n(full log: {job.paths.stderr})"
-        log.error("%s", crash)
-        return crash
-    shown = f"{metric} = {outcome.value:.6g}" if outcome.value is not None else outcome.reason
-    log.info("trial %d: %s %s", number, outcome.state, shown)
+        reason = f"{error}\n(full log: {submitted.paths.stderr})"
+        log.error("trial %d: FAIL: %s", job.number, reason)
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == job.number)
+        if frozen.state.is_finished():  # the job told the study itself before it raised
+            return TrialOutcome(job.number, frozen.state.name, None, frozen.user_attrs.get(sweep_tags.ATTR_RUN_ID),
+                                frozen.user_attrs.get(sweep_tags.ATTR_FAILURE, reason))
+        # It died before telling the study (killed, out of memory): its trial must not stay
+        # RUNNING, or the next start would resume it as orphaned.
+        return fail_without_run(study, client, job, reason)
+    shown = f"{job.metric} = {outcome.value:.6g}" if outcome.value is not None else outcome.reason
+    log.info("trial %d: %s %s", job.number, outcome.state, shown)
     return outcome

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import optuna
 
-from experiments.training.tracking import Tracker
+from experiments.training.tracking import DataInput, Tracker
 from repro.job import StopRun
 
 
@@ -31,6 +31,12 @@ class PruningTracker:
         self.trial.report(value, step)
         if self.trial.should_prune():
             raise Pruned(f"pruned at step {step}: {self.metric} = {value:.4g}")
+
+    def log_params(self, params: dict[str, object]) -> None:
+        self.inner.log_params(params)
+
+    def log_inputs(self, inputs: list[DataInput]) -> None:
+        self.inner.log_inputs(inputs)
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         self.inner.log_artifact(path, folder)

@@ -43,6 +43,25 @@ class TrialRuns:
         """
         return self._expand(f"sweep:{study}", f"{self.sweep.name} #{number}", params)
 
+    def check_space(self) -> None:
+        """The space against the resolved base run, before any trial is asked: each end of every
+        range, and every choice, applied to the base run alone must make a valid run. A value the
+        config cannot take (more warm-up steps than train.steps) is an error naming the space's
+        key and the rule it breaks, rather than trials that fail as soon as they start. Checking
+        the ends suffices for the config's rules, which are bounds; values of two params that
+        clash only together still fail their trial alone."""
+        problems = []
+        for param in self.sweep.space:
+            values = param.choices if param.kind == "categorical" else (param.low, param.high)
+            for value in values:
+                try:
+                    self._expand(f"sweep:{self.sweep.name}", f"{self.sweep.name} space check", {param.key: value})
+                except ConfigError as error:
+                    problems += [f"space.{param.key}: {value!r} is a value of the space, but {problem}"
+                                 for problem in error.problems or [str(error)]]
+        if problems:
+            raise ConfigError(f"sweep {self.sweep.name!r} on the {self.tier} tier", problems)
+
     def _expand(self, table: str, row: str, params: dict[str, Any]) -> RunSpec:
         document, problems = read_document(self.config)
         user_layers, found = read_overrides(self.overrides, None)

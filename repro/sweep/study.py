@@ -13,6 +13,7 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -41,6 +42,17 @@ def study_name(sweep: SweepSpec, base: RunSpec) -> str:
     }
     digest = hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:8]
     return f"{sweep.name}.{base.tier}.{digest}"
+
+
+def annotate(study: optuna.Study, trial_id: int, attributes: dict[str, str]) -> None:
+    """User attributes on a trial still running; a trial that has ended keeps those it has
+    (Optuna refuses changes to it)."""
+    trial = optuna.Trial(study, trial_id)
+    try:
+        for key, value in attributes.items():
+            trial.set_user_attr(key, value)
+    except UpdateFinishedTrialError:
+        pass
 
 
 def distribution(param: Param) -> BaseDistribution:

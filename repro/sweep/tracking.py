@@ -12,9 +12,12 @@ from mlflow.entities import RunTag
 from optuna.trial import TrialState
 
 from repro import tags
+from repro.config.schema import RunSpec
 from repro.config.sweep import Param, SweepSpec
+from repro.job import JobContext
 from repro.provenance import git_commit
 from repro.sweep import tags as sweep_tags
+from repro.tracking import open_run
 
 
 def open_sweep_run(client: MlflowClient, experiment_id: str, sweep: SweepSpec, study: str, tier: str) -> str:
@@ -39,6 +42,32 @@ def open_sweep_run(client: MlflowClient, experiment_id: str, sweep: SweepSpec, s
     settings = {"n_trials": sweep.n_trials, "parallel": sweep.parallel,
                 "sampler": json.dumps(asdict(sweep.sampler)), "pruner": json.dumps(asdict(sweep.pruner))}
     client.log_batch(run_id, tags=[RunTag(f"sweep.{key}", str(value)) for key, value in settings.items()])
+    return run_id
+
+
+def trial_tags(sweep: str, study: str, number: int) -> dict[str, str]:
+    """What makes a run one of the sweep's trials, for the report and the MLflow UI."""
+    return {sweep_tags.SWEEP: sweep, sweep_tags.STUDY: study, sweep_tags.TRIAL: str(number)}
+
+
+def failed_trial_run(
+    client: MlflowClient, ctx: JobContext, sweep: SweepSpec, study: str, number: int, params: dict,
+    reason: str, spec: RunSpec | None,
+) -> str:
+    """The MLflow run of a trial that failed without one: its params were invalid (no spec), or
+    its job died before opening its run. Every trial of the study then has a run, FAIL ones
+    too, with the trial's params and the reason."""
+    if spec is not None:
+        run_id = open_run(client, ctx.experiment_id, ctx.parent_run_id, spec, ctx.workdir)
+    else:
+        run_id = client.create_run(ctx.experiment_id, run_name=f"{sweep.name} #{number}", tags={
+            "mlflow.parentRunId": ctx.parent_run_id, tags.KIND: "run", tags.TABLE: f"sweep:{study}",
+            tags.EXPERIMENT: sweep.experiment, tags.GIT_COMMIT: git_commit(),
+        }).info.run_id
+        client.log_batch(run_id, params=[MlflowParam(f"sweep.{key}", str(value)) for key, value in params.items()])
+    values = {**trial_tags(sweep.name, study, number), sweep_tags.STATE: "FAIL", tags.FAILURE_REASON: reason[:4000]}
+    client.log_batch(run_id, tags=[RunTag(key, value) for key, value in values.items()])
+    client.set_terminated(run_id, status="FAILED")
     return run_id
 
 

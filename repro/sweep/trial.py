@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 import submitit
@@ -21,11 +22,12 @@ from optuna.trial import TrialState
 
 from repro import tags
 from repro.config.schema import RunSpec
-from repro.config.sweep import PrunerSpec
+from repro.config.sweep import SweepSpec
 from repro.job import JobContext, defer_preemption, execute
 from repro.sweep import tags as sweep_tags
 from repro.sweep.pruning import Pruned, PruningTracker
-from repro.sweep.study import make_pruner, open_storage
+from repro.sweep.study import annotate, make_pruner, open_storage
+from repro.sweep.tracking import failed_trial_run, trial_tags
 from repro.tracking import MlflowTracker, is_done, runs_with_hash
 
 
@@ -34,12 +36,15 @@ class TrialJob:
     spec: RunSpec
     ctx: JobContext
     storage: str
-    sweep: str
+    sweep: SweepSpec
     study: str
     number: int
     trial_id: int  # the storage's id of the trial, which optuna.Trial() is built from
-    metric: str
-    pruner: PrunerSpec
+    params: dict[str, Any]  # the trial's sampled values
+
+    @property
+    def metric(self) -> str:
+        return self.sweep.metric
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ class TrialOutcome:
 
 def run_trial(job: TrialJob) -> TrialOutcome:
     study = optuna.load_study(study_name=job.study, storage=open_storage(job.storage),
-                              pruner=make_pruner(job.pruner))
+                              pruner=make_pruner(job.sweep.pruner))
     client = MlflowClient(job.ctx.tracking_uri)
     finished = _finished_run(client, job)
     if finished is not None:
@@ -64,8 +69,8 @@ def run_trial(job: TrialJob) -> TrialOutcome:
 
     def watch(tracker: MlflowTracker) -> PruningTracker:
         trackers.append(tracker)
-        tracker.set_tags({sweep_tags.STUDY: job.study, sweep_tags.TRIAL: str(job.number),
-                          sweep_tags.SWEEP: job.sweep})
+        tracker.set_tags(trial_tags(job.sweep.name, job.study, job.number))
+        annotate(study, job.trial_id, {sweep_tags.ATTR_RUN_ID: tracker.run_id})
         return PruningTracker(tracker, optuna.Trial(study, job.trial_id), job.metric)
 
     try:
@@ -75,8 +80,11 @@ def run_trial(job: TrialJob) -> TrialOutcome:
     except Exception as error:
         # Not BaseException: submitit ends a preempted attempt it has requeued with SystemExit,
         # and that trial is not over.
-        run_id = trackers[0].run_id if trackers else None
-        _end(study, client, job, run_id, TrialState.FAIL, None, f"crashed: {type(error).__name__}: {error}")
+        reason = f"crashed: {type(error).__name__}: {error}"
+        if trackers:
+            _end(study, client, job, trackers[0].run_id, TrialState.FAIL, None, reason)
+        else:  # it died before its run opened: the trial still gets one
+            fail_without_run(study, client, job, reason)
         raise
     return _settle(study, client, job, result.run_id, result.failure)
 
@@ -110,18 +118,26 @@ def _settle(
 
 
 def _end(
-    study: optuna.Study, client: MlflowClient, job: TrialJob, run_id: str | None,
+    study: optuna.Study, client: MlflowClient, job: TrialJob, run_id: str,
     state: TrialState, value: float | None, reason: str | None,
 ) -> TrialOutcome:
     # The run is written first and the study told last: a kill in between leaves the trial
     # RUNNING, so a resumed sweep settles it again, rather than a finished trial whose run
     # lacks its objective.
-    if run_id is not None:
-        tracker = MlflowTracker(client, run_id)
-        tracker.set_tags({sweep_tags.STATE: state.name})
-        if value is not None:
-            tracker.log_metrics({sweep_tags.METRIC_OBJECTIVE: value}, step=job.spec.config.train.steps)
-        if state == TrialState.FAIL and reason is not None:
-            tracker.set_tags({tags.FAILURE_REASON: reason[:4000]})
+    tracker = MlflowTracker(client, run_id)
+    tracker.set_tags({sweep_tags.STATE: state.name})
+    if value is not None:
+        tracker.log_metrics({sweep_tags.METRIC_OBJECTIVE: value}, step=job.spec.config.train.steps)
+    if state == TrialState.FAIL and reason is not None:
+        tracker.set_tags({tags.FAILURE_REASON: reason[:4000]})
+        annotate(study, job.trial_id, {sweep_tags.ATTR_FAILURE: reason[:4000]})
     study.tell(job.number, value, state=state, skip_if_finished=True)
     return TrialOutcome(job.number, state.name, value, run_id, reason)
+
+
+def fail_without_run(study: optuna.Study, client: MlflowClient, job: TrialJob, reason: str) -> TrialOutcome:
+    """A trial whose job ended before opening its MLflow run (or died too hard to say why): FAIL,
+    with a run of its own that says why."""
+    run_id = failed_trial_run(client, job.ctx, job.sweep, job.study, job.number, job.params, reason, job.spec)
+    annotate(study, job.trial_id, {sweep_tags.ATTR_RUN_ID: run_id})
+    return _end(study, client, job, run_id, TrialState.FAIL, None, reason)

@@ -42,12 +42,13 @@ def _toml(value: object) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
-def stage3_config(assets: Path, stage2_dir: Path, **train_values) -> RunConfig:
-    """A short stage-3 run from the stage-2 run in `stage2_dir`, with a DreamBench of one subject."""
+def stage3_config(assets: Path, stage2_dir: Path, sets: dict[str, object] | None = None, **train_values) -> RunConfig:
+    """A short stage-3 run from the stage-2 run in `stage2_dir`, with a DreamBench of one subject;
+    `sets` and `train_values` as tiny_config takes them."""
     values = dict(steps=6, batch_size=5, log_every=1, eval_every=3, checkpoint_every=3,
                   init_from=str(stage2_dir))
     values.update(train_values)
-    config = tiny_config(assets, "kosmos-g", **values)
+    config = tiny_config(assets, "kosmos-g", sets, **values)
     return replace(config, dreambench=replace(config.dreambench, subjects=("dog",), templates=(0, 20), steps=2,
                                               images_per_prompt=2, batch_size=4))
 
