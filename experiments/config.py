@@ -132,6 +132,8 @@ class FidConfig:
     # the full tier; the tiny tier points at random kaiming weights the harness saves itself.
     inception_weights: str | None = None
     enabled: bool = True  # off: the run trains (and logs its held-out loss) but skips FID
+    # (code) sampling runs in fp16 (sample_kosmosg_coco.py); on a GPU only, a CPU samples in fp32.
+    precision: Precision = "fp16"
 
 
 Reference = Literal["input", "subject"]
@@ -159,6 +161,7 @@ class DreamBenchConfig:
     # What DINO and CLIP-I compare a generated image with: (code) the input photo, or the mean
     # over all the subject's photos.
     reference: Reference = "input"
+    precision: Precision = "fp16"  # as fid.precision: half precision on a GPU, fp32 on a CPU
 
 
 @dataclass(frozen=True)

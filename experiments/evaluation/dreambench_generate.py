@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from experiments.config import DreamBenchConfig
 from experiments.data.dreambench import BenchmarkPrompt, Subject, open_photo
+from experiments.training.precision import sampling_autocast
 from models import ImageDecoder
 
 
@@ -97,13 +98,15 @@ def _sample(
     row_of = {prompt: row for row, prompt in enumerate(dict.fromkeys(image.prompt for image in batch))}
     distinct = list(row_of)
     photos = {name: open_photo(input_photos[name]) for name in {p.subject for p in distinct}}
-    conditions = conditioner([p.input_prompt for p in distinct], [[photos[p.subject]] for p in distinct])
-    rows = torch.tensor([row_of[image.prompt] for image in batch], device=conditions.device)
     generators = [torch.Generator().manual_seed(image_seed(seed, image)) for image in batch]
-    images = decoder.sample(
-        conditions.index_select(0, rows), conditioner.null(len(batch)), guidance=cfg.guidance, steps=cfg.steps,
-        sampler=cfg.sampler, height=cfg.generate_size, width=cfg.generate_size, generator=generators,
-    )
+    with sampling_autocast(cfg.precision):
+        conditions = conditioner([p.input_prompt for p in distinct], [[photos[p.subject]] for p in distinct])
+        rows = torch.tensor([row_of[image.prompt] for image in batch], device=conditions.device)
+        images = decoder.sample(
+            conditions.index_select(0, rows), conditioner.null(len(batch)), guidance=cfg.guidance,
+            steps=cfg.steps, sampler=cfg.sampler, height=cfg.generate_size, width=cfg.generate_size,
+            generator=generators,
+        )
     if len(images) != len(batch):
         raise ValueError(f"the decoder gave {len(images)} images for a batch of {len(batch)}")
     return images

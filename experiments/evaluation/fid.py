@@ -31,6 +31,7 @@ from experiments.data.captions import load_captions, sample_captions
 from experiments.data.images import center_crop_resize
 from experiments.evaluation.fidelity_files import require_plain
 from experiments.evaluation.sheets import save_grid
+from experiments.training.precision import sampling_autocast
 from models import ImageDecoder
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,12 @@ def evaluate_fid(
     def generate(prompts: list[str], batch_index: int) -> list[Image.Image]:
         # One generator per batch: a resumed evaluation regenerates exactly the missing batches.
         generator = torch.Generator().manual_seed(seed * 1_000_003 + batch_index)
-        return decoder.sample(
-            conditioner(prompts), conditioner.null(len(prompts)), guidance=fid.guidance,
-            steps=fid.steps, sampler=fid.sampler, height=fid.generate_size,
-            width=fid.generate_size, generator=generator,
-        )
+        with sampling_autocast(fid.precision):
+            return decoder.sample(
+                conditioner(prompts), conditioner.null(len(prompts)), guidance=fid.guidance,
+                steps=fid.steps, sampler=fid.sampler, height=fid.generate_size,
+                width=fid.generate_size, generator=generator,
+            )
 
     # Under torch.distributed every rank makes its share of the images into the same folder;
     # rank 0 alone scores them once all are written.

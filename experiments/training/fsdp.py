@@ -52,6 +52,7 @@ from torch.distributed.tensor import DTensor
 from transformers.models.kosmos2.modeling_kosmos2 import Kosmos2TextBlock
 
 from experiments.training.distributed import DataParallelObjective, World
+from experiments.training.precision import fsdp_policy
 from models.aligner import DecoderLayer, EncoderLayer
 
 # The blocks that every input runs through (see the module docstring for the vision tower's):
@@ -103,8 +104,9 @@ class Sharded:
     """The objective's trainable sharded in place over the ranks. Build the optimiser after it,
     on the trainable's parameters, which are then each rank's shards."""
 
-    def __init__(self, objective: DataParallelObjective, world: World) -> None:
+    def __init__(self, objective: DataParallelObjective, world: World, precision: str = "no") -> None:
         trainable = objective.trainable
+        policy = fsdp_policy(precision)
         mesh = init_device_mesh(world.device.type, (world.size,))
         frozen = {p for p in trainable.parameters() if not p.requires_grad}
         self._units: list[tuple[nn.Module, str, _Unit]] = []  # (parent, name, unit)
@@ -114,11 +116,11 @@ class Sharded:
                 parent_path, _, name = path.rpartition(".")
                 parent, unit = trainable.get_submodule(parent_path), _Unit(block)
                 setattr(parent, name, unit)
-                fully_shard(unit, mesh=mesh, ignored_params=frozen)
+                fully_shard(unit, mesh=mesh, ignored_params=frozen, mp_policy=policy)
                 self._units.append((parent, name, unit))
                 self._unit_prefixes.append(f"{path}.")
         self._root = _Root(objective)
-        fully_shard(self._root, mesh=mesh, ignored_params=frozen)
+        fully_shard(self._root, mesh=mesh, ignored_params=frozen, mp_policy=policy)
         self._root.set_reduce_scatter_unused_params(True)
         register_fsdp_forward_method(self._root, "heldout")
 

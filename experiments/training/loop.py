@@ -27,6 +27,7 @@ from experiments.training.checkpoints import CheckpointStore
 from experiments.training.distributed import Replicated, World, rank_parts
 from experiments.training.flops import peak_flops
 from experiments.training.objective import Objective
+from experiments.training.precision import autocast, enable_tf32
 from experiments.training.tracking import Tracker
 
 
@@ -62,16 +63,15 @@ def train(
             Sharded,  # torch's FSDP takes seconds to import; few runs shard
         )
 
-        parallel = Sharded(objective, world)
+        parallel = Sharded(objective, world, cfg.precision)
     else:
         parallel = Replicated(objective, world)
     params = [p for p in objective.trainable.parameters() if p.requires_grad]
     optimizer, schedule = build_optimizer(params, cfg.optim, cfg.steps)
-    use_fp16 = cfg.precision == "fp16"
-    scaler = torch.amp.GradScaler(objective.device.type, enabled=use_fp16)
-    autocast_dtype = torch.float16 if use_fp16 else torch.bfloat16
+    scaler = torch.amp.GradScaler(objective.device.type, enabled=cfg.precision == "fp16")
     peak = None
     if objective.device.type == "cuda":
+        enable_tf32()
         peak = peak_flops(torch.cuda.get_device_name(objective.device), cfg.precision)
     checkpoints = CheckpointStore(run_dir / "checkpoints")
 
@@ -114,9 +114,12 @@ def train(
             tokens: int | None = 0
             flops: int | None = 0
             for k, part in enumerate(parts):
-                batch = objective.batch(step, part)
+                # The frozen encoders that make the batch (stage 2's MLLM and CLIP) run in the
+                # training precision too: in fp32 they would cost several times the aligner's step.
+                with autocast(objective.device, cfg.precision):
+                    batch = objective.batch(step, part)
                 with parallel.syncing(k == len(parts) - 1):
-                    with torch.autocast(objective.device.type, dtype=autocast_dtype, enabled=cfg.precision != "no"):
+                    with autocast(objective.device, cfg.precision):
                         losses = loss_of(batch)
                     # Each micro-batch weighs 1/A and the ranks are averaged: the gradient is
                     # the global batch's, as a single process would compute it.
@@ -163,7 +166,9 @@ def train(
                 bar.set_postfix(loss=f"{value:.4f}")
             if done % cfg.eval_every == 0 or done == cfg.steps:
                 objective.trainable.eval()
-                tracker.log_metrics({f"heldout/{k}": v for k, v in parallel.heldout().items()}, step=done)
+                with autocast(objective.device, cfg.precision):
+                    heldout = parallel.heldout()
+                tracker.log_metrics({f"heldout/{k}": v for k, v in heldout.items()}, step=done)
                 objective.trainable.train()
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 save(done)
