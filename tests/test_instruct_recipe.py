@@ -4,6 +4,7 @@ on the 2 : 2 : 1 mixture, skipped rows are counted, and the run ends with DreamB
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -30,14 +31,18 @@ def test_stage3_trains_the_mllm_and_m_only_and_evaluates_both_benchmarks(tiny_as
     config = stage3_config(tiny_assets, stage2_dir)
     objective = InstructObjective(config)
     start = {k: v.clone() for k, v in objective.trainable.state_dict().items()}
-    # The fixture's two broken rows (of 32 per kind) are never trained on: streamed for one epoch
-    # of each kind (2 rows of a kind per step), each is met once, skipped, counted and replaced.
+    # The fixture's two broken rows (one in each of two 33-row manifests) are never trained on:
+    # over one epoch of each kind, each is met once, skipped, counted and replaced.
+    rows = objective.steps.rows
     skipped = Counter()
-    for step in range(16):
-        made = objective.steps.rows(step, WHOLE)
-        assert len(made.items) == config.train.batch_size
-        skipped.update(made.skipped)
+    for k, stream in enumerate(rows.streams):
+        if stream is None:
+            continue
+        convert = rows.converter(k, random.Random(0))
+        for position in range(stream.order.total):
+            stream.usable(position, convert, skipped)
     assert skipped == {"edits_corrupt_image": 1, "compositional_entity_not_in_caption": 1}
+    assert all(len(rows(step, WHOLE).items) == config.train.batch_size for step in range(3))
     stage2 = trained_weights(stage2_dir)
     assert all(torch.equal(start[f"aligner.{k}"], v) for k, v in stage2.items())  # starts aligned
 
@@ -52,7 +57,7 @@ def test_stage3_trains_the_mllm_and_m_only_and_evaluates_both_benchmarks(tiny_as
     assert result.params["eval/dreambench_images"] == 4 and result.metrics["eval/fid"] > 0
     assert tracker.params["eval/dreambench_images"] == 4 and "eval/dreambench_images" not in tracker.metrics
     assert {(i.name, i.context, i.rows) for i in tracker.inputs} >= {
-        ("data.compositional", "training", 32), ("data.edits", "training", 32),
+        ("data.compositional", "training", 33), ("data.edits", "training", 33),  # their rows, broken ones too
         ("data.heldout", "heldout", len(objective.heldout_pairs[1])), ("fid.captions", "evaluation", 8)}
     assert [p.name for p, folder in tracker.artifacts if folder == "dreambench"] == ["dog.png"]
 

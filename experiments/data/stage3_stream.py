@@ -60,11 +60,12 @@ class MixedStepRows:
             kind, j = layout[order[position]]
             # Seeded by (seed, step, position): a resumed run makes the very same prompts.
             rng = random.Random(f"{self.seed}:{step}:{position}")
-            convert = self._converter(kind, rng)
+            convert = self.converter(kind, rng)
             items.append(self.streams[kind].usable(step * self.counts[kind] + j, convert, skipped))
         return StepItems(items, dict(skipped))
 
-    def _converter(self, k: int, rng: random.Random) -> Callable[[Record], Any]:
+    def converter(self, k: int, rng: random.Random) -> Callable[[Record], Any]:
+        """Kind k's rows -> items, with `rng` for the example's random choices."""
         kind = self.kinds[k]
 
         def convert(record: Record) -> tuple | Skip:
