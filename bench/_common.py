@@ -1,5 +1,5 @@
-"""What the benchmarks share: the tiny tier's real configs, full-size random checkpoints for a
-GPU, and one JSON report per script that says which machine and how busy it was."""
+"""What the benchmarks share: the tiny tier's real configs, the full-size random checkpoints (for a
+GPU), and one JSON report per script that says which machine and how busy it was."""
 
 from __future__ import annotations
 
@@ -40,37 +40,12 @@ def tiny_config(experiment: str = "aligner-12", **train: Any) -> RunConfig:
 
 
 def full_random_checkpoints() -> tuple[str, str]:
-    """Kosmos-2 and SD v1.5 at their real sizes with random weights, saved once under .cache, in
-    the layouts the recipes load. Tokenizers, image processor and scheduler come from the tiny
-    assets: they only decide token ids, which random weights do not care about."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, Kosmos2Config, Kosmos2Model
+    """Kosmos-2 and SD v1.5 at their real sizes with random weights, in the published layouts
+    (experiments/fixtures, as `repro fixtures full` builds them), saved once under .cache."""
+    from experiments.fixtures.build import build_full_fixtures
 
-    ensure_tiny_assets(TINY_ASSETS)
-    root = CACHE / "bench-full-random"
-    mllm, sd = root / "kosmos2", root / "sd"
-    if not (root / "COMPLETE").is_file():
-        torch.manual_seed(0)
-        Kosmos2Model(Kosmos2Config()).save_pretrained(mllm)
-        for file in (TINY_ASSETS / "kosmos2").iterdir():
-            if file.name not in ("config.json", "model.safetensors"):
-                (mllm / file.name).write_bytes(file.read_bytes())
-        # SD v1.5's CLIP ViT-L/14 text tower and U-Net / VAE (diffusers' defaults are SD v1's).
-        clip = CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                              num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
-                              projection_dim=768)
-        CLIPTextModel(clip).save_pretrained(sd / "text_encoder")
-        UNet2DConditionModel(sample_size=64, cross_attention_dim=768).save_pretrained(sd / "unet")
-        AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-                      up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2,
-                      sample_size=512).save_pretrained(sd / "vae")
-        for folder in ("tokenizer", "scheduler"):
-            (sd / folder).mkdir(parents=True, exist_ok=True)
-            for file in (TINY_ASSETS / "sd" / folder).iterdir():
-                (sd / folder / file.name).write_bytes(file.read_bytes())
-        (sd / "model_index.json").write_bytes((TINY_ASSETS / "sd" / "model_index.json").read_bytes())
-        (root / "COMPLETE").write_text("1")
-    return str(mllm), str(sd)
+    exports = build_full_fixtures(CACHE / "full-fixtures", parts=("kosmos-2-patch14-224", "stable-diffusion-v1-5"))
+    return str(exports["KOSMOS_MLLM"]), str(exports["KOSMOS_SD"])
 
 
 def full_config(batch_size: int, precision: str, **train: Any) -> RunConfig:

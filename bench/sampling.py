@@ -2,7 +2,7 @@
 guidance (two U-Net passes per step), at the tier's FID settings (sampler, steps, size, batch).
 
 Tiny tier by default; --full uses SD v1.5's real U-Net and VAE with random weights (saved once
-under .cache/bench-full-random) at 512 px and the protocol's 250 DDIM steps, in fp16 on a GPU.
+under .cache/full-fixtures) at 512 px and the protocol's 250 DDIM steps, in fp16 on a GPU.
 
     python -m bench.sampling [--batches 2]
     python -m bench.sampling --full [--steps 250] [--batch-size 16]

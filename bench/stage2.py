@@ -2,7 +2,7 @@
 Kosmos-2 + CLIP forwards, AlignerNet forward and backward, AdamW), and MFU on a known GPU.
 
 Tiny tier on whatever is here by default; --full builds the paper's 12-layer AlignerNet on
-random full-size Kosmos-2 / CLIP checkpoints (saved once under .cache/bench-full-random, ~7 GB)
+random full-size Kosmos-2 / CLIP checkpoints (saved once under .cache/full-fixtures, ~5.2 GB in fp16)
 and is meant for a GPU. The encoder cache is off: every step pays for the frozen encoders, as
 at paper scale.
 

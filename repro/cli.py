@@ -150,6 +150,15 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("manifest", type=Path, help="a .jsonl or .parquet manifest")
     check.add_argument("--kind", required=True, choices=STAGE3_KINDS)
 
+    fixtures = commands.add_parser("fixtures", help="random stand-ins for the real checkpoints and data")
+    fixture_kinds = fixtures.add_subparsers(dest="fixture_kind", required=True, metavar="KIND")
+    full = fixture_kinds.add_parser(
+        "full", help="full-size random checkpoints in the published layouts and miniature data in the "
+                     "published formats; prints the export lines for the full tier (eval them)")
+    full.add_argument("--out", type=Path, required=True,
+                      help="folder to build in; a part already complete there is kept")
+    full.add_argument("--seed", type=int, default=0, help="seed of every random weight and image")
+
     ui = commands.add_parser("ui", help="serve the MLflow UI on 127.0.0.1 and print the URL of the runs")
     ui.add_argument("--port", type=int, default=5000)
     tracking_options(ui)
@@ -399,6 +408,19 @@ def _data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fixtures(args: argparse.Namespace) -> int:
+    import shlex
+
+    from experiments.fixtures.build import build_full_fixtures
+
+    exports = build_full_fixtures(args.out, args.seed)
+    # stdout carries only the exports, so that `eval $(repro fixtures full --out DIR)` sets them;
+    # progress goes to stderr through logging.
+    for name, path in exports.items():
+        print(f"export {name}={shlex.quote(str(path))}")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
@@ -450,7 +472,7 @@ def _reports_dir(args: argparse.Namespace) -> Path:
 
 COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "cancel": cmd_cancel,
             "sweep": cmd_sweep, "report": cmd_report, "generate": cmd_generate, "export": cmd_export,
-            "data": cmd_data, "ui": cmd_ui}
+            "data": cmd_data, "fixtures": cmd_fixtures, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -165,7 +165,7 @@ def _learn_bpe_merges(words: list[str], num_merges: int) -> list[tuple[str, str]
     return merges
 
 
-def _save_clip_tokenizer(path: Path) -> int:
+def save_clip_tokenizer(path: Path) -> int:
     """Write a byte-level CLIP vocab.json + merges.txt (same layout as SD's); returns vocab size."""
     path.mkdir(parents=True, exist_ok=True)
     base = list(_bytes_to_unicode().values())
@@ -192,7 +192,7 @@ def save_tiny_stable_diffusion(path: Path, seed: int = 0, cross_attention_dim: i
     """Write a random SD-v1.5-layout directory: 32-px images, 8x8x4 latents, 77-token text."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    vocab_size = _save_clip_tokenizer(path / "tokenizer")
+    vocab_size = save_clip_tokenizer(path / "tokenizer")
     torch.manual_seed(seed)
     UNet2DConditionModel(
         sample_size=8,
@@ -265,7 +265,7 @@ def save_tiny_clipseg(path: Path, seed: int = 0) -> None:
     """Write a random CLIPSeg (32-px images, 4x4 patches) with its CLIP tokenizer and processor,
     in the layout of CIDAS/clipseg-rd64-refined, for building compositional rows in tests."""
     path = Path(path)
-    vocab_size = _save_clip_tokenizer(path)
+    vocab_size = save_clip_tokenizer(path)
     config = CLIPSegConfig(
         **_tiny_clip_towers(vocab_size),
         projection_dim=32,
@@ -308,7 +308,7 @@ def save_tiny_clip(path: Path, seed: int = 0) -> None:
     """Write a random CLIPModel (32-px images, 8-px patches, 77-token text) with its processor,
     in the layout of openai/clip-vit-base-patch32."""
     path = Path(path)
-    vocab_size = _save_clip_tokenizer(path)
+    vocab_size = save_clip_tokenizer(path)
     config = CLIPConfig(
         **_tiny_clip_towers(vocab_size),
         projection_dim=16,
