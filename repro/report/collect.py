@@ -94,17 +94,23 @@ def _latest_per_config(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def loss_histories(tracking_uri: str, runs: pd.DataFrame) -> pd.DataFrame:
-    """train/loss over steps for every run in `runs`; runs that never trained add nothing."""
+    """train/loss over steps for every run in `runs`, one point per step; runs that never
+    trained add nothing.
+
+    A run that resumed from an older checkpoint than its newest (one was damaged and moved
+    aside) logs the steps in between again; MLflow keeps every point, so the last one logged for
+    a step is the one of the attempt that went on, and the only one kept here."""
     client = MlflowClient(tracking_uri)
     points = [
-        (run.run_id, run.experiment, run.seed, point.step, point.value)
+        (run.run_id, run.experiment, run.seed, point.step, point.value, point.timestamp)
         for run in runs.itertuples()
         for point in client.get_metric_history(run.run_id, tags.METRIC_TRAIN_LOSS)
     ]
-    histories = pd.DataFrame(points, columns=HISTORY_COLUMNS)
+    histories = pd.DataFrame(points, columns=[*HISTORY_COLUMNS, "timestamp"])
     # Typed even when empty, so callers can do arithmetic on it without checking first.
     histories = histories.astype({"step": "int64", "loss": "float64"})
-    return histories.sort_values(["run_id", "step"])
+    histories = histories.sort_values(["run_id", "step", "timestamp"], kind="stable")
+    return histories.drop_duplicates(["run_id", "step"], keep="last").drop(columns="timestamp")
 
 
 def download_sample_grids(tracking_uri: str, runs: pd.DataFrame, dst: Path) -> dict[str, Path]:
