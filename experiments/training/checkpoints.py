@@ -78,10 +78,10 @@ class CheckpointStore:
             partial.mkdir()
             save_file(_plain_tensors(state["model"]), partial / WEIGHTS)
             torch.save({"step": step, "rng": _rng_state(), **rest}, partial / STATE)
-        except (OSError, RuntimeError) as error:
+        except (OSError, RuntimeError, SafetensorError) as error:
             shutil.rmtree(partial, ignore_errors=True)
-            # torch reports a full disk as a RuntimeError ("basic_ios::clear", "file write
-            # failed") that names no file; the free space tells what happened.
+            # torch and safetensors report a full disk as errors of their own ("basic_ios::clear",
+            # "file write failed", "os error 28") that name no file; the free space tells.
             if _disk_full(error, self.folder):
                 raise OSError(errno.ENOSPC, "disk full", str(partial)) from error
             raise
