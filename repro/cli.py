@@ -207,9 +207,11 @@ def _reading(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from repro.data_check import check_data
     from repro.plan import format_plan
 
     matrix = _matrix(args)
+    check_data(matrix, args.workdir / ".cache", skip_under=_tiny_assets(args.workdir))
     print(format_plan(matrix))
     if args.sbatch:
         from repro.launch import dependency_waves, slurm_arrays
@@ -248,6 +250,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("--parallel must be at least 1")
     _prepare_tiny_assets(args, matrix)
     from repro.campaign import run_campaign
+    from repro.data_check import check_data
+
+    check_data(matrix, args.workdir / ".cache")
     from repro.signals import sigterm_as_interrupt
     from repro.store import writable_store
 

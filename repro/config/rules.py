@@ -58,6 +58,10 @@ _RANGES: tuple[Rule, ...] = (
     ("dreambench.guidance", lambda v: v >= 1, "must be >= 1 (1 is no guidance)"),
     # DreamBench has 25 prompt templates per subject kind.
     ("dreambench.templates", lambda v: all(0 <= t < 25 for t in v), "template indices must be in 0..24"),
+    # SD's VAE halves the image three times (the tiny tier's twice, and its U-Net once more),
+    # so a side that is not a multiple of 8 cannot round-trip; found here, not after models load.
+    *((key, lambda v: v % 8 == 0, "must be a multiple of 8 (the VAE and U-Net downsample 8x)")
+      for key in ("train.resolution", "fid.generate_size", "dreambench.generate_size")),
 )
 
 
