@@ -51,6 +51,7 @@ _RANGES: tuple[Rule, ...] = (
     ("train.trainable_vision_layers", lambda v: v >= 0, "must be >= 0"),
     ("train.micro_batch_size", lambda v: v is None or v >= 1, "must be >= 1"),
     ("data.mix", lambda v: all(w >= 0 for w in v) and sum(v) > 0, "weights must be >= 0, not all 0"),
+    ("data.max_bad_fraction", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("dreambench.images_per_prompt", lambda v: v >= 1, "must be >= 1"),
     ("dreambench.steps", lambda v: v >= 1, "must be >= 1"),
     ("dreambench.generate_size", lambda v: v >= 1, "must be >= 1"),
