@@ -123,7 +123,7 @@ def test_a_run_killed_and_resumed_draws_what_an_uninterrupted_run_draws(shards_d
     killed = CaptionLog(shards_dir, crash_at=6)
     with pytest.raises(KeyboardInterrupt):
         train(killed, config, tmp_path / "killed", RecordingTracker(), progress=False)
-    assert [p.name for p in CheckpointStore(tmp_path / "killed" / "checkpoints").paths()] == ["step-00000004.pt"]
+    assert [p.name for p in CheckpointStore(tmp_path / "killed" / "checkpoints").paths()] == ["step-00000004"]
     resumed = CaptionLog(shards_dir)
     train(resumed, config, tmp_path / "killed", RecordingTracker(), progress=False)
     assert sorted(resumed.drawn) == list(range(4, 12))  # from the checkpoint's step on, no earlier one
