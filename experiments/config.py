@@ -110,6 +110,9 @@ class DataConfig:
     edits: str | None = None  # instruct: InstructPix2Pix-style edit rows (JSONL manifest)
     captioned: str | None = None  # instruct: caption-only text-to-image rows (JSONL manifest)
     mix: tuple[float, float, float] = (2.0, 2.0, 1.0)  # compositional : edits : captioned
+    # Skipped rows are expected (a dead image, a bad line); past this fraction of the rows read
+    # from one file, the data is broken rather than noisy, and the run stops as FAILED.
+    max_bad_fraction: float = 0.5
 
 
 @dataclass(frozen=True)

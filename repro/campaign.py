@@ -13,8 +13,11 @@ from mlflow import MlflowClient
 
 from repro import tags
 from repro.config.schema import Matrix, RunSpec
-from repro.job import JobContext, threads_per_job
-from repro.launch import LaunchOutcome, dependency_waves, launch
+from repro.failures import clip
+from repro.job import IN_PROGRESS, JobContext, threads_per_job
+from repro.launch import Interrupted, LaunchOutcome, dependency_waves, launch
+from repro.run_lock import in_progress
+from repro.signals import signal_name
 from repro.tracking import ensure_experiment, is_done, open_campaign, runs_with_hash
 
 log = logging.getLogger(__name__)
@@ -25,10 +28,15 @@ class CampaignResult:
     parent_run_id: str
     skipped: list[RunSpec]
     outcomes: list[LaunchOutcome]
+    busy: list[RunSpec]  # in progress in another launcher's job: left to it
 
     @property
     def ok(self) -> bool:
-        return all(outcome.result is not None for outcome in self.outcomes)
+        """Every run it launched ended with a result: finished, diverged (the table's verdict),
+        or left to the process already training it."""
+        return all(outcome.result is not None and (outcome.result.status in ("FINISHED", IN_PROGRESS)
+                                                    or (outcome.result.failure or "").startswith(tags.STATUS_DIVERGED))
+                   for outcome in self.outcomes)
 
 
 def campaign_id(runs: tuple[RunSpec, ...]) -> str:
@@ -49,12 +57,18 @@ def run_campaign(
     tables = "+".join(sorted({run.table for run in matrix.runs}))
     parent = open_campaign(client, experiment_id, f"{tables} {matrix.tier} {campaign}", campaign, matrix.tier)
 
-    todo, skipped = [], []
+    todo, skipped, busy = [], [], []
     for spec in matrix.runs:
         previous = runs_with_hash(client, experiment_id, spec.config_hash)
         if previous and is_done(previous[0]) and not force:
             skipped.append(spec)
             log.info("skipping %s: config %s already finished (--force reruns it)", spec.run_name, spec.config_hash)
+            continue
+        holder = in_progress(workdir / "runs" / spec.config_hash)
+        if holder is not None:  # checked before --force removes anything
+            busy.append(spec)
+            log.warning("skipping %s: config %s is in progress (%s trains it)", spec.run_name, spec.config_hash,
+                        holder)
             continue
         if force:
             shutil.rmtree(workdir / "runs" / spec.config_hash, ignore_errors=True)
@@ -86,13 +100,18 @@ def run_campaign(
                 reason = f"not started: the run(s) it starts from ({', '.join(pending)}) did not finish"
                 log.error("%s %s", spec.run_name, reason)
                 outcomes.append(LaunchOutcome(spec, "", None, reason))
-        launched = launch(ready, ctx, parallel, record=record, wait=wait)
+        try:
+            launched = launch(ready, ctx, parallel, record=record, wait=wait)
+        except Interrupted as interrupted:
+            _record_interrupt(client, experiment_id, parent, interrupted)
+            raise interrupted.cause from None
+        busy += [o.spec for o in launched if o.result is not None and o.result.status == IN_PROGRESS]
         finished |= {o.spec.config_hash for o in launched if o.result is not None and o.result.status == "FINISHED"}
         outcomes += launched
     for outcome in outcomes:
         if outcome.result is None:
             _give_up(client, experiment_id, outcome)
-    result = CampaignResult(parent, skipped, outcomes)
+    result = CampaignResult(parent, skipped, outcomes, busy)
     if wait:
         client.set_terminated(parent, status="FINISHED" if result.ok else "FAILED")
     return result
@@ -111,5 +130,21 @@ def _give_up(client: MlflowClient, experiment_id: str, outcome: LaunchOutcome) -
     if not runs:
         return
     reason = f"gave up after {outcome.attempts} attempt(s): {outcome.error}"
-    client.set_tag(runs[0].info.run_id, tags.FAILURE_REASON, reason[:4000])
+    client.set_tag(runs[0].info.run_id, tags.FAILURE_REASON, clip(reason))
     client.set_terminated(runs[0].info.run_id, status="FAILED")
+
+
+def _record_interrupt(client: MlflowClient, experiment_id: str, parent: str, interrupted: Interrupted) -> None:
+    """The runs whose jobs the launcher stopped end KILLED, saying why (a re-run resumes them);
+    SLURM jobs go on without it, and `repro cancel` is what stops those."""
+    name = signal_name(interrupted.cause)
+    for spec in interrupted.in_flight:
+        if spec.launch.executor == "slurm":
+            log.warning("%s: SLURM job left running; `repro cancel` (same options) stops it", spec.run_name)
+            continue
+        runs = runs_with_hash(client, experiment_id, spec.config_hash)
+        if runs and runs[0].info.status not in ("FINISHED", "FAILED"):
+            reason = f"killed: the launcher got {name} and stopped its job; `repro run` again resumes it"
+            client.set_tag(runs[0].info.run_id, tags.FAILURE_REASON, reason)
+            client.set_terminated(runs[0].info.run_id, status="KILLED")
+    client.set_terminated(parent, status="KILLED")

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from experiments.config import STAGE3_KINDS
+from experiments.data.shards import DataError
 from repro.config import ConfigError, SweepSpec, load_matrix, load_sweep, load_sweeps
 from repro.config.launch import EXECUTORS
 from repro.config.schema import Matrix
@@ -19,6 +20,7 @@ from repro.quiet import quiet_unless_interactive
 
 EXIT_CONFIG = 2
 EXIT_DATA = 3
+EXIT_DISK = 4
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -204,10 +206,21 @@ def _tracking(args: argparse.Namespace) -> tuple[str, str]:
     return args.tracking_uri or default_tracking_uri(args.workdir), args.experiment_name or DEFAULT_EXPERIMENT
 
 
+def _reading(args: argparse.Namespace) -> tuple[str, str]:
+    """_tracking, for a command that reads the store and must never create one."""
+    from repro.store import require_store
+
+    uri, experiment = _tracking(args)
+    require_store(uri)
+    return uri, experiment
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
+    from repro.data_check import check_data
     from repro.plan import format_plan
 
     matrix = _matrix(args)
+    check_data(matrix, args.workdir / ".cache", skip_under=_tiny_assets(args.workdir))
     print(format_plan(matrix))
     if args.sbatch:
         from repro.launch import dependency_waves, slurm_arrays
@@ -225,7 +238,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from repro.jobs import campaign_states, format_states
 
-    uri, experiment = _tracking(args)
+    uri, experiment = _reading(args)
     print(format_states(campaign_states(_matrix(args), args.workdir, uri, experiment)))
     return 0
 
@@ -233,7 +246,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     from repro.jobs import campaign_states, cancel_campaign
 
-    uri, experiment = _tracking(args)
+    uri, experiment = _reading(args)
     cancelled = cancel_campaign(campaign_states(_matrix(args), args.workdir, uri, experiment))
     print(f"cancelled {len(cancelled)} job(s): {' '.join(cancelled)}" if cancelled else "no job to cancel")
     return 0
@@ -246,19 +259,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("--parallel must be at least 1")
     _prepare_tiny_assets(args, matrix)
     from repro.campaign import run_campaign
+    from repro.data_check import check_data
+
+    check_data(matrix, args.workdir / ".cache")
+    from repro.signals import sigterm_as_interrupt
+    from repro.store import writable_store
 
     uri, experiment = _tracking(args)
-    result = run_campaign(
-        matrix, workdir=args.workdir, tracking_uri=uri, experiment_name=experiment,
-        parallel=args.parallel, force=args.force, wait=not args.no_wait, threads=args.threads,
-    )
+    writable_store(uri)
+    with sigterm_as_interrupt():
+        result = run_campaign(
+            matrix, workdir=args.workdir, tracking_uri=uri, experiment_name=experiment,
+            parallel=args.parallel, force=args.force, wait=not args.no_wait, threads=args.threads,
+        )
+    for spec in result.busy:
+        print(f"  in progress elsewhere, left to it: {spec.run_name} ({spec.config_hash})", file=sys.stderr)
     if args.no_wait:
         print(f"submitted; follow with `repro status` (same options); MLflow parent run {result.parent_run_id}")
         return 0
-    failed = [o for o in result.outcomes if o.result is None]
+    crashed = [o for o in result.outcomes if o.result is None]
+    failed = [o for o in result.outcomes if o.result is not None and o.result.status == "FAILED"
+              and not (o.result.failure or "").startswith("diverged")]
     print(f"{len(result.outcomes)} run(s) launched, {len(result.skipped)} already finished, "
-          f"{len(failed)} crashed; MLflow parent run {result.parent_run_id} at {uri}")
+          f"{len(failed)} failed, {len(crashed)} crashed; MLflow parent run {result.parent_run_id} at {uri}")
     for outcome in failed:
+        print(f"  failed: {outcome.spec.run_name}: {outcome.result.failure}", file=sys.stderr)
+    for outcome in crashed:
         print(f"  crashed: {outcome.spec.run_name}: {outcome.error}", file=sys.stderr)
     if not args.no_report:
         _log_reports(args, result.parent_run_id, _write_reports(args, matrix))
@@ -304,6 +330,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    _reading(args)
     _write_sweep_reports(args, load_sweeps(args.config or args.workdir / "experiments.toml"))
     _write_reports(args, _load(args, args.tier))
     return 0
@@ -479,11 +506,33 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     quiet_unless_interactive()
+    from repro.failures import disk_full_path
+    from repro.store import StoreError
+
     try:
         return COMMANDS[args.command](args)
+    except StoreError as error:
+        print(f"repro: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except DataError as error:
+        print(f"repro: data error: {error}", file=sys.stderr)
+        return EXIT_DATA
     except ConfigError as error:
         print(f"repro: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    except KeyboardInterrupt as interrupt:
+        from repro.signals import exit_status, signal_name
+
+        print(f"repro: stopped by {signal_name(interrupt)}; its local jobs were stopped and their runs "
+              "marked KILLED (SLURM jobs go on: `repro cancel`); `repro run` again resumes them", file=sys.stderr)
+        return exit_status(interrupt)
+    except Exception as error:
+        # A full disk anywhere in the launcher (MLflow's SQLite says "database or disk is full").
+        full = disk_full_path(error)
+        if full is None and "database or disk is full" not in str(error):
+            raise
+        print(f"repro: disk full: {full or _tracking(args)[0]}", file=sys.stderr)
+        return EXIT_DISK
 
 
 if __name__ == "__main__":

@@ -32,9 +32,16 @@ from repro import tags
 from repro.config.paths import localize_runs
 from repro.config.schema import RunSpec
 from repro.export import export_run
+from repro.failures import clip, failure_reason, headline, is_permanent
 from repro.provenance import git_commit
 from repro.quiet import quiet_unless_interactive
+from repro.run_lock import RunLock
 from repro.tracking import MlflowTracker, open_run
+
+log = logging.getLogger(__name__)
+
+# A JobResult's status when another process was training the run already: nothing was done.
+IN_PROGRESS = "IN_PROGRESS"
 
 
 def threads_per_job(parallel: int) -> int:
@@ -70,7 +77,7 @@ class StopRun(Exception):
 class JobResult:
     config_hash: str
     run_id: str | None  # None from ranks other than 0, which track nothing
-    status: str  # "FINISHED" or "FAILED"
+    status: str  # "FINISHED", "FAILED", or IN_PROGRESS (another process trains the run)
     metrics: dict[str, float]
     failure: str | None
 
@@ -95,34 +102,50 @@ def execute(
 def _execute_tracked(
     spec: RunSpec, ctx: JobContext, wrap_tracker: Callable[[MlflowTracker], Tracker] | None
 ) -> JobResult:
+    run_dir = ctx.runs_dir / spec.config_hash
+    lock = RunLock(run_dir)
+    # Taken before the MLflow run is reopened, so a second job touches neither it nor the files.
+    if not lock.acquire():
+        reason = f"in progress elsewhere ({lock.holder()} holds {lock.path}); not started again"
+        log.warning("%s: %s", spec.run_name, reason)
+        return JobResult(spec.config_hash, None, IN_PROGRESS, {}, reason)
+    try:
+        return _train_tracked(spec, ctx, wrap_tracker, run_dir)
+    finally:
+        lock.release()
+
+
+def _train_tracked(
+    spec: RunSpec, ctx: JobContext, wrap_tracker: Callable[[MlflowTracker], Tracker] | None, run_dir: Path
+) -> JobResult:
     client = MlflowClient(ctx.tracking_uri)
     run_id = open_run(client, ctx.experiment_id, ctx.parent_run_id, spec, ctx.workdir)
     tracker = MlflowTracker(client, run_id)
     tracker.set_tags(_job_tags())
-    run_dir = ctx.runs_dir / spec.config_hash
-    run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "config.json"
-    config_file.write_text(json.dumps(
-        {"experiment": spec.experiment, "table": spec.table, "row": spec.row, "tier": spec.tier,
-         "seed": spec.seed, "sweep_point": dict(spec.sweep_point), "config_hash": spec.config_hash,
-         "git_commit": git_commit(), "config": asdict(spec.config)}, indent=2))
-    tracker.log_artifact(config_file)
     try:
+        config_file.write_text(json.dumps(
+            {"experiment": spec.experiment, "table": spec.table, "row": spec.row, "tier": spec.tier,
+             "seed": spec.seed, "sweep_point": dict(spec.sweep_point), "config_hash": spec.config_hash,
+             "git_commit": git_commit(), "config": asdict(spec.config)}, indent=2))
+        tracker.log_artifact(config_file)
         recipe_tracker = wrap_tracker(tracker) if wrap_tracker else tracker
         result = run_recipe(localize_runs(spec.config, ctx.runs_dir), run_dir, ctx.cache_dir, recipe_tracker,
                             progress=sys.stderr.isatty())
     except BaseException as error:
-        # Record why, leave the checkpoints in place for the next attempt, and let the
-        # executor see the original exception.
+        # Record why and leave the checkpoints in place for the next attempt.
         stopped = isinstance(error, StopRun)
         # SystemExit: submitit's preemption handler requeued the job and is ending this attempt.
         interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
-        reason = str(error) if stopped else f"crashed: {type(error).__name__}: {error}"
+        reason = str(error) if stopped else failure_reason(error)
         if interrupted:
             reason = "interrupted (preempted, timed out or cancelled); resumes when requeued"
-        tracker.set_tags({tags.FAILURE_REASON: reason[:4000]})
         status = "KILLED" if stopped or interrupted else "FAILED"
-        client.set_terminated(run_id, status=status)
+        _record_end(client, run_id, status, reason)
+        if status == "FAILED" and is_permanent(error):
+            # Ended here rather than raised: the launcher resubmits what raises, and this cannot pass.
+            log.error("%s: %s", spec.run_name, headline(error))
+            return JobResult(spec.config_hash, run_id, "FAILED", {}, headline(error))
         raise
     metrics_file = run_dir / "metrics.json"
     metrics_file.write_text(json.dumps(result.metrics, indent=2))
@@ -135,11 +158,20 @@ def _execute_tracked(
         try:  # what the run trained, shareable from MLflow (repro/export.py)
             tracker.log_artifacts(export_run(run_dir, run_dir / "export", copy_base_mllm=False), tags.MODEL_ARTIFACT)
         except Exception as error:
-            tracker.set_tags({tags.FAILURE_REASON: f"crashed: exporting the model: {error}"[:4000]})
-            client.set_terminated(run_id, status="FAILED")
+            _record_end(client, run_id, "FAILED", clip(f"exporting the model: {failure_reason(error)}"))
             raise
     client.set_terminated(run_id, status=status)
     return JobResult(spec.config_hash, run_id, status, result.metrics, result.failure)
+
+
+def _record_end(client: MlflowClient, run_id: str, status: str, reason: str) -> None:
+    """The run's end and why, where the store still takes it: one on a full disk does not, and
+    the job's own error (not the store's) is what the launcher must see."""
+    try:
+        client.set_tag(run_id, tags.FAILURE_REASON, reason)
+        client.set_terminated(run_id, status=status)
+    except Exception as store_error:
+        log.error("could not record the run's end in MLflow (%s): %s", headline(store_error), reason.split("\n")[0])
 
 
 def _execute_untracked(spec: RunSpec, ctx: JobContext) -> JobResult:

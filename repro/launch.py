@@ -4,7 +4,13 @@
 in this process one after another (for tests and pdb), `slurm` submits them to a cluster as one
 job array per distinct launch setting. Only the RunSpec and a small JobContext travel to the
 job; models are built inside it. A job that fails is resubmitted up to `launch.max_retries`
-times; a preempted or timed-out one is requeued by submitit itself (see repro.job.RunJob).
+times; a preempted or timed-out one is requeued by submitit itself (see repro.job.RunJob). A job
+that ended its run FAILED for a reason another attempt cannot change returns rather than raises
+(repro.failures), and a full disk is not retried either.
+
+Interrupted (Ctrl-C, or SIGTERM through repro.signals), the launcher stops the local jobs it
+started, waits for them to end and raises `Interrupted` naming every run still in flight;
+SLURM jobs are the cluster's, and stay until `repro cancel`.
 """
 
 from __future__ import annotations
@@ -26,6 +32,19 @@ from repro.slurm import sbatch_parameters
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 1.0
+# How long a cancelled local job has to record its end before it is killed outright.
+_CANCEL_GRACE_SECONDS = 30.0
+# A job's exception comes back as text: this is how a full disk reads (errno 28, ENOSPC).
+_DISK_FULL = "[Errno 28]"
+
+
+class Interrupted(KeyboardInterrupt):
+    """The launcher was interrupted with these runs in flight (local ones now stopped)."""
+
+    def __init__(self, cause: KeyboardInterrupt, in_flight: list[RunSpec]) -> None:
+        super().__init__()
+        self.cause = cause
+        self.in_flight = in_flight
 
 
 @dataclass(frozen=True)
@@ -94,6 +113,17 @@ def launch(
             running[job] = (spec, 1)
     if not wait:
         return []
+    try:
+        return _wait(specs, running, submit, parallel)
+    except KeyboardInterrupt as interrupt:
+        _stop_local(list(running))
+        raise Interrupted(interrupt, [spec for spec, _ in running.values()]) from None
+
+
+def _wait(
+    specs: list[RunSpec], running: dict[submitit.Job, tuple[RunSpec, int]],
+    submit: Callable[[RunSpec], submitit.Job], parallel: int,
+) -> list[LaunchOutcome]:
     pending = [(spec, 1) for spec in specs if spec.launch.executor != "slurm"]
     outcomes: list[LaunchOutcome] = []
     while pending or running:
@@ -106,7 +136,7 @@ def launch(
         for job in finished:
             spec, attempt = running.pop(job)
             outcome = _collect(job, spec)
-            if outcome.result is None and attempt <= spec.launch.max_retries:
+            if outcome.result is None and attempt <= spec.launch.max_retries and _DISK_FULL not in outcome.error:
                 log.warning("%s: attempt %d of %d failed; resubmitting", spec.run_name, attempt,
                             spec.launch.max_retries + 1)
                 if spec.launch.executor == "slurm":
@@ -118,6 +148,22 @@ def launch(
         if not finished:
             time.sleep(_POLL_SECONDS)
     return outcomes
+
+
+def _stop_local(jobs: list[submitit.Job]) -> None:
+    """SIGINT to each local job (submitit's controller passes it on to the tasks, which record
+    their runs as interrupted), then a kill for any still alive after the grace period."""
+    local = [job for job in jobs if isinstance(job, submitit.LocalJob)]
+    for job in local:
+        log.warning("stopping job %s", job.job_id)
+        job.cancel()
+    deadline = time.monotonic() + _CANCEL_GRACE_SECONDS
+    while any(not job.done() for job in local) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for job in local:
+        if not job.done():
+            log.error("job %s did not stop within %.0f s; killing it", job.job_id, _CANCEL_GRACE_SECONDS)
+            job._process.kill()  # submitit's LocalJob has no public kill
 
 
 def dependency_waves(specs: list[RunSpec]) -> list[list[RunSpec]]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.data.shards import DataError
+
 log = logging.getLogger(__name__)
 
 
@@ -72,8 +74,9 @@ def _load_manifest(path: Path) -> list[Caption]:
     # Captions of the same image share an id, as in COCO; caption-only lines get their own.
     ids: dict[str, int] = {}
     next_id = 0
-    with path.open(encoding="utf-8") as lines:
-        for lineno, line in enumerate(lines, start=1):
+    with path.open("rb") as lines:
+        for lineno, raw in enumerate(lines, start=1):
+            line = _utf8(raw, path, f"line {lineno}")
             if not line.strip():
                 continue
             try:
@@ -98,10 +101,18 @@ def _load_manifest(path: Path) -> list[Caption]:
 
 def _read_json(path: Path) -> Any:
     try:
-        with path.open(encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(_utf8(path.read_bytes(), path, "the file"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+
+
+def _utf8(raw: bytes, path: Path, where: str) -> str:
+    """JSON is UTF-8 by definition (RFC 8259); a file in another encoding is named, with where."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({where}, byte {err.start}: {err.reason}); "
+                        "save it as UTF-8") from None
 
 
 def _is_text(value: object) -> bool:

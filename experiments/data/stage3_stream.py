@@ -55,14 +55,15 @@ class MixedStepRows:
         order = np.random.default_rng([self.seed, step]).permutation(self.batch_size)
         first, last = part.bounds(self.batch_size)
         skipped: Counter[str] = Counter()
+        sources: Counter[tuple[str, str]] = Counter()
         items = []
         for position in range(first, last):
             kind, j = layout[order[position]]
             # Seeded by (seed, step, position): a resumed run makes the very same prompts.
             rng = random.Random(f"{self.seed}:{step}:{position}")
             convert = self.converter(kind, rng)
-            items.append(self.streams[kind].usable(step * self.counts[kind] + j, convert, skipped))
-        return StepItems(items, dict(skipped))
+            items.append(self.streams[kind].usable(step * self.counts[kind] + j, convert, skipped, sources))
+        return StepItems(items, dict(skipped), dict(sources))
 
     def converter(self, k: int, rng: random.Random) -> Callable[[Record], Any]:
         """Kind k's rows -> items, with `rng` for the example's random choices."""

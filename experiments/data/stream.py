@@ -43,6 +43,8 @@ class Skip(NamedTuple):
 class StepItems(NamedTuple):
     items: list[Any]
     skipped: dict[str, int]
+    # Per file, the rows looked at and how many of them were skipped: {(path, "read" | "bad"): n}.
+    sources: dict[tuple[str, str], int] = {}
 
 
 class StreamOrder:
@@ -108,14 +110,20 @@ class RowStream:
         self.rows = ShardRows(shards)
         self.order = StreamOrder([shard.group_sizes() for shard in shards], seed)
 
-    def usable(self, position: int, convert: Convert, skipped: Counter) -> Any:
+    def usable(self, position: int, convert: Convert, skipped: Counter, sources: Counter | None = None) -> Any:
+        """sources, where given, counts per file the rows read and those skipped (StepItems.sources)."""
         shard, group, row = self.order.locate(position)
         records = self.rows.group(shard, group)
+        path = str(self.rows.shards[shard].path)
         for k in range(len(records)):
             item = convert(records[(row + k) % len(records)])
+            if sources is not None:
+                sources[(path, "read")] += 1
             if not isinstance(item, Skip):
                 return item
             skipped[item.reason] += 1
+            if sources is not None:
+                sources[(path, "bad")] += 1
         raise DataError(f"{self.rows.shards[shard].path}: no usable row in group {group} "
                         f"({', '.join(f'{r}={n}' for r, n in skipped.items())})")
 
@@ -132,9 +140,10 @@ class StepRows:
     def __call__(self, step: int, part: Part) -> StepItems:
         first, last = part.bounds(self.batch_size)
         skipped: Counter[str] = Counter()
+        sources: Counter[tuple[str, str]] = Counter()
         start = step * self.batch_size
-        items = [self.stream.usable(start + p, self.convert, skipped) for p in range(first, last)]
-        return StepItems(items, dict(skipped))
+        items = [self.stream.usable(start + p, self.convert, skipped, sources) for p in range(first, last)]
+        return StepItems(items, dict(skipped), dict(sources))
 
 
 def first_rows(shards: Sequence[Shard], convert: Convert, count: int) -> tuple[list[Any], dict[str, int]]:
@@ -203,16 +212,25 @@ def data_workers(data: DataConfig) -> int:
     return max(0, min(8, cpus - 1))
 
 
+# Rows read from a file before its share of bad ones is judged: a fraction of a handful of rows
+# says nothing about the file.
+BAD_FRACTION_MIN_ROWS = 100
+
+
 class StreamedSteps:
     """A streaming objective's data: its rows, their worker stream once the loop starts it, and
-    what was skipped so far, by reason."""
+    what was skipped so far, by reason and by file (over this job: a resumed run counts again).
+    A file whose skipped share of the rows read from it passes data.max_bad_fraction stops the
+    run with a DataError naming it."""
 
-    def __init__(self, rows: StepRows, data: DataConfig, pin_memory: bool) -> None:
+    def __init__(self, rows: Callable[[int, Part], StepItems], data: DataConfig, pin_memory: bool) -> None:
         self.rows = rows
         self.workers = data_workers(data)
         self.pin_memory = pin_memory
+        self.max_bad_fraction = data.max_bad_fraction
         self.stream: StepStream | None = None
         self.skipped: Counter[str] = Counter()
+        self.sources: Counter[tuple[str, str]] = Counter()
 
     @contextmanager
     def streaming(self, start: int, parts: list[Part]) -> Iterator[None]:
@@ -225,7 +243,17 @@ class StreamedSteps:
     def take(self, step: int, part: Part) -> list[Any]:
         made = self.stream.take(step, part) if self.stream is not None else self.rows(step, part)
         self.skipped.update(made.skipped)
+        self.sources.update(made.sources)
+        self._check_sources(made.sources)
         return made.items
+
+    def _check_sources(self, touched: dict[tuple[str, str], int]) -> None:
+        for path in sorted({path for path, _ in touched}):
+            read, bad = self.sources[(path, "read")], self.sources[(path, "bad")]
+            if read >= BAD_FRACTION_MIN_ROWS and bad > self.max_bad_fraction * read:
+                reasons = ", ".join(f"{reason}={n}" for reason, n in sorted(self.skipped.items()))
+                raise DataError(f"{path}: {bad} of the {read} rows read from it were unusable ({reasons}), "
+                                f"more than data.max_bad_fraction = {self.max_bad_fraction:g}")
 
     def counts(self) -> dict[str, int]:
         return {f"skipped_{reason}": n for reason, n in sorted(self.skipped.items())}

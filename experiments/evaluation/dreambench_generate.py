@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from experiments.config import DreamBenchConfig
 from experiments.data.dreambench import BenchmarkPrompt, Subject, open_photo
+from experiments.evaluation.image_files import intact, save_png
 from experiments.training.precision import sampling_autocast
 from models import ImageDecoder
 
@@ -73,7 +74,7 @@ def generate_dreambench_images(
         raise ValueError(f"shard {shard_index} of {shard_count} does not exist")
     everything = planned_images(prompts, cfg.images_per_prompt, folder)
     mine = planned_images(prompts[shard_index::shard_count], cfg.images_per_prompt, folder)
-    pending = [image for image in mine if not image.path.exists()]
+    pending = [image for image in mine if not intact(image.path)]
     input_photos = {s.name: s.input_photo for s in subjects}
     per_batch = cfg.batch_size * cfg.images_per_prompt
     done = len(mine) - len(pending)
@@ -81,7 +82,8 @@ def generate_dreambench_images(
         for start in range(0, len(pending), per_batch):
             batch = pending[start:start + per_batch]
             for image, pixels in zip(batch, _sample(conditioner, decoder, cfg, batch, input_photos, seed)):
-                _save_png(pixels, image.path)
+                image.path.parent.mkdir(parents=True, exist_ok=True)
+                save_png(pixels, image.path)
             bar.update(len(batch))
     return everything
 
@@ -111,10 +113,3 @@ def _sample(
         raise ValueError(f"the decoder gave {len(images)} images for a batch of {len(batch)}")
     return images
 
-
-def _save_png(image: Image.Image, path: Path) -> None:
-    # Written aside and renamed: a file that exists is a complete image, which resuming relies on.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    image.save(partial, format="PNG")
-    partial.replace(path)

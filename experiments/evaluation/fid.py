@@ -30,6 +30,7 @@ from experiments.config import FidConfig
 from experiments.data.captions import load_captions, sample_captions
 from experiments.data.images import center_crop_resize
 from experiments.evaluation.fidelity_files import require_plain
+from experiments.evaluation.image_files import intact, save_png
 from experiments.evaluation.sheets import save_grid
 from experiments.training.precision import sampling_autocast
 from models import ImageDecoder
@@ -100,7 +101,7 @@ def prepare_reference(fid: FidConfig, cache_dir: Path) -> Path:
     def write(indexed: tuple[int, Path]) -> None:
         index, source = indexed
         with Image.open(source) as img:
-            _save_png(center_crop_resize(img.convert("RGB"), fid.resolution), _png(partial, index))
+            save_png(center_crop_resize(img.convert("RGB"), fid.resolution), _png(partial, index))
 
     # PIL releases the GIL while decoding, resizing and encoding, so threads scale here.
     with ThreadPoolExecutor() as pool:
@@ -125,7 +126,8 @@ def generate_images(
 ) -> Path:
     """out_dir/{index:06d}.png for every caption, made batch by batch with
     generate(batch_captions, batch_index) and cropped like the reference. Batches already on
-    disk are skipped, so a killed evaluation resumes where it stopped; the batch index lets
+    disk and intact are skipped, so a killed evaluation resumes where it stopped and a damaged
+    image is made again (with its whole batch); the batch index lets
     `generate` seed per batch, so a resumed set equals an uninterrupted one.
 
     shard = (i, n): this process makes only every n-th batch, starting at batch i, so n ranks or
@@ -140,7 +142,7 @@ def generate_images(
     n = len(captions)
     batches = [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
     mine = [b for b in range(len(batches)) if b % shard_count == shard_index]
-    pending = [b for b in mine if not all(_png(out_dir, i).exists() for i in batches[b])]
+    pending = [b for b in mine if not all(intact(_png(out_dir, i)) for i in batches[b])]
     total = sum(len(batches[b]) for b in mine)
     done = total - sum(len(batches[b]) for b in pending)
     with tqdm(total=total, initial=done, unit="img", desc="generating", disable=not progress) as bar:
@@ -150,7 +152,7 @@ def generate_images(
             if len(images) != len(indices):
                 raise ValueError(f"generate gave {len(images)} images for {len(indices)} captions, batch {b}")
             for img, index in zip(images, indices):
-                _save_png(center_crop_resize(img.convert("RGB"), resolution), _png(out_dir, index))
+                save_png(center_crop_resize(img.convert("RGB"), resolution), _png(out_dir, index))
             bar.update(len(indices))
     return out_dir
 
@@ -253,9 +255,3 @@ def _pin_captions(path: Path, captions: list[str]) -> None:
 def _png(folder: Path, index: int) -> Path:
     return folder / f"{index:06d}.png"
 
-
-def _save_png(img: Image.Image, path: Path) -> None:
-    # Written aside and renamed, so a file that exists is always a complete image (resume relies on it).
-    partial = path.with_name(f".{path.name}.partial")
-    img.save(partial, format="PNG")
-    partial.replace(path)

@@ -12,15 +12,21 @@ A file that would need more (a pickled object, someone's payload) is refused wit
 A run that is killed, crashes or is preempted starts again with a fresh process that knows only
 its run directory; `load_latest` finds the newest complete checkpoint there. A checkpoint is
 written into a hidden folder first and renamed into place, so a kill mid-write never leaves a
-truncated "latest".
+truncated "latest". One damaged after it was written (a truncated or emptied file, a disk
+error) is moved aside as `step-N.corrupt-<time>`, kept for inspection, and the next older one is
+loaded instead; a file that would need arbitrary unpickling is still refused, never skipped.
+A write that fills the disk removes its hidden folder and says `disk full: <path>`.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import pickle
 import random
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +39,16 @@ _PREFIX = "step-"
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
 
+log = logging.getLogger(__name__)
+
 
 class UnsafeCheckpointError(ValueError):
     """A checkpoint file that is not what this harness writes, refused rather than unpickled."""
+
+
+class CorruptCheckpointError(UnsafeCheckpointError):
+    """A checkpoint file that is damaged (truncated, empty, not the format at all) rather than
+    planted: resuming may fall back to an older checkpoint."""
 
 
 class CheckpointStore:
@@ -60,10 +73,18 @@ class CheckpointStore:
         target = self.folder / f"{_PREFIX}{step:08d}"
         partial = self.folder / f".{target.name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir()
         rest = {key: value for key, value in state.items() if key != "model"}
-        save_file(_plain_tensors(state["model"]), partial / WEIGHTS)
-        torch.save({"step": step, "rng": _rng_state(), **rest}, partial / STATE)
+        try:
+            partial.mkdir()
+            save_file(_plain_tensors(state["model"]), partial / WEIGHTS)
+            torch.save({"step": step, "rng": _rng_state(), **rest}, partial / STATE)
+        except (OSError, RuntimeError, SafetensorError) as error:
+            shutil.rmtree(partial, ignore_errors=True)
+            # torch and safetensors report a full disk as errors of their own ("basic_ios::clear",
+            # "file write failed", "os error 28") that name no file; the free space tells.
+            if _disk_full(error, self.folder):
+                raise OSError(errno.ENOSPC, "disk full", str(partial)) from error
+            raise
         # A preemption checkpoint can follow the periodic one of the same step.
         shutil.rmtree(target, ignore_errors=True)
         os.replace(partial, target)
@@ -72,12 +93,20 @@ class CheckpointStore:
         return target
 
     def load_latest(self) -> dict[str, Any] | None:
-        path = self.latest()
-        if path is None:
-            return None
-        state = load_state(path / STATE)
-        _set_rng_state(state.pop("rng"))
-        return {"model": load_weights(path / WEIGHTS), **state}
+        """The newest checkpoint that reads back whole; damaged newer ones are moved aside."""
+        for path in reversed(self.paths()):
+            try:
+                weights = load_weights(path / WEIGHTS)
+                state = load_state(path / STATE)
+            except CorruptCheckpointError as damaged:
+                aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+                path.rename(aside)
+                log.warning("checkpoint %s is damaged (%s); moved aside to %s, trying the next older one",
+                            path, damaged, aside.name)
+                continue
+            _set_rng_state(state.pop("rng"))
+            return {"model": weights, **state}
+        return None
 
 
 def trained_weights(source: str | Path) -> dict[str, torch.Tensor]:
@@ -106,7 +135,7 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(path)
     except (SafetensorError, OSError) as bad:
-        raise UnsafeCheckpointError(f"{path}: refused: not a safetensors file ({bad}); nothing in it was run") from None
+        raise CorruptCheckpointError(f"{path}: refused: not a safetensors file ({bad}); nothing in it was run") from None
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -115,12 +144,25 @@ def load_state(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as bad:
         if "weights only" not in str(bad).lower():
-            raise UnsafeCheckpointError(f"{path}: refused: not a state file this harness writes ({bad})") from None
+            raise CorruptCheckpointError(f"{path}: refused: not a state file this harness writes ({bad})") from None
         raise UnsafeCheckpointError(
             f"{path}: refused: it holds more than tensors and plain values, and loading it would need "
             "arbitrary unpickling, which can run any code; nothing in it was run") from None
     except (RuntimeError, EOFError, OSError) as bad:
-        raise UnsafeCheckpointError(f"{path}: refused: not a state file this harness writes ({bad})") from None
+        raise CorruptCheckpointError(f"{path}: refused: not a state file this harness writes ({bad})") from None
+
+
+def _disk_full(error: BaseException, folder: Path) -> bool:
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    try:
+        return shutil.disk_usage(folder).free < _NEARLY_FULL
+    except OSError:
+        return False
+
+
+# Less free space than this after a failed write: the write most likely ran out of it.
+_NEARLY_FULL = 1 << 20
 
 
 def _step(path: Path) -> int | None:

@@ -51,6 +51,7 @@ _RANGES: tuple[Rule, ...] = (
     ("train.trainable_vision_layers", lambda v: v >= 0, "must be >= 0"),
     ("train.micro_batch_size", lambda v: v is None or v >= 1, "must be >= 1"),
     ("data.mix", lambda v: all(w >= 0 for w in v) and sum(v) > 0, "weights must be >= 0, not all 0"),
+    ("data.max_bad_fraction", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("dreambench.images_per_prompt", lambda v: v >= 1, "must be >= 1"),
     ("dreambench.steps", lambda v: v >= 1, "must be >= 1"),
     ("dreambench.generate_size", lambda v: v >= 1, "must be >= 1"),
@@ -58,6 +59,10 @@ _RANGES: tuple[Rule, ...] = (
     ("dreambench.guidance", lambda v: v >= 1, "must be >= 1 (1 is no guidance)"),
     # DreamBench has 25 prompt templates per subject kind.
     ("dreambench.templates", lambda v: all(0 <= t < 25 for t in v), "template indices must be in 0..24"),
+    # SD's VAE halves the image three times (the tiny tier's twice, and its U-Net once more),
+    # so a side that is not a multiple of 8 cannot round-trip; found here, not after models load.
+    *((key, lambda v: v % 8 == 0, "must be a multiple of 8 (the VAE and U-Net downsample 8x)")
+      for key in ("train.resolution", "fid.generate_size", "dreambench.generate_size")),
 )
 
 

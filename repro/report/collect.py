@@ -14,6 +14,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from repro import tags
+from repro.store import StoreError
 
 _URI_VARIABLE = "MLFLOW_TRACKING_URI"
 
@@ -52,7 +53,7 @@ def collect_runs(
     tagged with does not matter: Table 1 reuses Table 2's SD v1.5 runs."""
     experiment = MlflowClient(tracking_uri).get_experiment_by_name(experiment_name)
     if experiment is None:
-        raise ValueError(f"no MLflow experiment named {experiment_name!r} at {tracking_uri}")
+        raise StoreError(f"no MLflow experiment named {experiment_name!r} at {tracking_uri}; nothing has run there")
     query = f"tags.`{tags.KIND}` = 'run' and tags.`{tags.TIER}` = '{tier}'"
     with _tracking_uri(tracking_uri):
         found = mlflow.search_runs(experiment_ids=[experiment.experiment_id], filter_string=query)
@@ -94,17 +95,23 @@ def _latest_per_config(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def loss_histories(tracking_uri: str, runs: pd.DataFrame) -> pd.DataFrame:
-    """train/loss over steps for every run in `runs`; runs that never trained add nothing."""
+    """train/loss over steps for every run in `runs`, one point per step; runs that never
+    trained add nothing.
+
+    A run that resumed from an older checkpoint than its newest (one was damaged and moved
+    aside) logs the steps in between again; MLflow keeps every point, so the last one logged for
+    a step is the one of the attempt that went on, and the only one kept here."""
     client = MlflowClient(tracking_uri)
     points = [
-        (run.run_id, run.experiment, run.seed, point.step, point.value)
+        (run.run_id, run.experiment, run.seed, point.step, point.value, point.timestamp)
         for run in runs.itertuples()
         for point in client.get_metric_history(run.run_id, tags.METRIC_TRAIN_LOSS)
     ]
-    histories = pd.DataFrame(points, columns=HISTORY_COLUMNS)
+    histories = pd.DataFrame(points, columns=[*HISTORY_COLUMNS, "timestamp"])
     # Typed even when empty, so callers can do arithmetic on it without checking first.
     histories = histories.astype({"step": "int64", "loss": "float64"})
-    return histories.sort_values(["run_id", "step"])
+    histories = histories.sort_values(["run_id", "step", "timestamp"], kind="stable")
+    return histories.drop_duplicates(["run_id", "step"], keep="last").drop(columns="timestamp")
 
 
 def download_sample_grids(tracking_uri: str, runs: pd.DataFrame, dst: Path) -> dict[str, Path]:

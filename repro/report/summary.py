@@ -56,8 +56,14 @@ def _line(
     if row.experiment is None:
         return (panel.name, row.name, row.kind, _CITED_SOURCE, CITED, "", metric, 0, math.nan,
                 math.nan, paper, math.nan)
-    values = row_runs[metric].dropna()
+    # A run that crashed after logging the metric has no result: it is left out of the mean,
+    # and the row says so.
+    crashed = (row_runs["status"] == "FAILED") & ~row_runs["failure_reason"].fillna("").str.startswith(
+        tags.STATUS_DIVERGED)
+    values = row_runs.loc[~crashed, metric].dropna()
     status, reason = verdict.of(row, metric, values, row_runs)
+    if status == OK and crashed.any():
+        reason = f"{int(crashed.sum())} of {len(row_runs)} runs crashed (left out)"
     finished = int((row_runs["status"] == "FINISHED").sum())
     source = f"reproduced (tier {tier}, n={finished})"
     mean = values.mean()
