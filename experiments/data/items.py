@@ -27,7 +27,7 @@ class CaptionItem:
         if not record.caption:
             return Skip("no_caption")
         ids = self.tokenizer(record.caption, add_special_tokens=False, truncation=False).input_ids
-        return Skip("caption_too_long") if len(ids) > self.max_tokens else record.caption
+        return Skip("caption_too_long", broken=False) if len(ids) > self.max_tokens else record.caption
 
 
 class ImageCaptionItem:

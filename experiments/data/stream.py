@@ -38,6 +38,9 @@ Convert = Callable[[Record], Any]
 
 class Skip(NamedTuple):
     reason: str
+    # False for a row a filter turns away (a caption over the CLIP limit) rather than a broken
+    # one: only broken rows count towards data.max_bad_fraction.
+    broken: bool = True
 
 
 class StepItems(NamedTuple):
@@ -122,7 +125,7 @@ class RowStream:
             if not isinstance(item, Skip):
                 return item
             skipped[item.reason] += 1
-            if sources is not None:
+            if sources is not None and item.broken:
                 sources[(path, "bad")] += 1
         raise DataError(f"{self.rows.shards[shard].path}: no usable row in group {group} "
                         f"({', '.join(f'{r}={n}' for r, n in skipped.items())})")
