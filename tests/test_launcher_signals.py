@@ -19,7 +19,9 @@ from tests.support.workdirs import ONE_THREAD, QUICK_LOGS_AND_FID, ROOT, child_r
 
 pytestmark = pytest.mark.slow
 
-STEPS = 120
+# Few steps keep the rerun short; the jobs are held (SIGSTOP) while the second launcher looks, so
+# they cannot finish before the SIGTERM however fast the box is.
+STEPS = 40
 
 
 def _descendants(pid: int) -> set[int]:
@@ -52,7 +54,15 @@ def _checkpointed(workdir: Path) -> list[Path] | None:
     return found if len(found) == 2 else None
 
 
-def _wait_for(found, process: subprocess.Popen, timeout: float = 300.0):
+def _signal_all(pids: set[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_for(found, process: subprocess.Popen, timeout: float = 900.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = found()
@@ -73,24 +83,28 @@ def test_sigterm_with_two_runs_in_flight_then_a_rerun_resumes(tmp_path: Path):
                "--set", "train.checkpoint_every=4", *QUICK_LOGS_AND_FID]
     log = (tmp_path / "launcher.log").open("w")
     launcher = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    spawned: set[int] = set()
     try:
         run_dirs = _wait_for(lambda: _checkpointed(workdir), launcher)
         assert all(in_progress(run_dir) is not None for run_dir in run_dirs)
 
+        spawned = _descendants(launcher.pid)
+        assert len(spawned) >= 2
+        _signal_all(spawned, signal.SIGSTOP)
         # A second launcher of the same plan trains nothing: both runs are someone else's.
-        second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert second.returncode == 0, second.stderr[-3000:]
         assert second.stderr.count("in progress elsewhere, left to it") == 2, second.stderr[-3000:]
         _, runs = child_runs(workdir)
         assert len(runs) == 2 and {r.info.status for r in runs} == {"RUNNING"}
 
-        spawned = _descendants(launcher.pid)
-        assert len(spawned) >= 2
+        _signal_all(spawned, signal.SIGCONT)
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(timeout=120) == 128 + signal.SIGTERM
     finally:
         if launcher.poll() is None:
             launcher.kill()
+            _signal_all(spawned, signal.SIGKILL)
         log.close()
     text = (tmp_path / "launcher.log").read_text()
     assert "stopped by SIGTERM" in text, text[-3000:]
