@@ -112,6 +112,11 @@ def test_full_tier_is_the_papers_protocol(tmp_path):
     assert (optim.warmup_steps, optim.grad_clip) == (375, 2.0)
     assert (align.train.steps, align.train.batch_size) == (300_000, 3_584)
     assert align.train.max_caption_tokens == 75 and align.train.precision == "fp16"
+    # (code) what the official stage 2 does where the paper is silent
+    assert (align.train.max_caption_sp_tokens, align.train.mllm_dropout) == (85, 0.1)
+    assert (align.train.rec_mask_padding, align.train.append_eos, align.train.cache_encoder_outputs) == (
+        False, False, False
+    )
     aligner = align.aligner
     assert (aligner.kind, aligner.layers, aligner.width, aligner.ffn, aligner.heads) == (
         "aligner",

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow
@@ -12,6 +13,7 @@ from PIL import Image
 
 from experiments.data.manifest import ManifestError
 from experiments.data.segments import WHITE, cut_segment, segment_view
+from experiments.data.stage3_filters import CaptionedFilter
 from experiments.data.stage3_rows import (
     CaptionedRow,
     CompositionalRow,
@@ -72,7 +74,7 @@ def test_each_kind_loads_its_fields_with_paths_under_the_manifest_folder(folder:
     )
     assert edits.skipped["bad_field"] == 1
     captioned = load_captioned(write_jsonl(folder / "t.jsonl", [CAPTIONED]))
-    assert captioned.rows == (CaptionedRow(folder / "images/b.png", "a small green triangle"),)
+    assert captioned.rows == (CaptionedRow(folder / "images/b.png", "a small green triangle", (16, 12)),)
     assert captioned.total_skipped == 0
 
 
@@ -168,10 +170,13 @@ def test_the_fixture_has_every_kind_and_one_broken_row_of_each_planted_sort(tmp_
     fixture = build_instruct_fixture(tmp_path / "a", n_rows=8)
     compositional, edits = load_compositional(fixture.compositional), load_edits(fixture.edits)
     captioned = load_captioned(fixture.captioned)
-    assert (len(compositional.rows), len(edits.rows), len(captioned.rows)) == (8, 8, 8)
+    assert (len(compositional.rows), len(edits.rows), len(captioned.rows)) == (8, 8, 9)
     assert compositional.total_skipped == compositional.skipped["entity_not_in_caption"] == 1
     assert edits.total_skipped == edits.skipped["corrupt_image"] == 1
     assert captioned.total_skipped == 0
+    # The one small caption-only image is a valid row, which the official size filter refuses.
+    refuse = CaptionedFilter(WordTokenizer(), 128, 32)
+    assert [refuse(row) for row in captioned.rows] == [None] * 8 + ["small_image"]
     for row in compositional.rows:
         assert len(row.entities) == 2
         for entity in row.entities:
@@ -183,3 +188,25 @@ def test_the_fixture_has_every_kind_and_one_broken_row_of_each_planted_sort(tmp_
         assert first.read_text() == second.read_text()
     assert (compositional.rows[0].entities[0].segment.read_bytes()
             == load_compositional(again.compositional).rows[0].entities[0].segment.read_bytes())
+
+
+class WordTokenizer:
+    """Stands in for the MLLM's SentencePiece tokenizer: one token per word."""
+
+    def __call__(self, text: str, **_: object) -> SimpleNamespace:
+        return SimpleNamespace(input_ids=text.split())
+
+
+def test_caption_only_rows_refuse_small_images_then_long_captions(tmp_path: Path) -> None:
+    """(code) laion2b_loader.py: under 384 px on either side, then over 128 SentencePiece tokens;
+    a row that fails both counts for the first."""
+    rows = [
+        CaptionedRow(tmp_path / "a.png", "a dog", (512, 512)),
+        CaptionedRow(tmp_path / "b.png", "a dog", (512, 383)),
+        CaptionedRow(tmp_path / "c.png", "word " * 129, (640, 480)),
+        CaptionedRow(tmp_path / "d.png", "word " * 129, (300, 900)),
+        CaptionedRow(tmp_path / "e.png", "word " * 128, (384, 384)),
+    ]
+    refuse = CaptionedFilter(WordTokenizer(), 128, 384)
+    assert [refuse(row) for row in rows] == [None, "small_image", "long_caption", "small_image", None]
+    assert [CaptionedFilter(WordTokenizer(), 200, 0)(row) for row in rows] == [None] * 5

@@ -111,5 +111,5 @@ def test_edit_and_caption_rows(tmp_path):
     assert edit.prompt == "a blue square <i> make it red" and edit.target == tmp_path / "edited.png"
     assert edit.images[0].getpixel((0, 0)) == (0, 0, 255)
     assert edit_example(EditRow(source, "make it red", source, None)).prompt == "<i> make it red"
-    plain = captioned_example(CaptionedRow(source, "a blue square"))
+    plain = captioned_example(CaptionedRow(source, "a blue square", (8, 8)))
     assert (plain.prompt, plain.images) == ("a blue square", [])

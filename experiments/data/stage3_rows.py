@@ -26,7 +26,7 @@ edits (InstructPix2Pix-style; its original_image / edit_prompt / edited_image / 
      "caption": "a red circle on a white background"}
 
 captioned (text-to-image)
-    image: str, caption: str
+    image: str, caption: str       (the image's size is read from the file, for stage 3's filter)
     {"image": "images/12.png", "caption": "a small green triangle"}
 
 Rows that cannot be used are skipped and counted by reason (experiments/data/manifest.py), including
@@ -39,6 +39,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from PIL import Image
 
 from experiments.config import STAGE3_KINDS
 from experiments.data.manifest import (
@@ -80,6 +82,7 @@ class EditRow:
 class CaptionedRow:
     image: Path
     caption: str
+    size: tuple[int, int]  # the image's width and height
 
 
 def load_compositional(path: str | Path) -> Loaded[CompositionalRow]:
@@ -139,7 +142,10 @@ def _embedded_edit_row(record: dict[str, Any]) -> EditRow:
 
 def _captioned_row(record: dict[str, Any], folder: Path) -> CaptionedRow:
     caption = required_text(record, "caption")
-    return CaptionedRow(checked_image(folder, required_text(record, "image")), caption)
+    image = checked_image(folder, required_text(record, "image"))
+    with Image.open(image) as opened:  # the header only: checked_image has decoded it already
+        size = opened.size
+    return CaptionedRow(image, caption, size)
 
 
 # One reader per kind, in the order of `data.mix`.
