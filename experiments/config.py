@@ -98,7 +98,11 @@ class TrainConfig:
     # (its latest checkpoint), or `@run/<config hash>`, which the harness fills in from the
     # experiment's `after` and re-roots in the work dir's runs/.
     init_from: str | None = None
-    entity_drop_prob: float = 0.5  # instruct: an entity's word is dropped, its image kept
+    # instruct, (code) --random-drop-caption-prob 0.5 (runtrain.sh): the entity words of a
+    # compositional caption are dropped, all at once, their images kept; and the caption of an
+    # edit row is dropped, leaving "<i> instruction".
+    entity_drop_prob: float = 0.5
+    edit_caption_drop_prob: float = 0.5
     background_keep_prob: float = 0.5  # instruct: a segment keeps its original background
     # instruct: the MLLM trains too, its vision tower frozen except the last this-many layers.
     trainable_vision_layers: int = 1

@@ -54,15 +54,20 @@ class MixedStepRows:
                         for k, (kind, n) in enumerate(zip(kinds, self.counts))]
         self.batch_size, self.seed, self.resolution = batch_size, seed, resolution
 
-    def __call__(self, step: int, part: Part) -> StepItems:
+    def places(self, step: int) -> list[tuple[int, int]]:
+        """(kind, j) at each position of step `step`'s global batch: the j-th of that kind's rows."""
         layout = [(kind, j) for kind, n in enumerate(self.counts) for j in range(n)]
         order = np.random.default_rng([self.seed, step]).permutation(self.batch_size)
+        return [layout[k] for k in order]
+
+    def __call__(self, step: int, part: Part) -> StepItems:
+        places = self.places(step)
         first, last = part.bounds(self.batch_size)
         skipped: Counter[str] = Counter()
         sources: Counter[tuple[str, str]] = Counter()
         items = []
         for position in range(first, last):
-            kind, j = layout[order[position]]
+            kind, j = places[position]
             # Seeded by (seed, step, position): a resumed run makes the very same prompts.
             rng = random.Random(f"{self.seed}:{step}:{position}")
             convert = self.converter(kind, rng)

@@ -28,7 +28,7 @@ from experiments.data.stage3_examples import (
     edit_example,
 )
 from experiments.data.stage3_filters import CaptionedFilter
-from experiments.data.stage3_rows import PARSERS, CaptionedRow, EditRow
+from experiments.data.stage3_rows import PARSERS, CaptionedRow
 from experiments.data.stage3_stream import MixedStepRows, Stage3Kind
 from experiments.data.stream import StreamedSteps
 from experiments.recipes.diffusion import (
@@ -122,7 +122,8 @@ def _stage3_kind(
     examples = {
         "compositional": partial(compositional_example, entity_drop_prob=train.entity_drop_prob,
                                  background_keep_prob=train.background_keep_prob),
-        "edits": _edit, "captioned": _captioned,
+        "edits": partial(edit_example, caption_drop_prob=train.edit_caption_drop_prob),
+        "captioned": _captioned,
     }
     data = config.data
     refuse = None
@@ -130,10 +131,6 @@ def _stage3_kind(
         refuse = CaptionedFilter(sp_tokenizer, data.captioned_max_sp_tokens, data.captioned_min_image_side)
     shards = open_shards(path, cache_dir=cache_dir, whole_rows=True)
     return Stage3Kind(name, shards, PARSERS[name], examples[name], refuse)
-
-
-def _edit(row: EditRow, rng: random.Random) -> Example:
-    return edit_example(row)
 
 
 def _captioned(row: CaptionedRow, rng: random.Random) -> Example:

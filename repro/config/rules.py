@@ -51,6 +51,7 @@ _RANGES: tuple[Rule, ...] = (
     ("data.captioned_min_image_side", lambda v: v >= 0, "must be >= 0 (0 keeps every image)"),
     ("fid.guidance", lambda v: v >= 1, "must be >= 1 (1 is no guidance)"),
     ("train.entity_drop_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("train.edit_caption_drop_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("train.background_keep_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("train.trainable_vision_layers", lambda v: v >= 0, "must be >= 0"),
     ("train.micro_batch_size", lambda v: v is None or v >= 1, "must be >= 1"),
