@@ -66,8 +66,9 @@ class AlignObjective(Objective):
     def encode(self, captions: list[str]) -> tuple[torch.Tensor, ...]:
         """Frozen encoders: the MLLM's states at every position, padding included (at a pad, the
         pad token's state: (code) L_rec's target there), their mask, the CLIP targets, and each
-        row's pad state, read from one pad column past the batch's length: every padded position
-        of a row holds that same state, so the cache can re-pad a row to any length with it."""
+        row's pad state, read from one pad column past the batch's length: without dropout (the
+        cache's case) every padded position of a row holds that same state, so the cache can
+        re-pad a row to any length with it."""
         inputs = self.mllm.tokenize(captions, append_eos=self.append_eos, min_padding=1)
         states, mask = self.mllm(inputs.to(self.device))
         return states[:, :-1], mask[:, :-1], self.target(captions), states[:, -1]
