@@ -25,7 +25,7 @@ from experiments.data.stream import RowStream, Skip, StepItems
 MakeExample = Callable[[Any, random.Random], Example]
 ParseRow = Callable[[dict[str, Any], Path], Any]
 # A parsed row -> the reason a filter turns it away (counted, not broken), or None to keep it.
-RefuseRow = Callable[[Any], "str | None"]
+RefuseRow = Callable[[Any], str | None]
 
 
 class Stage3Kind:
