@@ -62,6 +62,19 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     precision: Precision = "no"
     max_caption_tokens: int = 75  # (code) captions longer than 75 CLIP tokens are dropped
+    # (code) Stage 2 (and E2E, on the same captions) also drops captions over 85 SentencePiece
+    # tokens (laion2b_loader.py's length_filter; its 128-token filter is then moot).
+    max_caption_sp_tokens: int = 85
+    # The MLLM's text dropout and attention dropout in the recipes that train through it. (code)
+    # kosmosg_xl sets both to 0.1 and stage 2 never calls eval() on the frozen MLLM, so its
+    # states (M's input and L_rec's target) carry dropout noise; 0 runs a frozen MLLM in eval mode.
+    mllm_dropout: float = 0.1
+    # (code) L_rec averages over every position, padding included, whose target is the MLLM's
+    # state at the pad token (unilm/models/aligner.py); true: over real tokens only.
+    rec_mask_padding: bool = False
+    # (code) The MLLM never sees `</s>` (the loaders drop it, inference tokenizes without it);
+    # true ends every prompt with it, in training and in generation alike.
+    append_eos: bool = False
     rec_weight: float = 1.0  # scales the (77 / l_s)-weighted reconstruction term
     null_condition_prob: float = 0.1  # (code) e2e: share of conditions replaced by the null one
     resolution: int = 512  # e2e: training image size fed to the VAE
@@ -85,7 +98,11 @@ class TrainConfig:
     # (its latest checkpoint), or `@run/<config hash>`, which the harness fills in from the
     # experiment's `after` and re-roots in the work dir's runs/.
     init_from: str | None = None
-    entity_drop_prob: float = 0.5  # instruct: an entity's word is dropped, its image kept
+    # instruct, (code) --random-drop-caption-prob 0.5 (runtrain.sh): the entity words of a
+    # compositional caption are dropped, all at once, their images kept; and the caption of an
+    # edit row is dropped, leaving "<i> instruction".
+    entity_drop_prob: float = 0.5
+    edit_caption_drop_prob: float = 0.5
     background_keep_prob: float = 0.5  # instruct: a segment keeps its original background
     # instruct: the MLLM trains too, its vision tower frozen except the last this-many layers.
     trainable_vision_layers: int = 1
@@ -113,6 +130,10 @@ class DataConfig:
     # Skipped rows are expected (a dead image, a bad line); past this fraction of the rows read
     # from one file, the data is broken rather than noisy, and the run stops as FAILED.
     max_bad_fraction: float = 0.5
+    # (code) Stage 3's caption-only rows come through laion2b_loader.py, which drops captions over
+    # 128 SentencePiece tokens and images under 384 px on either side (width_height_filter).
+    captioned_max_sp_tokens: int = 128
+    captioned_min_image_side: int = 384
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ diffusers pipeline takes `prompt_embeds` / `negative_prompt_embeds`, including p
 U-Net carries a ControlNet or LoRA weights.
 
 Saved in the Hugging Face style (`save_pretrained` / `from_pretrained`), a folder holds
-- `config.json`: how to build the aligner again, where the MLLM comes from, the Stable Diffusion
-  checkpoint whose U-Net the conditions are for, and whatever the saver adds (provenance);
+- `config.json`: how to build the aligner again, how prompts are tokenized (`append_eos`), where
+  the MLLM comes from, the Stable Diffusion checkpoint whose U-Net the conditions are for, and
+  whatever the saver adds (provenance);
 - `aligner.safetensors`: AlignerNet's M (N only serves stage 2's reconstruction loss);
 - `mllm/`: the MLLM, tokenizer and image processor (transformers' own safetensors layout), unless
   the MLLM is the untouched pretrained one and config.json names where that loads from instead.
@@ -43,10 +44,13 @@ def saved_config(folder: Path) -> dict[str, Any] | None:
 
 
 class KosmosGConditioner(nn.Module):
-    def __init__(self, mllm: MLLMEncoder, aligner: Aligner) -> None:
+    def __init__(self, mllm: MLLMEncoder, aligner: Aligner, append_eos: bool = False) -> None:
+        """append_eos: end every prompt with `</s>`; (code) the official model never does, and a
+        conditioner has to tokenize the way its aligner was trained."""
         super().__init__()
         self.mllm = mllm
         self.aligner = aligner
+        self.append_eos = append_eos
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, dtype: torch.dtype | None = None) -> KosmosGConditioner:
@@ -61,7 +65,9 @@ class KosmosGConditioner(nn.Module):
         aligner = build_aligner(**config["aligner"])
         aligner.n = None
         aligner.load_state_dict(load_file(folder / ALIGNER_WEIGHTS))
-        return cls(mllm, aligner.to(dtype) if dtype else aligner).eval()
+        # Folders written before the key existed tokenized without `</s>`, as the official code does.
+        append_eos = bool(config.get("append_eos", False))
+        return cls(mllm, aligner.to(dtype) if dtype else aligner, append_eos).eval()
 
     def save_pretrained(
         self, folder: str | Path, *, stable_diffusion: str, base_mllm: str | None = None,
@@ -83,6 +89,7 @@ class KosmosGConditioner(nn.Module):
             "model_type": MODEL_TYPE, "architectures": [type(self).__name__],
             "aligner": self.aligner.build_arguments,
             "condition_shape": [self.aligner.target_len, self.aligner.build_arguments["target_dim"]],
+            "append_eos": self.append_eos,
             "stable_diffusion": stable_diffusion, "base_mllm": base_mllm, **(extra or {}),
         }
         (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
@@ -93,7 +100,8 @@ class KosmosGConditioner(nn.Module):
         return next(self.aligner.parameters()).device
 
     def forward(self, prompts: list[str], images: list[list[Image.Image]] | None = None) -> torch.Tensor:
-        source, mask = self.mllm(self.mllm.tokenize(prompts, images).to(self.device))
+        inputs = self.mllm.tokenize(prompts, images, append_eos=self.append_eos)
+        source, mask = self.mllm(inputs.to(self.device))
         return self.aligner(source, mask)
 
     def pipeline_embeds(

@@ -28,6 +28,8 @@ from transformers.models.kosmos2.modeling_kosmos2 import (
     KosmosTextAttention,
 )
 
+from models.image_preprocessing import clip_pixel_values
+
 
 @dataclass
 class MLLMInputs:
@@ -60,9 +62,12 @@ class MLLMEncoder(nn.Module):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
+        # Read for its normalisation only, CLIP's mean and std in Kosmos-2's: its resizing
+        # squashes images, where the official code resizes and crops (`tokenize`).
         self.image_processor = image_processor
         self.hidden_size: int = model.config.text_config.embed_dim
         self.latent_query_num: int = model.config.latent_query_num
+        self.image_size: int = model.config.vision_config.image_size
         self._boi_id = self._token_id("<image>")
         self._eoi_id = self._token_id("</image>")
         # Kosmos2Processor fills an image's slots with the ids right after <unk>; the embeddings
@@ -157,18 +162,22 @@ class MLLMEncoder(nn.Module):
         images: list[list[Image.Image]] | None = None,
         max_length: int | None = None,
         append_eos: bool = False,
+        min_padding: int = 0,
     ) -> MLLMInputs:
-        """Pad a batch of prompts; the k-th "<i>" of prompt b is images[b][k].
+        """Pad a batch of prompts, every row by at least `min_padding` pad tokens; the k-th
+        "<i>" of prompt b is images[b][k].
 
         (code) The official MLLM never sees `</s>`: its stage-2/3 loaders and its inference
         tokenize with append_eos = False (unilm/data/vl/laion2b_loader.py,
         instructpix2pix_loader.py, app_model.py). `append_eos=True` ends every prompt with it.
+        Images are resized and centre-cropped to the vision tower's size, as the official
+        loaders do (models/image_preprocessing.py).
         """
         if images is not None and len(images) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but image lists for {len(images)}")
         per_prompt = images if images is not None else [[] for _ in prompts]
         rows = [self._sequence(p, len(imgs), max_length, append_eos) for p, imgs in zip(prompts, per_prompt)]
-        length = max(len(ids) for ids, _ in rows)
+        length = max(len(ids) for ids, _ in rows) + min_padding
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
@@ -180,7 +189,8 @@ class MLLMEncoder(nn.Module):
         flat_images = [img for imgs in per_prompt for img in imgs]
         pixel_values = None
         if flat_images:
-            pixel_values = self.image_processor(images=flat_images, return_tensors="pt").pixel_values
+            mean, std = self.image_processor.image_mean, self.image_processor.image_std
+            pixel_values = clip_pixel_values(flat_images, self.image_size, mean, std)
         return MLLMInputs(input_ids, attention_mask, slot_mask, pixel_values)
 
     def null_inputs(self, batch_size: int) -> MLLMInputs:

@@ -141,8 +141,11 @@ def _parser() -> argparse.ArgumentParser:
                            help="segment with this local CLIPSeg checkpoint (e.g. CIDAS/clipseg-rd64-refined); "
                                 "masks given in a row still win")
     segmenter.add_argument("--masks", action="store_true", help="use only the masks given in the rows")
-    build.add_argument("--threshold", type=_mask_threshold, default=0.5,
-                       help="a mask pixel above this is the entity (default: 0.5)")
+    # Defaults live with the build (experiments/data/build.py), which this parser does not import.
+    build.add_argument("--threshold", type=_mask_threshold, default=None,
+                       help="a mask pixel above this is the entity (default: 0.3, the official build's)")
+    build.add_argument("--segment-size", type=_positive, default=None, metavar="PX",
+                       help="side of the two square images written per entity (default: 512, the official)")
     build.add_argument("--device", default="cpu", help="where CLIPSeg runs (default: cpu)")
     build.add_argument("--executor", default=None, choices=EXECUTORS,
                        help="run one task per input manifest on this executor (slurm: a job array); "
@@ -172,6 +175,12 @@ def _seed_list(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas, got {text!r}")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"takes a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def _mask_threshold(text: str) -> float:
@@ -421,7 +430,8 @@ def _data_build(args: argparse.Namespace) -> int:
     from experiments.data.build_parts import build_parts
     from repro.data_build import run_build
 
-    parts = build_parts(str(args.captioned), args.out, args.clipseg, args.threshold, args.device)
+    parts = build_parts(str(args.captioned), args.out, args.clipseg, args.device,
+                        threshold=args.threshold, segment_size=args.segment_size)
     return run_build(parts, args.workdir / "jobs" / "data-build", args.executor, args.timeout_min)
 
 

@@ -102,6 +102,18 @@ CASES = {
         replace=("optim = { warmup_steps = 10 }", "optim = { warmup_steps = 100 }"),
         expect=("'e2e-linear'", "train.optim.warmup_steps", "exceed train.steps 60"),
     ),
+    "encoder cache while the MLLM's dropout is on": Case(
+        kwargs={"overrides": ["train.mllm_dropout=0.1"]},
+        expect=("'aligner-12'", "train.cache_encoder_outputs", "train.mllm_dropout = 0.1", "not repeatable"),
+    ),
+    "MLLM dropout out of range": Case(
+        kwargs={"overrides": ["train.mllm_dropout=1.0", "train.cache_encoder_outputs=false"]},
+        expect=("'aligner-12'", "train.mllm_dropout", "must be in [0, 1)"),
+    ),
+    "caption filter of no token": Case(
+        kwargs={"overrides": ["train.max_caption_sp_tokens=0"]},
+        expect=("'aligner-12'", "train.max_caption_sp_tokens", "must be >= 1"),
+    ),
     "non-positive step count": Case(
         kwargs={"overrides": ["fid.steps=0"]}, expect=("'sd-v1-5'", "fid.steps", "must be >= 1")
     ),

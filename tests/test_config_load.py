@@ -78,6 +78,9 @@ def test_tiny_tier_shrinks_sizes_and_roots_assets(tmp_path):
     assert align.aligner.max_source_len == 256
     assert (align.train.steps, align.train.batch_size, align.train.optim.warmup_steps) == (150, 16, 10)
     assert (align.train.log_every, align.train.eval_every, align.train.checkpoint_every) == (5, 25, 25)
+    # The SentencePiece cap at the tiny captions' scale; no MLLM dropout, so the encoder cache holds.
+    assert (align.train.max_caption_sp_tokens, align.train.mllm_dropout) == (16, 0.0)
+    assert align.train.cache_encoder_outputs
     assert (align.fid.num_captions, align.fid.steps, align.fid.generate_size, align.fid.resolution) == (
         64,
         10,
@@ -112,6 +115,11 @@ def test_full_tier_is_the_papers_protocol(tmp_path):
     assert (optim.warmup_steps, optim.grad_clip) == (375, 2.0)
     assert (align.train.steps, align.train.batch_size) == (300_000, 3_584)
     assert align.train.max_caption_tokens == 75 and align.train.precision == "fp16"
+    # (code) what the official stage 2 does where the paper is silent
+    assert (align.train.max_caption_sp_tokens, align.train.mllm_dropout) == (85, 0.1)
+    assert (align.train.rec_mask_padding, align.train.append_eos, align.train.cache_encoder_outputs) == (
+        False, False, False
+    )
     aligner = align.aligner
     assert (aligner.kind, aligner.layers, aligner.width, aligner.ffn, aligner.heads) == (
         "aligner",

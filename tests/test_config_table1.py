@@ -116,7 +116,10 @@ def test_full_tier_stage3_and_dreambench_follow_the_paper(tmp_path):
     train = stage3.train
     assert (train.steps, train.batch_size, train.optim.lr, train.optim.warmup_steps) == (200_000, 1_024, 1e-3, 375)
     assert (train.entity_drop_prob, train.background_keep_prob, train.null_condition_prob) == (0.5, 0.5, 0.1)
+    assert train.edit_caption_drop_prob == 0.5  # (code) --random-drop-caption-prob 0.5
     assert stage3.data.mix == (2.0, 2.0, 1.0) and train.trainable_vision_layers == 1
+    assert (stage3.data.captioned_max_sp_tokens, stage3.data.captioned_min_image_side) == (128, 384)
+    assert (train.mllm_dropout, train.append_eos) == (0.1, False)
     bench = stage3.dreambench
     assert (bench.sampler, bench.steps, bench.guidance, bench.images_per_prompt) == ("dpm", 100, 7.5, 4)
     assert bench.subjects == () and bench.templates == () and bench.reference == "input"

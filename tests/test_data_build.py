@@ -11,6 +11,7 @@ from experiments.data.batches import WHOLE
 from experiments.data.build import build_compositional, find_span
 from experiments.data.clipseg import ClipSegSegmenter
 from experiments.data.manifest import ManifestError
+from experiments.data.segments import entity_images
 from experiments.data.shards import open_shards
 from experiments.data.stage3_examples import compositional_example
 from experiments.data.stage3_rows import PARSERS, load_compositional
@@ -18,7 +19,8 @@ from experiments.data.stage3_stream import MixedStepRows, Stage3Kind
 from experiments.tiny.models import save_tiny_clipseg
 from repro.cli import EXIT_DATA, main
 
-THRESHOLD = 0.5
+THRESHOLD = 0.5  # the tiny random CLIPSeg's masks sit around 0.5
+SEGMENT_SIZE = 16
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +84,21 @@ class RecordingSegmenter:
         return masks
 
 
-def test_clipseg_segments_are_its_masks_cropped_to_their_box(captioned: Path, segmenter, tmp_path: Path) -> None:
+def assert_segments_are_cut_from(entity, square: Image.Image, mask: np.ndarray, threshold: float) -> None:
+    """The entity's two files are what the official construction makes of `mask` over `square`."""
+    expected = entity_images(square, mask, threshold, SEGMENT_SIZE)
+    written = ((entity.segment, expected.with_background), (entity.segment_white, expected.on_white))
+    for path, image in written:
+        with Image.open(path) as opened:
+            assert opened.size == (SEGMENT_SIZE, SEGMENT_SIZE)
+            assert np.array_equal(np.asarray(opened.convert("RGB")), np.asarray(image))
+
+
+def test_clipseg_segments_the_central_square_into_both_segment_images(
+    captioned: Path, segmenter, tmp_path: Path
+) -> None:
     recorder = RecordingSegmenter(segmenter)
-    stats = build_compositional(captioned, tmp_path / "out", recorder, THRESHOLD)
+    stats = build_compositional(captioned, tmp_path / "out", recorder, THRESHOLD, SEGMENT_SIZE)
     assert stats.rows_read == 4 and stats.skipped_entities["entity_not_in_caption"] == 1
     assert stats.segments_written + stats.skipped_entities["empty_mask"] == 6
     assert stats.segments_written > 0
@@ -95,18 +109,12 @@ def test_clipseg_segments_are_its_masks_cropped_to_their_box(captioned: Path, se
         assert row.image == tmp_path / "out" / record["image"]
         assert row.image.resolve().parent == captioned.parent / "images"
         with Image.open(row.image) as opened:
-            image = opened.convert("RGB")
+            square = opened.convert("RGB").crop((8, 0, 32, 24))  # (code) the central 24 x 24 of 40 x 24
         for entity in row.entities:
             assert row.caption[entity.start:entity.end] == entity.word
-            mask = recorder.masks[image.tobytes(), entity.word.lower()]
-            assert mask.shape == (image.height, image.width) and 0 <= mask.min() <= mask.max() <= 1
-            binary = mask > THRESHOLD
-            rows, columns = np.flatnonzero(binary.any(axis=1)), np.flatnonzero(binary.any(axis=0))
-            box = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))
-            with Image.open(entity.segment) as segment:
-                assert segment.mode == "RGBA"
-                assert (np.asarray(segment.getchannel("A")) == np.where(binary[box], 255, 0)).all()
-                assert (np.asarray(segment.convert("RGB")) == np.asarray(image)[box]).all()
+            mask = recorder.masks[square.tobytes(), entity.word.lower()]  # CLIPSeg saw the square
+            assert mask.shape == (24, 24) and 0 <= mask.min() <= mask.max() <= 1
+            assert_segments_are_cut_from(entity, square, mask, THRESHOLD)
     dogs = next(row for row in loaded.rows if row.caption.startswith("A dog"))
     assert [(e.word, e.start) for e in dogs.entities] == [("dog", 2), ("dog", 16)]
 
@@ -124,14 +132,17 @@ def test_given_masks_win_and_bad_or_empty_or_missing_masks_are_counted(captioned
     lines[1]["masks"] = ["masks/small.png", None]
     captioned.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
-    stats = build_compositional(captioned, tmp_path / "out", segmenter=None)
+    stats = build_compositional(captioned, tmp_path / "out", segmenter=None, segment_size=SEGMENT_SIZE)
     assert stats.skipped_entities == {"entity_not_in_caption": 1, "no_mask": 3, "bad_mask": 1, "empty_mask": 1}
     [row] = load_compositional(stats.manifest).rows
     [entity] = row.entities
     assert (entity.word, entity.start, entity.end) == ("circle", 6, 12)
-    with Image.open(entity.segment) as segment:
-        assert segment.size == (17, 17)
-        assert (np.asarray(segment.getchannel("A")) == np.asarray(circle)[3:20, 4:21]).all()
+    with Image.open(row.image) as opened:
+        square = opened.convert("RGB").crop((8, 0, 32, 24))
+    mask = np.asarray(circle.crop((8, 0, 32, 24)), dtype=np.float32) / 255.0
+    assert_segments_are_cut_from(entity, square, mask, 0.3)  # the official threshold by default
+    with Image.open(entity.segment_white) as white:
+        assert white.getpixel((SEGMENT_SIZE - 1, 0)) == (255, 255, 255)  # outside the circle
     assert stats.rows_without_entities == 3
 
 
@@ -148,11 +159,14 @@ def test_input_without_one_usable_row_or_entity_is_an_error_naming_the_file(tmp_
 def test_repro_data_build_writes_a_manifest_that_loads(captioned, clipseg_dir, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     assert main(["data", "build", "--captioned", str(captioned), "--out", str(out), "--clipseg", str(clipseg_dir),
-                 "--threshold", str(THRESHOLD)]) == 0
+                 "--threshold", str(THRESHOLD), "--segment-size", "12"]) == 0
     printed = capsys.readouterr().out
     manifest = out / "part-00000" / "compositional.jsonl"
     assert "entity_not_in_caption=1" in printed and str(manifest) in printed
-    assert load_compositional(manifest).total_skipped == 0
+    loaded = load_compositional(manifest)
+    assert loaded.total_skipped == 0
+    with Image.open(loaded.rows[0].entities[0].segment) as segment:
+        assert segment.size == (12, 12)
     assert main(["data", "check", str(manifest), "--kind", "compositional"]) == 0
     assert " 0 skipped" in capsys.readouterr().out
 
@@ -166,6 +180,9 @@ def test_repro_data_refuses_bad_input_with_a_message(captioned, tmp_path: Path, 
     assert "none.jsonl does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["data", "build", "--captioned", str(captioned), "--out", str(tmp_path), "--masks", "--threshold", "1.5"])
+    with pytest.raises(SystemExit):
+        main(["data", "build", "--captioned", str(captioned), "--out", str(tmp_path), "--masks",
+              "--segment-size", "0"])
 
 
 def test_a_build_over_input_shards_runs_one_task_each_resumes_per_part_and_streams_back(
@@ -176,7 +193,8 @@ def test_a_build_over_input_shards_runs_one_task_each_resumes_per_part_and_strea
         (captioned.parent / f"entities-{k}.jsonl").write_text("".join(lines[2 * k:2 * k + 2]))
     out = tmp_path / "built"
     command = ["--workdir", str(tmp_path), "data", "build", "--captioned", str(captioned.parent / "entities-*.jsonl"),
-               "--out", str(out), "--clipseg", str(clipseg_dir), "--threshold", str(THRESHOLD)]
+               "--out", str(out), "--clipseg", str(clipseg_dir), "--threshold", str(THRESHOLD),
+               "--segment-size", str(SEGMENT_SIZE)]
     assert main([*command, "--executor", "debug"]) == 0
     parts = sorted(out.glob("part-*/compositional.jsonl"))
     assert [p.parent.name for p in parts] == ["part-00000", "part-00001"]

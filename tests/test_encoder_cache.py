@@ -46,7 +46,25 @@ def test_cached_batches_equal_fresh_ones_and_skip_the_encoders(tiny_assets):
     again = objective.batch(0)
     assert len(calls) == 2
     assert_same(again, first)
-    assert_same(objective.encode(captions), first)
+    assert_same(objective.encode(captions)[:3], first)
+
+
+def test_rows_cached_from_other_batches_are_re_padded_with_their_pad_token_state(tiny_assets):
+    """L_rec reconstructs the padding too, so a cached row must be padded with what the MLLM
+    puts there, whatever length the batch it was encoded in had."""
+    objective = AlignObjective(tiny_config(tiny_assets, "aligner-12", cache_encoder_outputs=True))
+    captions = sorted(set(objective.steps.rows(0, WHOLE).items), key=len)
+    short, long = captions[:4], captions[-4:]
+    objective.cache(short)  # each half encoded alone, padded to its own length
+    objective.cache(long)
+    mixed = short + long
+    source, mask, target, pad = objective.cache(mixed)
+    fresh_source, fresh_mask, fresh_target, fresh_pad = objective.encode(mixed)
+    assert not mask.all()  # the short rows are padded
+    assert torch.equal(mask, fresh_mask) and torch.equal(target, fresh_target)
+    assert torch.allclose(source, fresh_source, atol=1e-5)
+    assert torch.allclose(pad, fresh_pad, atol=1e-5)
+    assert not torch.allclose(source[~mask], torch.zeros_like(source[~mask]))  # not zeros
 
 
 def test_two_epochs_encode_each_caption_once(tiny_assets, tmp_path):

@@ -72,11 +72,17 @@ def test_the_export_is_safetensors_json_and_text_only(exported):
         assert fact in card, fact
 
 
-def test_from_pretrained_conditions_as_the_trained_run_does(exported, workdir, tiny_assets):
+def test_from_pretrained_conditions_as_the_trained_run_does(exported, workdir, tiny_assets, tmp_path):
     run_dir = workdir / "runs" / "0123456789ab"
     trained = trained_conditioner(stored_config(run_dir), run_dir)
     loaded = KosmosGConditioner.from_pretrained(exported)
     assert loaded.aligner.n is None  # M alone is exported
+    assert loaded.append_eos is trained.append_eos is False  # (code) no `</s>`, as it was trained
+    loaded.append_eos = True  # how prompts are tokenized travels with the folder
+    sd = json.loads((exported / "config.json").read_text())["stable_diffusion"]
+    resaved = loaded.save_pretrained(tmp_path / "eos", stable_diffusion=sd, base_mllm=str(exported / "mllm"))
+    assert KosmosGConditioner.from_pretrained(resaved).append_eos is True
+    loaded.append_eos = False
     with torch.no_grad():
         expected = trained([PROMPT], [[_photo(tiny_assets)]])
         torch.testing.assert_close(loaded([PROMPT], [[_photo(tiny_assets)]]), expected, rtol=0, atol=0)

@@ -7,12 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torchvision.transforms as T
 from PIL import Image
 from torch_fidelity.utils import create_feature_extractor
 
 from experiments.config import FidConfig
-from experiments.data.images import center_crop_resize
 from experiments.evaluation.fid import INCEPTION, compute_fid, generate_images, prepare_reference
 from experiments.tiny.coco import CocoFixture, build_coco_fixture
 from experiments.tiny.feature_extractor import TINY_EXTRACTOR, TinyFeatureExtractor, save_random_inception
@@ -69,24 +67,6 @@ def count_extracted_images(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(TinyFeatureExtractor, "forward", counting)
     return seen
-
-
-@pytest.mark.parametrize("size", [(40, 20), (20, 40), (40, 33), (33, 40), (300, 301)])
-def test_center_crop_resize_matches_torchvision_resize_and_center_crop(size: tuple[int, int]) -> None:
-    pixels = np.random.default_rng(1).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    img = Image.fromarray(pixels)
-    ours = center_crop_resize(img, 16)
-    theirs = T.CenterCrop(16)(T.Resize(16, interpolation=T.InterpolationMode.BICUBIC)(img))
-    assert ours.size == (16, 16)
-    assert np.array_equal(np.asarray(ours), np.asarray(theirs))
-
-
-def test_center_crop_keeps_the_centre_of_a_wide_image() -> None:
-    img = Image.new("RGB", (40, 20), (255, 0, 0))  # red left and right thirds ...
-    img.paste((0, 255, 0), (10, 0, 30, 20))  # ... a green centre square
-    out = np.asarray(center_crop_resize(img, 10)).astype(int)
-    assert out.shape == (10, 10, 3)
-    assert (out[:, 1:-1, 1] > 200).all() and (out[:, 1:-1, 0] < 60).all()
 
 
 def test_prepare_reference_takes_the_captioned_images_once(tmp_path: Path, coco: CocoFixture) -> None:

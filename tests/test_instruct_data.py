@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 
 from experiments.data.manifest import ManifestError
-from experiments.data.segments import WHITE, cut_segment, segment_view
+from experiments.data.stage3_filters import CaptionedFilter
 from experiments.data.stage3_rows import (
     CaptionedRow,
     CompositionalRow,
@@ -24,8 +25,10 @@ from experiments.data.stage3_rows import (
 from experiments.tiny.stage3 import build_instruct_fixture
 
 CAPTION = "a red circle and a blue square"
-CIRCLE = {"word": "circle", "start": 6, "end": 12, "segment": "segments/circle.png"}
-SQUARE = {"word": "square", "start": 24, "end": 30, "segment": "segments/square.png"}
+CIRCLE = {"word": "circle", "start": 6, "end": 12, "segment": "segments/circle.png",
+          "segment_white": "segments/circle_white.png"}
+SQUARE = {"word": "square", "start": 24, "end": 30, "segment": "segments/square.png",
+          "segment_white": "segments/square_white.png"}
 COMPOSITIONAL = {"caption": CAPTION, "image": "images/a.png", "entities": [SQUARE, CIRCLE]}
 EDIT = {"source": "images/a.png", "instruction": "make the circle blue", "target": "images/b.png", "caption": CAPTION}
 CAPTIONED = {"image": "images/b.png", "caption": "a small green triangle"}
@@ -33,15 +36,14 @@ CAPTIONED = {"image": "images/b.png", "caption": "a small green triangle"}
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    """A manifest folder with two good images, two RGBA segments, an RGB one, and a corrupt
+    """A manifest folder with two good images, two entities' segment images, and a corrupt
     file, a truncated PNG and a truncated JPEG."""
     (tmp_path / "images").mkdir()
     (tmp_path / "segments").mkdir()
     Image.new("RGB", (16, 12), (200, 0, 0)).save(tmp_path / "images" / "a.png")
     Image.new("RGB", (16, 12), (0, 0, 200)).save(tmp_path / "images" / "b.png")
-    for name in ("circle", "square"):
-        Image.new("RGBA", (5, 4), (1, 2, 3, 255)).save(tmp_path / "segments" / f"{name}.png")
-    Image.new("RGB", (5, 4)).save(tmp_path / "segments" / "opaque.png")
+    for name in ("circle", "square", "circle_white", "square_white"):
+        Image.new("RGB", (5, 5), (1, 2, 3)).save(tmp_path / "segments" / f"{name}.png")
     (tmp_path / "images" / "corrupt.png").write_bytes(b"not an image at all")
     png = (tmp_path / "images" / "a.png").read_bytes()
     (tmp_path / "images" / "truncated.png").write_bytes(png[: len(png) // 2])
@@ -61,8 +63,9 @@ def test_each_kind_loads_its_fields_with_paths_under_the_manifest_folder(folder:
     compositional = load_compositional(write_jsonl(folder / "c.jsonl", [COMPOSITIONAL]))
     assert compositional.rows == (
         CompositionalRow(CAPTION, folder / "images/a.png", (
-            Entity("circle", 6, 12, folder / "segments/circle.png"),  # sorted into caption order
-            Entity("square", 24, 30, folder / "segments/square.png"),
+            # sorted into caption order
+            Entity("circle", 6, 12, folder / "segments/circle.png", folder / "segments/circle_white.png"),
+            Entity("square", 24, 30, folder / "segments/square.png", folder / "segments/square_white.png"),
         )),
     )
     edits = load_edits(write_jsonl(folder / "e.jsonl", [EDIT, {**EDIT, "caption": None}, {**EDIT, "caption": 1}]))
@@ -72,7 +75,7 @@ def test_each_kind_loads_its_fields_with_paths_under_the_manifest_folder(folder:
     )
     assert edits.skipped["bad_field"] == 1
     captioned = load_captioned(write_jsonl(folder / "t.jsonl", [CAPTIONED]))
-    assert captioned.rows == (CaptionedRow(folder / "images/b.png", "a small green triangle"),)
+    assert captioned.rows == (CaptionedRow(folder / "images/b.png", "a small green triangle", (16, 12)),)
     assert captioned.total_skipped == 0
 
 
@@ -87,7 +90,10 @@ def test_each_kind_loads_its_fields_with_paths_under_the_manifest_folder(folder:
         (load_edits, EDIT, {**EDIT, "target": "images/corrupt.png"}, "corrupt_image"),
         (load_compositional, COMPOSITIONAL, {**COMPOSITIONAL, "image": "images/corrupt.png"}, "corrupt_image"),
         (load_compositional, COMPOSITIONAL,
-         {**COMPOSITIONAL, "entities": [CIRCLE, {**SQUARE, "segment": "segments/opaque.png"}]}, "corrupt_image"),
+         {**COMPOSITIONAL, "entities": [CIRCLE, {**SQUARE, "segment_white": "images/corrupt.png"}]},
+         "corrupt_image"),
+        (load_compositional, COMPOSITIONAL,
+         {**COMPOSITIONAL, "entities": [CIRCLE, {**SQUARE, "segment_white": None}]}, "missing_field"),
         (load_compositional, COMPOSITIONAL,
          {**COMPOSITIONAL, "entities": [CIRCLE, {**SQUARE, "word": "hexagon"}]}, "entity_not_in_caption"),
         (load_compositional, COMPOSITIONAL,
@@ -148,38 +154,50 @@ def test_an_unusable_manifest_is_an_error_naming_the_file(folder: Path, name, co
     assert str(folder / name) in str(error.value)
 
 
-def test_a_segment_is_seen_with_its_background_or_alone_on_white() -> None:
-    pixels = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
-    mask = np.zeros((6, 8), dtype=bool)
-    mask[2:5, 3:5] = True
-    mask[2, 3] = False
-    segment = cut_segment(Image.fromarray(pixels), mask)
-    assert segment.mode == "RGBA" and segment.size == (2, 3)
-    assert (np.asarray(segment.getchannel("A")) == np.where(mask[2:5, 3:5], 255, 0)).all()
-    with_background = np.asarray(segment_view(segment, keep_background=True))
-    alone = np.asarray(segment_view(segment, keep_background=False))
-    assert (with_background == pixels[2:5, 3:5]).all()
-    assert (alone[mask[2:5, 3:5]] == pixels[2:5, 3:5][mask[2:5, 3:5]]).all()
-    assert (alone[0, 0] == WHITE).all() and with_background[0, 0].tolist() != list(WHITE)
-    assert cut_segment(Image.fromarray(pixels), np.zeros((6, 8), dtype=bool)) is None
-
-
 def test_the_fixture_has_every_kind_and_one_broken_row_of_each_planted_sort(tmp_path: Path) -> None:
     fixture = build_instruct_fixture(tmp_path / "a", n_rows=8)
     compositional, edits = load_compositional(fixture.compositional), load_edits(fixture.edits)
     captioned = load_captioned(fixture.captioned)
-    assert (len(compositional.rows), len(edits.rows), len(captioned.rows)) == (8, 8, 8)
+    assert (len(compositional.rows), len(edits.rows), len(captioned.rows)) == (8, 8, 9)
     assert compositional.total_skipped == compositional.skipped["entity_not_in_caption"] == 1
     assert edits.total_skipped == edits.skipped["corrupt_image"] == 1
     assert captioned.total_skipped == 0
+    # The one small caption-only image is a valid row, which the official size filter refuses.
+    refuse = CaptionedFilter(WordTokenizer(), 128, 32)
+    assert [refuse(row) for row in captioned.rows] == [None] * 8 + ["small_image"]
+    whitened = []
     for row in compositional.rows:
         assert len(row.entities) == 2
         for entity in row.entities:
-            with Image.open(entity.segment) as segment:
-                assert segment.mode == "RGBA" and set(np.unique(segment.getchannel("A"))) <= {0, 255}
+            with Image.open(entity.segment) as segment, Image.open(entity.segment_white) as white:
+                assert segment.size == white.size == (32, 32)  # the tiny images' size
+                whitened.append((np.asarray(white) == 255).sum() > (np.asarray(segment) == 255).sum())
+    assert sum(whitened) > len(whitened) // 2  # all but the squares, whose crop is all shape
     assert any(row.caption is None for row in edits.rows) and any(row.caption for row in edits.rows)
     again = build_instruct_fixture(tmp_path / "b", n_rows=8)
     for first, second in ((fixture.compositional, again.compositional), (fixture.edits, again.edits)):
         assert first.read_text() == second.read_text()
     assert (compositional.rows[0].entities[0].segment.read_bytes()
             == load_compositional(again.compositional).rows[0].entities[0].segment.read_bytes())
+
+
+class WordTokenizer:
+    """Stands in for the MLLM's SentencePiece tokenizer: one token per word."""
+
+    def __call__(self, text: str, **_: object) -> SimpleNamespace:
+        return SimpleNamespace(input_ids=text.split())
+
+
+def test_caption_only_rows_refuse_small_images_then_long_captions(tmp_path: Path) -> None:
+    """(code) laion2b_loader.py: under 384 px on either side, then over 128 SentencePiece tokens;
+    a row that fails both counts for the first."""
+    rows = [
+        CaptionedRow(tmp_path / "a.png", "a dog", (512, 512)),
+        CaptionedRow(tmp_path / "b.png", "a dog", (512, 383)),
+        CaptionedRow(tmp_path / "c.png", "word " * 129, (640, 480)),
+        CaptionedRow(tmp_path / "d.png", "word " * 129, (300, 900)),
+        CaptionedRow(tmp_path / "e.png", "word " * 128, (384, 384)),
+    ]
+    refuse = CaptionedFilter(WordTokenizer(), 128, 384)
+    assert [refuse(row) for row in rows] == [None, "small_image", "long_caption", "small_image", None]
+    assert [CaptionedFilter(WordTokenizer(), 200, 0)(row) for row in rows] == [None] * 5

@@ -8,7 +8,6 @@ import random
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -79,37 +78,52 @@ def test_a_kind_with_a_share_but_no_rows_is_an_error(tmp_path):
     mixed_rows(tmp_path / "no-share", counts=(3, 3, 0), weights=(2, 2, 0))  # no share: fine
 
 
-def rgba_segment(path: Path) -> Path:
-    pixels = np.zeros((8, 8, 4), dtype=np.uint8)
-    pixels[..., 0] = 200  # red everywhere, but only the left half is the entity
-    pixels[:, :4, 3] = 255
-    Image.fromarray(pixels, "RGBA").save(path)
-    return path
+def segment_files(folder: Path) -> tuple[Path, Path]:
+    """An entity's two segment images: red with its background, and the same on white."""
+    red, white = folder / "seg.png", folder / "seg_white.png"
+    Image.new("RGB", (8, 8), (200, 0, 0)).save(red)
+    Image.new("RGB", (8, 8), (255, 255, 255)).save(white)
+    return red, white
+
+
+def dog_in_a_hat(folder: Path) -> CompositionalRow:
+    segment, white = segment_files(folder)
+    return CompositionalRow("a dog wearing a hat in the snow", folder / "target.png", (
+        Entity("dog", 2, 5, segment, white), Entity("hat", 16, 19, segment, white)))
 
 
 def test_compositional_prompts_put_each_segment_after_its_word(tmp_path):
-    segment = rgba_segment(tmp_path / "seg.png")
-    caption = "a dog wearing a hat in the snow"
-    row = CompositionalRow(caption, tmp_path / "target.png", (
-        Entity("dog", 2, 5, segment), Entity("hat", 16, 19, segment)))
+    row = dog_in_a_hat(tmp_path)
     kept = compositional_example(row, random.Random(0), entity_drop_prob=0.0, background_keep_prob=1.0)
     assert kept.prompt == "a dog <i> wearing a hat <i> in the snow"
     assert len(kept.images) == 2 and kept.target == row.image
-    assert np.asarray(kept.images[0])[:, 6].tolist() == [[200, 0, 0]] * 8  # background kept
+    assert [image.getpixel((0, 0)) for image in kept.images] == [(200, 0, 0)] * 2  # backgrounds kept
     dropped = compositional_example(row, random.Random(0), entity_drop_prob=1.0, background_keep_prob=0.0)
     assert dropped.prompt == "a <i> wearing a <i> in the snow"
-    assert np.asarray(dropped.images[0])[:, 6].tolist() == [[255, 255, 255]] * 8  # cut out on white
-    halves = Counter(
-        compositional_example(row, random.Random(seed), 0.5, 0.5).prompt.count("dog") for seed in range(200))
-    assert 70 < halves[1] < 130  # p = 0.5
+    assert [image.getpixel((0, 0)) for image in dropped.images] == [(255, 255, 255)] * 2  # on white
 
 
-def test_edit_and_caption_rows(tmp_path):
+def test_entity_words_go_all_at_once_and_backgrounds_one_by_one(tmp_path):
+    """(code) openimage_loader.py draws drop_object once per caption, the segment variant per entity."""
+    row = dog_in_a_hat(tmp_path)
+    examples = [compositional_example(row, random.Random(seed), 0.5, 0.5) for seed in range(300)]
+    words = Counter(e.prompt.count("dog") + e.prompt.count("hat") for e in examples)
+    assert set(words) == {0, 2} and 110 < words[0] < 190  # never one word without the other
+    backgrounds = Counter(sum(image.getpixel((0, 0)) == (200, 0, 0) for image in e.images) for e in examples)
+    assert backgrounds[1] > 100  # the two segments choose apart
+
+
+def test_edit_rows_drop_their_caption_with_its_probability(tmp_path):
     source = tmp_path / "source.png"
     Image.new("RGB", (8, 8), (0, 0, 255)).save(source)
-    edit = edit_example(EditRow(source, "make it red", tmp_path / "edited.png", "a blue square"))
+    row = EditRow(source, "make it red", tmp_path / "edited.png", "a blue square")
+    edit = edit_example(row, random.Random(0), caption_drop_prob=0.0)
     assert edit.prompt == "a blue square <i> make it red" and edit.target == tmp_path / "edited.png"
     assert edit.images[0].getpixel((0, 0)) == (0, 0, 255)
-    assert edit_example(EditRow(source, "make it red", source, None)).prompt == "<i> make it red"
-    plain = captioned_example(CaptionedRow(source, "a blue square"))
+    assert edit_example(row, random.Random(0), caption_drop_prob=1.0).prompt == "<i> make it red"
+    uncaptioned = EditRow(source, "make it red", source, None)
+    assert edit_example(uncaptioned, random.Random(0), caption_drop_prob=0.0).prompt == "<i> make it red"
+    prompts = Counter(edit_example(row, random.Random(seed), 0.5).prompt for seed in range(300))
+    assert 110 < prompts["<i> make it red"] < 190
+    plain = captioned_example(CaptionedRow(source, "a blue square", (8, 8)))
     assert (plain.prompt, plain.images) == ("a blue square", [])

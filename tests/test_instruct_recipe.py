@@ -5,15 +5,18 @@ on the 2 : 2 : 1 mixture, skipped rows are counted, and the run ends with DreamB
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 
+from experiments.config import STAGE3_KINDS
 from experiments.data.batches import WHOLE
 from experiments.recipes.instruct import InstructObjective
 from experiments.recipes.run import run_recipe
+from experiments.tiny.coco import SHAPES
 from experiments.training.checkpoints import trained_weights
 from experiments.training.tracking import RecordingTracker
 from repro.cli import main as repro_main
@@ -31,7 +34,8 @@ def test_stage3_trains_the_mllm_and_m_only_and_evaluates_both_benchmarks(tiny_as
     config = stage3_config(tiny_assets, stage2_dir)
     objective = InstructObjective(config)
     start = {k: v.clone() for k, v in objective.trainable.state_dict().items()}
-    # The fixture's two broken rows (one in each of two 33-row manifests) are never trained on:
+    # The fixture's two broken rows (one in each of two 33-row manifests) and its one small
+    # caption-only image, which (code) the tiny-sized 384-px rule refuses, are never trained on:
     # over one epoch of each kind, each is met once, skipped, counted and replaced.
     rows = objective.steps.rows
     skipped = Counter()
@@ -41,7 +45,8 @@ def test_stage3_trains_the_mllm_and_m_only_and_evaluates_both_benchmarks(tiny_as
         convert = rows.converter(k, random.Random(0))
         for position in range(stream.order.total):
             stream.usable(position, convert, skipped)
-    assert skipped == {"edits_corrupt_image": 1, "compositional_entity_not_in_caption": 1}
+    assert skipped == {"edits_corrupt_image": 1, "compositional_entity_not_in_caption": 1,
+                       "captioned_small_image": 1}
     assert all(len(rows(step, WHOLE).items) == config.train.batch_size for step in range(3))
     stage2 = trained_weights(stage2_dir)
     assert all(torch.equal(start[f"aligner.{k}"], v) for k, v in stage2.items())  # starts aligned
@@ -104,3 +109,28 @@ def test_the_conditioner_drives_a_stock_diffusers_pipeline(tiny_assets, stage2_d
     images = pipe(**embeds, num_inference_steps=2, height=32, width=32, output_type="np",
                   generator=torch.Generator().manual_seed(0)).images
     assert images.shape == (1, 32, 32, 3) and images.std() > 0
+
+
+def test_a_seeded_batch_drops_edit_captions_and_whole_entity_captions(tiny_assets, stage2_dir):
+    """(code) --random-drop-caption-prob 0.5: counted on one seeded batch of 100 stage-3 rows,
+    each drop replayed from the first draw of the (seed, step, position) stream the rows use."""
+    config = stage3_config(tiny_assets, stage2_dir, batch_size=100)
+    rows = InstructObjective(config).steps.rows
+    kinds = [STAGE3_KINDS[kind] for kind, _ in rows.places(0)]
+    prompts = [prompt for _, prompt, _ in rows(0, WHOLE).items]
+    dropped = [random.Random(f"{config.seed}:0:{p}").random() < 0.5 for p in range(len(prompts))]
+
+    edits = [p for p, kind in enumerate(kinds) if kind == "edits"]
+    assert 0 < sum(dropped[p] for p in edits) < len(edits)
+    # A dropped caption leaves "<i> instruction"; a kept one leads the prompt, where the row has one.
+    assert all(prompts[p].startswith("<i>") for p in edits if dropped[p])
+    assert any(not prompts[p].startswith("<i>") for p in edits if not dropped[p])
+
+    def words_before_images(prompt: str) -> int:
+        return sum(word in SHAPES for word in re.findall(r"(\S+) <i>", prompt))
+
+    compositional = [p for p, kind in enumerate(kinds) if kind == "compositional"]
+    words_left = Counter(words_before_images(prompts[p]) for p in compositional)
+    assert set(words_left) == {0, 2}  # both entity words or neither: one draw per caption
+    assert [p for p in compositional if words_before_images(prompts[p]) == 0] == [
+        p for p in compositional if dropped[p]]

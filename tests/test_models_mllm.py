@@ -178,3 +178,15 @@ def test_text_dropout_is_settable_and_acts_in_train_mode_only(tmp_path) -> None:
     assert all(layer.dropout == 0.0 and layer.self_attn.dropout == 0.2 for layer in text.model.layers)
     with pytest.raises(ValueError, match="not in"):
         encoder.set_text_dropout(1.0)
+
+
+def test_images_are_resized_and_centre_cropped_not_squashed(encoder: MLLMEncoder) -> None:
+    """(code) The MLLM's images keep their aspect: short side to the tower's size, centre crop."""
+    wide = solid((255, 0, 0), (64, 32))
+    wide.paste((0, 0, 255), (16, 0, 48, 32))  # blue in the central square only
+    pixels = encoder.tokenize(["<i>"], [[wide]]).pixel_values
+    assert pixels.shape == (1, 3, encoder.image_size, encoder.image_size)
+    std = torch.tensor(encoder.image_processor.image_std)
+    mean = torch.tensor(encoder.image_processor.image_mean)
+    rgb = pixels[0].permute(1, 2, 0) * std + mean
+    assert torch.allclose(rgb, torch.tensor([0.0, 0.0, 1.0]).expand_as(rgb), atol=1e-5)  # no red left

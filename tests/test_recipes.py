@@ -7,6 +7,9 @@ from dataclasses import replace
 import pytest
 
 from experiments.data.batches import WHOLE
+from experiments.data.items import CaptionItem, token_count
+from experiments.data.shards import Record
+from experiments.data.stream import Skip
 from experiments.recipes.align import AlignObjective
 from experiments.recipes.run import run_recipe
 from experiments.training.loop import train
@@ -25,17 +28,34 @@ def test_align_loss_falls_on_heldout_captions(tiny_assets, tmp_path):
     assert tracker.series("heldout/rec_loss")[-1] < before["rec_loss"]
 
 
-def test_align_skips_captions_longer_than_the_clip_limit_and_keeps_its_batch_full(tiny_assets):
-    limit = 8
-    objective = AlignObjective(tiny_config(tiny_assets, "aligner-12", max_caption_tokens=limit))
+@pytest.mark.parametrize("limit, reason", [({"max_caption_tokens": 8}, "caption_too_long"),
+                                           ({"max_caption_sp_tokens": 5}, "caption_too_long_sp")])
+def test_align_skips_captions_over_the_clip_or_sentencepiece_limit_and_keeps_its_batch_full(
+    tiny_assets, limit, reason
+):
+    objective = AlignObjective(tiny_config(tiny_assets, "aligner-12", **limit))
     for step in range(4):
         captions = objective.steps.take(step, WHOLE)
         assert len(captions) == objective.config.train.batch_size
-        assert max(objective.target.token_counts(captions)) <= limit
-    assert objective.data_counts()["skipped_caption_too_long"] > 0
+        assert max(objective.target.token_counts(captions)) <= objective.config.train.max_caption_tokens
+        assert max(token_count(objective.mllm.tokenizer, c) for c in captions) <= (
+            objective.config.train.max_caption_sp_tokens)
+    assert objective.data_counts()[f"skipped_{reason}"] > 0
     unlimited = AlignObjective(tiny_config(tiny_assets, "aligner-12"))
     unlimited.batch(0, WHOLE)
     assert unlimited.data_counts() == {}
+
+
+def test_the_clip_limit_is_tested_before_the_sentencepiece_one(tiny_assets):
+    """(code) laion2b_loader.py's order: a caption over both limits counts for CLIP's."""
+    objective = AlignObjective(tiny_config(tiny_assets, "aligner-12"))
+    clip, mllm = objective.target.tokenizer, objective.mllm.tokenizer
+    long = "a red circle and a blue square on a green background"
+    assert token_count(clip, long) > 8 and token_count(mllm, long) > 5  # over both limits below
+    captions = CaptionItem(clip, 8, mllm, 5)
+    assert captions(Record(long)) == Skip("caption_too_long", broken=False)
+    assert CaptionItem(clip, 75, mllm, 5)(Record(long)) == Skip("caption_too_long_sp", broken=False)
+    assert CaptionItem(clip, 75, mllm, 100)(Record(long)) == long
 
 
 @pytest.mark.parametrize("experiment, kind", [("e2e-linear", "linear"), ("e2e-aligner", "aligner"), ("sd-v1-5", "aligner")])

@@ -10,11 +10,13 @@ Input: a captioned manifest (experiments/data/stage3_rows.py) whose rows also na
      "entities": ["circle", "square"], "masks": ["masks/7_circle.png", null]}
 
 Each entity is found in the caption (first whole-word, case-insensitive match not already taken
-by an earlier entity, so "a dog and a dog" gives two spans), masked, binarized at `threshold`,
-cropped to the mask's bounding box and written as an RGBA segment. Entities that cannot be
-placed are skipped and counted; a row keeps the entities that remain, and is dropped only when
-none does. Output: out_dir/compositional.jsonl (target images referenced where they are) and
-out_dir/segments/.
+by an earlier entity, so "a dog and a dog" gives two spans), masked over the image's central
+square, which is what the official build segments, and cut into its two segment images
+(experiments/data/segments.py: threshold 0.3, dilation, largest component, square crop, with its
+background and on white, `segment_size` px). Entities that cannot be placed are skipped and
+counted; a row keeps the entities that remain, and is dropped only when none does. Output:
+out_dir/compositional.jsonl (target images referenced where they are; training crops them to
+the same central square) and out_dir/segments/.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from experiments.data.manifest import (
     required,
     required_text,
 )
-from experiments.data.segments import cut_segment
+from experiments.data.segments import central_square, entity_images
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,11 @@ ENTITY_SKIP_REASONS = (
     "entity_not_in_caption",  # no free whole-word match of the word in the caption
     "no_mask",  # no mask given and no segmenter to make one
     "bad_mask",  # a given mask that is not the image's size
-    "empty_mask",  # nothing left of the mask after binarizing
+    "empty_mask",  # nothing of the mask over the threshold
 )
+# (code) scripts/convert_openimage.py: --threshold 0.3, segments resized to 512 x 512.
+DEFAULT_THRESHOLD = 0.3
+DEFAULT_SEGMENT_SIZE = 512
 _SEGMENTS_PER_FOLDER = 1000  # rows per segments/ subfolder, so no folder grows to millions of files
 
 
@@ -58,7 +63,7 @@ class Segmenter(Protocol):
     """Text-prompted segmentation: CLIPSeg in the paper (experiments/data/clipseg.py)."""
 
     def __call__(self, image: Image.Image, words: list[str]) -> list[np.ndarray | torch.Tensor]:
-        """One mask per word, values in [0, 1], each image.height x image.width."""
+        """One mask per word, values in [0, 1], each image.height x image.width (a square here)."""
         ...
 
 
@@ -91,12 +96,15 @@ class BuildStats:
 
 
 def build_compositional(
-    captioned_manifest: str | Path, out_dir: str | Path, segmenter: Segmenter | None, threshold: float = 0.5
+    captioned_manifest: str | Path, out_dir: str | Path, segmenter: Segmenter | None,
+    threshold: float = DEFAULT_THRESHOLD, segment_size: int = DEFAULT_SEGMENT_SIZE,
 ) -> BuildStats:
     """Writes out_dir/compositional.jsonl and its segments from `captioned_manifest` (format in the
     module docstring); masks come from the rows where given, else from `segmenter`."""
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"the mask threshold is in [0, 1), got {threshold}")
+    if segment_size < 1:
+        raise ValueError(f"the segment size is at least 1 px, got {segment_size}")
     out_dir = Path(out_dir)
     loaded = load_manifest(captioned_manifest, _input_row, "entity-annotated captioned")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +116,7 @@ def build_compositional(
     # leaves a manifest that looks finished.
     with partial.open("w", encoding="utf-8") as lines:
         for index, row in enumerate(loaded.rows):
-            entities = _segment_row(row, index, out_dir, segmenter, threshold, skipped)
+            entities = _segment_row(row, index, out_dir, segmenter, threshold, segment_size, skipped)
             if not entities:
                 continue
             image = Path(os.path.relpath(row.image, out_dir)).as_posix()
@@ -141,9 +149,9 @@ def find_span(caption: str, word: str, taken: list[tuple[int, int]]) -> tuple[in
 
 def _segment_row(
     row: BuildInputRow, index: int, out_dir: Path, segmenter: Segmenter | None, threshold: float,
-    skipped: Counter[str],
+    segment_size: int, skipped: Counter[str],
 ) -> list[dict[str, Any]]:
-    """The entity records of one row, in caption order, with their segments written."""
+    """The entity records of one row, in caption order, with their two segment images written."""
     spans: dict[int, tuple[int, int]] = {}
     for k, word in enumerate(row.entities):
         span = find_span(row.caption, word, list(spans.values()))
@@ -153,38 +161,47 @@ def _segment_row(
             spans[k] = span
     with Image.open(row.image) as opened:
         image = opened.convert("RGB")
-    masks = _masks(row, image, sorted(spans), segmenter)
+    top, left, side = central_square(image)
+    square = (left, top, left + side, top + side)
+    square_image = image.crop(square)
+    masks = _masks(row, image, square, sorted(spans), segmenter)
     entities = []
+    folder = Path("segments", f"{index // _SEGMENTS_PER_FOLDER:05d}")
+    (out_dir / folder).mkdir(parents=True, exist_ok=True)
     for k, (start, end) in sorted(spans.items(), key=lambda item: item[1]):
         mask = masks.get(k)
         if mask is None:
             skipped["no_mask" if row.masks[k] is None else "bad_mask"] += 1
             continue
-        segment = cut_segment(image, mask > threshold)
-        if segment is None:
+        images = entity_images(square_image, mask, threshold, segment_size)
+        if images is None:
             skipped["empty_mask"] += 1
             continue
-        relative = Path("segments", f"{index // _SEGMENTS_PER_FOLDER:05d}", f"{index:08d}_{k}.png")
-        (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
-        segment.save(out_dir / relative)
-        segment_file = relative.as_posix()
-        entities.append({"word": row.caption[start:end], "start": start, "end": end, "segment": segment_file})
+        name = f"{index:08d}_{k}"
+        files = {"segment": folder / f"{name}.png", "segment_white": folder / f"{name}_white.png"}
+        images.with_background.save(out_dir / files["segment"])
+        images.on_white.save(out_dir / files["segment_white"])
+        entities.append({"word": row.caption[start:end], "start": start, "end": end,
+                         **{name: file.as_posix() for name, file in files.items()}})
     return entities
 
 
 def _masks(
-    row: BuildInputRow, image: Image.Image, entities: list[int], segmenter: Segmenter | None
+    row: BuildInputRow, image: Image.Image, square: tuple[int, int, int, int], entities: list[int],
+    segmenter: Segmenter | None,
 ) -> dict[int, np.ndarray]:
-    """Entity index -> mask in [0, 1] at the image's size, for those of `entities` that have one:
-    the given mask if the row has one, else the segmenter's."""
+    """Entity index -> mask in [0, 1] over the image's central `square` (a PIL box), for those of
+    `entities` that have one: the given mask (at the image's size) if the row has one, else the
+    segmenter's, which sees the square alone as the official build's CLIPSeg does."""
     masks = {}
     for k in entities:
         if row.masks[k] is not None:
             with Image.open(row.masks[k]) as given:
                 if given.size == image.size:
-                    masks[k] = np.asarray(given.convert("L"), dtype=np.float32) / 255.0
+                    masks[k] = np.asarray(given.convert("L").crop(square), dtype=np.float32) / 255.0
     to_segment = [k for k in entities if row.masks[k] is None]
     if segmenter is not None and to_segment:
+        image = image.crop(square)
         made = segmenter(image, [row.entities[k] for k in to_segment])
         if len(made) != len(to_segment):
             raise ValueError(f"the segmenter gave {len(made)} masks for {len(to_segment)} words")

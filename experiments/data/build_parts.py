@@ -10,7 +10,13 @@ import glob
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.data.build import MANIFEST_NAME, BuildStats, build_compositional
+from experiments.data.build import (
+    DEFAULT_SEGMENT_SIZE,
+    DEFAULT_THRESHOLD,
+    MANIFEST_NAME,
+    BuildStats,
+    build_compositional,
+)
 from experiments.data.manifest import ManifestError
 
 
@@ -21,8 +27,9 @@ class BuildPart:
     captioned: Path
     out_dir: Path
     clipseg: Path | None
-    threshold: float
     device: str
+    threshold: float
+    segment_size: int
 
     @property
     def done(self) -> bool:
@@ -30,13 +37,18 @@ class BuildPart:
 
 
 def build_parts(
-    captioned: str, out: Path, clipseg: Path | None, threshold: float, device: str
+    captioned: str, out: Path, clipseg: Path | None, device: str, *, threshold: float | None = None,
+    segment_size: int | None = None,
 ) -> list[BuildPart]:
-    """One part per input manifest `captioned` names (a file or a glob), in sorted order."""
+    """One part per input manifest `captioned` names (a file or a glob), in sorted order;
+    threshold and segment_size default to the official build's (experiments/data/build.py)."""
     inputs = sorted(Path(p) for p in glob.glob(captioned)) if any(c in captioned for c in "*?[") else [Path(captioned)]
     if not inputs:
         raise ManifestError(f"--captioned {captioned}: the pattern matches no manifest")
-    return [BuildPart(path, Path(out) / f"part-{k:05d}", clipseg, threshold, device) for k, path in enumerate(inputs)]
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    segment_size = DEFAULT_SEGMENT_SIZE if segment_size is None else segment_size
+    return [BuildPart(path, Path(out) / f"part-{k:05d}", clipseg, device, threshold, segment_size)
+            for k, path in enumerate(inputs)]
 
 
 def build_part(part: BuildPart) -> BuildStats:
@@ -46,4 +58,4 @@ def build_part(part: BuildPart) -> BuildStats:
         from experiments.data.clipseg import ClipSegSegmenter
 
         segmenter = ClipSegSegmenter.from_pretrained(part.clipseg, device=part.device)
-    return build_compositional(part.captioned, part.out_dir, segmenter, part.threshold)
+    return build_compositional(part.captioned, part.out_dir, segmenter, part.threshold, part.segment_size)

@@ -16,18 +16,33 @@ from experiments.data.stream import Skip
 
 
 class CaptionItem:
-    """Stage 2's rows: the caption, unless it has none or (code) more than `max_tokens` CLIP
-    tokens, BOS/EOS aside."""
+    """Stage 2's rows: the caption, unless it has none or, (code) BOS/EOS aside, more than
+    `max_tokens` CLIP tokens or, given the MLLM's tokenizer, more than `max_sp_tokens` of its
+    SentencePiece tokens (laion2b_loader.py's length filter; CLIP's limit is tested first)."""
 
-    def __init__(self, clip_tokenizer: Any, max_tokens: int) -> None:
+    def __init__(self, clip_tokenizer: Any, max_tokens: int, sp_tokenizer: Any = None,
+                 max_sp_tokens: int | None = None) -> None:
+        if (sp_tokenizer is None) != (max_sp_tokens is None):
+            raise ValueError("the SentencePiece filter needs both the MLLM's tokenizer and its limit")
         self.tokenizer = clip_tokenizer
         self.max_tokens = max_tokens
+        self.sp_tokenizer = sp_tokenizer
+        self.max_sp_tokens = max_sp_tokens
 
     def __call__(self, record: Record) -> str | Skip:
         if not record.caption:
             return Skip("no_caption")
-        ids = self.tokenizer(record.caption, add_special_tokens=False, truncation=False).input_ids
-        return Skip("caption_too_long", broken=False) if len(ids) > self.max_tokens else record.caption
+        if token_count(self.tokenizer, record.caption) > self.max_tokens:
+            return Skip("caption_too_long", broken=False)
+        if self.sp_tokenizer is not None and token_count(self.sp_tokenizer, record.caption) > self.max_sp_tokens:
+            return Skip("caption_too_long_sp", broken=False)
+        return record.caption
+
+
+def token_count(tokenizer: Any, text: str) -> int:
+    """Tokens of `text` without BOS/EOS: for the MLLM's tokenizer what (code) the official
+    caption filters count, len(text_transform(caption)) in laion2b_loader.py."""
+    return len(tokenizer(text, add_special_tokens=False, truncation=False).input_ids)
 
 
 class ImageCaptionItem:

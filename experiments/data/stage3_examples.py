@@ -1,9 +1,13 @@
-"""Stage-3 rows -> what the model trains on: an interleaved prompt, its images, a target image.
+"""Stage-3 rows -> what the model trains on: an interleaved prompt, its images, a target image,
+drawn as (code) unilm/data/vl/openimage_loader.py and instructpix2pix_loader.py draw them.
 
-- compositional: the caption with each entity's segmented image after its word, "a dog <i> in
-  a hat <i>"; the word itself is dropped with p = entity_drop_prob ("a <i> in a <i>") and the
-  segment keeps its original background with p = background_keep_prob (paper, Training).
-- edit: "<caption> <i> <instruction>" with the source image (paper's InstructPix2Pix layout).
+- compositional: the caption with each entity's segment image after its word, "a dog <i> in a hat
+  <i>". With p = entity_drop_prob the words of all the caption's entities go at once ("a <i> in
+  a <i>"): one draw per caption. Each segment then keeps its background with p =
+  background_keep_prob, else it is the entity on white: one draw per entity, in caption order.
+- edit: "<caption> <i> <instruction>" with the source image; with p = caption_drop_prob the
+  caption goes, "<i> <instruction>", the shape of a DreamBench prompt. A row without a caption
+  draws all the same, so the stream of draws does not depend on which rows have one.
 - captioned: the caption alone.
 """
 
@@ -16,7 +20,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from experiments.data.segments import segment_view
 from experiments.data.stage3_rows import CaptionedRow, CompositionalRow, EditRow
 from models.mllm import MLLMEncoder
 
@@ -30,29 +33,35 @@ class Example:
     target: Path | bytes  # the image the diffusion loss reconstructs (a file, or its encoded bytes)
 
 
+def _rgb(source: Path | bytes) -> Image.Image:
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+        return image.convert("RGB")
+
+
 def compositional_example(
     row: CompositionalRow, rng: random.Random, entity_drop_prob: float, background_keep_prob: float
 ) -> Example:
+    drop_words = rng.random() < entity_drop_prob
     pieces: list[str] = []
     images: list[Image.Image] = []
     cursor = 0
-    for entity in sorted(row.entities, key=lambda e: e.start):
+    for entity in row.entities:  # in caption order
         pieces.append(row.caption[cursor:entity.start])
-        if rng.random() >= entity_drop_prob:
+        if not drop_words:
             pieces.append(f"{entity.word} ")
         pieces.append(IMAGE)
         cursor = entity.end
-        with Image.open(entity.segment) as segment:
-            images.append(segment_view(segment, keep_background=rng.random() < background_keep_prob))
+        keep_background = rng.random() < background_keep_prob
+        images.append(_rgb(entity.segment if keep_background else entity.segment_white))
     pieces.append(row.caption[cursor:])
     return Example("".join(pieces), images, row.image)
 
 
-def edit_example(row: EditRow) -> Example:
-    with Image.open(io.BytesIO(row.source) if isinstance(row.source, bytes) else row.source) as source:
-        image = source.convert("RGB")
-    prompt = f"{row.caption} {IMAGE} {row.instruction}" if row.caption else f"{IMAGE} {row.instruction}"
-    return Example(prompt, [image], row.target)
+def edit_example(row: EditRow, rng: random.Random, caption_drop_prob: float) -> Example:
+    drop_caption = rng.random() < caption_drop_prob
+    caption = None if drop_caption else row.caption
+    prompt = f"{caption} {IMAGE} {row.instruction}" if caption else f"{IMAGE} {row.instruction}"
+    return Example(prompt, [_rgb(row.source)], row.target)
 
 
 def captioned_example(row: CaptionedRow) -> Example:

@@ -10,11 +10,14 @@ compositional (constructed entity data: caption -> entities -> segments)
     entities: list of {            at least one; spans must not overlap
         word: str                  the entity as written in the caption: caption[start:end] == word
         start: int, end: int       its character span [start, end) in the caption
-        segment: str               its segmented image: an RGBA PNG cropped to the mask's box,
-    }                              RGB = original pixels, alpha = mask (experiments/data/segments.py)
+        segment: str               its square crop from the image, background kept
+        segment_white: str         the same crop, every pixel outside the entity's mask white
+    }                              (how they are made: experiments/data/segments.py)
     {"caption": "a red circle and a blue square", "image": "images/7.png", "entities": [
-     {"word": "circle", "start": 6, "end": 12, "segment": "segments/00000/00000007_0.png"},
-     {"word": "square", "start": 24, "end": 30, "segment": "segments/00000/00000007_1.png"}]}
+     {"word": "circle", "start": 6, "end": 12, "segment": "segments/00000/00000007_0.png",
+      "segment_white": "segments/00000/00000007_0_white.png"},
+     {"word": "square", "start": 24, "end": 30, "segment": "segments/00000/00000007_1.png",
+      "segment_white": "segments/00000/00000007_1_white.png"}]}
 
 edits (InstructPix2Pix-style; its original_image / edit_prompt / edited_image / original_prompt)
     source: str                    the image before the edit
@@ -26,7 +29,7 @@ edits (InstructPix2Pix-style; its original_image / edit_prompt / edited_image / 
      "caption": "a red circle on a white background"}
 
 captioned (text-to-image)
-    image: str, caption: str
+    image: str, caption: str       (the image's size is read from the file, for stage 3's filter)
     {"image": "images/12.png", "caption": "a small green triangle"}
 
 Rows that cannot be used are skipped and counted by reason (experiments/data/manifest.py), including
@@ -39,6 +42,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from PIL import Image
 
 from experiments.config import STAGE3_KINDS
 from experiments.data.manifest import (
@@ -58,7 +63,8 @@ class Entity:
     word: str  # == caption[start:end]
     start: int
     end: int
-    segment: Path  # RGBA PNG: see experiments/data/segments.py
+    segment: Path  # the square crop with its background (experiments/data/segments.py)
+    segment_white: Path  # the same crop on white
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ class EditRow:
 class CaptionedRow:
     image: Path
     caption: str
+    size: tuple[int, int]  # the image's width and height
 
 
 def load_compositional(path: str | Path) -> Loaded[CompositionalRow]:
@@ -113,8 +120,9 @@ def _entity(record: Any, caption: str, folder: Path) -> Entity:
     start, end = required(record, "start", int), required(record, "end", int)
     if not (0 <= start < end <= len(caption)) or caption[start:end] != word:
         raise RowError("entity_not_in_caption", f"entity {word!r} is not at [{start}, {end}) of {caption!r}")
-    # The alpha channel is the mask; a segment without one cannot be shown without its background.
-    return Entity(word, start, end, checked_image(folder, required_text(record, "segment"), mode="RGBA"))
+    segment = checked_image(folder, required_text(record, "segment"))
+    white = checked_image(folder, required_text(record, "segment_white"))
+    return Entity(word, start, end, segment, white)
 
 
 # InstructPix2Pix as published on the Hugging Face hub: parquet shards with the images embedded.
@@ -139,7 +147,10 @@ def _embedded_edit_row(record: dict[str, Any]) -> EditRow:
 
 def _captioned_row(record: dict[str, Any], folder: Path) -> CaptionedRow:
     caption = required_text(record, "caption")
-    return CaptionedRow(checked_image(folder, required_text(record, "image")), caption)
+    image = checked_image(folder, required_text(record, "image"))
+    with Image.open(image) as opened:  # the header only: checked_image has decoded it already
+        size = opened.size
+    return CaptionedRow(image, caption, size)
 
 
 # One reader per kind, in the order of `data.mix`.

@@ -24,15 +24,19 @@ from experiments.data.stream import RowStream, Skip, StepItems
 # A kind's row -> its example, given the generator seeded for that place in the batch.
 MakeExample = Callable[[Any, random.Random], Example]
 ParseRow = Callable[[dict[str, Any], Path], Any]
+# A parsed row -> the reason a filter turns it away (counted, not broken), or None to keep it.
+RefuseRow = Callable[[Any], str | None]
 
 
 class Stage3Kind:
-    """One data kind: its manifest's shards, how a row is parsed and checked, how it becomes an example."""
+    """One data kind: its manifest's shards, how a row is parsed and checked, which valid rows
+    a filter refuses (none by default), how a row becomes an example."""
 
-    def __init__(self, name: str, shards: Sequence[Shard], parse: ParseRow, make: MakeExample) -> None:
+    def __init__(self, name: str, shards: Sequence[Shard], parse: ParseRow, make: MakeExample,
+                 refuse: RefuseRow | None = None) -> None:
         self.name = name
         self.shards = list(shards)
-        self.parse, self.make = parse, make
+        self.parse, self.make, self.refuse = parse, make, refuse
 
 
 class MixedStepRows:
@@ -50,15 +54,20 @@ class MixedStepRows:
                         for k, (kind, n) in enumerate(zip(kinds, self.counts))]
         self.batch_size, self.seed, self.resolution = batch_size, seed, resolution
 
-    def __call__(self, step: int, part: Part) -> StepItems:
+    def places(self, step: int) -> list[tuple[int, int]]:
+        """(kind, j) at each position of step `step`'s global batch: the j-th of that kind's rows."""
         layout = [(kind, j) for kind, n in enumerate(self.counts) for j in range(n)]
         order = np.random.default_rng([self.seed, step]).permutation(self.batch_size)
+        return [layout[k] for k in order]
+
+    def __call__(self, step: int, part: Part) -> StepItems:
+        places = self.places(step)
         first, last = part.bounds(self.batch_size)
         skipped: Counter[str] = Counter()
         sources: Counter[tuple[str, str]] = Counter()
         items = []
         for position in range(first, last):
-            kind, j = layout[order[position]]
+            kind, j = places[position]
             # Seeded by (seed, step, position): a resumed run makes the very same prompts.
             rng = random.Random(f"{self.seed}:{step}:{position}")
             convert = self.converter(kind, rng)
@@ -74,7 +83,11 @@ class MixedStepRows:
                 return Skip(f"{kind.name}_bad_json")
             try:
                 # Image paths are relative to the folder of the manifest shard the row came from.
-                example = kind.make(kind.parse(record.fields, record.source.parent), rng)
+                row = kind.parse(record.fields, record.source.parent)
+                refused = kind.refuse(row) if kind.refuse is not None else None
+                if refused is not None:
+                    return Skip(f"{kind.name}_{refused}", broken=False)
+                example = kind.make(row, rng)
             except RowError as error:
                 return Skip(f"{kind.name}_{error.reason}")
             return image_tensor(example.target, self.resolution), example.prompt, example.images

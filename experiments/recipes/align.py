@@ -14,12 +14,12 @@ from experiments.data.batches import WHOLE, Part
 from experiments.data.items import CaptionItem
 from experiments.data.shards import open_shards
 from experiments.data.stream import StepRows, StreamedSteps, first_rows
-from experiments.recipes.modules import aligner_for, frozen, pick_device
+from experiments.recipes.modules import aligner_for, evaluating, frozen, frozen_mllm, pick_device
 from experiments.training.encoder_cache import EncoderCache, checkpoint_fingerprint
 from experiments.training.flops import Stack, align_step
 from experiments.training.objective import Objective
 from experiments.training.tracking import DataInput
-from models import ClipTextTarget, KosmosGConditioner, MLLMEncoder, alignment_losses
+from models import ClipTextTarget, KosmosGConditioner, alignment_losses
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # source, mask, target
 
@@ -31,15 +31,19 @@ class AlignObjective(Objective):
         super().__init__(config, cache_dir)
         self.device = pick_device()
         self.aligner_config = config.aligner
-        self.mllm = frozen(MLLMEncoder.from_pretrained(config.models.mllm), self.device)
+        train = config.train
+        self.mllm = frozen_mllm(config.models.mllm, train, self.device)
         self.target = frozen(ClipTextTarget.from_pretrained(config.models.stable_diffusion), self.device)
         self.trainable = aligner_for(config.aligner, self.mllm, self.target).to(self.device)
-        self.conditioner = KosmosGConditioner(self.mllm, self.trainable)
-        self.rec_weight = config.train.rec_weight
+        self.append_eos = train.append_eos
+        self.conditioner = KosmosGConditioner(self.mllm, self.trainable, self.append_eos)
+        self.rec_weight = train.rec_weight
+        self.rec_mask_padding = train.rec_mask_padding
         data = config.data
-        captions = CaptionItem(self.target.tokenizer, config.train.max_caption_tokens)
+        captions = CaptionItem(self.target.tokenizer, train.max_caption_tokens,
+                               self.mllm.tokenizer, train.max_caption_sp_tokens)
         shards = open_shards(data.train, text_column=data.text_column, cache_dir=cache_dir)
-        rows = StepRows(shards, captions, config.train.batch_size, config.seed)
+        rows = StepRows(shards, captions, train.batch_size, config.seed)
         self.steps = StreamedSteps(rows, data, pin_memory=self.device.type == "cuda")
         heldout = open_shards(data.heldout, text_column=data.text_column, cache_dir=cache_dir)
         self.heldout_texts, _ = first_rows(heldout, captions, data.heldout_size)
@@ -50,7 +54,8 @@ class AlignObjective(Objective):
             if cache_dir is not None:
                 sd = Path(config.models.stable_diffusion)
                 encoders = [config.models.mllm, sd / "text_encoder", sd / "tokenizer"]
-                folder = Path(cache_dir) / "encoder-outputs" / checkpoint_fingerprint(encoders)
+                tokenized = f"append_eos={self.append_eos}"
+                folder = Path(cache_dir) / "encoder-outputs" / checkpoint_fingerprint(encoders, tokenized)
             self.cache = EncoderCache(self.encode, self.device, folder)
         text = self.mllm.model.config.text_config
         clip = self.target.text_encoder.config
@@ -58,14 +63,19 @@ class AlignObjective(Objective):
         self.clip_stack = Stack(clip.num_hidden_layers, clip.hidden_size, clip.intermediate_size)
 
     @torch.no_grad()
-    def encode(self, captions: list[str]) -> Batch:
-        """Frozen encoders: MLLM source states (zero at padding, which every consumer masks, so
-        a batch re-assembled from cached rows equals a fresh one), their mask, CLIP targets."""
-        source, mask = self.mllm(self.mllm.tokenize(captions).to(self.device))
-        return source * mask.unsqueeze(-1), mask, self.target(captions)
+    def encode(self, captions: list[str]) -> tuple[torch.Tensor, ...]:
+        """Frozen encoders: the MLLM's states at every position, padding included (at a pad, the
+        pad token's state: (code) L_rec's target there), their mask, the CLIP targets, and each
+        row's pad state, read from one pad column past the batch's length: without dropout (the
+        cache's case) every padded position of a row holds that same state, so the cache can
+        re-pad a row to any length with it."""
+        inputs = self.mllm.tokenize(captions, append_eos=self.append_eos, min_padding=1)
+        states, mask = self.mllm(inputs.to(self.device))
+        return states[:, :-1], mask[:, :-1], self.target(captions), states[:, -1]
 
     def _encoded(self, captions: list[str]) -> Batch:
-        return self.cache(captions) if self.cache is not None else self.encode(captions)
+        source, mask, target, _ = self.cache(captions) if self.cache is not None else self.encode(captions)
+        return source, mask, target
 
     def prefetching(self, start: int, parts: list[Part]) -> AbstractContextManager[None]:
         return self.steps.streaming(start, parts)
@@ -98,7 +108,9 @@ class AlignObjective(Objective):
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         source, mask, target = batch
-        losses = alignment_losses(self.trainable, source, mask, target)
+        losses = alignment_losses(
+            self.trainable, source, mask, target, rec_mask_padding=self.rec_mask_padding
+        )
         total = losses["mse_loss"] + self.rec_weight * losses["rec_loss"]
         return {"loss": total, "mse_loss": losses["mse_loss"], "rec_loss": losses["rec_loss"]}
 
@@ -107,7 +119,10 @@ class AlignObjective(Objective):
         sums = {"mse_loss": 0.0, "rec_loss": 0.0}
         for start in range(0, len(self.heldout_texts), self.eval_batch_size):
             chunk = self.heldout_texts[start:start + self.eval_batch_size]
-            losses = self.loss(self._encoded(chunk))
+            # Without the MLLM's dropout: the same captions give the same loss at every eval.
+            with evaluating(self.mllm):
+                batch = self._encoded(chunk)
+            losses = self.loss(batch)
             for name in sums:
                 sums[name] += losses[name].item() * len(chunk)
         return {name: total / len(self.heldout_texts) for name, total in sums.items()}

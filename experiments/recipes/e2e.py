@@ -19,10 +19,10 @@ from experiments.recipes.diffusion import (
     heldout_pairs,
     with_null_conditions,
 )
-from experiments.recipes.modules import aligner_for, frozen, pick_device
+from experiments.recipes.modules import aligner_for, evaluating, frozen, frozen_mllm, pick_device
 from experiments.training.objective import Objective
 from experiments.training.tracking import DataInput
-from models import ClipTextTarget, ImageDecoder, KosmosGConditioner, MLLMEncoder
+from models import ClipTextTarget, ImageDecoder, KosmosGConditioner
 
 
 class E2EObjective(Objective):
@@ -30,20 +30,23 @@ class E2EObjective(Objective):
         super().__init__(config, cache_dir)
         data = config.data
         self.device = pick_device()
-        self.null_prob = config.train.null_condition_prob
-        self.mllm = frozen(MLLMEncoder.from_pretrained(config.models.mllm), self.device)
+        train = config.train
+        self.null_prob = train.null_condition_prob
+        # E2E replaces stage 2, so its frozen MLLM is run as stage 2 runs it.
+        self.mllm = frozen_mllm(config.models.mllm, train, self.device)
         target = ClipTextTarget.from_pretrained(config.models.stable_diffusion)
         self.decoder = frozen(ImageDecoder.from_pretrained(config.models.stable_diffusion), self.device)
         self.trainable = aligner_for(config.aligner, self.mllm, target).to(self.device)
-        self.conditioner = KosmosGConditioner(self.mllm, self.trainable)
+        self.conditioner = KosmosGConditioner(self.mllm, self.trainable, train.append_eos)
         shards = open_shards(data.train, text_column=data.text_column, cache_dir=cache_dir)
         if data.train_images is None and not holds_images(shards):
             raise ValueError(f"data.train: {data.train} holds captions only; the e2e recipe trains on "
                              "images: set data.train_images to their folder, or train on image shards")
-        captions = CaptionItem(target.tokenizer, config.train.max_caption_tokens)
+        # Stage 2's caption filters: E2E trains on its captions in its place.
+        captions = CaptionItem(target.tokenizer, train.max_caption_tokens,
+                               self.mllm.tokenizer, train.max_caption_sp_tokens)
         images = Path(data.train_images) if data.train_images else None
-        rows = StepRows(shards, ImageCaptionItem(captions, images, config.train.resolution),
-                        config.train.batch_size, config.seed)
+        rows = StepRows(shards, ImageCaptionItem(captions, images, train.resolution), train.batch_size, config.seed)
         self.steps = StreamedSteps(rows, data, pin_memory=self.device.type == "cuda")
         self.heldout_pairs = heldout_pairs(config, target.tokenizer, cache_dir)
 
@@ -69,4 +72,6 @@ class E2EObjective(Objective):
 
     @torch.no_grad()
     def heldout(self) -> dict[str, float]:
-        return {"diffusion_loss": heldout_diffusion_loss(self.decoder, self.conditioner, self.heldout_pairs)}
+        with evaluating(self.mllm):  # the same pairs and noise give the same loss at every eval
+            loss = heldout_diffusion_loss(self.decoder, self.conditioner, self.heldout_pairs)
+        return {"diffusion_loss": loss}

@@ -32,7 +32,7 @@ def trained_conditioner(config: RunConfig, weights: Path) -> KosmosGConditioner:
     aligner = aligner_for(config.aligner, mllm, target)
     trained = nn.ModuleDict({"mllm": mllm, "aligner": aligner}) if recipe.trains_mllm else aligner
     trained.load_state_dict(state)
-    return KosmosGConditioner(mllm, aligner).eval()
+    return KosmosGConditioner(mllm, aligner, config.train.append_eos).eval()
 
 
 def load_kosmos_g(config: RunConfig, weights: Path) -> tuple[KosmosGConditioner, ImageDecoder]:

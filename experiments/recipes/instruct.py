@@ -13,6 +13,7 @@ import random
 from contextlib import AbstractContextManager
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,7 +27,8 @@ from experiments.data.stage3_examples import (
     compositional_example,
     edit_example,
 )
-from experiments.data.stage3_rows import PARSERS, CaptionedRow, EditRow
+from experiments.data.stage3_filters import CaptionedFilter
+from experiments.data.stage3_rows import PARSERS, CaptionedRow
 from experiments.data.stage3_stream import MixedStepRows, Stage3Kind
 from experiments.data.stream import StreamedSteps
 from experiments.recipes.diffusion import (
@@ -53,6 +55,8 @@ class InstructObjective(Objective):
         self.null_prob = train.null_condition_prob
 
         self.mllm = MLLMEncoder.from_pretrained(config.models.mllm).to(self.device)
+        # (code) Stage 3 trains the MLLM with kosmosg_xl's dropout too.
+        self.mllm.set_text_dropout(train.mllm_dropout)
         self.mllm.unfreeze_for_instruction_tuning(train.trainable_vision_layers)
         target = ClipTextTarget.from_pretrained(config.models.stable_diffusion)  # sizes M's output
         self.aligner = aligner_for(config.aligner, self.mllm, target)
@@ -63,9 +67,10 @@ class InstructObjective(Objective):
         self.aligner.to(self.device)
         self.decoder = frozen(ImageDecoder.from_pretrained(config.models.stable_diffusion), self.device)
         self.trainable = nn.ModuleDict({"mllm": self.mllm, "aligner": self.aligner})
-        self.conditioner = KosmosGConditioner(self.mllm, self.aligner)
+        self.conditioner = KosmosGConditioner(self.mllm, self.aligner, train.append_eos)
 
-        kinds = [_stage3_kind(config, name, weight, cache_dir) for name, weight in zip(STAGE3_KINDS, config.data.mix)]
+        kinds = [_stage3_kind(config, name, weight, self.mllm.tokenizer, cache_dir)
+                 for name, weight in zip(STAGE3_KINDS, config.data.mix)]
         rows = MixedStepRows(kinds, config.data.mix, train.batch_size, config.seed, train.resolution)
         self.steps = StreamedSteps(rows, config.data, pin_memory=self.device.type == "cuda")
         self.heldout_pairs = heldout_pairs(config, target.tokenizer, cache_dir)
@@ -90,7 +95,8 @@ class InstructObjective(Objective):
     def tokens(self, batch: Batch) -> int:
         """Prompt tokens and image slots the MLLM encodes."""
         _, prompts, images = batch
-        return int(self.mllm.tokenize(prompts, images).attention_mask.sum())
+        inputs = self.mllm.tokenize(prompts, images, append_eos=self.conditioner.append_eos)
+        return int(inputs.attention_mask.sum())
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         targets, prompts, images = batch
@@ -102,8 +108,11 @@ class InstructObjective(Objective):
         return {"diffusion_loss": heldout_diffusion_loss(self.decoder, self.conditioner, self.heldout_pairs)}
 
 
-def _stage3_kind(config: RunConfig, name: str, weight: float, cache_dir: Path | None) -> Stage3Kind | None:
-    """The kind's manifest as shards read row by row (none for a kind whose share of the mix is 0)."""
+def _stage3_kind(
+    config: RunConfig, name: str, weight: float, sp_tokenizer: Any, cache_dir: Path | None
+) -> Stage3Kind | None:
+    """The kind's manifest as shards read row by row (none for a kind whose share of the mix is 0);
+    caption-only rows also through the official loader's filters (`sp_tokenizer`: the MLLM's)."""
     if not weight:
         return None
     path = getattr(config.data, name)
@@ -113,14 +122,15 @@ def _stage3_kind(config: RunConfig, name: str, weight: float, cache_dir: Path | 
     examples = {
         "compositional": partial(compositional_example, entity_drop_prob=train.entity_drop_prob,
                                  background_keep_prob=train.background_keep_prob),
-        "edits": _edit, "captioned": _captioned,
+        "edits": partial(edit_example, caption_drop_prob=train.edit_caption_drop_prob),
+        "captioned": _captioned,
     }
+    data = config.data
+    refuse = None
+    if name == "captioned":
+        refuse = CaptionedFilter(sp_tokenizer, data.captioned_max_sp_tokens, data.captioned_min_image_side)
     shards = open_shards(path, cache_dir=cache_dir, whole_rows=True)
-    return Stage3Kind(name, shards, PARSERS[name], examples[name])
-
-
-def _edit(row: EditRow, rng: random.Random) -> Example:
-    return edit_example(row)
+    return Stage3Kind(name, shards, PARSERS[name], examples[name], refuse)
 
 
 def _captioned(row: CaptionedRow, rng: random.Random) -> Example:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
-from experiments.config import AlignerConfig
+from experiments.config import AlignerConfig, TrainConfig
 from models import Aligner, ClipTextTarget, MLLMEncoder, build_aligner
 
 
@@ -13,8 +16,29 @@ def pick_device() -> torch.device:
 
 
 def frozen(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Frozen parts never hold gradients or optimizer state and never run in train mode."""
+    """Frozen parts never hold gradients or optimizer state and run in eval mode."""
     return module.to(device).eval().requires_grad_(False)
+
+
+def frozen_mllm(path: str, train: TrainConfig, device: torch.device) -> MLLMEncoder:
+    """The MLLM of a recipe that trains through it without training it (stage 2, E2E): no
+    gradients, its text dropout at `train.mllm_dropout` and, while that is on, in train mode,
+    as (code) the official stage 2 leaves it (it never calls eval() on the MLLM)."""
+    mllm = frozen(MLLMEncoder.from_pretrained(path), device).set_text_dropout(train.mllm_dropout)
+    return mllm.train(train.mllm_dropout > 0)
+
+
+@contextmanager
+def evaluating(module: torch.nn.Module) -> Iterator[None]:
+    """`module` in eval mode for the block, then back in the modes it was in: held-out losses
+    are measured without the training-time dropout of a frozen MLLM."""
+    modes = {sub: sub.training for sub in module.modules()}
+    module.eval()
+    try:
+        yield
+    finally:
+        for sub, mode in modes.items():
+            sub.training = mode
 
 
 def aligner_for(cfg: AlignerConfig, mllm: MLLMEncoder, target: ClipTextTarget) -> Aligner:

@@ -24,7 +24,7 @@ from experiments.tiny.stage3 import build_instruct_fixture
 log = logging.getLogger(__name__)
 
 # Bump when a builder changes, so stale assets are rebuilt rather than silently reused.
-ASSETS_VERSION = "4"
+ASSETS_VERSION = "5"
 _MARKER = "COMPLETE"
 
 

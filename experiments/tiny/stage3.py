@@ -4,7 +4,8 @@ experiments/data/stage3_rows.py over images of coloured shapes (the vocabulary o
 The compositional rows come out of `build_compositional`, the build step real data goes through,
 with each shape's exact mask given in place of a segmenter. Two rows are broken on purpose, an
 edit whose source image is a corrupt file and a compositional row whose entity is not in its
-caption, so a run on this set logs a skip count of 1 for each.
+caption, and one caption-only row has an image half the others' size, which the tiny tier's
+`data.captioned_min_image_side` drops, so a run on this set logs a skip count of 1 for each.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def _write_compositional(folder: Path, n: int, size: int, rng: random.Random) ->
         caption = rng.choice(PAIR_TEMPLATES).format(**words)
         rows.append({"image": f"images/{i}.png", "caption": caption, "entities": [shape, other_shape], "masks": masks})
     _write_jsonl(source / "entities.jsonl", rows)
-    manifest = build_compositional(source / "entities.jsonl", folder, segmenter=None).manifest
+    # Segments at the images' own size: upscaled to the official 512 px they would only cost time.
+    manifest = build_compositional(source / "entities.jsonl", folder, None, segment_size=size).manifest
     first = json.loads(manifest.read_text().splitlines()[0])
     broken = {**first, "entities": [{**first["entities"][0], "word": NOT_A_SHAPE}]}
     with manifest.open("a") as lines:
@@ -126,6 +128,9 @@ def _write_captioned(folder: Path, n: int, size: int, rng: random.Random) -> Pat
         image.save(folder / "images" / f"{i}.png")
         caption = rng.choice(TEMPLATES).format(colour=colour, shape=shape, scale=scale, background=background)
         rows.append({"image": f"images/{i}.png", "caption": caption})
+    with Image.open(folder / "images" / "0.png") as first:
+        first.resize((size // 2, size // 2)).save(folder / "images" / "small.png")
+    rows.append({**rows[0], "image": "images/small.png"})
     _write_jsonl(folder / "captioned.jsonl", rows)
     return folder / "captioned.jsonl"
 

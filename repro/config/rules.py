@@ -22,6 +22,8 @@ _AT_LEAST_ONE = (
     "train.eval_every",
     "train.checkpoint_every",
     "data.heldout_size",
+    "train.max_caption_sp_tokens",
+    "data.captioned_max_sp_tokens",
     "fid.num_captions",
     "fid.steps",
     "fid.generate_size",
@@ -45,8 +47,11 @@ _RANGES: tuple[Rule, ...] = (
     # CLIP's 77 positions hold BOS and EOS around at most 75 caption tokens.
     ("train.max_caption_tokens", lambda v: 1 <= v <= 75, "must be in [1, 75]"),
     ("aligner.dropout", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    ("train.mllm_dropout", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    ("data.captioned_min_image_side", lambda v: v >= 0, "must be >= 0 (0 keeps every image)"),
     ("fid.guidance", lambda v: v >= 1, "must be >= 1 (1 is no guidance)"),
     ("train.entity_drop_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("train.edit_caption_drop_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("train.background_keep_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("train.trainable_vision_layers", lambda v: v >= 0, "must be >= 0"),
     ("train.micro_batch_size", lambda v: v is None or v >= 1, "must be >= 1"),
@@ -92,6 +97,11 @@ def check_run(config: RunConfig) -> list[str]:
         problems.append(
             f"train.optim.warmup_steps: {optim.warmup_steps} warm-up steps exceed "
             f"train.steps {train.steps}"
+        )
+    if train.cache_encoder_outputs and train.mllm_dropout > 0:
+        problems.append(
+            f"train.cache_encoder_outputs: the MLLM's outputs are not repeatable while "
+            f"train.mllm_dropout = {train.mllm_dropout:g} runs it with dropout; turn one of them off"
         )
     return problems
 
