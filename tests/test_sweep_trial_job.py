@@ -14,6 +14,7 @@ from submitit.core.utils import DelayedSubmission
 
 from repro.config import load_sweep
 from repro.job import JobContext, JobResult
+from repro.run_lock import RunLock
 from repro.sweep import tags as sweep_tags
 from repro.sweep import trial as trial_module
 from repro.sweep.runs import TrialRuns
@@ -95,3 +96,20 @@ def test_a_kill_while_settling_leaves_the_trial_for_a_resumed_sweep(trial_job, m
     assert client.get_run(run_id).data.metrics[sweep_tags.METRIC_OBJECTIVE] == 0.25
     (trial,) = optuna.load_study(study_name=trial_job.study, storage=open_storage(trial_job.storage)).trials
     assert trial.state == TrialState.RUNNING
+
+
+def test_a_trial_whose_run_another_job_trains_is_left_to_that_job(trial_job):
+    """A second attempt at a trial (a sweep started twice, a stray requeue) finds the run's lock
+    held: it opens no run, trains nothing, and leaves the trial RUNNING for the holder to end."""
+    holder = RunLock(trial_job.ctx.runs_dir / trial_job.spec.config_hash)
+    assert holder.acquire()
+    try:
+        outcome = TrialRunJob()(trial_job)
+    finally:
+        holder.release()
+    assert outcome.state == TrialState.RUNNING.name and outcome.run_id is None
+    assert "in progress elsewhere" in outcome.reason
+    (trial,) = optuna.load_study(study_name=trial_job.study, storage=open_storage(trial_job.storage)).trials
+    assert trial.state == TrialState.RUNNING
+    client = MlflowClient(trial_job.ctx.tracking_uri)
+    assert client.search_runs([trial_job.ctx.experiment_id]) == []

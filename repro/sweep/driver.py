@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from repro.config import ConfigError, SweepSpec
+from repro.failures import clip
 from repro.job import JobContext, threads_per_job
 from repro.launch import make_executor
 from repro.sweep import tags as sweep_tags
@@ -129,7 +130,7 @@ def _invalid(
     trial_id: int, params: dict[str, Any], reason: str,
 ) -> TrialOutcome:
     run_id = failed_trial_run(client, ctx, sweep, name, number, params, reason, None)
-    annotate(study, trial_id, {sweep_tags.ATTR_RUN_ID: run_id, sweep_tags.ATTR_FAILURE: reason[:4000]})
+    annotate(study, trial_id, {sweep_tags.ATTR_RUN_ID: run_id, sweep_tags.ATTR_FAILURE: clip(reason)})
     study.tell(number, state=TrialState.FAIL)
     log.error("trial %d: FAIL: %s", number, reason)
     return TrialOutcome(number, TrialState.FAIL.name, None, run_id, reason)

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from repro import tags
 from repro.config.schema import RunSpec
 from repro.config.sweep import Param, SweepSpec
+from repro.failures import clip
 from repro.job import JobContext
 from repro.provenance import git_commit
 from repro.sweep import tags as sweep_tags
@@ -65,7 +66,7 @@ def failed_trial_run(
             tags.EXPERIMENT: sweep.experiment, tags.GIT_COMMIT: git_commit(),
         }).info.run_id
         client.log_batch(run_id, params=[MlflowParam(f"sweep.{key}", str(value)) for key, value in params.items()])
-    values = {**trial_tags(sweep.name, study, number), sweep_tags.STATE: "FAIL", tags.FAILURE_REASON: reason[:4000]}
+    values = {**trial_tags(sweep.name, study, number), sweep_tags.STATE: "FAIL", tags.FAILURE_REASON: clip(reason)}
     client.log_batch(run_id, tags=[RunTag(key, value) for key, value in values.items()])
     client.set_terminated(run_id, status="FAILED")
     return run_id

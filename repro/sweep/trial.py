@@ -23,7 +23,8 @@ from optuna.trial import TrialState
 from repro import tags
 from repro.config.schema import RunSpec
 from repro.config.sweep import SweepSpec
-from repro.job import JobContext, defer_preemption, execute
+from repro.failures import clip
+from repro.job import IN_PROGRESS, JobContext, defer_preemption, execute
 from repro.sweep import tags as sweep_tags
 from repro.sweep.pruning import Pruned, PruningTracker
 from repro.sweep.study import annotate, make_pruner, open_storage
@@ -50,7 +51,7 @@ class TrialJob:
 @dataclass(frozen=True)
 class TrialOutcome:
     number: int
-    state: str  # an optuna TrialState name: COMPLETE, PRUNED or FAIL
+    state: str  # an optuna TrialState name: COMPLETE, PRUNED, FAIL, or RUNNING while another job trains it
     value: float | None  # the objective, for a COMPLETE trial
     run_id: str | None
     reason: str | None = None  # why it was pruned or failed
@@ -86,6 +87,10 @@ def run_trial(job: TrialJob) -> TrialOutcome:
         else:  # it died before its run opened: the trial still gets one
             fail_without_run(study, client, job, reason)
         raise
+    if result.status == IN_PROGRESS:
+        # Another job holds the trial's run (a second start of the sweep, a stray requeue): that
+        # job tells the study, and this one must neither touch the run nor end the trial.
+        return TrialOutcome(job.number, TrialState.RUNNING.name, None, None, result.failure)
     return _settle(study, client, job, result.run_id, result.failure)
 
 
@@ -129,8 +134,8 @@ def _end(
     if value is not None:
         tracker.log_metrics({sweep_tags.METRIC_OBJECTIVE: value}, step=job.spec.config.train.steps)
     if state == TrialState.FAIL and reason is not None:
-        tracker.set_tags({tags.FAILURE_REASON: reason[:4000]})
-        annotate(study, job.trial_id, {sweep_tags.ATTR_FAILURE: reason[:4000]})
+        tracker.set_tags({tags.FAILURE_REASON: clip(reason)})
+        annotate(study, job.trial_id, {sweep_tags.ATTR_FAILURE: clip(reason)})
     study.tell(job.number, value, state=state, skip_if_finished=True)
     return TrialOutcome(job.number, state.name, value, run_id, reason)
 
