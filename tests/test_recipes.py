@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import torch_fidelity
 
 from experiments.data.batches import WHOLE
 from experiments.recipes.align import AlignObjective
 from experiments.recipes.run import run_recipe
 from experiments.training.loop import train
 from experiments.training.tracking import RecordingTracker
+from repro import tags
 from tests.support.tiny import tiny_config
 
 
@@ -46,6 +48,11 @@ def test_recipes_train_then_score_fid(tiny_assets, tmp_path, experiment, kind):
     result = run_recipe(config, tmp_path, tmp_path / "cache", tracker, progress=False)
     assert result.failure is None
     assert result.metrics["eval/fid"] > 0
+    # What computed the FID and how its images were prepared, so tables never mix two rules.
+    assert tracker.tags == {
+        tags.FID_IMPLEMENTATION: f"torch-fidelity {torch_fidelity.__version__} tiny-random-conv",
+        tags.FID_PREPROCESSING: "float-bilinear-short32-centercrop32-uint8trunc",
+    }
     assert (tmp_path / "samples" / "grid.png").stat().st_size > 500
     assert len(list((tmp_path / "fid" / "generated").glob("*.png"))) == 8
     if config.recipe == "e2e":

@@ -58,6 +58,7 @@ class _Store(FakeRunStore):
         table: str = "table2",
         experiment: str | None = None,
         trains: bool = True,
+        scored_with: tuple[str, str] | None = None,  # (FID implementation, preprocessing) tags
     ) -> None:
         run_tags = {
             tags.KIND: "run",
@@ -72,6 +73,8 @@ class _Store(FakeRunStore):
         }
         if failure is not None:
             run_tags[tags.FAILURE_REASON] = failure
+        if scored_with is not None:
+            run_tags[tags.FID_IMPLEMENTATION], run_tags[tags.FID_PREPROCESSING] = scored_with
         run_id = self.create_run(run_tags)
         metrics = [Metric(tags.METRIC_DEVICE_HOURS, 0.5 + seed, 0, 0)]
         if fid is not None:
@@ -183,3 +186,26 @@ def test_tier_without_runs_reports_every_row_missing(store: _Store, tmp_path: Pa
 def test_unknown_experiment_is_an_error(store: _Store, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no-such-experiment"):
         write_report(store.uri, "no-such-experiment", SPEC, "tiny", tmp_path)
+
+
+OFFICIAL = ("torch-fidelity 0.4.0 inception-v3-compat", "float-bilinear-short256-centercrop256-uint8trunc")
+
+
+def test_fids_of_one_rule_are_named_under_the_table(tmp_path: Path) -> None:
+    store = _Store(tmp_path / "store")
+    store.log("SD v1.5", 0, 9.0, trains=False, scored_with=OFFICIAL)
+    store.log("12-Layers AlignerNet", 0, 10.0, scored_with=OFFICIAL)
+    write_report(store.uri, EXPERIMENT, SPEC, "tiny", tmp_path / "out")
+    assert f"FID: {OFFICIAL[0]}, {OFFICIAL[1]}." in (tmp_path / "out" / "table2.md").read_text()
+
+
+def test_fids_of_different_resize_rules_never_share_a_table(tmp_path: Path) -> None:
+    store = _Store(tmp_path / "store")
+    store.log("SD v1.5", 0, 9.0, trains=False, scored_with=OFFICIAL)
+    store.log("12-Layers AlignerNet", 0, 10.0, scored_with=(OFFICIAL[0], "bicubic-short256-centercrop256"))
+    store.log("24-Layers AlignerNet", 0, 9.7)  # logged before runs were tagged
+    with pytest.raises(ValueError, match="3 different ways") as error:
+        write_report(store.uri, EXPERIMENT, SPEC, "tiny", tmp_path / "out")
+    for named in (f"{OFFICIAL[1]}: sd", "bicubic-short256-centercrop256: aligner12", "untagged: aligner24"):
+        assert named in str(error.value)
+    assert not (tmp_path / "out" / "table2.md").exists()

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from experiments.config import RunConfig
-from experiments.evaluation.fid import evaluate_fid
+from experiments.evaluation.fid import evaluate_fid, fid_tags
 from experiments.recipes.modules import frozen, pick_device
 from experiments.recipes.registry import recipe_named
 from experiments.training.loop import train
@@ -79,6 +79,7 @@ def run_recipe(
             decoder = frozen(ImageDecoder.from_pretrained(config.models.stable_diffusion), device)
 
     if config.fid.enabled:
+        tracker.set_tags(fid_tags(config.fid))
         metrics.update(evaluate_fid(
             conditioner, decoder, config.fid, seed=config.seed, run_dir=run_dir,
             cache_dir=cache_dir, progress=progress,
