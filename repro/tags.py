@@ -22,6 +22,7 @@ FID_IMPLEMENTATION = "fid.implementation"
 FID_PREPROCESSING = "fid.preprocessing"
 METRIC_TRAIN_LOSS = "train/loss"
 METRIC_DEVICE_HOURS = "compute/device_hours"
+METRIC_TRAIN_FLOPS = "compute/train_flops"  # counted (experiments/training/flops.py), not timed
 SAMPLE_GRID_ARTIFACT = "samples/grid.png"
 DREAMBENCH_SHEETS = "dreambench"  # artifact folder: one sample sheet per subject, <subject>.png
 MODEL_ARTIFACT = "model"  # artifact folder on a finished run that trained a model: its export (repro/export.py)

@@ -100,7 +100,15 @@ CASES = {
     ),
     "warm-up longer than training": Case(
         replace=("optim = { warmup_steps = 10 }", "optim = { warmup_steps = 100 }"),
-        expect=("'e2e-linear'", "train.optim.warmup_steps", "exceed train.steps 60"),
+        expect=("'kosmos-g'", "train.optim.warmup_steps", "exceed train.steps 40"),
+    ),
+    "an experiment's section for an unknown tier": Case(
+        replace=("tier.tiny = { train = { steps = 182 } }", "tier.tinny = { train = { steps = 182 } }"),
+        expect=("experiment 'e2e-aligner': tier.tinny: unknown tier", "did you mean 'tiny'"),
+    ),
+    "an experiment's tier section with an unknown key": Case(
+        replace=("tier.tiny = { train = { steps = 182 } }", "tier.tiny = { train = { stepz = 182 } }"),
+        expect=(_exp("e2e-aligner"), "tier.tiny.train.stepz", "did you mean 'steps'"),
     ),
     "non-positive step count": Case(
         kwargs={"overrides": ["fid.steps=0"]}, expect=("'sd-v1-5'", "fid.steps", "must be >= 1")

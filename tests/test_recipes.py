@@ -57,8 +57,11 @@ def test_recipes_train_then_score_fid(tiny_assets, tmp_path, experiment, kind):
     assert len(list((tmp_path / "fid" / "generated").glob("*.png"))) == 8
     if config.recipe == "e2e":
         assert len(tracker.series("train/loss")) == 6 and len(tracker.series("heldout/diffusion_loss")) == 2
+        # Counted compute (tests/test_e2e_compute.py derives a step's): what the run trained with.
+        assert result.metrics["compute/train_flops"] == 6 * result.metrics["compute/step_flops"] > 0
     else:
         assert "train/loss" not in tracker.metrics and result.metrics["compute/device_hours"] == 0.0
+        assert result.metrics["compute/train_flops"] == 0.0
 
 
 def test_diverging_training_fails_the_run_without_scoring(tiny_assets, tmp_path):

@@ -13,6 +13,8 @@ from mlflow.entities import Metric
 
 from repro import tags
 from repro.config.schema import FailureRule, Panel, TableRow, TableSpec
+from repro.report.collect import collect_runs
+from repro.report.plots import compute_axis
 from repro.report.run_report import write_report
 from tests.support.mlflow_store import FakeRunStore
 
@@ -59,6 +61,7 @@ class _Store(FakeRunStore):
         experiment: str | None = None,
         trains: bool = True,
         scored_with: tuple[str, str] | None = None,  # (FID implementation, preprocessing) tags
+        train_flops: float | None = None,
     ) -> None:
         run_tags = {
             tags.KIND: "run",
@@ -77,6 +80,8 @@ class _Store(FakeRunStore):
             run_tags[tags.FID_IMPLEMENTATION], run_tags[tags.FID_PREPROCESSING] = scored_with
         run_id = self.create_run(run_tags)
         metrics = [Metric(tags.METRIC_DEVICE_HOURS, 0.5 + seed, 0, 0)]
+        if train_flops is not None:
+            metrics.append(Metric(tags.METRIC_TRAIN_FLOPS, train_flops, 0, 0))
         if fid is not None:
             metrics.append(Metric(tags.METRIC_FID, fid, 0, 0))
         if trains:
@@ -209,3 +214,15 @@ def test_fids_of_different_resize_rules_never_share_a_table(tmp_path: Path) -> N
     for named in (f"{OFFICIAL[1]}: sd", "bicubic-short256-centercrop256: aligner12", "untagged: aligner24"):
         assert named in str(error.value)
     assert not (tmp_path / "out" / "table2.md").exists()
+
+
+def test_metrics_are_plotted_against_counted_flops_where_every_run_counted_them(tmp_path: Path) -> None:
+    store = _Store(tmp_path / "store")
+    store.log("SD v1.5", 0, 9.0, trains=False, train_flops=0.0)
+    store.log("12-Layers AlignerNet", 0, 10.0, train_flops=4.6e20)
+    store.log("E2E w/ AlignerNet", 0, 11.0, train_flops=4.6e20)  # matched compute: the same x
+    runs = collect_runs(store.uri, EXPERIMENT, set(EXPERIMENTS.values()), "tiny", [FID])
+    assert compute_axis(runs) == ("train_flops", "training FLOPs (counted)")
+    store.log("24-Layers AlignerNet", 0, 9.7)  # a run that counted nothing: back to device-hours
+    runs = collect_runs(store.uri, EXPERIMENT, set(EXPERIMENTS.values()), "tiny", [FID])
+    assert compute_axis(runs) == ("device_hours", "device-hours (training)")
