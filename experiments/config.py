@@ -148,7 +148,11 @@ class FidConfig:
     steps: int = 250
     guidance: float = 3.0
     generate_size: int = 512  # SD v1.5's native size
-    resolution: int = 256  # (code) resize short side to 256, centre-crop 256, for both sets
+    # (code) Both sets: float pixels, short side bilinearly to 256, centre crop 256
+    # (experiments/evaluation/fid_images.py). The official torchvision resized tensors without
+    # antialiasing; true antialiases (torchvision >= 0.17's default), a different rule.
+    resolution: int = 256
+    antialias: bool = False
     batch_size: int = 16
     # The tiny extractor makes CPU smoke tests cheap; tables are computed with Inception.
     feature_extractor: FeatureExtractor = "inception-v3-compat"

@@ -16,8 +16,13 @@ JOB_EXECUTOR = "job.executor"  # on a run: local, debug or slurm
 CAMPAIGN_JOB = "job."  # on a campaign: "job.<config hash>" = "<executor>:<job id>", per run
 
 METRIC_FID = "eval/fid"
+# On a run that scored FID (experiments/evaluation/fid.py sets them): what computed it and how its
+# images were resized, since FIDs of different rules must never share a table.
+FID_IMPLEMENTATION = "fid.implementation"
+FID_PREPROCESSING = "fid.preprocessing"
 METRIC_TRAIN_LOSS = "train/loss"
 METRIC_DEVICE_HOURS = "compute/device_hours"
+METRIC_TRAIN_FLOPS = "compute/train_flops"  # counted (experiments/training/flops.py), not timed
 SAMPLE_GRID_ARTIFACT = "samples/grid.png"
 DREAMBENCH_SHEETS = "dreambench"  # artifact folder: one sample sheet per subject, <subject>.png
 MODEL_ARTIFACT = "model"  # artifact folder on a finished run that trained a model: its export (repro/export.py)

@@ -100,7 +100,15 @@ CASES = {
     ),
     "warm-up longer than training": Case(
         replace=("optim = { warmup_steps = 10 }", "optim = { warmup_steps = 100 }"),
-        expect=("'e2e-linear'", "train.optim.warmup_steps", "exceed train.steps 60"),
+        expect=("'kosmos-g'", "train.optim.warmup_steps", "exceed train.steps 40"),
+    ),
+    "an experiment's section for an unknown tier": Case(
+        replace=("tier.tiny = { train = { steps = 98 } }", "tier.tinny = { train = { steps = 98 } }"),
+        expect=("experiment 'e2e-aligner': tier.tinny: unknown tier", "did you mean 'tiny'"),
+    ),
+    "an experiment's tier section with an unknown key": Case(
+        replace=("tier.tiny = { train = { steps = 98 } }", "tier.tiny = { train = { stepz = 98 } }"),
+        expect=(_exp("e2e-aligner"), "tier.tiny.train.stepz", "did you mean 'steps'"),
     ),
     "encoder cache while the MLLM's dropout is on": Case(
         kwargs={"overrides": ["train.mllm_dropout=0.1"]},

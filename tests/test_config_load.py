@@ -92,7 +92,7 @@ def test_tiny_tier_shrinks_sizes_and_roots_assets(tmp_path):
     assert align.fid.inception_weights == str(assets / "inception-random.pth")
     assert align.data.train_images is None  # align never reads images
     e2e = config_of(matrix, "e2e-aligner")
-    assert e2e.train.steps == 60
+    assert e2e.train.steps == 98  # the experiment's tiny-tier steps, at aligner-12's compute
     assert e2e.data.train == str(assets / "wds") and e2e.data.train_images is None
     assert not (tmp_path / "assets").exists()  # loading builds nothing
 
@@ -133,6 +133,11 @@ def test_full_tier_is_the_papers_protocol(tmp_path):
     assert (fid.guidance, fid.resolution, fid.generate_size) == (3.0, 256, 512)
     e2e = config_of(matrix, "e2e-aligner")
     assert (e2e.train.batch_size, e2e.train.optim.lr) == (1_024, 1e-3)
+    # At aligner-12's compute (tests/test_e2e_compute.py), each row its own steps, per tier.
+    assert (e2e.train.steps, config_of(matrix, "e2e-linear").train.steps) == (147_899, 152_897)
+    tiny = load_matrix(EXPERIMENTS, "tiny", only=["e2e-aligner", "e2e-linear"], tiny_assets=tmp_path, env={})
+    steps = (config_of(tiny, "e2e-aligner").train.steps, config_of(tiny, "e2e-linear").train.steps)
+    assert steps == (98, 181)
 
 
 def test_full_tier_paths_come_from_the_environment(tmp_path):
@@ -167,9 +172,11 @@ def test_full_tier_paths_can_come_from_set_and_an_override_file(tmp_path):
 
 def test_precedence_protocol_stage_tier_experiment_user(tmp_path):
     matrix = tiny(tmp_path)
-    # [train] steps 300k < [stage.e2e] 200k < [tier.tiny.train] 150 < [tier.tiny.stage.e2e] 60
-    assert config_of(matrix, "e2e-aligner").train.steps == 60
+    # [train] steps 300k < [tier.tiny.train] 150 < the experiment's 147,899 < its tier.tiny 98
+    assert config_of(matrix, "e2e-aligner").train.steps == 98
     assert config_of(matrix, "aligner-12").train.steps == 150
+    set_last = tiny(tmp_path, overrides=["train.steps=90"])  # and --set beats them all
+    assert config_of(set_last, "e2e-aligner").train.steps == 90
     # [stage.e2e] batch 1024 loses to [tier.tiny.train] batch 16
     assert config_of(matrix, "e2e-aligner").train.batch_size == 16
     # untouched by every layer: the protocol's value

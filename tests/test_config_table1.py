@@ -123,5 +123,9 @@ def test_full_tier_stage3_and_dreambench_follow_the_paper(tmp_path):
     bench = stage3.dreambench
     assert (bench.sampler, bench.steps, bench.guidance, bench.images_per_prompt) == ("dpm", 100, 7.5, 4)
     assert bench.subjects == () and bench.templates == () and bench.reference == "input"
+    # (code) scripts/remove_dreambench_multiimg.sh: one chosen photo per subject, 26 of 30 not the first
+    assert len(bench.input_images) == 30 and sum(photo != "00.jpg" for photo in bench.input_images.values()) == 26
+    assert (bench.input_images["dog"], bench.input_images["dog3"], bench.input_images["teapot"]) == (
+        "02.jpg", "05.jpg", "04.jpg")
     assert bench.prompts == str((tmp_path / "world" / "kosmos_dreambench" / "prompts_and_classes.txt").resolve())
     assert (stage3.fid.steps, stage3.fid.guidance, stage3.fid.num_captions) == (250, 3.0, 30_000)

@@ -114,13 +114,17 @@ def test_the_scores_are_means_over_images_of_the_papers_cosines(evaluated, cfg, 
     dino = DinoEncoder.from_pretrained(cfg.dino, CPU)
     clip = ClipEncoder.from_pretrained(cfg.clip, CPU)
     cosines: dict[str, list[float]] = {"dino": [], "clip_i": [], "clip_t": [], "dino_all_photos": []}
+    subjects = load_subjects(cfg, read_prompts_file(cfg.prompts))
+    # (code) the official input photos, not the first
+    assert {subject.name: subject.input_photo.name for subject in subjects} == {"backpack": "02.jpg", "dog": "02.jpg"}
+    inputs = {subject.name: Image.open(subject.input_photo) for subject in subjects}
     for (subject, template), caption in CAPTIONS.items():
         photos = subject_photos(cfg, subject)
         for k in (0, 1):
             image = Image.open(run_dir / "dreambench" / "generated" / subject / f"{template:02d}_{k}.png")
             dino_image, clip_image = dino.image_features([image]), clip.image_features([image])
-            cosines["dino"].append(float(dino_image @ dino.image_features(photos[:1]).T))
-            cosines["clip_i"].append(float(clip_image @ clip.image_features(photos[:1]).T))
+            cosines["dino"].append(float(dino_image @ dino.image_features([inputs[subject]]).T))
+            cosines["clip_i"].append(float(clip_image @ clip.image_features([inputs[subject]]).T))
             cosines["clip_t"].append(float(clip_image @ clip.text_features([caption]).T))
             cosines["dino_all_photos"].append(float((dino_image @ dino.image_features(photos).T).mean()))
     for key in ("dino", "clip_i", "clip_t"):
@@ -152,10 +156,8 @@ def test_the_oracle_compares_photos_of_one_subject_and_beats_pairs_of_two(cfg):
     photos = {subject: subject_photos(cfg, subject) for subject in every_subject.subjects}
     for key, encoder in encoders.items():
         features = {subject: encoder.image_features(images) for subject, images in photos.items()}
-        within = [float(f[i] @ f[j]) for f in features.values() for i in range(3) for j in range(i + 1, 3)]
-        across = [
-            float(features[a][i] @ features[b][j])
-            for a in photos for b in photos if a < b for i in range(3) for j in range(3)
-        ]  # fmt: skip
+        within = [float(f[i] @ f[j]) for f in features.values() for i in range(len(f)) for j in range(i)]
+        across = [float(features[a][i] @ features[b][j])
+                  for a in photos for b in photos if a < b for i in range(len(features[a])) for j in range(len(features[b]))]
         assert oracle[key] == pytest.approx(np.mean(within), abs=1e-5)
         assert oracle[key] > np.mean(across) + 0.1

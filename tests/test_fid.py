@@ -109,7 +109,8 @@ def test_generate_images_resumes_after_a_crash(tmp_path: Path) -> None:
 
     def run(captions: list[str]) -> Path:
         out = tmp_path / "gen"
-        return generate_images(generate, captions, out, batch_size=3, resolution=RESOLUTION, progress=False)
+        return generate_images(generate, captions, out, batch_size=3, resolution=RESOLUTION, progress=False,
+                               antialias=False)
 
     with pytest.raises(RuntimeError):
         run(captions)
@@ -134,9 +135,10 @@ def test_generate_images_shows_progress_only_when_asked(tmp_path: Path, capfd: p
     def generate(batch: list[str], batch_index: int) -> list[Image.Image]:
         return [Image.new("RGB", (8, 8)) for _ in batch]
 
-    generate_images(generate, ["a", "b"], tmp_path / "quiet", batch_size=1, resolution=8, progress=False)
+    options = dict(batch_size=1, resolution=8, antialias=False)
+    generate_images(generate, ["a", "b"], tmp_path / "quiet", progress=False, **options)
     assert capfd.readouterr().err == ""
-    generate_images(generate, ["a", "b"], tmp_path / "loud", batch_size=1, resolution=8, progress=True)
+    generate_images(generate, ["a", "b"], tmp_path / "loud", progress=True, **options)
     assert "2/2" in capfd.readouterr().err
 
 
@@ -217,11 +219,13 @@ def test_shards_split_the_batches_between_them(tmp_path: Path) -> None:
         return [Image.new("RGB", (8, 8)) for _ in batch]
 
     captions = [f"caption {i}" for i in range(7)]
-    generate_images(generate, captions, tmp_path, batch_size=2, resolution=8, progress=False, shard=(1, 3))
+    generate_images(generate, captions, tmp_path, batch_size=2, resolution=8, progress=False, shard=(1, 3),
+                    antialias=False)
     assert made == [1]  # batches 0..3; every third from batch 1
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["000002.png", "000003.png"]
     with pytest.raises(ValueError, match="shard 3 of 3"):
-        generate_images(generate, captions, tmp_path, batch_size=2, resolution=8, progress=False, shard=(3, 3))
+        generate_images(generate, captions, tmp_path, batch_size=2, resolution=8, progress=False, shard=(3, 3),
+                        antialias=False)
 
 
 class _Payload:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import torch_fidelity
 
 from experiments.data.batches import WHOLE
 from experiments.data.items import CaptionItem, token_count
@@ -14,6 +15,7 @@ from experiments.recipes.align import AlignObjective
 from experiments.recipes.run import run_recipe
 from experiments.training.loop import train
 from experiments.training.tracking import RecordingTracker
+from repro import tags
 from tests.support.tiny import tiny_config
 
 
@@ -66,12 +68,20 @@ def test_recipes_train_then_score_fid(tiny_assets, tmp_path, experiment, kind):
     result = run_recipe(config, tmp_path, tmp_path / "cache", tracker, progress=False)
     assert result.failure is None
     assert result.metrics["eval/fid"] > 0
+    # What computed the FID and how its images were prepared, so tables never mix two rules.
+    assert tracker.tags == {
+        tags.FID_IMPLEMENTATION: f"torch-fidelity {torch_fidelity.__version__} tiny-random-conv",
+        tags.FID_PREPROCESSING: "float-bilinear-short32-centercrop32-uint8trunc",
+    }
     assert (tmp_path / "samples" / "grid.png").stat().st_size > 500
     assert len(list((tmp_path / "fid" / "generated").glob("*.png"))) == 8
     if config.recipe == "e2e":
         assert len(tracker.series("train/loss")) == 6 and len(tracker.series("heldout/diffusion_loss")) == 2
+        # Counted compute (tests/test_e2e_compute.py derives a step's): what the run trained with.
+        assert result.metrics["compute/train_flops"] == 6 * result.metrics["compute/step_flops"] > 0
     else:
         assert "train/loss" not in tracker.metrics and result.metrics["compute/device_hours"] == 0.0
+        assert result.metrics["compute/train_flops"] == 0.0
 
 
 def test_diverging_training_fails_the_run_without_scoring(tiny_assets, tmp_path):

@@ -13,6 +13,8 @@ from mlflow.entities import Metric
 
 from repro import tags
 from repro.config.schema import FailureRule, Panel, TableRow, TableSpec
+from repro.report.collect import collect_runs
+from repro.report.plots import compute_axis
 from repro.report.run_report import write_report
 from tests.support.mlflow_store import FakeRunStore
 
@@ -58,6 +60,8 @@ class _Store(FakeRunStore):
         table: str = "table2",
         experiment: str | None = None,
         trains: bool = True,
+        scored_with: tuple[str, str] | None = None,  # (FID implementation, preprocessing) tags
+        train_flops: float | None = None,
     ) -> None:
         run_tags = {
             tags.KIND: "run",
@@ -72,8 +76,12 @@ class _Store(FakeRunStore):
         }
         if failure is not None:
             run_tags[tags.FAILURE_REASON] = failure
+        if scored_with is not None:
+            run_tags[tags.FID_IMPLEMENTATION], run_tags[tags.FID_PREPROCESSING] = scored_with
         run_id = self.create_run(run_tags)
         metrics = [Metric(tags.METRIC_DEVICE_HOURS, 0.5 + seed, 0, 0)]
+        if train_flops is not None:
+            metrics.append(Metric(tags.METRIC_TRAIN_FLOPS, train_flops, 0, 0))
         if fid is not None:
             metrics.append(Metric(tags.METRIC_FID, fid, 0, 0))
         if trains:
@@ -183,3 +191,38 @@ def test_tier_without_runs_reports_every_row_missing(store: _Store, tmp_path: Pa
 def test_unknown_experiment_is_an_error(store: _Store, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no-such-experiment"):
         write_report(store.uri, "no-such-experiment", SPEC, "tiny", tmp_path)
+
+
+OFFICIAL = ("torch-fidelity 0.4.0 inception-v3-compat", "float-bilinear-short256-centercrop256-uint8trunc")
+
+
+def test_fids_of_one_rule_are_named_under_the_table(tmp_path: Path) -> None:
+    store = _Store(tmp_path / "store")
+    store.log("SD v1.5", 0, 9.0, trains=False, scored_with=OFFICIAL)
+    store.log("12-Layers AlignerNet", 0, 10.0, scored_with=OFFICIAL)
+    write_report(store.uri, EXPERIMENT, SPEC, "tiny", tmp_path / "out")
+    assert f"FID: {OFFICIAL[0]}, {OFFICIAL[1]}." in (tmp_path / "out" / "table2.md").read_text()
+
+
+def test_fids_of_different_resize_rules_never_share_a_table(tmp_path: Path) -> None:
+    store = _Store(tmp_path / "store")
+    store.log("SD v1.5", 0, 9.0, trains=False, scored_with=OFFICIAL)
+    store.log("12-Layers AlignerNet", 0, 10.0, scored_with=(OFFICIAL[0], "bicubic-short256-centercrop256"))
+    store.log("24-Layers AlignerNet", 0, 9.7)  # logged before runs were tagged
+    with pytest.raises(ValueError, match="3 different ways") as error:
+        write_report(store.uri, EXPERIMENT, SPEC, "tiny", tmp_path / "out")
+    for named in (f"{OFFICIAL[1]}: sd", "bicubic-short256-centercrop256: aligner12", "untagged: aligner24"):
+        assert named in str(error.value)
+    assert not (tmp_path / "out" / "table2.md").exists()
+
+
+def test_metrics_are_plotted_against_counted_flops_where_every_run_counted_them(tmp_path: Path) -> None:
+    store = _Store(tmp_path / "store")
+    store.log("SD v1.5", 0, 9.0, trains=False, train_flops=0.0)
+    store.log("12-Layers AlignerNet", 0, 10.0, train_flops=4.6e20)
+    store.log("E2E w/ AlignerNet", 0, 11.0, train_flops=4.6e20)  # matched compute: the same x
+    runs = collect_runs(store.uri, EXPERIMENT, set(EXPERIMENTS.values()), "tiny", [FID])
+    assert compute_axis(runs) == ("train_flops", "training FLOPs (counted)")
+    store.log("24-Layers AlignerNet", 0, 9.7)  # a run that counted nothing: back to device-hours
+    runs = collect_runs(store.uri, EXPERIMENT, set(EXPERIMENTS.values()), "tiny", [FID])
+    assert compute_axis(runs) == ("device_hours", "device-hours (training)")

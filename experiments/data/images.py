@@ -1,4 +1,5 @@
-"""Image files as the U-Net trains on them: (code) the official loaders' 'diff' transform."""
+"""Image files as the U-Net trains on them: (code) the official loaders' 'diff' transform.
+(FID prepares its two image sets another way, the official one: evaluation/fid_images.py.)"""
 
 from __future__ import annotations
 

@@ -14,9 +14,9 @@ from experiments.data.batches import WHOLE, Part
 from experiments.data.items import CaptionItem
 from experiments.data.shards import open_shards
 from experiments.data.stream import StepRows, StreamedSteps, first_rows
-from experiments.recipes.modules import aligner_for, evaluating, frozen, frozen_mllm, pick_device
+from experiments.recipes.modules import aligner_for, evaluating, frozen, frozen_mllm, model_sizes, pick_device
 from experiments.training.encoder_cache import EncoderCache, checkpoint_fingerprint
-from experiments.training.flops import Stack, align_step
+from experiments.training.flops import align_step, nominal_step_flops
 from experiments.training.objective import Objective
 from experiments.training.tracking import DataInput
 from models import ClipTextTarget, KosmosGConditioner, alignment_losses
@@ -57,10 +57,7 @@ class AlignObjective(Objective):
                 tokenized = f"append_eos={self.append_eos}"
                 folder = Path(cache_dir) / "encoder-outputs" / checkpoint_fingerprint(encoders, tokenized)
             self.cache = EncoderCache(self.encode, self.device, folder)
-        text = self.mllm.model.config.text_config
-        clip = self.target.text_encoder.config
-        self.mllm_stack = Stack(text.layers, text.embed_dim, text.ffn_dim)
-        self.clip_stack = Stack(clip.num_hidden_layers, clip.hidden_size, clip.intermediate_size)
+        self.sizes = model_sizes(self.mllm, self.target)
 
     @torch.no_grad()
     def encode(self, captions: list[str]) -> tuple[torch.Tensor, ...]:
@@ -103,8 +100,11 @@ class AlignObjective(Objective):
         return align_step(
             self.aligner_config, batch=source.shape[0], source_len=source.shape[1],
             source_dim=source.shape[2], target_dim=target.shape[2], target_len=target.shape[1],
-            mllm=self.mllm_stack if encoded else None, clip=self.clip_stack if encoded else None,
+            mllm=self.sizes.mllm if encoded else None, clip=self.sizes.clip if encoded else None,
         )
+
+    def nominal_step_flops(self) -> int:
+        return nominal_step_flops(self.config, self.sizes)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         source, mask, target = batch

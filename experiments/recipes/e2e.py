@@ -19,7 +19,8 @@ from experiments.recipes.diffusion import (
     heldout_pairs,
     with_null_conditions,
 )
-from experiments.recipes.modules import aligner_for, evaluating, frozen, frozen_mllm, pick_device
+from experiments.recipes.modules import aligner_for, evaluating, frozen, frozen_mllm, model_sizes, pick_device
+from experiments.training.flops import e2e_step, nominal_step_flops
 from experiments.training.objective import Objective
 from experiments.training.tracking import DataInput
 from models import ClipTextTarget, ImageDecoder, KosmosGConditioner
@@ -38,6 +39,7 @@ class E2EObjective(Objective):
         self.decoder = frozen(ImageDecoder.from_pretrained(config.models.stable_diffusion), self.device)
         self.trainable = aligner_for(config.aligner, self.mllm, target).to(self.device)
         self.conditioner = KosmosGConditioner(self.mllm, self.trainable, train.append_eos)
+        self.sizes = model_sizes(self.mllm, target, self.decoder, config.train.resolution)
         shards = open_shards(data.train, text_column=data.text_column, cache_dir=cache_dir)
         if data.train_images is None and not holds_images(shards):
             raise ValueError(f"data.train: {data.train} holds captions only; the e2e recipe trains on "
@@ -64,6 +66,18 @@ class E2EObjective(Objective):
         data = self.config.data
         return [DataInput("data.train", "training", data.train, self.steps.rows.stream.order.total),
                 DataInput("data.heldout", "heldout", data.heldout, len(self.heldout_pairs[1]))]
+
+    def flops(self, batch: tuple[torch.Tensor, list[str]]) -> int:
+        images, texts = batch
+        source_len = self.mllm.tokenize(texts).input_ids.shape[1]
+        sizes = self.sizes
+        return e2e_step(
+            self.config.aligner, batch=images.shape[0], source_len=source_len, source_dim=sizes.source_dim,
+            target_dim=sizes.target_dim, target_len=sizes.target_len, mllm=sizes.mllm, decoder=sizes.decoder,
+        )
+
+    def nominal_step_flops(self) -> int:
+        return nominal_step_flops(self.config, self.sizes)
 
     def loss(self, batch: tuple[torch.Tensor, list[str]]) -> dict[str, torch.Tensor]:
         images, texts = batch

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from experiments.config import RunConfig
-from experiments.evaluation.fid import evaluate_fid
+from experiments.evaluation.fid import evaluate_fid, fid_tags
 from experiments.recipes.modules import frozen, pick_device
 from experiments.recipes.registry import recipe_named
 from experiments.training.loop import train
@@ -54,7 +54,7 @@ def run_recipe(
     step = 0
     if not recipe.trains:
         conditioner, decoder = recipe.load()(config, device)
-        metrics["compute/device_hours"] = 0.0  # nothing to train
+        metrics["compute/device_hours"] = metrics["compute/train_flops"] = 0.0  # nothing to train
     else:
         # The cache dir is shared by every run of the work dir: rows reading the same frozen
         # encoders reuse each other's encoder outputs, as they reuse FID reference statistics.
@@ -66,6 +66,11 @@ def run_recipe(
         step = outcome.steps
         metrics["compute/train_seconds"] = outcome.train_seconds
         metrics["compute/device_hours"] = outcome.train_seconds / 3600.0
+        step_flops = objective.nominal_step_flops()
+        if step_flops is not None:
+            # Counted, not timed: runs at equal compute by construction (Table 2's E2E rows) show so.
+            metrics["compute/step_flops"] = float(step_flops)
+            metrics["compute/train_flops"] = float(step_flops) * outcome.steps
         if outcome.failure is not None:
             log.warning("run failed: %s", outcome.failure)
             tracker.log_metrics(metrics, step=step)
@@ -79,6 +84,7 @@ def run_recipe(
             decoder = frozen(ImageDecoder.from_pretrained(config.models.stable_diffusion), device)
 
     if config.fid.enabled:
+        tracker.set_tags(fid_tags(config.fid))
         metrics.update(evaluate_fid(
             conditioner, decoder, config.fid, seed=config.seed, run_dir=run_dir,
             cache_dir=cache_dir, progress=progress,

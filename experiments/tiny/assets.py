@@ -51,7 +51,8 @@ def ensure_tiny_assets(root: Path) -> Path:
         write_laion_parquet(coco.train_captions, root / "laion")
         write_webdataset(coco.train_captions, coco.train_images, root / "wds")
         save_random_inception(root / "inception-random.pth")
-        build_dreambench_fixture(root / "dreambench")
+        # Five photos a subject: the tiny subjects' official input photos go up to teapot's 04.jpg.
+        build_dreambench_fixture(root / "dreambench", photos_per_subject=5)
         save_tiny_dino(root / "dino")
         save_tiny_clip(root / "clip")
         build_instruct_fixture(root / "instruct")

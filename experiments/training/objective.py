@@ -2,8 +2,9 @@
 
 The loop reads only what is declared here. The optional members have defaults, so a recipe
 overrides only what it has: a token count (tokens/s is logged then), a FLOP count (MFU is
-logged then, on a known GPU), the decoder it trains through (reused to sample), how much
-data it set aside when loading, and which data files it read.
+logged then, on a known GPU, and from a nominal step the run's training compute), the decoder
+it trains through (reused to sample), how much data it set aside when loading, and which data
+files it read.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ class Objective(ABC):
 
     def flops(self, batch: Any) -> int | None:
         """Model FLOPs of one training step on the batch, or None where not counted."""
+        return None
+
+    def nominal_step_flops(self) -> int | None:
+        """Model FLOPs of one step at the configured shapes (not a particular batch's), from which
+        the run's training compute is logged; None where not counted."""
         return None
 
     def data_counts(self) -> dict[str, int]:

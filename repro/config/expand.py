@@ -1,8 +1,9 @@
 """Turn a checked Document into concrete RunSpecs: merge the layers, cross seeds and sweeps, hash.
 
 Layers, weakest first: protocol sections -> [stage.<recipe>] -> [tier.<t>] ->
-[tier.<t>.stage.<recipe>] -> the experiment's overrides -> the user's override file -> --set
--> the sweep point. The sweep point is last so that a run's recorded point is always true.
+[tier.<t>.stage.<recipe>] -> the experiment's overrides -> the experiment's `tier.<t>` ones ->
+the user's override file -> --set -> the sweep point. The sweep point is last so that a run's
+recorded point is always true.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def expand(
                 layers.config,
                 layers.stages.get(experiment.recipe, {}),
                 experiment.overrides,
+                experiment.tier_overrides.get(tier, {}),
                 *user_layers,
                 *(nest(key, value) for key, value in point),
             )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +28,7 @@ from repro.config.tables import read_tables
 _TOP_KEYS = {*LAYERED, "stage", "tier", "table", "experiment", "sweep"}
 _TIER_KEYS = {*LAYERED, "seeds", "stage"}
 _EXPERIMENT_KEYS = {
-    *LAYERED, "name", "table", "row", "recipe", "seeds", "paper", "matrix", "note", "after", "kind",
+    *LAYERED, "name", "table", "row", "recipe", "seeds", "paper", "matrix", "note", "after", "kind", "tier",
 }
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]*")
 
@@ -68,6 +68,9 @@ class Experiment:
     matrix: tuple[tuple[str, tuple[Any, ...]], ...]  # (dotted key, values) to cross
     after: str | None = None  # the experiment whose run (same seed) this one starts from
     kind: str = ""  # shown in the table, e.g. "zero-shot"
+    # tier -> sections this experiment sets in that tier only (after its own overrides), for a
+    # value derived per tier, like the E2E rows' steps at matched compute.
+    tier_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,10 @@ def read_document(path: Path) -> tuple[Document | None, list[str]]:
         problems += found
     experiments, found = _read_experiments(raw.get("experiment", []))
     problems += found
+    problems += [
+        f"experiment {experiment.name!r}: tier.{name}: unknown tier{choices(name, tiers)}"
+        for experiment in experiments for name in experiment.tier_overrides if name not in tiers
+    ]
     tables, found = read_tables(raw.get("table", {}), experiments)
     problems += found
     sweeps, found = read_sweeps(raw.get("sweep", []), experiments)
@@ -242,6 +249,11 @@ def _read_experiment(table: Any) -> tuple[Experiment | None, list[str]]:
             problems.append(f"{key}: expected a string, got {table[key]!r}")
     overrides, found = check_sections(table, "")
     problems += found
+    tier_overrides: dict[str, dict[str, Any]] = {}
+    for tier, sections in sub_tables(table.get("tier", {}), "tier", problems):
+        problems += unknown_keys(sections, LAYERED, f"tier.{tier}")
+        tier_overrides[tier], found = check_sections(sections, f"tier.{tier}")
+        problems += found
     matrix, found = _read_matrix(table.get("matrix", {}))
     problems += found
     sweeps_aligner = any(key.startswith("aligner.") for key, _ in matrix)
@@ -258,6 +270,7 @@ def _read_experiment(table: Any) -> tuple[Experiment | None, list[str]]:
         matrix=matrix,
         after=table.get("after") if isinstance(table.get("after"), str) else None,
         kind=table.get("kind") if isinstance(table.get("kind"), str) else "",
+        tier_overrides=tier_overrides,
     )
     starts_from_run = recipe in RECIPES and RECIPES[recipe].starts_from_run
     if starts_from_run and experiment.after is None and "init_from" not in overrides.get("train", {}):

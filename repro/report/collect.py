@@ -73,15 +73,19 @@ def _tidy(found: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
         "git_commit": f"tags.{tags.GIT_COMMIT}",
         "status": "status",
         "failure_reason": f"tags.{tags.FAILURE_REASON}",
+        "fid_implementation": f"tags.{tags.FID_IMPLEMENTATION}",
+        "fid_preprocessing": f"tags.{tags.FID_PREPROCESSING}",
         "start_time": "start_time",
         **{metric: f"metrics.{metric}" for metric in metrics},
         "device_hours": f"metrics.{tags.METRIC_DEVICE_HOURS}",
+        "train_flops": f"metrics.{tags.METRIC_TRAIN_FLOPS}",
     }
     runs = found.reindex(columns=list(source.values())).set_axis(list(source), axis=1)
-    text = ["run_id", "status", "row", "experiment", "config_hash", "git_commit", "failure_reason"]
+    text = ["run_id", "status", "row", "experiment", "config_hash", "git_commit", "failure_reason",
+            "fid_implementation", "fid_preprocessing"]
     runs[text] = runs[text].astype("string")
     runs["seed"] = pd.to_numeric(runs["seed"]).astype("Int64")
-    measured = [*metrics, "device_hours"]
+    measured = [*metrics, "device_hours", "train_flops"]
     runs[measured] = runs[measured].astype(float)
     return runs
 

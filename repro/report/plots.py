@@ -121,22 +121,32 @@ def plot_loss_curves(histories: pd.DataFrame, spec: TableSpec, path: Path) -> Pa
 
 
 def plot_metrics_vs_compute(runs: pd.DataFrame, spec: TableSpec, path: Path) -> Path:
-    """One axes per metric, one point per run: the metric against the device-hours its training
-    used, one colour per row."""
+    """One axes per metric, one point per run: the metric against the compute its training
+    used, one colour per row. Compute is the counted training FLOPs where every run logged them,
+    so rows trained at equal compute (Table 2's E2E rows and the 12-layer AlignerNet) line up,
+    whatever the hardware's speed; else the device-hours (stage 3 counts no FLOPs)."""
     figure = Figure(figsize=(5 * len(spec.metrics), 5), layout="constrained")
     drawn = _metric_axes(spec, figure)
+    compute, xlabel = compute_axis(runs)
     for axes, _, metric, label in drawn:
-        measured = runs.dropna(subset=[metric, "device_hours"])
+        measured = runs.dropna(subset=[metric, compute])
         for row in spec.reproduced:
             points = measured[measured["experiment"] == row.experiment]
             if not points.empty:
-                axes.scatter(points["device_hours"], points[metric], color=_colour(spec, row.name),
-                             label=row.name)
-        axes.set(xlabel="device-hours (training)", ylabel=label)
+                axes.scatter(points[compute], points[metric], color=_colour(spec, row.name), label=row.name)
+        axes.set(xlabel=xlabel, ylabel=label)
     _one_legend(figure, [axes for axes, *_ in drawn])
     labels = ", ".join(label for _, _, _, label in drawn)
     figure.suptitle(f"{spec.title}: {labels} vs compute", fontsize="medium")
     return _save(figure, path)
+
+
+def compute_axis(runs: pd.DataFrame) -> tuple[str, str]:
+    """(column, axis label) of the compute the metrics are plotted against (plot_metrics_vs_compute)."""
+    timed = runs.dropna(subset=["device_hours"])
+    if not timed.empty and timed["train_flops"].notna().all():
+        return "train_flops", "training FLOPs (counted)"
+    return "device_hours", "device-hours (training)"
 
 
 def plot_samples(grids: dict[str, Path], spec: TableSpec, path: Path) -> Path:

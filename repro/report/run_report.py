@@ -17,6 +17,7 @@ from repro.report.collect import (
     download_sample_grids,
     loss_histories,
 )
+from repro.report.comparable import check_comparable_fids
 from repro.report.summary import summarise
 from repro.report.table import caption_line, write_table
 
@@ -30,6 +31,7 @@ def write_report(
     <key>_dreambench_samples.png."""
     experiments = {row.experiment for row in spec.reproduced if row.experiment is not None}
     runs = collect_runs(tracking_uri, experiment_name, experiments, tier, spec.metrics)
+    check_comparable_fids(runs, spec)
     summary = summarise(runs, spec, tier)
     written = write_table(summary, spec, out_dir, caption_line(runs, spec, tier, datetime.now(UTC)))
 

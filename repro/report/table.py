@@ -17,8 +17,11 @@ _NOTE = "Note"
 
 def caption_line(runs: pd.DataFrame, spec: TableSpec, tier: str, generated: datetime) -> str:
     commits = sorted(runs["git_commit"].dropna().unique())
+    # One way at most (repro.report.comparable checked): named, so tables of two ways are told apart.
+    fid = runs[["fid_implementation", "fid_preprocessing"]].dropna().drop_duplicates()
+    scored = "".join(f" FID: {implementation}, {resize}." for implementation, resize in fid.values)
     return (
-        f"{spec.title}. Tier: {tier}. Commit(s): {', '.join(commits) or 'unknown'}."
+        f"{spec.title}. Tier: {tier}. Commit(s): {', '.join(commits) or 'unknown'}.{scored}"
         f" Generated {generated:%Y-%m-%d %H:%M %Z}."
     )
 

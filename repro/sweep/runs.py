@@ -69,8 +69,10 @@ class TrialRuns:
         if document is None or problems:
             raise ConfigError(str(self.config), problems)
         (base,) = [e for e in document.experiments if e.name == self.sweep.experiment]
+        # The sweep's sections come after all of the experiment's, its tier's ones included.
+        overrides = merge(base.overrides, base.tier_overrides.get(self.tier, {}), self.sweep.overrides)
         experiment = replace(
-            base, table=table, row=row, overrides=merge(base.overrides, self.sweep.overrides),
+            base, table=table, row=row, overrides=overrides, tier_overrides={},
             # In the space's order: the point is part of the run's id.
             matrix=tuple((p.key, (params[p.key],)) for p in self.sweep.space if p.key in params),
         )
