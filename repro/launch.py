@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import psutil
 import submitit
 
 from repro.config.launch import EXECUTORS, LaunchConfig
@@ -163,7 +164,22 @@ def _stop_local(jobs: list[submitit.Job]) -> None:
     for job in local:
         if not job.done():
             log.error("job %s did not stop within %.0f s; killing it", job.job_id, _CANCEL_GRACE_SECONDS)
-            job._process.kill()  # submitit's LocalJob has no public kill
+            _kill_tree(job._process.pid)  # submitit's LocalJob has no public kill
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL to a job's controller and every process under it, found before any dies: killing
+    the controller alone would leave its tasks running as orphans."""
+    try:
+        controller = psutil.Process(pid)
+        processes = [controller, *controller.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def dependency_waves(specs: list[RunSpec]) -> list[list[RunSpec]]:

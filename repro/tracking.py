@@ -15,6 +15,8 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.exceptions import MlflowException
+from sqlalchemy.exc import IntegrityError
 
 from experiments.training.tracking import DataInput
 from repro import tags
@@ -78,7 +80,16 @@ class MlflowTracker:
             self.client.log_batch(self.run_id, params=new[start:start + _PARAMS_PER_BATCH])
 
     def log_inputs(self, inputs: list[DataInput]) -> None:
-        self.client.log_inputs(self.run_id, datasets=[dataset_input(item) for item in inputs])
+        datasets = [dataset_input(item) for item in inputs]
+        try:
+            self.client.log_inputs(self.run_id, datasets=datasets)
+        except MlflowException as error:
+            # MLflow's database store looks a dataset up, then inserts it: two runs logging the
+            # same dataset at once can both miss it, and the later insert breaks the unique key.
+            # The insert that won is committed, so a second attempt finds it.
+            if not isinstance(error.__cause__, IntegrityError):
+                raise
+            self.client.log_inputs(self.run_id, datasets=datasets)
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
