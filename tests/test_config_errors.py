@@ -102,6 +102,14 @@ CASES = {
         replace=("optim = { warmup_steps = 10 }", "optim = { warmup_steps = 100 }"),
         expect=("'e2e-linear'", "train.optim.warmup_steps", "exceed train.steps 60"),
     ),
+    "asynchronous checkpoints of a replicated run": Case(
+        replace=("compile = false  #", "async_checkpoint = true\ncompile = false  #"),
+        expect=("train.async_checkpoint", "needs train.parallelism = \"fsdp\""),
+    ),
+    "async_checkpoint is a bool": Case(
+        replace=("compile = false  #", "async_checkpoint = 1\ncompile = false  #"),
+        expect=("tier.tiny.train.async_checkpoint", "true or false"),
+    ),
     "non-positive step count": Case(
         kwargs={"overrides": ["fid.steps=0"]}, expect=("'sd-v1-5'", "fid.steps", "must be >= 1")
     ),

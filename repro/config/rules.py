@@ -93,6 +93,9 @@ def check_run(config: RunConfig) -> list[str]:
             f"train.optim.warmup_steps: {optim.warmup_steps} warm-up steps exceed "
             f"train.steps {train.steps}"
         )
+    if train.async_checkpoint and train.parallelism != "fsdp":
+        problems.append('train.async_checkpoint: only sharded checkpoints are written asynchronously; '
+                        'it needs train.parallelism = "fsdp"')
     return problems
 
 
