@@ -60,6 +60,11 @@ STATE = "state.pt"
 log = logging.getLogger(__name__)
 
 
+# What a failed write raises: the file system's, torch's and safetensors' errors, or DCP's, which
+# gathers every rank's.
+_WRITE_ERRORS = (OSError, RuntimeError, SafetensorError, CheckpointException)
+
+
 class UnsafeCheckpointError(ValueError):
     """A checkpoint file that is not what this harness writes, refused rather than unpickled."""
 
@@ -116,8 +121,9 @@ class CheckpointStore:
                     # beside the training's on the default group.
                     self._group = torch.distributed.new_group(backend="gloo")
                 writing = shards.write(tensors, partial / SHARDED, self._group, self.asynchronous)
-        except (OSError, RuntimeError, SafetensorError, CheckpointException) as error:
-            raise self._failed(error, partial) from error
+        except _WRITE_ERRORS as error:
+            self._discard(partial, error)
+            raise
         if writing is not None:
             self._pending = (writing, partial, target)
         elif self.world.rank == 0:
@@ -150,7 +156,7 @@ class CheckpointStore:
             try:
                 if self._pending is not None:
                     self._finish_pending()
-            except (OSError, RuntimeError, SafetensorError, CheckpointException) as error:
+            except _WRITE_ERRORS as error:
                 log.warning("the checkpoint being written when the run failed did not complete: %s", error)
             raise
 
@@ -159,8 +165,9 @@ class CheckpointStore:
         self._pending = None
         try:
             writing.result()
-        except (OSError, RuntimeError, SafetensorError, CheckpointException) as error:
-            raise self._failed(error, partial) from error
+        except _WRITE_ERRORS as error:
+            self._discard(partial, error)
+            raise
         if self.world.rank == 0:
             self._publish(partial, target)
 
@@ -171,14 +178,14 @@ class CheckpointStore:
         for old in self.paths()[: -self.keep]:
             shutil.rmtree(old)
 
-    def _failed(self, error: BaseException, partial: Path) -> BaseException:
+    def _discard(self, partial: Path, error: BaseException) -> None:
+        """A failed write's hidden folder goes; a full disk is said so."""
         if self.world.rank == 0:
             shutil.rmtree(partial, ignore_errors=True)
         # torch and safetensors report a full disk as errors of their own ("basic_ios::clear",
         # "file write failed", "os error 28") that name no file; the free space tells.
         if _disk_full(error, self.folder):
-            return OSError(errno.ENOSPC, "disk full", str(partial))
-        return error
+            raise OSError(errno.ENOSPC, "disk full", str(partial)) from error
 
     def load_latest(self, apply: Callable[[dict[str, Any]], None] = lambda state: None) -> dict[str, Any] | None:
         """Collective: the newest checkpoint that reads back whole, handed to `apply` (which
@@ -186,8 +193,11 @@ class CheckpointStore:
         `read_shards`); damaged newer ones are moved aside."""
         for path in reversed(self.paths()):
             try:
-                sharded = (path / SHARDED).is_dir()
-                state = {SHARDED: path / SHARDED} if sharded else {"model": load_weights(path / WEIGHTS)}
+                if (path / SHARDED).is_dir():
+                    _refuse_foreign(path / SHARDED)
+                    state: dict[str, Any] = {SHARDED: path / SHARDED}
+                else:
+                    state = {"model": load_weights(path / WEIGHTS)}
                 state.update(load_state(path / STATE))
                 apply(state)
             except CorruptCheckpointError as damaged:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -77,7 +78,9 @@ def gathered(folder: Path, prefix: str = MODEL) -> dict[str, torch.Tensor]:
     metadata = _check(folder)
     whole = {key: torch.empty(entry.size, dtype=entry.properties.dtype)
              for key, entry in metadata.state_dict_metadata.items() if key.startswith(prefix)}
-    dcp.load(whole, storage_reader=HuggingFaceStorageReader(str(folder)), no_dist=True)
+    with warnings.catch_warnings():  # that it reads in one process is what it was asked
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(whole, storage_reader=HuggingFaceStorageReader(str(folder)), no_dist=True)
     return {key.removeprefix(prefix): tensor for key, tensor in whole.items()}
 
 
