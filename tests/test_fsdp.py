@@ -45,6 +45,9 @@ from tests.support.tiny import stage3_config
 STOPPED_AT = 5  # the interrupted run's step that never finishes, one after its checkpoint at 3
 RESUMED_FROM = 3
 PROMPT = ["a photo of a dog"]
+# Batches made in each rank's process: a DataLoader worker per rank would cost more than these
+# few steps on a 2-core box (tests/test_data_stream.py tests the workers).
+IN_PROCESS = {"data.num_workers": 0}
 
 
 class Interrupted(Exception):
@@ -61,7 +64,7 @@ def objective_for(config: RunConfig) -> Objective:
 def instruct_config(assets: Path, stage2_dir: Path, parallelism: str) -> RunConfig:
     # Micro-batches of one row: some put images on one rank and none on the other (asserted).
     # QUICK's 4 warm-up steps would exceed these 3 steps.
-    return stage3_config(assets, stage2_dir, {"train.optim.warmup_steps": 1}, steps=3, batch_size=4,
+    return stage3_config(assets, stage2_dir, {"train.optim.warmup_steps": 1, **IN_PROCESS}, steps=3, batch_size=4,
                          micro_batch_size=1, eval_every=3, checkpoint_every=3, parallelism=parallelism)
 
 
@@ -98,7 +101,7 @@ def _rank(rank: int, world: int, folder: Path, assets: Path) -> None:
     join_gloo(rank, world, folder)
     torch.set_num_threads(1)
     try:
-        _interrupted_then_resumed(align_config(assets, parallelism="fsdp"), folder, "fsdp", rank)
+        _interrupted_then_resumed(align_config(assets, IN_PROCESS, parallelism="fsdp"), folder, "fsdp", rank)
         # That run's newest checkpoint damaged: resumed from the older one, accumulating and
         # writing a checkpoint asynchronously after every step (the next step runs while it is
         # written), it ends the same.
@@ -107,7 +110,7 @@ def _rank(rank: int, world: int, folder: Path, assets: Path) -> None:
             with open(_shard_files(folder / "fsdp-fallback" / "checkpoints" / f"step-{STEPS:08d}")[1], "r+b") as shard:
                 shard.truncate(100)
         dist.barrier()
-        fallback = align_config(assets, parallelism="fsdp", micro_batch_size=2, async_checkpoint=True,
+        fallback = align_config(assets, IN_PROCESS, parallelism="fsdp", micro_batch_size=2, async_checkpoint=True,
                                 checkpoint_every=1)
         _train_and_record(fallback, folder, "fsdp-fallback", rank)
         for parallelism in ("ddp", "fsdp"):  # stage 3 from the FSDP run's checkpoint
@@ -131,7 +134,7 @@ def _series(record: dict, key: str) -> list[float]:
 
 
 def test_two_fsdp_ranks_train_checkpoint_resume_and_evaluate_like_one_process(tiny_assets, tmp_path):
-    config = align_config(tiny_assets)
+    config = align_config(tiny_assets, IN_PROCESS)
     single = objective_for(config)
     single_tracker = RecordingTracker()
     train(single, config.train, tmp_path / "single", single_tracker, progress=False)
