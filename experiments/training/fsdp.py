@@ -27,9 +27,9 @@ for. clip_grad_norm_ on the sharded (DTensor) gradients computes the global norm
 
 Checkpoints are sharded (experiments.training.shards): each rank writes and reads back its own
 shards of the weights and of AdamW's moments, under the plain trainable's keys, so that one
-process puts the weights together (`trained_weights`, `repro generate`) and torch.distributed.
-checkpoint reshards them for a run resumed on another number of ranks. A full checkpoint (a
-single process's or a DDP run's) still resumes here, each rank taking its shards of it.
+process puts the weights together (`trained_weights`, `repro generate`) and DCP reshards them
+for a run resumed on another number of ranks. A full checkpoint (a single process's or a DDP
+run's) still resumes here, each rank taking its shards of it.
 After training, `unshard` puts the whole trained weights back into the plain modules, so that
 evaluation (FID, DreamBench: uneven numbers of batches per rank) runs without collectives.
 """
@@ -221,8 +221,8 @@ class Sharded:
 
 
 def _by_name(state: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    """An optimiser state keyed by parameter position (`Optimizer.state_dict()`'s) as
-    torch.distributed.checkpoint keys it, by the parameter's name."""
+    """`Optimizer.state_dict()`'s state, keyed by parameter position, keyed instead by parameter
+    name, as torch.distributed.checkpoint's state dict functions take it."""
     return {
         "state": {names[k]: value for k, value in state["state"].items()},
         "param_groups": [{**group, "params": [names[k] for k in group["params"]]}
