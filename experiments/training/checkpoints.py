@@ -47,7 +47,6 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch.distributed.checkpoint import CheckpointException
 
 from experiments.training import shards
 from experiments.training.distributed import World
@@ -60,9 +59,9 @@ STATE = "state.pt"
 log = logging.getLogger(__name__)
 
 
-# What a failed write raises: the file system's, torch's and safetensors' errors, or DCP's, which
-# gathers every rank's.
-_WRITE_ERRORS = (OSError, RuntimeError, SafetensorError, CheckpointException)
+# What a failed write raises: the file system's, torch's (DCP's, which gathers every rank's,
+# included: experiments.training.shards) and safetensors' errors.
+_WRITE_ERRORS = (OSError, RuntimeError, SafetensorError)
 
 
 class UnsafeCheckpointError(ValueError):
@@ -164,7 +163,7 @@ class CheckpointStore:
         writing, partial, target = self._pending
         self._pending = None
         try:
-            writing.result()
+            shards.finished(writing)
         except _WRITE_ERRORS as error:
             self._discard(partial, error)
             raise
