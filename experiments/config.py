@@ -94,6 +94,9 @@ class TrainConfig:
     # of its weights, gradients and AdamW state (experiments/training/fsdp.py), for a trainable that does
     # not fit one GPU beside its optimiser (stage 3's unfrozen 1.6B MLLM). Same steps either way.
     parallelism: Parallelism = "ddp"
+    # FSDP: each rank's checkpoint shards are copied to memory and written while training goes on
+    # (experiments/training/checkpoints.py); the next, last or preemption checkpoint waits for them.
+    async_checkpoint: bool = False
     # Stage 3 (instruct) starts from an aligned stage-2 run: a checkpoint file, a run directory
     # (its latest checkpoint), or `@run/<config hash>`, which the harness fills in from the
     # experiment's `after` and re-roots in the work dir's runs/.

@@ -122,6 +122,14 @@ CASES = {
         kwargs={"overrides": ["train.max_caption_sp_tokens=0"]},
         expect=("'aligner-12'", "train.max_caption_sp_tokens", "must be >= 1"),
     ),
+    "asynchronous checkpoints of a replicated run": Case(
+        replace=("compile = false  #", "async_checkpoint = true\ncompile = false  #"),
+        expect=("train.async_checkpoint", "needs train.parallelism = \"fsdp\""),
+    ),
+    "async_checkpoint is a bool": Case(
+        replace=("compile = false  #", "async_checkpoint = 1\ncompile = false  #"),
+        expect=("tier.tiny.train.async_checkpoint", "true or false"),
+    ),
     "non-positive step count": Case(
         kwargs={"overrides": ["fid.steps=0"]}, expect=("'sd-v1-5'", "fid.steps", "must be >= 1")
     ),

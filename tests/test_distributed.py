@@ -23,7 +23,7 @@ import torch.multiprocessing as mp
 from experiments.data.batches import WHOLE
 from experiments.data.shards import open_shards
 from experiments.data.stream import StepRows
-from experiments.training import preemption
+from experiments.training import checkpoints, preemption
 from experiments.training.checkpoints import CheckpointStore, trained_weights
 from experiments.training.distributed import World, rank_parts
 from experiments.training.loop import train
@@ -68,9 +68,9 @@ def test_each_rank_draws_its_own_random_numbers_at_each_step():
 def _rank(rank: int, world: int, folder: Path, assets: Path, runs: dict[str, dict]) -> None:
     join_gloo(rank, world, folder)
     torch.set_num_threads(1)
-    saves: list[int] = []
-    save = CheckpointStore.save
-    CheckpointStore.save = lambda store, step, state: saves.append(step) or save(store, step, state)
+    saves: list[str] = []  # the checkpoints whose weights this rank wrote
+    save_file = checkpoints.save_file
+    checkpoints.save_file = lambda tensors, path: saves.append(Path(path).parent.name) or save_file(tensors, path)
     try:
         for name, train_values in runs.items():
             saves.clear()
@@ -109,7 +109,7 @@ def test_two_ranks_train_like_one_process_on_the_same_global_batch(tiny_assets, 
         torch.testing.assert_close(rank0["model"], single_model, rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(rank1["model"], rank0["model"], rtol=0, atol=0)  # DDP keeps replicas equal
 
-        assert rank0["saves"] == [3, 6] and rank1["saves"] == []
+        assert rank0["saves"] == [".step-00000003.partial", ".step-00000006.partial"] and rank1["saves"] == []
         # The checkpoint is the unwrapped model: a single process loads it as it is.
         written = trained_weights(tmp_path / name / "checkpoints" / "step-00000006")
         fresh_objective(align_config(tiny_assets)).trainable.load_state_dict(written)

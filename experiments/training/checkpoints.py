@@ -16,6 +16,16 @@ truncated "latest". One damaged after it was written (a truncated or emptied fil
 error) is moved aside as `step-N.corrupt-<time>`, kept for inspection, and the next older one is
 loaded instead; a file that would need arbitrary unpickling is still refused, never skipped.
 A write that fills the disk removes its hidden folder and says `disk full: <path>`.
+
+A sharded run (FSDP) writes no model.safetensors: each rank writes its shards of the weights and
+of AdamW's moments into the checkpoint's `shards/` folder (experiments.training.shards: safetensors
+files and a JSON layout, nothing pickled), rank 0 the state.pt beside them, and each rank reads
+back only its own on resume. `trained_weights` puts a sharded checkpoint's weights together in one
+process, under the same keys as a single process's model.safetensors. The ranks all write into
+the hidden folder; rank 0 renames it once every rank's file is in. Asynchronous
+(`train.async_checkpoint`), the shards are copied to memory and written while training goes on:
+the checkpoint is renamed into place when they are, and the next, last or preemption checkpoint
+waits for that first.
 """
 
 from __future__ import annotations
@@ -27,6 +37,9 @@ import pickle
 import random
 import shutil
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +48,20 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from experiments.training import shards
+from experiments.training.distributed import World
+from experiments.training.shards import SHARDED
+
 _PREFIX = "step-"
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
 
 log = logging.getLogger(__name__)
+
+
+# What a failed write raises: the file system's, torch's (DCP's, which gathers every rank's,
+# included: experiments.training.shards) and safetensors' errors.
+_WRITE_ERRORS = (OSError, RuntimeError, SafetensorError)
 
 
 class UnsafeCheckpointError(ValueError):
@@ -52,9 +74,16 @@ class CorruptCheckpointError(UnsafeCheckpointError):
 
 
 class CheckpointStore:
-    def __init__(self, folder: Path, keep: int = 2) -> None:
+    """Every rank of a run makes one, with the same arguments; `save`, `wait` and `load_latest`
+    are collective (every rank calls them at the same point)."""
+
+    def __init__(self, folder: Path, keep: int = 2, world: World = World(), asynchronous: bool = False) -> None:
         self.folder = Path(folder)
         self.keep = keep
+        self.world = world
+        self.asynchronous = asynchronous
+        self._group: Any = None  # the asynchronous writes' own process group (gloo), made on first use
+        self._pending: tuple[Future, Path, Path] | None = None  # (write, hidden folder, its final name)
 
     def paths(self) -> list[Path]:
         """Complete checkpoint folders, oldest first."""
@@ -68,60 +97,169 @@ class CheckpointStore:
         return paths[-1] if paths else None
 
     def save(self, step: int, state: dict[str, Any]) -> Path:
-        """state["model"] goes to model.safetensors, everything else to state.pt."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """state["model"] (the whole weights, rank 0's) goes to model.safetensors, or
+        state[SHARDED] (each rank's shards of the weights and optimiser moments) to shards/;
+        everything else (rank 0's) to state.pt."""
+        self.wait()
         target = self.folder / f"{_PREFIX}{step:08d}"
         partial = self.folder / f".{target.name}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        rest = {key: value for key, value in state.items() if key != "model"}
+        tensors = state.get(SHARDED)
+        rest = {key: value for key, value in state.items() if key not in ("model", SHARDED)}
+        writing: Future | None = None
         try:
-            partial.mkdir()
-            save_file(_plain_tensors(state["model"]), partial / WEIGHTS)
-            torch.save({"step": step, "rng": _rng_state(), **rest}, partial / STATE)
-        except (OSError, RuntimeError, SafetensorError) as error:
-            shutil.rmtree(partial, ignore_errors=True)
-            # torch and safetensors report a full disk as errors of their own ("basic_ios::clear",
-            # "file write failed", "os error 28") that name no file; the free space tells.
-            if _disk_full(error, self.folder):
-                raise OSError(errno.ENOSPC, "disk full", str(partial)) from error
+            if self.world.rank == 0:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(partial, ignore_errors=True)
+                partial.mkdir()
+                if tensors is None:
+                    save_file(_plain_tensors(state["model"]), partial / WEIGHTS)
+                torch.save({"step": step, "rng": _rng_state(), **rest}, partial / STATE)
+            if tensors is not None:
+                if self.asynchronous and self._group is None:
+                    # A CPU group of its own: the writes' collectives run in a background thread,
+                    # beside the training's on the default group.
+                    self._group = torch.distributed.new_group(backend="gloo")
+                writing = shards.write(tensors, partial / SHARDED, self._group, self.asynchronous)
+        except _WRITE_ERRORS as error:
+            self._discard(partial, error)
             raise
+        if writing is not None:
+            self._pending = (writing, partial, target)
+        elif self.world.rank == 0:
+            self._publish(partial, target)
+        self.world.barrier()  # no rank ends or resumes ahead of the checkpoint
+        return target
+
+    def wait(self) -> None:
+        """Collective: the pending asynchronous checkpoint, if any, is written and in place."""
+        if not self.asynchronous:
+            return
+        if self._pending is not None:
+            self._finish_pending()
+        self.world.barrier()
+
+    def publish_written(self) -> None:
+        """Rank 0 alone, between steps: an asynchronous checkpoint whose files are all written
+        (its write completes on rank 0 once every rank's has) goes into place without waiting
+        for the next save."""
+        if self.world.rank == 0 and self._pending is not None and self._pending[0].done():
+            self._finish_pending()
+
+    @contextmanager
+    def settling(self) -> Iterator[None]:
+        """This rank alone, on its way out with an error: the checkpoint being written still goes
+        into place if it completes; its own failure is logged, not raised over the error."""
+        try:
+            yield
+        except BaseException:
+            try:
+                if self._pending is not None:
+                    self._finish_pending()
+            except _WRITE_ERRORS as error:
+                log.warning("the checkpoint being written when the run failed did not complete: %s", error)
+            raise
+
+    def _finish_pending(self) -> None:
+        writing, partial, target = self._pending
+        self._pending = None
+        try:
+            shards.finished(writing)
+        except _WRITE_ERRORS as error:
+            self._discard(partial, error)
+            raise
+        if self.world.rank == 0:
+            self._publish(partial, target)
+
+    def _publish(self, partial: Path, target: Path) -> None:
         # A preemption checkpoint can follow the periodic one of the same step.
         shutil.rmtree(target, ignore_errors=True)
         os.replace(partial, target)
         for old in self.paths()[: -self.keep]:
             shutil.rmtree(old)
-        return target
 
-    def load_latest(self) -> dict[str, Any] | None:
-        """The newest checkpoint that reads back whole; damaged newer ones are moved aside."""
+    def _discard(self, partial: Path, error: BaseException) -> None:
+        """A failed write's hidden folder goes; a full disk is said so."""
+        if self.world.rank == 0:
+            shutil.rmtree(partial, ignore_errors=True)
+        # torch and safetensors report a full disk as errors of their own ("basic_ios::clear",
+        # "file write failed", "os error 28") that name no file; the free space tells.
+        if _disk_full(error, self.folder):
+            raise OSError(errno.ENOSPC, "disk full", str(partial)) from error
+
+    def load_latest(self, apply: Callable[[dict[str, Any]], None] = lambda state: None) -> dict[str, Any] | None:
+        """Collective: the newest checkpoint that reads back whole, handed to `apply` (which
+        puts it into the run: a sharded checkpoint's state has its folder under SHARDED, for
+        `read_shards`); damaged newer ones are moved aside."""
         for path in reversed(self.paths()):
             try:
-                weights = load_weights(path / WEIGHTS)
-                state = load_state(path / STATE)
+                if (path / SHARDED).is_dir():
+                    _refuse_foreign(path / SHARDED)
+                    state: dict[str, Any] = {SHARDED: path / SHARDED}
+                else:
+                    state = {"model": load_weights(path / WEIGHTS)}
+                state.update(load_state(path / STATE))
+                apply(state)
             except CorruptCheckpointError as damaged:
-                aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-                path.rename(aside)
-                log.warning("checkpoint %s is damaged (%s); moved aside to %s, trying the next older one",
-                            path, damaged, aside.name)
+                self._set_aside(path, damaged)
                 continue
             _set_rng_state(state.pop("rng"))
-            return {"model": weights, **state}
+            return state
         return None
+
+    def _set_aside(self, path: Path, damaged: CorruptCheckpointError) -> None:
+        self.world.barrier()  # every rank has found it damaged (a sharded one: DCP shares the error)
+        if self.world.rank == 0:
+            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+            path.rename(aside)
+            log.warning("checkpoint %s is damaged (%s); moved aside to %s, trying the next older one",
+                        path, damaged, aside.name)
+        self.world.barrier()
+
+
+def read_shards(tensors: dict[str, torch.Tensor], folder: Path) -> None:
+    """Collective: this rank's shards (the DTensors `save` took under SHARDED), filled in place."""
+    _refuse_foreign(folder)
+    try:
+        shards.read(tensors, folder)
+    except (shards.DamagedShardsError, *shards.READ_ERRORS) as bad:
+        raise CorruptCheckpointError(f"{folder}: refused: {bad}") from None
+
+
+def sharded_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """A sharded checkpoint's whole weights, put together by this process alone."""
+    _refuse_foreign(folder)
+    try:
+        return shards.gathered(folder)
+    except (shards.DamagedShardsError, *shards.READ_ERRORS) as bad:
+        raise CorruptCheckpointError(f"{folder}: refused: {bad}") from None
+
+
+def _refuse_foreign(folder: Path) -> None:
+    """DCP's own formats (`.metadata`, `*.distcp`) are pickles: in a shards folder, whatever is not
+    what this harness writes there is refused, never read or skipped."""
+    for file in sorted(folder.iterdir()) if folder.is_dir() else ():
+        if file.suffix != ".safetensors" and file.name != shards.LAYOUT:
+            raise UnsafeCheckpointError(
+                f"{file}: refused: a sharded checkpoint holds safetensors files and {shards.LAYOUT} only; "
+                "this file may be a pickle, and unpickling it could run arbitrary code")
 
 
 def trained_weights(source: str | Path) -> dict[str, torch.Tensor]:
     """The model weights another run trained: a run directory (its newest checkpoint), its
-    checkpoints folder, one checkpoint folder or its model.safetensors. Only the weights are
-    read, never the state.pt beside them."""
+    checkpoints folder, one checkpoint folder (a sharded one's weights put together) or its
+    model.safetensors. Only the weights are read, never the state.pt beside them."""
     path = Path(source)
     if path.is_dir():
-        if (path / WEIGHTS).is_file():
-            return load_weights(path / WEIGHTS)
-        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        latest = CheckpointStore(folder).latest()
-        if latest is None:
-            raise FileNotFoundError(f"no checkpoint (step-*/{WEIGHTS}) in {folder}; has that run trained yet?")
-        path = latest / WEIGHTS
+        if not (path / WEIGHTS).is_file() and not (path / SHARDED).is_dir():
+            folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+            latest = CheckpointStore(folder).latest()
+            if latest is None:
+                raise FileNotFoundError(
+                    f"no checkpoint (step-*/{WEIGHTS} or step-*/{SHARDED}/) in {folder}; has that run trained yet?")
+            path = latest
+        if (path / SHARDED).is_dir():
+            return sharded_weights(path / SHARDED)
+        path = path / WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     return load_weights(path)

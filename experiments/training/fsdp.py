@@ -25,9 +25,11 @@ Gradients are scattered after every micro-batch (not accumulated whole until the
 DDP does): that costs a collective per micro-batch but keeps them sharded, which is what FSDP is
 for. clip_grad_norm_ on the sharded (DTensor) gradients computes the global norm.
 
-Checkpoints hold the full (unsharded) states, gathered to rank 0, in a single process's format,
-so that one process loads them (`trained_weights`, `repro generate`) and a run resumes on any
-number of ranks; each rank takes its shards of them on resume.
+Checkpoints are sharded (experiments.training.shards): each rank writes and reads back its own
+shards of the weights and of AdamW's moments, under the plain trainable's keys, so that one
+process puts the weights together (`trained_weights`, `repro generate`) and DCP reshards them
+for a run resumed on another number of ranks. A full checkpoint (a single process's or a DDP
+run's) still resumes here, each rank taking its shards of it.
 After training, `unshard` puts the whole trained weights back into the plain modules, so that
 evaluation (FID, DreamBench: uneven numbers of batches per rank) runs without collectives.
 """
@@ -51,8 +53,10 @@ from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forwar
 from torch.distributed.tensor import DTensor
 from transformers.models.kosmos2.modeling_kosmos2 import Kosmos2TextBlock
 
+from experiments.training.checkpoints import SHARDED, read_shards
 from experiments.training.distributed import DataParallelObjective, World
 from experiments.training.precision import fsdp_policy
+from experiments.training.shards import MODEL, OPTIMIZER
 from models.aligner import DecoderLayer, EncoderLayer
 
 # The blocks that every input runs through (see the module docstring for the vision tower's):
@@ -142,27 +146,47 @@ class Sharded:
         return metrics
 
     def state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-        """Collective: the full model and optimiser states, on CPU, on rank 0 (empty elsewhere),
-        in the formats a single process has: the plain trainable's keys, and the optimiser's
-        state by parameter position. So a run can resume on one rank or on any number."""
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        model = get_model_state_dict(self._root, options=options)
-        optimizer_state = get_optimizer_state_dict(self._root, optimizer, options=options)
-        if not model:
-            return {"model": {}, "optimizer": {}}
-        return {
-            "model": {self._plain_key(key): value for key, value in model.items()},
-            "optimizer": _by_position(optimizer_state, self._parameter_names(optimizer)),
-        }
+        """Collective: this rank's shards of the model and optimiser states (DTensors; AdamW's
+        step counts, alike on every rank, as plain tensors) under the plain trainable's keys, and
+        the optimiser's param groups (its hyperparameters) by parameter name."""
+        model = get_model_state_dict(self._root)
+        optimizer_state = get_optimizer_state_dict(self._root, optimizer)
+        groups = [{**group, "params": [self._plain_key(name) for name in group["params"]]}
+                  for group in optimizer_state["param_groups"]]
+        return {SHARDED: self._flat(model, optimizer_state), "optimizer_groups": groups}
 
     def load(self, state: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
-        """Collective: each rank takes its shards of the full states, which every rank has read."""
-        options = StateDictOptions(full_state_dict=True)
+        """Collective: each rank reads its shards of a sharded checkpoint, or takes them from a
+        full one (which every rank has read)."""
         sharded_keys = {self._plain_key(key): key for key in self._root.state_dict()}
-        model = {sharded_keys[key]: value for key, value in state["model"].items()}
-        set_model_state_dict(self._root, model, options=options)
-        optimizer_state = _by_name(state["optimizer"], self._parameter_names(optimizer))
-        set_optimizer_state_dict(self._root, optimizer, optimizer_state, options=options)
+        if SHARDED not in state:
+            options = StateDictOptions(full_state_dict=True)
+            model = {sharded_keys[key]: value for key, value in state["model"].items()}
+            set_model_state_dict(self._root, model, options=options)
+            optimizer_state = _by_name(state["optimizer"], self._parameter_names(optimizer))
+            set_optimizer_state_dict(self._root, optimizer, optimizer_state, options=options)
+            return
+        # The live states give the shapes and placements to read into (the optimiser's made by
+        # torch with a zero step, as it has none before the first).
+        model = get_model_state_dict(self._root)
+        optimizer_state = get_optimizer_state_dict(self._root, optimizer)
+        flat = self._flat(model, optimizer_state)
+        read_shards(flat, state[SHARDED])
+        set_model_state_dict(self._root, {key: flat[MODEL + self._plain_key(key)] for key in model})
+        set_optimizer_state_dict(self._root, optimizer, {
+            "state": {name: {field: flat[f"{OPTIMIZER}{self._plain_key(name)}.{field}"] for field in fields}
+                      for name, fields in optimizer_state["state"].items()},
+            "param_groups": [{**group, "params": [sharded_keys[name] for name in group["params"]]}
+                             for group in state["optimizer_groups"]],
+        })
+
+    def _flat(self, model: dict[str, Any], optimizer_state: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """One level of keys, as the shard files hold them: model.<key>, optimizer.<key>.<field>."""
+        flat = {MODEL + self._plain_key(key): value for key, value in model.items()}
+        for name, fields in optimizer_state["state"].items():
+            for field, value in fields.items():
+                flat[f"{OPTIMIZER}{self._plain_key(name)}.{field}"] = value
+        return flat
 
     def unshard(self) -> None:
         """Collective, once training is over: the blocks go back in place of their units and
@@ -196,19 +220,9 @@ class Sharded:
         return key
 
 
-def _by_position(state: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    """An optimiser state keyed by parameter name (torch.distributed.checkpoint's) as
-    `Optimizer.state_dict()` keys it, by the parameter's position among the optimiser's."""
-    position = {name: k for k, name in enumerate(names)}
-    return {
-        "state": {position[name]: value for name, value in state["state"].items()},
-        "param_groups": [{**group, "params": [position[name] for name in group["params"]]}
-                         for group in state["param_groups"]],
-    }
-
-
 def _by_name(state: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    """The inverse of `_by_position`."""
+    """`Optimizer.state_dict()`'s state, keyed by parameter position, keyed instead by parameter
+    name, as torch.distributed.checkpoint's state dict functions take it."""
     return {
         "state": {names[k]: value for k, value in state["state"].items()},
         "param_groups": [{**group, "params": [names[k] for k in group["params"]]}

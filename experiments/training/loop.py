@@ -73,27 +73,25 @@ def train(
     if objective.device.type == "cuda":
         enable_tf32()
         peak = peak_flops(torch.cuda.get_device_name(objective.device), cfg.precision)
-    checkpoints = CheckpointStore(run_dir / "checkpoints")
+    checkpoints = CheckpointStore(run_dir / "checkpoints", world=world, asynchronous=cfg.async_checkpoint)
 
     start, train_seconds = 0, 0.0
-    resumed = checkpoints.load_latest()
+    resumed = checkpoints.load_latest(lambda state: parallel.load(state, optimizer))
     if resumed is not None:
-        parallel.load(resumed, optimizer)
         schedule.load_state_dict(resumed["schedule"])
         scaler.load_state_dict(resumed["scaler"])
         start, train_seconds = resumed["step"], resumed["train_seconds"]
 
     def save(step: int) -> None:
-        # Every rank takes part in gathering the state (FSDP's shards); rank 0 writes it (the plain
-        # trainable's, so that a single process can load it) and the others wait, so none ends or
-        # resumes ahead of the file.
-        state = parallel.state(optimizer)
-        if world.rank == 0:
-            checkpoints.save(step, {
-                **state, "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
-                "train_seconds": train_seconds,
-            })
-        world.barrier()
+        # Every rank takes part: FSDP's write their shards, DDP's wait for rank 0's whole file.
+        checkpoints.save(step, {
+            **parallel.state(optimizer), "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+            "train_seconds": train_seconds,
+        })
+
+    def save_and_wait(step: int) -> None:
+        save(step)
+        checkpoints.wait()  # a preempted or finished run ends with its checkpoint in place
 
     loss_of = torch.compile(parallel.loss) if cfg.compile else parallel.loss
     # Fixed for the run (its launch), so params rather than one-point metric series.
@@ -104,7 +102,8 @@ def train(
     })
     objective.trainable.train()
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress or world.rank != 0, desc="train", unit="step")
-    with preemption.training(), objective.prefetching(start, parts):
+    # A crash keeps the checkpoint being written when it came (settling).
+    with preemption.training(), objective.prefetching(start, parts), checkpoints.settling():
         for step in range(start, cfg.steps):
             tick = time.perf_counter()
             done = step + 1
@@ -135,6 +134,7 @@ def train(
             value = step_losses["loss"]
             if not math.isfinite(value) or value > cfg.divergence_threshold:
                 bar.close()
+                checkpoints.wait()
                 parallel.unshard()
                 reason = f"diverged at step {done}: loss {value:.4g}"
                 return TrainOutcome(steps=step, train_seconds=train_seconds, failure=reason)
@@ -170,10 +170,13 @@ def train(
                     heldout = parallel.heldout()
                 tracker.log_metrics({f"heldout/{k}": v for k, v in heldout.items()}, step=done)
                 objective.trainable.train()
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if done == cfg.steps:
+                save_and_wait(done)
+            elif done % cfg.checkpoint_every == 0:
                 save(done)
+            checkpoints.publish_written()
             # A preemption warning received during the step is acted on here, with a fresh checkpoint.
-            preemption.proceed(lambda: save(done), world)
+            preemption.proceed(lambda: save_and_wait(done), world)
     bar.close()
     parallel.unshard()  # evaluation runs the trainable on one rank at a time, without collectives
     objective.trainable.eval()

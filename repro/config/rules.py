@@ -103,6 +103,9 @@ def check_run(config: RunConfig) -> list[str]:
             f"train.cache_encoder_outputs: the MLLM's outputs are not repeatable while "
             f"train.mllm_dropout = {train.mllm_dropout:g} runs it with dropout; turn one of them off"
         )
+    if train.async_checkpoint and train.parallelism != "fsdp":
+        problems.append('train.async_checkpoint: only sharded checkpoints are written asynchronously; '
+                        'it needs train.parallelism = "fsdp"')
     return problems
 
 

@@ -16,9 +16,9 @@ STEPS = 6
 PREEMPTED_AT = 4  # the step boundary at which rank 0 holds the warning signal
 
 
-def align_config(assets: Path, **train_values) -> RunConfig:
+def align_config(assets: Path, sets: dict[str, object] | None = None, **train_values) -> RunConfig:
     values = dict(steps=STEPS, batch_size=8, rec_weight=0.0, log_every=1, eval_every=STEPS, checkpoint_every=3)
-    return tiny_config(assets, "aligner-12", **{**values, **train_values})
+    return tiny_config(assets, "aligner-12", sets, **{**values, **train_values})
 
 
 def fresh_objective(config: RunConfig) -> AlignObjective:
