@@ -106,28 +106,28 @@ def faked(modules: Iterable[nn.Module], device: torch.device) -> Iterator[FakeTe
     the plain attributes of the modules' helpers (diffusers' scheduler keeps the tensor it moved
     to the device), so no fake tensor outlives the prediction."""
     places: list[tuple[dict, str, torch.Tensor]] = []
-    for root in modules:
-        for module in root.modules():
-            for helper in vars(module).values():
-                if not isinstance(helper, (nn.Module, torch.Tensor, dict)) and hasattr(helper, "__dict__"):
-                    places += [(vars(helper), name, value) for name, value in vars(helper).items()
-                               if isinstance(value, torch.Tensor)]
+    # Each module once, though several roots hold it (the conditioner holds the trainable).
+    unique = list({id(module): module for root in modules for module in root.modules()}.values())
+    for module in unique:
+        for helper in vars(module).values():
+            if not isinstance(helper, (nn.Module, torch.Tensor, dict)) and hasattr(helper, "__dict__"):
+                places += [(vars(helper), name, value) for name, value in vars(helper).items()
+                           if isinstance(value, torch.Tensor)]
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     with mode:
         fakes: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(real) -> (real kept alive, fake)
-        for root in modules:
-            for module in root.modules():
-                for table in (module._parameters, module._buffers):
-                    for name, real in list(table.items()):
-                        if real is None:
-                            continue
-                        if id(real) not in fakes:
-                            fake = torch.empty_like(real, device=device)
-                            if isinstance(real, nn.Parameter):
-                                fake = nn.Parameter(fake, requires_grad=real.requires_grad)
-                            fakes[id(real)] = (real, fake)
-                        places.append((table, name, real))
-                        table[name] = fakes[id(real)][1]
+        for module in unique:
+            for table in (module._parameters, module._buffers):
+                for name, real in list(table.items()):
+                    if real is None:
+                        continue
+                    if id(real) not in fakes:
+                        fake = torch.empty_like(real, device=device)
+                        if isinstance(real, nn.Parameter):
+                            fake = nn.Parameter(fake, requires_grad=real.requires_grad)
+                        fakes[id(real)] = (real, fake)
+                    places.append((table, name, real))
+                    table[name] = fakes[id(real)][1]
         try:
             yield mode
         finally:
