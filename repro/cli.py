@@ -472,7 +472,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
     budget = args.budget_gb * GIB if args.budget_gb is not None else memory_budget()
     options = Options(args.steps, args.micro_batch, args.fid_images, args.sampler_steps, budget)
-    rows = preflight(list(matrix.runs), args.workdir, options)
+    rows = preflight(list(matrix.runs), args.workdir, options, on_row=lambda rows: write(rows, _reports_dir(args)))
     print(frame(rows).to_string(index=False))
     for path in write(rows, _reports_dir(args)):
         print(f"wrote {path}")

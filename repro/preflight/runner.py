@@ -10,6 +10,7 @@ import logging
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -61,7 +62,10 @@ def shape_key(spec: RunSpec) -> tuple:
             c.dreambench.enabled, c.dreambench.generate_size, spec.launch.world_size, spec.launch.gpu_memory_gb)
 
 
-def preflight(runs: list[RunSpec], workdir: Path, options: Options) -> list[Row]:
+def preflight(runs: list[RunSpec], workdir: Path, options: Options,
+              on_row: Callable[[list[Row]], None] | None = None) -> list[Row]:
+    """A row per run, in plan order; `on_row` sees the rows so far after each (the table is
+    rewritten then, so a preflight stopped halfway keeps what it measured)."""
     done: dict[tuple, Row] = {}
     rows = []
     for spec in runs:
@@ -74,6 +78,8 @@ def preflight(runs: list[RunSpec], workdir: Path, options: Options) -> list[Row]
             row = _preflight_run(spec, workdir, options)
             done[key] = row
         rows.append(row)
+        if on_row is not None:
+            on_row(rows)
     return rows
 
 
