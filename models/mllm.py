@@ -39,6 +39,9 @@ class MLLMInputs:
     attention_mask: Tensor  # (B, L), 1 = real token
     image_embeds_position_mask: Tensor  # (B, L), 1 where an image latent goes
     pixel_values: Tensor | None  # (N_images_total, 3, H, W), in order of appearance (row-major)
+    # Image slots in the batch, counted while tokenizing: reading it off the mask would cost a
+    # device sync per forward, and a forward on fake tensors (memory prediction) cannot read it.
+    num_slots: int = 0
 
     def to(self, device: torch.device | str) -> MLLMInputs:
         pixels = None if self.pixel_values is None else self.pixel_values.to(device)
@@ -191,7 +194,8 @@ class MLLMEncoder(nn.Module):
         if flat_images:
             mean, std = self.image_processor.image_mean, self.image_processor.image_std
             pixel_values = clip_pixel_values(flat_images, self.image_size, mean, std)
-        return MLLMInputs(input_ids, attention_mask, slot_mask, pixel_values)
+        num_slots = sum(sum(slots) for _, slots in rows)
+        return MLLMInputs(input_ids, attention_mask, slot_mask, pixel_values, num_slots)
 
     def null_inputs(self, batch_size: int) -> MLLMInputs:
         """The "<s>"-only prompt: (code) the null condition is the aligned embedding of token 0."""
@@ -201,7 +205,7 @@ class MLLMEncoder(nn.Module):
     def forward(self, inputs: MLLMInputs) -> tuple[Tensor, Tensor]:
         """Hidden states (B, L, hidden) of the text model and a bool mask, True = real token."""
         image_embeds = None
-        num_slots = int(inputs.image_embeds_position_mask.sum())
+        num_slots = inputs.num_slots
         if inputs.pixel_values is not None:
             pixels = inputs.pixel_values.to(self.model.dtype)
             # (N, latent_query_num, hidden); Kosmos-2 scatters the rows, flattened, over the mask

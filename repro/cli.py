@@ -164,6 +164,18 @@ def _parser() -> argparse.ArgumentParser:
                       help="folder to build in; a part already complete there is kept")
     full.add_argument("--seed", type=int, default=0, help="seed of every random weight and image")
 
+    preflight = commands.add_parser(
+        "preflight", help="every planned run loaded, stepped, sampled and sized on this machine: one table")
+    matrix_options(preflight)
+    preflight.add_argument("--steps", type=int, default=2, help="real training steps per run (default: 2)")
+    preflight.add_argument("--micro-batch", type=int, default=1, help="items per real step (default: 1)")
+    preflight.add_argument("--fid-images", type=int, default=2, help="FID images per run (default: 2)")
+    preflight.add_argument("--sampler-steps", type=int, default=2, help="sampler steps per image (default: 2)")
+    preflight.add_argument("--budget-gb", type=float, default=None,
+                           help="memory a real step may take here; a run predicted above it is estimated only "
+                                "(default: 80%% of the GPU's free memory, else of the RAM available)")
+    preflight.add_argument("--out", type=Path, default=None, help="table folder (default: WORKDIR/reports)")
+
     ui = commands.add_parser("ui", help="serve the MLflow UI on 127.0.0.1 and print the URL of the runs")
     ui.add_argument("--port", type=int, default=5000)
     tracking_options(ui)
@@ -458,6 +470,28 @@ def cmd_fixtures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preflight(args: argparse.Namespace) -> int:
+    if min(args.steps, args.micro_batch, args.fid_images - 1, args.sampler_steps) < 1:
+        raise ConfigError("--steps, --micro-batch and --sampler-steps must be at least 1, --fid-images at least 2")
+    matrix = _matrix(args)
+    _prepare_tiny_assets(args, matrix)
+    from repro.preflight.budget import memory_budget
+    from repro.preflight.runner import Options, preflight
+    from repro.preflight.sizing import GIB
+    from repro.preflight.table import frame, write
+
+    budget = args.budget_gb * GIB if args.budget_gb is not None else memory_budget()
+    options = Options(args.steps, args.micro_batch, args.fid_images, args.sampler_steps, budget)
+    rows = preflight(list(matrix.runs), args.workdir, options, on_row=lambda rows: write(rows, _reports_dir(args)))
+    print(frame(rows).to_string(index=False))
+    for path in write(rows, _reports_dir(args)):
+        print(f"wrote {path}")
+    for row in rows:
+        if row.failed:
+            print(f"repro: preflight failed: {row.run} ({row.config_hash}): {row.failed}", file=sys.stderr)
+    return 1 if any(row.failed for row in rows) else 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
@@ -509,7 +543,7 @@ def _reports_dir(args: argparse.Namespace) -> Path:
 
 COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "cancel": cmd_cancel,
             "sweep": cmd_sweep, "report": cmd_report, "generate": cmd_generate, "export": cmd_export,
-            "data": cmd_data, "fixtures": cmd_fixtures, "ui": cmd_ui}
+            "data": cmd_data, "fixtures": cmd_fixtures, "preflight": cmd_preflight, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:

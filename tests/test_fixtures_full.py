@@ -22,6 +22,7 @@ from experiments.fixtures.random_weights import random_model
 from experiments.fixtures.scorers import clip_vit_b32_config, clipseg_rd64_refined_config, dino_vits16_config
 from experiments.fixtures.stable_diffusion import sd15_text_config, sd15_unet, sd15_vae
 from repro.cli import main
+from tests.support.full_tier import EXPERIMENTS as FULL_TIER_EXPERIMENTS
 from tests.support.full_tier import FULL_TIER_ENV
 
 # Published facts the fixtures must match (the hub's config.json files and parameter counts).
@@ -268,3 +269,20 @@ def test_miniature_data_reads_in_the_full_tier_readers(full_fixtures):
     assert len(LOADERS["captioned"](full_fixtures["KOSMOS_CAPTIONED"]).rows) == 33
     assert len(list(Path(full_fixtures["KOSMOS_HELDOUT_IMAGES"]).glob("*.png"))) == 256
     assert (Path(full_fixtures["KOSMOS_DREAMBENCH"]) / "prompts_and_classes.txt").is_file()
+
+
+@pytest.mark.preflight
+def test_preflight_runs_every_table_run_on_the_fixtures(full_fixtures, monkeypatch, tmp_path, capsys):
+    """The cheap CI preflight: every Table 2 and Table 1 run loaded and sized (peaks predicted on
+    fake tensors, nothing trained for real: --budget-gb 0), one sampler step per image."""
+    for name, path in full_fixtures.items():
+        monkeypatch.setenv(name, path)
+    status = main(["--workdir", str(tmp_path), "--config", str(FULL_TIER_EXPERIMENTS), "preflight", "--tier", "full",
+                   "--budget-gb", "0", "--sampler-steps", "1", "--out", str(tmp_path / "reports")])
+    table = json.loads((tmp_path / "reports" / "preflight.json").read_text())
+    assert status == 0, [row["failed"] for row in table if row["failed"]]
+    assert {row["recipe"] for row in table} == {"baseline", "e2e", "align", "instruct", "oracle"}
+    stage3 = next(row for row in table if row["recipe"] == "instruct")
+    assert stage3["trainable"] > 1.5e9 and stage3["note"].startswith("estimated, not run")
+    assert all(row["peak_predicted_gib"] > 0 for row in table if row["recipe"] in ("e2e", "align", "instruct"))
+    assert "KOSMOS-G" in capsys.readouterr().out

@@ -36,6 +36,11 @@ class LaunchConfig:
     signal_delay_s: int = 120  # SLURM's warning signal comes this long before the kill
     sbatch: dict[str, str] = field(default_factory=dict)  # any other #SBATCH --key=value
     setup: tuple[str, ...] = ()  # shell lines run before the job starts (module load, ...)
+    # What `repro preflight` plans against: the memory of one GPU of the cluster (its suggested
+    # train.micro_batch_size fits in it) and the dense FLOP/s one GPU sustains in the training
+    # precision (its wall-clock estimate where no step was timed on such a GPU). Unset: not judged.
+    gpu_memory_gb: float | None = None
+    gpu_tflops: float | None = None
 
     @property
     def tasks_per_node(self) -> int:
@@ -55,6 +60,9 @@ def check_launch(launch: LaunchConfig) -> list[str]:
                  for name in ("max_retries", "gpus_per_node", "signal_delay_s") if getattr(launch, name) < 0]
     problems += [f"launch.{name}: must be >= 1, got {getattr(launch, name)}"
                  for name in ("cpus_per_task", "mem_gb") if (getattr(launch, name) or 1) < 1]
+    problems += [f"launch.{name}: must be > 0, got {getattr(launch, name)}"
+                 for name in ("gpu_memory_gb", "gpu_tflops") if getattr(launch, name) is not None
+                 and getattr(launch, name) <= 0]
     if launch.executor != "slurm" and launch.nodes > 1:
         problems.append(f"launch.nodes: {launch.nodes} nodes need executor = \"slurm\"")
     if launch.executor == "debug" and launch.world_size > 1:

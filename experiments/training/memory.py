@@ -1,0 +1,192 @@
+"""Memory and time of a training step, measured on real tensors or predicted without allocating.
+
+`run_steps` takes the steps the training loop takes (the objective's batch and loss under the
+run's autocast, backward, gradient clipping, the loop's AdamW) on the objective's modules, for a
+micro-batch of `micro` items, and reads the peak:
+- measured: torch.cuda.max_memory_allocated on a GPU; on a CPU, which has no allocator
+  statistics, `LiveBytes`: the bytes of every tensor storage alive (parameters, buffers,
+  gradients, optimiser state, activations) at the step's worst moment;
+- predicted: the same steps under FakeTensorMode (`faked`: the modules' tensors swapped for fake
+  ones of the same shapes, dtypes and device, as torchtitan estimates memory), read by LiveBytes:
+  nothing is allocated, so a micro-batch or model that would not fit is predicted all the same.
+The FLOPs of the step are counted alongside (torch's FlopCounterMode, from the shapes).
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import FlopCounterMode
+
+from experiments.config import TrainConfig
+from experiments.training.precision import autocast
+
+
+class LiveBytes(TorchDispatchMode):
+    """The peak of the bytes held by live tensor storages: those alive on entry (`alive`: the
+    modules' weights, the optimiser's state) and every storage an op makes while inside, until
+    it is freed. Views and in-place results share their storage and count once. torch's
+    MemTracker reads the same quantity, but walks every tracked tensor on every op, which takes
+    minutes for one step of a model with thousands of parameters; this costs O(1) per op."""
+
+    def __init__(self, alive: Iterable[torch.Tensor] = ()) -> None:
+        super().__init__()
+        self._live: dict[int, int] = {}
+        self.current = self.peak = 0
+        for tensor in alive:
+            self._count(tensor)
+
+    def _count(self, tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        key = id(storage)
+        if key in self._live:
+            return
+        self._live[key] = size = storage.nbytes()
+        self.current += size
+        self.peak = max(self.peak, self.current)
+        weakref.finalize(storage, self._free, key)
+
+    def _free(self, key: int) -> None:
+        self.current -= self._live.pop(key, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        out = func(*args, **(kwargs or {}))
+        for value in tree_flatten(out)[0]:
+            if isinstance(value, torch.Tensor):
+                self._count(value)
+        return out
+
+
+def held_tensors(modules: Iterable[nn.Module], optimizer: torch.optim.Optimizer) -> Iterator[torch.Tensor]:
+    """What outlives a step: the modules' parameters and buffers, the optimiser's state."""
+    for module in modules:
+        yield from module.parameters()
+        yield from module.buffers()
+    for state in optimizer.state.values():
+        yield from (value for value in state.values() if isinstance(value, torch.Tensor))
+
+
+@dataclass(frozen=True)
+class StepCost:
+    peak_bytes: int
+    seconds_per_item: float | None  # None when predicted (fake tensors take no real time)
+    flops_per_item: int  # counted in the tracked step (0 on a GPU, which needs no tracked step)
+    basis: str  # how the peak was read
+
+
+def module_tree(holder: Any) -> list[nn.Module]:
+    """Every module an object holds as an attribute (an objective's trainable, frozen encoders
+    and decoder; a conditioner's text encoder), or the object itself if it is one."""
+    if isinstance(holder, nn.Module):
+        return [holder]
+    return [value for value in vars(holder).values() if isinstance(value, nn.Module)]
+
+
+def parameter_counts(modules: Iterable[nn.Module]) -> tuple[int, int]:
+    """(trainable, frozen) parameters, each shared tensor counted once."""
+    unique = {id(p): p for module in modules for p in module.parameters()}.values()
+    trainable = sum(p.numel() for p in unique if p.requires_grad)
+    return trainable, sum(p.numel() for p in unique) - trainable
+
+
+@contextmanager
+def faked(modules: Iterable[nn.Module], device: torch.device) -> Iterator[FakeTensorMode]:
+    """Inside: every parameter and buffer of `modules` is a fake tensor on `device` (shared ones
+    stay shared) and FakeTensorMode is on; after: the real tensors are back in place, also in
+    the plain attributes of the modules' helpers (diffusers' scheduler keeps the tensor it moved
+    to the device), so no fake tensor outlives the prediction."""
+    places: list[tuple[dict, str, torch.Tensor]] = []
+    # Each module once, though several roots hold it (the conditioner holds the trainable).
+    unique = list({id(module): module for root in modules for module in root.modules()}.values())
+    for module in unique:
+        for helper in vars(module).values():
+            if not isinstance(helper, (nn.Module, torch.Tensor, dict)) and hasattr(helper, "__dict__"):
+                places += [(vars(helper), name, value) for name, value in vars(helper).items()
+                           if isinstance(value, torch.Tensor)]
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    with mode:
+        fakes: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(real) -> (real kept alive, fake)
+        for module in unique:
+            for table in (module._parameters, module._buffers):
+                for name, real in list(table.items()):
+                    if real is None:
+                        continue
+                    if id(real) not in fakes:
+                        fake = torch.empty_like(real, device=device)
+                        if isinstance(real, nn.Parameter):
+                            fake = nn.Parameter(fake, requires_grad=real.requires_grad)
+                        fakes[id(real)] = (real, fake)
+                    places.append((table, name, real))
+                    table[name] = fakes[id(real)][1]
+        try:
+            yield mode
+        finally:
+            for table, name, real in places:
+                table[name] = real
+
+
+def run_steps(
+    objective: Any, train: TrainConfig, micro: int, steps: int, *, fake: bool,
+    build_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer],
+) -> StepCost:
+    """`steps` training steps on micro-batches of `micro` items of the run's shapes (rows of
+    steps 0, 1, ... read for real), timed, then on a CPU or with fake tensors one more under
+    LiveBytes, with the optimiser's state alive as from the second step of a run on."""
+    from experiments.data.batches import Part
+
+    device = objective.device
+    part = Part(0, train.batch_size // micro)  # `micro` items of each step's global batch
+    modules = module_tree(objective)
+    tracked = fake or device.type != "cuda"
+    # Rows are read for real, before fake mode: decoding images and tokenising are not model work.
+    items = [objective.steps.take(step, part) for step in range(steps + tracked)]
+    seconds, flops, peak = 0.0, 0, 0
+    try:
+        with faked(modules, device) if fake else nullcontext():
+            params = [p for p in objective.trainable.parameters() if p.requires_grad]
+            optimizer = build_optimizer(params)
+            if not tracked:
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+            objective.trainable.train()
+            for step, rows in enumerate(items):
+                objective.steps.take = lambda _step, _part, rows=rows: rows
+                last = step == steps
+                tracker = LiveBytes(held_tensors(modules, optimizer)) if last else nullcontext()
+                # Counting FLOPs in Python on every op would swamp the timed steps' time.
+                counter = FlopCounterMode(display=False) if last else nullcontext()
+                tick = time.perf_counter()
+                with tracker, counter:
+                    with autocast(device, train.precision):
+                        loss = objective.loss(objective.batch(step, part))["loss"]
+                    loss.backward()
+                    if params:
+                        torch.nn.utils.clip_grad_norm_(params, train.optim.grad_clip)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                if device.type == "cuda" and not fake:
+                    torch.cuda.synchronize(device)
+                if last:
+                    peak, flops = tracker.peak, counter.get_total_flops()
+                else:
+                    seconds += time.perf_counter() - tick
+            objective.trainable.eval()
+            del optimizer, params
+    finally:
+        vars(objective.steps).pop("take", None)  # back to the class's method
+    if not tracked:
+        return StepCost(torch.cuda.max_memory_allocated(device), seconds / (steps * micro), 0,
+                        "measured: cuda max_memory_allocated")
+    if fake:
+        return StepCost(peak, None, flops // micro, "FakeTensorMode + live storages")
+    return StepCost(peak, seconds / (steps * micro), flops // micro, "measured: live storages (CPU)")

@@ -1,0 +1,110 @@
+"""`repro preflight`'s pieces: the live-storage measure, fake-tensor predictions against real
+measurements, the held-out loss's chunking at a size the old code could not have run, the
+per-rank sizing and micro-batch suggestion, and the launch keys it reads."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from experiments.recipes.diffusion import HELDOUT_CHUNK, heldout_diffusion_loss
+from experiments.recipes.registry import recipe_named
+from experiments.training.loop import build_optimizer
+from experiments.training.memory import LiveBytes, module_tree, run_steps
+from repro.config import ConfigError, load_matrix
+from repro.preflight.sizing import GIB, Launch, per_rank_peak, run_hours, suggest_micro_batch
+from tests.support.full_tier import EXPERIMENTS, fake_full_env
+from tests.support.tiny import tiny_config
+
+
+def test_live_bytes_counts_what_is_allocated_and_freed():
+    kept = torch.zeros(1024)  # 4 KiB alive on entry
+    with LiveBytes([kept]) as live:
+        start = live.current
+        big = torch.ones(256, 1024)  # 1 MiB
+        view = big[:10]  # shares the storage: counted once
+        assert live.current - start == 2**20
+        del big, view
+        assert live.current == start == 4096
+    assert live.peak == 4096 + 2**20
+
+
+def _objective(assets, experiment, **sets):
+    config = tiny_config(assets, experiment, {"data.num_workers": 0, **sets})
+    return config, recipe_named(config.recipe).load()(config, None)
+
+
+@pytest.mark.parametrize("experiment", ["aligner-12", "e2e-aligner"])
+def test_predicted_peak_is_within_20_percent_of_the_measured_one(tiny_assets, experiment):
+    config, objective = _objective(tiny_assets, experiment)
+
+    def optimizer(params):
+        return build_optimizer(params, config.train.optim, config.train.steps)[0]
+
+    predicted = run_steps(objective, config.train, 1, 1, fake=True, build_optimizer=optimizer)
+    measured = run_steps(objective, config.train, 1, 1, fake=False, build_optimizer=optimizer)
+    assert predicted.seconds_per_item is None and measured.seconds_per_item > 0
+    assert abs(predicted.peak_bytes - measured.peak_bytes) <= 0.2 * measured.peak_bytes
+    # No fake tensor is left behind in the modules (nor in the scheduler's moved tensors).
+    tensors = [t for module in module_tree(objective) for t in [*module.parameters(), *module.buffers()]]
+    assert not any(isinstance(t, torch._subclasses.FakeTensor) for t in tensors)
+
+
+def test_heldout_loss_runs_in_chunks_whatever_the_heldout_size(tiny_assets):
+    """64 held-out images through the VAE and U-Net: the chunked loss peaks at a fraction of what
+    one batch of all of them (the old code: 256 at 512 px, ~160 GiB) takes."""
+    config, objective = _objective(tiny_assets, "e2e-aligner")
+    decoder, conditioner = objective.decoder, objective.conditioner
+    images, texts = torch.zeros(64, 3, 64, 64), ["a photo of a dog"] * 64
+    with torch.no_grad(), LiveBytes() as chunked:
+        heldout_diffusion_loss(decoder, conditioner, (images, texts))
+    with torch.no_grad(), LiveBytes() as whole:
+        decoder.diffusion_loss(images, conditioner(texts))
+    assert whole.peak > 3 * chunked.peak  # 64 / HELDOUT_CHUNK = 8 chunks, each a few activations
+    assert HELDOUT_CHUNK < 64
+
+
+def test_sharding_changes_the_per_rank_peak_as_ddp_and_fsdp_hold_the_trainable():
+    single, trainable = 40 * GIB, 6 * GIB  # ~1.6B fp32 weights, everything whole in one process
+    assert per_rank_peak(single, trainable, Launch(1, "ddp", 32)) == single
+    assert per_rank_peak(single, trainable, Launch(32, "ddp", 32)) == single + trainable  # gradient buckets
+    fsdp = per_rank_peak(single, trainable, Launch(32, "fsdp", 32))
+    assert fsdp == single - 4 * trainable + 4 * trainable // 32
+
+
+def test_a_micro_batch_too_large_for_32_gb_is_flagged_with_a_smaller_one():
+    # 10 GB fixed, 1 GB per item: 32 items need 41 GB; 16 (a divisor of 32) need 25 GB.
+    one, configured = 11e9, 42e9
+    assert suggest_micro_batch(one, configured, 32, 32, 32e9) == 16
+    assert suggest_micro_batch(one, configured, 32, 32, 64e9) == 32
+    assert suggest_micro_batch(one, configured, 32, 32, 5e9) is None
+
+
+def test_run_hours_say_their_basis():
+    wall, gpu, basis = run_hours(100, 64, 32, seconds_per_item=0.5, flops_per_item=None, tflops=None)
+    assert (gpu, wall, basis) == (100 * 64 * 0.5 / 3600, 100 * 64 * 0.5 / 3600 / 32, "timed on this GPU")
+    wall, gpu, basis = run_hours(1000, 1000, 10, seconds_per_item=None, flops_per_item=36 * 10**12, tflops=10)
+    assert gpu == pytest.approx(1000.0) and wall == pytest.approx(100.0) and "10 TFLOP/s" in basis
+    assert run_hours(1, 1, 1, seconds_per_item=None, flops_per_item=5, tflops=None)[:2] == (None, None)
+
+
+def test_the_full_tier_declares_a_32_gb_gpu_and_bad_values_name_the_key(tmp_path):
+    env = fake_full_env(tmp_path / "world")
+    launch = load_matrix(EXPERIMENTS, "full", env=env).runs[0].launch
+    assert (launch.gpu_memory_gb, launch.gpu_tflops) == (32, 40)
+    for key in ("gpu_memory_gb", "gpu_tflops"):
+        with pytest.raises(ConfigError, match=f"launch.{key}: must be > 0"):
+            load_matrix(EXPERIMENTS, "full", env=env, overrides=[f"launch.{key}=0"])
+
+
+def test_a_stage3_run_is_started_from_a_random_aligner_of_its_shape(tiny_assets, tmp_path):
+    from repro.preflight.runner import _preflight_config
+
+    config = replace(tiny_config(tiny_assets, "kosmos-g"), train=replace(
+        tiny_config(tiny_assets, "kosmos-g").train, init_from="@run/missing"))
+    ready = _preflight_config(config, tmp_path)
+    assert ready.data.num_workers == 0 and not ready.train.cache_encoder_outputs
+    objective = recipe_named(ready.recipe).load()(ready, None)  # loads the aligner from init_from
+    assert any(p.requires_grad for p in objective.trainable.parameters())
