@@ -272,6 +272,7 @@ def test_miniature_data_reads_in_the_full_tier_readers(full_fixtures):
 
 
 @pytest.mark.preflight
+@pytest.mark.preflight_full
 def test_preflight_runs_every_table_run_on_the_fixtures(full_fixtures, monkeypatch, tmp_path, capsys):
     """The cheap CI preflight: every Table 2 and Table 1 run loaded and sized (peaks predicted on
     fake tensors, nothing trained for real: --budget-gb 0), one sampler step per image."""
@@ -286,3 +287,20 @@ def test_preflight_runs_every_table_run_on_the_fixtures(full_fixtures, monkeypat
     assert stage3["trainable"] > 1.5e9 and stage3["note"].startswith("estimated, not run")
     assert all(row["peak_predicted_gib"] > 0 for row in table if row["recipe"] in ("e2e", "align", "instruct"))
     assert "KOSMOS-G" in capsys.readouterr().out
+
+
+@pytest.mark.preflight
+def test_preflight_sizes_a_table2_row_at_full_size(full_fixtures, monkeypatch, tmp_path):
+    """What CI can afford of the preflight: Table 2's 12-layer AlignerNet row loaded from the
+    full-size fixtures and its step sized on fake tensors for the paper's launch; its 3,584-caption
+    batch on 32 GB GPUs must come out split into micro-batches that fit."""
+    for name, path in full_fixtures.items():
+        monkeypatch.setenv(name, path)
+    status = main(["--workdir", str(tmp_path), "--config", str(FULL_TIER_EXPERIMENTS), "preflight", "--tier", "full",
+                   "--only", "aligner-12", "--seeds", "0", "--budget-gb", "0", "--set", "fid.enabled=false",
+                   "--out", str(tmp_path / "reports")])
+    (row,) = json.loads((tmp_path / "reports" / "preflight.json").read_text())
+    assert status == 0, row["failed"]
+    assert row["trainable"] == 476_031_488 and row["frozen"] > 1.6e9
+    assert row["note"].startswith("estimated, not run") and row["peak_predicted_gib"] > 0
+    assert row["wall_clock_h"] > 0 and row["gpu_hours"] >= row["wall_clock_h"]
