@@ -77,9 +77,11 @@ def test_sharding_changes_the_per_rank_peak_as_ddp_and_fsdp_hold_the_trainable()
 def test_a_micro_batch_too_large_for_32_gb_is_flagged_with_a_smaller_one():
     # 10 GB fixed, 1 GB per item: 32 items need 41 GB; 16 (a divisor of 32) need 25 GB.
     one, configured = 11e9, 42e9
-    assert suggest_micro_batch(one, configured, 32, 32, 32e9) == 16
-    assert suggest_micro_batch(one, configured, 32, 32, 64e9) == 32
-    assert suggest_micro_batch(one, configured, 32, 32, 5e9) is None
+    assert suggest_micro_batch(1, one, 32, configured, 32, 32e9) == 16
+    assert suggest_micro_batch(1, one, 32, configured, 32, 64e9) == 32
+    assert suggest_micro_batch(1, one, 32, configured, 32, 5e9) is None
+    # Predicted at 8 items rather than 1 (`--micro-batch 8`): 18 GB there, the same line.
+    assert suggest_micro_batch(8, 18e9, 32, configured, 32, 27e9) == 16
 
 
 def test_run_hours_say_their_basis():

@@ -162,8 +162,8 @@ def _train_stages(spec: RunSpec, config: RunConfig, recipe: Any, workdir: Path, 
     row.micro_batch = f"{configured}"
     if launch.gpu_memory_gb is not None:
         budget = launch.gpu_memory_gb * 1e9
-        one = per_rank_peak(at_local.peak_bytes, trainable_bytes, sizing)
-        suggested = suggest_micro_batch(one, predicted, configured, per_rank, budget)  # `one`: local is 1 by default
+        at_small = per_rank_peak(at_local.peak_bytes, trainable_bytes, sizing)
+        suggested = suggest_micro_batch(local, at_small, configured, predicted, per_rank, budget)
         row.fits = "yes" if predicted <= budget else "NO"
         if predicted > budget:
             row.micro_batch = f"{configured} -> {suggested if suggested else 'none fits'}"
@@ -190,8 +190,9 @@ def _train_stages(spec: RunSpec, config: RunConfig, recipe: Any, workdir: Path, 
 
 def _preflight_config(config: RunConfig, scratch: Path) -> RunConfig:
     """The run's config as the preflight runs it: rows read in this process (no DataLoader
-    workers), encoders run on every step as in a run's first epoch (no cache), and a stage-3 run started from a random aligner of the configured shape in place
-    of its stage-2 run, which has not trained yet."""
+    workers), encoders run on every step as in a run's first epoch (no cache), and a stage-3 run
+    started from a random aligner of the configured shape in place of its stage-2 run, which has
+    not trained yet."""
     from experiments.recipes.registry import recipe_named
 
     config = replace(config, data=replace(config.data, num_workers=0),

@@ -29,13 +29,14 @@ def per_rank_peak(single: int, trainable_bytes: int, launch: Launch) -> int:
     return single + trainable_bytes
 
 
-def suggest_micro_batch(at_one: int, at_configured: int, configured: int, per_rank_batch: int,
+def suggest_micro_batch(small: int, at_small: int, configured: int, at_configured: int, per_rank_batch: int,
                         budget_bytes: float) -> int | None:
     """The largest micro-batch dividing the per-rank batch whose peak, linear in the micro-batch
-    between the two predicted points, fits the budget; None if not even 1 does."""
-    per_item = (at_configured - at_one) / (configured - 1) if configured > 1 else 0.0
+    through the two predicted points (`small` and `configured` items), fits the budget; None if
+    not even 1 does."""
+    per_item = (at_configured - at_small) / (configured - small) if configured > small else 0.0
     fitting = [m for m in range(1, per_rank_batch + 1)
-               if per_rank_batch % m == 0 and at_one + per_item * (m - 1) <= budget_bytes]
+               if per_rank_batch % m == 0 and at_small + per_item * (m - small) <= budget_bytes]
     return max(fitting) if fitting else None
 
 
