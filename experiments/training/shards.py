@@ -38,12 +38,15 @@ OPTIMIZER = "optimizer."
 # What reading a damaged shard raises, from safetensors or the file system (DCP's own error, which
 # gathers every rank's, comes as a DamagedShardsError).
 READ_ERRORS = (SafetensorError, OSError, RuntimeError, ValueError, KeyError)
-# torch.distributed.checkpoint takes seconds to import, and only sharded runs need it.
 
 
 class DamagedShardsError(ValueError):
     """The shards do not hold what the layout says (checkpoints.py turns it into a
     CorruptCheckpointError naming the checkpoint)."""
+
+
+# torch.distributed.checkpoint is imported inside the functions: it takes seconds to import, and
+# only sharded runs need it.
 
 
 def write(tensors: dict[str, torch.Tensor], folder: Path, group: dist.ProcessGroup | None,
