@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.fx.experimental.symbolic_shapes import ShapeEnv, optimization_hint
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
@@ -51,7 +52,9 @@ class LiveBytes(TorchDispatchMode):
         key = id(storage)
         if key in self._live:
             return
-        self._live[key] = size = storage.nbytes()
+        # A data-dependent size (a boolean mask's indices, under fake tensors) has no value to
+        # read; such index lists are negligible beside the activations, and count as empty.
+        self._live[key] = size = optimization_hint(storage.nbytes(), fallback=0)
         self.current += size
         self.peak = max(self.peak, self.current)
         weakref.finalize(storage, self._free, key)
@@ -113,7 +116,9 @@ def faked(modules: Iterable[nn.Module], device: torch.device) -> Iterator[FakeTe
             if not isinstance(helper, (nn.Module, torch.Tensor, dict)) and hasattr(helper, "__dict__"):
                 places += [(vars(helper), name, value) for name, value in vars(helper).items()
                            if isinstance(value, torch.Tensor)]
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    # A shape environment lets data-dependent ops run on fake tensors: Kosmos-2 scatters the image
+    # features into its text embeddings through a boolean mask, whose size no shape tells.
+    mode = FakeTensorMode(allow_non_fake_inputs=True, shape_env=ShapeEnv())
     with mode:
         fakes: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(real) -> (real kept alive, fake)
         for module in unique:
