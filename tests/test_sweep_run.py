@@ -3,6 +3,7 @@ its trials as MLflow child runs, pruning from the held-out metric, and the sweep
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -128,9 +129,10 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(workdir, capsy
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        _wait_for(lambda: _finished_and_checkpointed(workdir), process)
+        _kill_when(lambda: _finished_and_checkpointed(workdir), process)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # already killed where the state was reached
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
     before = study(workdir, "resume").trials
@@ -249,11 +251,18 @@ def _finished_and_checkpointed(workdir: Path) -> bool:
     )
 
 
-def _wait_for(found, process: subprocess.Popen, timeout: float = 240.0) -> None:
+def _kill_when(found, process: subprocess.Popen, timeout: float = 600.0) -> None:
+    """SIGKILL to the sweep's whole session at a moment `found` holds. The session is frozen
+    (SIGSTOP) while `found` is checked again, so no trial can finish between the check and the
+    kill: reading the study and the run folders takes seconds on a busy box."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if found():
-            return
         assert process.poll() is None, "repro sweep exited before the state the test waits for"
+        if found():
+            os.killpg(process.pid, signal.SIGSTOP)
+            if found():
+                os.killpg(process.pid, signal.SIGKILL)
+                return
+            os.killpg(process.pid, signal.SIGCONT)
         time.sleep(0.1)
     raise AssertionError("the sweep never reached the state the test waits for")
