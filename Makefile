@@ -9,6 +9,9 @@ VENV ?= .venv
 CONSTRAINTS ?= constraints.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Two test workers on 2 cores: the tests run one torch thread each, and many wait on
+# subprocesses, SLURM or MLflow between bursts of work.
+TEST_WORKERS ?= 2
 
 .PHONY: table1 table2 test plan ui clean
 
@@ -26,7 +29,7 @@ table1: $(STAMP)
 	$(BIN)/repro run --tier tiny --table table1 --parallel 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 plan: $(STAMP)
 	$(BIN)/repro plan --tier tiny

@@ -21,3 +21,21 @@ def tiny_assets(tmp_path_factory) -> Path:
     from experiments.tiny.assets import ensure_tiny_assets
 
     return ensure_tiny_assets(tmp_path_factory.mktemp("tiny-assets"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the items
+def pytest_collection_modifyitems(config, items):
+    """`make test` runs on two pytest-xdist workers with --dist loadgroup. A test file is one
+    group, since its tests share module fixtures and some read what an earlier one wrote; the
+    SLURM files are one group, since they share the one local cluster. The files holding slow
+    tests go first (the full-size fixtures' first of all), so no long one starts last."""
+    def group(item) -> str:
+        return "slurm" if item.get_closest_marker("slurm") else item.path.name
+
+    weight: dict[str, int] = {}
+    for item in items:
+        mark = 0 if item.get_closest_marker("preflight") else 1 if item.get_closest_marker("slow") else 2
+        weight[group(item)] = min(weight.get(group(item), 2), mark)
+    items.sort(key=lambda item: weight[group(item)])  # stable: a file keeps its own order
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item)))

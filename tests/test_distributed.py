@@ -30,6 +30,8 @@ from experiments.training.loop import train
 from experiments.training.tracking import RecordingTracker
 from tests.support.distributed import PREEMPTED_AT, STEPS, align_config, fresh_objective, join_gloo
 
+pytestmark = pytest.mark.slow
+
 
 def test_the_ranks_micro_batches_tile_each_global_batch_once(tmp_path):
     manifest = tmp_path / "captions.jsonl"

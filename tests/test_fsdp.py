@@ -42,6 +42,8 @@ from tests.support.distributed import STEPS, align_config, fresh_objective, join
 from tests.support.full_tier import EXPERIMENTS, fake_full_env
 from tests.support.tiny import stage3_config
 
+pytestmark = pytest.mark.slow
+
 STOPPED_AT = 5  # the interrupted run's step that never finishes, one after its checkpoint at 3
 RESUMED_FROM = 3
 PROMPT = ["a photo of a dog"]

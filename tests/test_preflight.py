@@ -31,6 +31,22 @@ def test_live_bytes_counts_what_is_allocated_and_freed():
     assert live.peak == 4096 + 2**20
 
 
+def test_live_bytes_counts_the_flops_torchs_flop_counter_counts():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    layer = torch.nn.TransformerEncoderLayer(32, 4, 64, batch_first=True)
+    inputs = torch.randn(3, 7, 32)
+
+    def step():
+        layer(inputs).square().sum().backward()
+
+    with FlopCounterMode(display=False) as reference:
+        step()
+    with LiveBytes() as live:
+        step()
+    assert live.flops == reference.get_total_flops() > 0
+
+
 def _objective(assets, experiment, **sets):
     config = tiny_config(assets, experiment, {"data.num_workers": 0, **sets})
     return config, recipe_named(config.recipe).load()(config, None)
@@ -110,3 +126,40 @@ def test_a_stage3_run_is_started_from_a_random_aligner_of_its_shape(tiny_assets,
     assert ready.data.num_workers == 0 and not ready.train.cache_encoder_outputs
     objective = recipe_named(ready.recipe).load()(ready, None)  # loads the aligner from init_from
     assert any(p.requires_grad for p in objective.trainable.parameters())
+
+
+def test_the_command_samples_fid_once_and_a_failed_stage_names_its_run(tmp_path, monkeypatch, capsys):
+    """Three tiny runs through `repro preflight`: the first run's FID fails (planted), which
+    fails that row only, names run and stage, and exits 1; the next run samples the FID images,
+    and the third, on the same decoder, only encodes its prompts. Real steps fit here and are timed."""
+    import json
+
+    import experiments.evaluation.fid as fid
+    from tests.support.workdirs import new_workdir, repro
+
+    real_evaluate, calls = fid.evaluate_fid, []
+
+    def first_one_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("planted")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(fid, "evaluate_fid", first_one_fails)
+    workdir = new_workdir(tmp_path / "work")
+    status = repro(workdir, "preflight", "--only", "sd-v1-5", "--only", "decoder-12", "--only", "aligner-12",
+                   "--seeds", "0", "--set", "aligner.layers=2", "--set", "fid.feature_extractor=tiny-random-conv",
+                   "--budget-gb", "4")
+    assert status == 1
+    rows = {row["run"]: row for row in json.loads((workdir / "reports" / "preflight.json").read_text())}
+    baseline, aligner, decoder = rows["SD v1.5 seed=0"], rows["12-Layers AlignerNet seed=0"], rows["12-Layers Decoder seed=0"]
+    assert baseline["failed"] == "fid: RuntimeError: planted"
+    assert f"preflight failed: SD v1.5 seed=0 ({baseline['config_hash']}): fid: RuntimeError: planted" in (
+        capsys.readouterr().err)
+    assert not aligner["failed"] and not decoder["failed"] and len(calls) == 2
+    assert any(line.startswith("FID images: 2 at") for line in decoder["basis"])  # plan order: decoder first
+    assert any(line.startswith("FID images: sampled in 12-Layers Decoder seed=0") for line in aligner["basis"])
+    for row in (decoder, aligner):
+        assert set(row["seconds"]) == {"load", "predict", "train", "fid"}
+        assert row["seconds_per_item"] > 0 and row["peak_measured_gib"] > 0 and row["peak_predicted_gib"] > 0
+    assert (workdir / "reports" / "preflight.md").is_file()

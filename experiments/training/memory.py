@@ -9,7 +9,7 @@ micro-batch of `micro` items, and reads the peak:
 - predicted: the same steps under FakeTensorMode (`faked`: the modules' tensors swapped for fake
   ones of the same shapes, dtypes and device, as torchtitan estimates memory), read by LiveBytes:
   nothing is allocated, so a micro-batch or model that would not fit is predicted all the same.
-The FLOPs of the step are counted alongside (torch's FlopCounterMode, from the shapes).
+The FLOPs of the step are counted alongside, by torch's FLOP formulas (from the shapes).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.symbolic_shapes import ShapeEnv, optimization_hint
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import flop_registry
 
 from experiments.config import TrainConfig
 from experiments.training.precision import autocast
@@ -38,12 +38,16 @@ class LiveBytes(TorchDispatchMode):
     modules' weights, the optimiser's state) and every storage an op makes while inside, until
     it is freed. Views and in-place results share their storage and count once. torch's
     MemTracker reads the same quantity, but walks every tracked tensor on every op, which takes
-    minutes for one step of a model with thousands of parameters; this costs O(1) per op."""
+    minutes for one step of a model with thousands of parameters; this costs O(1) per op.
+
+    `flops` sums torch's FLOP formulas (FlopCounterMode's) over the ops seen: FlopCounterMode
+    itself also attributes FLOPs to modules, through hooks on every module call, which cost a
+    quarter of a fake step's time."""
 
     def __init__(self, alive: Iterable[torch.Tensor] = ()) -> None:
         super().__init__()
         self._live: dict[int, int] = {}
-        self.current = self.peak = 0
+        self.current = self.peak = self.flops = 0
         for tensor in alive:
             self._count(tensor)
 
@@ -63,7 +67,11 @@ class LiveBytes(TorchDispatchMode):
         self.current -= self._live.pop(key, 0)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.flops += formula(*args, **kwargs, out_val=out)
         for value in tree_flatten(out)[0]:
             if isinstance(value, torch.Tensor):
                 self._count(value)
@@ -146,32 +154,35 @@ def run_steps(
 ) -> StepCost:
     """`steps` training steps on micro-batches of `micro` items of the run's shapes (rows of
     steps 0, 1, ... read for real), timed, then on a CPU or with fake tensors one more under
-    LiveBytes, with the optimiser's state alive as from the second step of a run on."""
+    LiveBytes, with the optimiser's state alive as from the second step of a run on. Fake
+    tensors take no real time, so with them only the tracked step is taken."""
     from experiments.data.batches import Part
 
     device = objective.device
     part = Part(0, train.batch_size // micro)  # `micro` items of each step's global batch
     modules = module_tree(objective)
     tracked = fake or device.type != "cuda"
+    timed = 0 if fake else steps
     # Rows are read for real, before fake mode: decoding images and tokenising are not model work.
-    items = [objective.steps.take(step, part) for step in range(steps + tracked)]
+    items = [objective.steps.take(step, part) for step in range(timed + tracked)]
     seconds, flops, peak = 0.0, 0, 0
     try:
         with faked(modules, device) if fake else nullcontext():
             params = [p for p in objective.trainable.parameters() if p.requires_grad]
             optimizer = build_optimizer(params)
+            if fake:
+                _make_state(optimizer, params)
             if not tracked:
                 torch.cuda.synchronize(device)
                 torch.cuda.reset_peak_memory_stats(device)
             objective.trainable.train()
             for step, rows in enumerate(items):
                 objective.steps.take = lambda _step, _part, rows=rows: rows
-                last = step == steps
+                last = step == timed
+                # Tracking every op in Python would swamp the timed steps' time.
                 tracker = LiveBytes(held_tensors(modules, optimizer)) if last else nullcontext()
-                # Counting FLOPs in Python on every op would swamp the timed steps' time.
-                counter = FlopCounterMode(display=False) if last else nullcontext()
                 tick = time.perf_counter()
-                with tracker, counter:
+                with tracker:
                     with autocast(device, train.precision):
                         loss = objective.loss(objective.batch(step, part))["loss"]
                     loss.backward()
@@ -182,7 +193,7 @@ def run_steps(
                 if device.type == "cuda" and not fake:
                     torch.cuda.synchronize(device)
                 if last:
-                    peak, flops = tracker.peak, counter.get_total_flops()
+                    peak, flops = tracker.peak, tracker.flops
                 else:
                     seconds += time.perf_counter() - tick
             objective.trainable.eval()
@@ -195,3 +206,12 @@ def run_steps(
     if fake:
         return StepCost(peak, None, flops // micro, "FakeTensorMode + live storages")
     return StepCost(peak, seconds / (steps * micro), flops // micro, "measured: live storages (CPU)")
+
+
+def _make_state(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
+    """The optimiser's state as a run's first step leaves it, from one step on zero gradients:
+    what the tracked step needs alive, without a forward and backward pass to get there."""
+    for param in params:
+        param.grad = torch.zeros_like(param)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)

@@ -1,7 +1,8 @@
 """One preflight row per planned run, one run at a time on this machine's device: load (the
 recipe's own builders), predict the step's peak (fake tensors), train a few real steps where the
 prediction fits this machine, sample a few FID and DreamBench images through the evaluation code.
-A stage that fails is recorded on its row and the next runs go on."""
+A stage that fails is recorded on its row and the next runs go on; each stage's seconds are kept
+on the row."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import logging
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -51,6 +53,23 @@ class Row:
     basis: list[str] = field(default_factory=list)
     note: str = ""
     failed: str = ""  # "stage: error" of the first stage that failed
+    seconds: dict[str, float] = field(default_factory=dict)  # wall-clock per stage
+
+
+class _Stages:
+    """Times each stage onto its row, and names the one in flight when an error escapes."""
+
+    def __init__(self, row: Row) -> None:
+        self.row, self.current = row, "load"
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self.current = name
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.row.seconds[name] = round(time.perf_counter() - started, 1)
 
 
 def shape_key(spec: RunSpec) -> tuple:
@@ -62,11 +81,19 @@ def shape_key(spec: RunSpec) -> tuple:
             c.dreambench.enabled, c.dreambench.generate_size, spec.launch.world_size, spec.launch.gpu_memory_gb)
 
 
+def sampling_key(config: RunConfig) -> tuple:
+    """What decides the shapes and precision of FID sampling past the conditioner: every run on
+    the same decoder samples alike, whatever conditions it."""
+    f = config.fid
+    return (config.models.stable_diffusion, f.generate_size, f.precision, f.sampler, f.resolution)
+
+
 def preflight(runs: list[RunSpec], workdir: Path, options: Options,
               on_row: Callable[[list[Row]], None] | None = None) -> list[Row]:
     """A row per run, in plan order; `on_row` sees the rows so far after each (the table is
     rewritten then, so a preflight stopped halfway keeps what it measured)."""
     done: dict[tuple, Row] = {}
+    sampled: dict[tuple, str] = {}  # sampling_key -> the run that sampled FID images through it
     rows = []
     for spec in runs:
         key = shape_key(spec)
@@ -75,7 +102,7 @@ def preflight(runs: list[RunSpec], workdir: Path, options: Options,
             row = replace(first, run=spec.run_name, config_hash=spec.config_hash, basis=list(first.basis),
                           note=f"same modules and shapes as {first.run}: measured once")
         else:
-            row = _preflight_run(spec, workdir, options)
+            row = _preflight_run(spec, workdir, options, sampled)
             done[key] = row
         rows.append(row)
         if on_row is not None:
@@ -83,45 +110,48 @@ def preflight(runs: list[RunSpec], workdir: Path, options: Options,
     return rows
 
 
-def _preflight_run(spec: RunSpec, workdir: Path, options: Options) -> Row:
+def _preflight_run(spec: RunSpec, workdir: Path, options: Options, sampled: dict[tuple, str]) -> Row:
     from experiments.recipes.registry import recipe_named
 
     row = Row(spec.run_name, spec.config_hash, spec.config.recipe)
+    stage = _Stages(row)
     recipe = recipe_named(spec.config.recipe)
     log.info("preflight: %s (%s)", spec.run_name, spec.config_hash)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="preflight-") as scratch:
         config = _preflight_config(spec.config, Path(scratch))
-        stage = "load"
         held: dict[str, Any] = {}
         try:
             if recipe.trains:
-                _train_stages(spec, config, recipe, workdir, options, row, held)
+                _train_stages(spec, config, recipe, workdir, options, row, held, stage)
             elif recipe.generates:
                 from experiments.recipes.modules import pick_device
                 from experiments.training.memory import module_tree, parameter_counts
 
-                held["conditioner"], held["decoder"] = recipe.load()(config, pick_device())
+                with stage("load"):
+                    held["conditioner"], held["decoder"] = recipe.load()(config, pick_device())
                 row.trainable, row.frozen = parameter_counts(
                     module_tree(held["conditioner"]) + module_tree(held["decoder"]))
                 row.basis.append("no training")
             if recipe.generates and config.fid.enabled:
-                stage = "fid"
-                _fid(config, held, workdir, Path(scratch), options)
+                with stage("fid"):
+                    row.basis.append(_fid(spec, config, held, workdir, Path(scratch), options, sampled))
             if config.dreambench.enabled:
-                stage = "dreambench"
-                _dreambench(config, recipe, held, Path(scratch), options)
+                with stage("dreambench"):
+                    _dreambench(config, recipe, held, Path(scratch), options)
         except _StageFailed as failed:
             row.failed = str(failed)
         except Exception as error:  # noqa: BLE001 - recorded on the row; the other runs go on
-            log.debug("preflight stage %s of %s failed:\n%s", stage, spec.run_name, traceback.format_exc())
-            row.failed = f"{stage}: {type(error).__name__}: {error}"
+            log.debug("preflight stage %s of %s failed:\n%s", stage.current, spec.run_name, traceback.format_exc())
+            row.failed = f"{stage.current}: {type(error).__name__}: {error}"
         finally:
             held.clear()
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-    log.info("preflight: %s done in %.0f s%s", spec.run_name, time.perf_counter() - started,
+    stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in row.seconds.items())
+    row.basis.append(f"preflight stages: {stages}")
+    log.info("preflight: %s done in %.0f s (%s)%s", spec.run_name, time.perf_counter() - started, stages,
              f" (failed: {row.failed})" if row.failed else "")
     return row
 
@@ -131,11 +161,12 @@ class _StageFailed(Exception):
 
 
 def _train_stages(spec: RunSpec, config: RunConfig, recipe: Any, workdir: Path, options: Options, row: Row,
-                  held: dict[str, Any]) -> None:
+                  held: dict[str, Any], stage: _Stages) -> None:
     from experiments.training.loop import build_optimizer
     from experiments.training.memory import module_tree, parameter_counts, run_steps
 
-    objective = recipe.load()(config, workdir / ".cache")
+    with stage("load"):
+        objective = recipe.load()(config, workdir / ".cache")
     held["objective"] = objective
     modules = module_tree(objective)
     row.trainable, row.frozen = parameter_counts(modules)
@@ -149,9 +180,10 @@ def _train_stages(spec: RunSpec, config: RunConfig, recipe: Any, workdir: Path, 
         return build_optimizer(params, train.optim, train.steps)[0]
 
     try:
-        at_local = run_steps(objective, train, local, 1, fake=True, build_optimizer=optimizer)
-        at_configured = (at_local if configured == local
-                         else run_steps(objective, train, configured, 1, fake=True, build_optimizer=optimizer))
+        with stage("predict"):
+            at_local = run_steps(objective, train, local, 1, fake=True, build_optimizer=optimizer)
+            at_configured = (at_local if configured == local
+                             else run_steps(objective, train, configured, 1, fake=True, build_optimizer=optimizer))
     except Exception as error:
         raise _StageFailed(f"predict: {type(error).__name__}: {error}") from error
     trainable_bytes = sum(p.numel() * p.element_size() for p in objective.trainable.parameters() if p.requires_grad)
@@ -174,7 +206,8 @@ def _train_stages(spec: RunSpec, config: RunConfig, recipe: Any, workdir: Path, 
                     f"this machine gives {options.budget_bytes / GIB:.1f} GiB")
     else:
         try:
-            measured = run_steps(objective, train, local, options.steps, fake=False, build_optimizer=optimizer)
+            with stage("train"):
+                measured = run_steps(objective, train, local, options.steps, fake=False, build_optimizer=optimizer)
         except Exception as error:
             raise _StageFailed(f"train: {type(error).__name__}: {error}") from error
         row.peak_measured_gib = measured.peak_bytes / GIB
@@ -232,14 +265,38 @@ def _decoder(config: RunConfig, held: dict[str, Any]):
     return held["decoder"]
 
 
-def _fid(config: RunConfig, held: dict[str, Any], workdir: Path, scratch: Path, options: Options) -> None:
+def _fid(spec: RunSpec, config: RunConfig, held: dict[str, Any], workdir: Path, scratch: Path, options: Options,
+         sampled: dict[tuple, str]) -> str:
+    """FID images through the evaluation code, sampled once per sampling_key: a later run on the
+    same decoder only has its conditioner encode the prompts, and its conditions checked against
+    what the decoder takes. Returns the row's basis line."""
+    from experiments.data.captions import load_captions, sample_captions
     from experiments.evaluation.fid import evaluate_fid
+    from experiments.training.precision import sampling_autocast
 
     decoder = _decoder(config, held)
     fid = replace(config.fid, num_captions=options.fid_images, steps=options.sampler_steps,
                   batch_size=options.fid_images)
+    key = sampling_key(config)
+    if key in sampled:
+        prompts = [c.caption for c in sample_captions(load_captions(fid.captions), fid.num_captions, fid.caption_seed)]
+        with torch.no_grad(), sampling_autocast(fid.precision):
+            for condition in (held["conditioner"](prompts), held["conditioner"].null(len(prompts))):
+                _check_condition(condition, len(prompts), decoder.cross_attention_dim)
+        return (f"FID images: sampled in {sampled[key]} (same decoder, size, precision and sampler); "
+                f"this run's conditioner encoded {len(prompts)} prompts")
     evaluate_fid(held["conditioner"], decoder, fid, seed=config.seed, run_dir=scratch / "run",
                  cache_dir=workdir / ".cache", progress=False)
+    sampled[key] = spec.run_name
+    return f"FID images: {fid.num_captions} at {fid.generate_size} px, {fid.steps} sampler step(s)"
+
+
+def _check_condition(condition: torch.Tensor, batch: int, width: int) -> None:
+    if condition.ndim != 3 or condition.shape[0] != batch or condition.shape[2] != width:
+        raise ValueError(f"the conditioner gave {tuple(condition.shape)} for {batch} prompts; "
+                         f"the decoder's cross-attention takes (batch, tokens, {width})")
+    if not torch.isfinite(condition).all():
+        raise ValueError("the conditioner gave non-finite conditions")
 
 
 def _dreambench(config: RunConfig, recipe: Any, held: dict[str, Any], scratch: Path, options: Options) -> None:
