@@ -162,4 +162,7 @@ def test_the_command_samples_fid_once_and_a_failed_stage_names_its_run(tmp_path,
     for row in (decoder, aligner):
         assert set(row["seconds"]) == {"load", "predict", "train", "fid"}
         assert row["seconds_per_item"] > 0 and row["peak_measured_gib"] > 0 and row["peak_predicted_gib"] > 0
+    # The reference side is the drawn captions' images, not the 128 the tier's captions name.
+    (reference,) = (p for p in (workdir / ".cache").glob("reference-*") if p.is_dir())
+    assert 1 <= len(list(reference.glob("*.png"))) <= 2
     assert (workdir / "reports" / "preflight.md").is_file()

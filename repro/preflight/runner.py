@@ -7,6 +7,7 @@ on the row."""
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import tempfile
 import time
@@ -20,7 +21,7 @@ from typing import Any
 
 import torch
 
-from experiments.config import RunConfig
+from experiments.config import FidConfig, RunConfig
 from repro.config.schema import RunSpec
 from repro.preflight.sizing import GIB, Launch, per_rank_peak, run_hours, suggest_micro_batch
 
@@ -139,8 +140,6 @@ def _preflight_run(spec: RunSpec, workdir: Path, options: Options, sampled: dict
             if config.dreambench.enabled:
                 with stage("dreambench"):
                     _dreambench(config, recipe, held, Path(scratch), options)
-        except _StageFailed as failed:
-            row.failed = str(failed)
         except Exception as error:  # noqa: BLE001 - recorded on the row; the other runs go on
             log.debug("preflight stage %s of %s failed:\n%s", stage.current, spec.run_name, traceback.format_exc())
             row.failed = f"{stage.current}: {type(error).__name__}: {error}"
@@ -154,10 +153,6 @@ def _preflight_run(spec: RunSpec, workdir: Path, options: Options, sampled: dict
     log.info("preflight: %s done in %.0f s (%s)%s", spec.run_name, time.perf_counter() - started, stages,
              f" (failed: {row.failed})" if row.failed else "")
     return row
-
-
-class _StageFailed(Exception):
-    pass
 
 
 def _train_stages(spec: RunSpec, config: RunConfig, recipe: Any, workdir: Path, options: Options, row: Row,
@@ -179,37 +174,38 @@ def _train_stages(spec: RunSpec, config: RunConfig, recipe: Any, workdir: Path, 
     def optimizer(params):
         return build_optimizer(params, train.optim, train.steps)[0]
 
-    try:
-        with stage("predict"):
-            at_local = run_steps(objective, train, local, 1, fake=True, build_optimizer=optimizer)
-            at_configured = (at_local if configured == local
-                             else run_steps(objective, train, configured, 1, fake=True, build_optimizer=optimizer))
-    except Exception as error:
-        raise _StageFailed(f"predict: {type(error).__name__}: {error}") from error
     trainable_bytes = sum(p.numel() * p.element_size() for p in objective.trainable.parameters() if p.requires_grad)
     sizing = Launch(world, train.parallelism, launch.gpu_memory_gb)
-    predicted = per_rank_peak(at_configured.peak_bytes, trainable_bytes, sizing)
+    gpu_budget = launch.gpu_memory_gb * 1e9 if launch.gpu_memory_gb is not None else None
+    with stage("predict"):
+        at_configured = run_steps(objective, train, configured, 0, fake=True, build_optimizer=optimizer)
+        predicted = per_rank_peak(at_configured.peak_bytes, trainable_bytes, sizing)
+        # The small micro-batch's peak is needed for a suggestion (the configured one does not
+        # fit the GPU) and to tell whether a real step fits here (when the configured one does
+        # not, and this machine gives any memory); a peak grows with the micro-batch.
+        fits_gpu = gpu_budget is None or predicted <= gpu_budget
+        fits_here = at_configured.peak_bytes <= options.budget_bytes
+        small_needed = configured != local and (not fits_gpu or (not fits_here and options.budget_bytes > 0))
+        small = local if small_needed else configured
+        at_small = run_steps(objective, train, local, 0, fake=True, build_optimizer=optimizer) if small_needed \
+            else at_configured
     row.peak_predicted_gib = predicted / GIB
     row.basis.append(f"peak predicted: {at_configured.basis}, {world} rank(s) {train.parallelism}")
     row.micro_batch = f"{configured}"
-    if launch.gpu_memory_gb is not None:
-        budget = launch.gpu_memory_gb * 1e9
-        at_small = per_rank_peak(at_local.peak_bytes, trainable_bytes, sizing)
-        suggested = suggest_micro_batch(local, at_small, configured, predicted, per_rank, budget)
-        row.fits = "yes" if predicted <= budget else "NO"
-        if predicted > budget:
+    if gpu_budget is not None:
+        row.fits = "yes" if fits_gpu else "NO"
+        if not fits_gpu:
+            small_per_rank = per_rank_peak(at_small.peak_bytes, trainable_bytes, sizing)
+            suggested = suggest_micro_batch(small, small_per_rank, configured, predicted, per_rank, gpu_budget)
             row.micro_batch = f"{configured} -> {suggested if suggested else 'none fits'}"
 
     seconds = None
-    if at_local.peak_bytes > options.budget_bytes:
-        row.note = (f"estimated, not run: a step at micro-batch {local} needs ~{at_local.peak_bytes / GIB:.1f} GiB, "
+    if at_small.peak_bytes > options.budget_bytes:
+        row.note = (f"estimated, not run: a step at micro-batch {small} needs ~{at_small.peak_bytes / GIB:.1f} GiB, "
                     f"this machine gives {options.budget_bytes / GIB:.1f} GiB")
     else:
-        try:
-            with stage("train"):
-                measured = run_steps(objective, train, local, options.steps, fake=False, build_optimizer=optimizer)
-        except Exception as error:
-            raise _StageFailed(f"train: {type(error).__name__}: {error}") from error
+        with stage("train"):
+            measured = run_steps(objective, train, local, options.steps, fake=False, build_optimizer=optimizer)
         row.peak_measured_gib = measured.peak_bytes / GIB
         row.seconds_per_item = measured.seconds_per_item
         row.basis.append(f"measured at micro-batch {local}: {measured.basis}")
@@ -270,16 +266,18 @@ def _fid(spec: RunSpec, config: RunConfig, held: dict[str, Any], workdir: Path, 
     """FID images through the evaluation code, sampled once per sampling_key: a later run on the
     same decoder only has its conditioner encode the prompts, and its conditions checked against
     what the decoder takes. Returns the row's basis line."""
-    from experiments.data.captions import load_captions, sample_captions
     from experiments.evaluation.fid import evaluate_fid
     from experiments.training.precision import sampling_autocast
 
     decoder = _decoder(config, held)
-    fid = replace(config.fid, num_captions=options.fid_images, steps=options.sampler_steps,
+    captions = _first_captions(config.fid, options.fid_images, scratch)
+    fid = replace(config.fid, captions=str(captions), num_captions=options.fid_images, steps=options.sampler_steps,
                   batch_size=options.fid_images)
     key = sampling_key(config)
     if key in sampled:
-        prompts = [c.caption for c in sample_captions(load_captions(fid.captions), fid.num_captions, fid.caption_seed)]
+        from experiments.data.captions import load_captions
+
+        prompts = [c.caption for c in load_captions(captions)]
         with torch.no_grad(), sampling_autocast(fid.precision):
             for condition in (held["conditioner"](prompts), held["conditioner"].null(len(prompts))):
                 _check_condition(condition, len(prompts), decoder.cross_attention_dim)
@@ -289,6 +287,18 @@ def _fid(spec: RunSpec, config: RunConfig, held: dict[str, Any], workdir: Path, 
                  cache_dir=workdir / ".cache", progress=False)
     sampled[key] = spec.run_name
     return f"FID images: {fid.num_captions} at {fid.generate_size} px, {fid.steps} sampler step(s)"
+
+
+def _first_captions(fid: FidConfig, count: int, scratch: Path) -> Path:
+    """The `count` captions the run's FID draws first, as a manifest of their own, so that the
+    reference set is their images only and not every image the protocol's captions name (40,000
+    for COCO, each through Inception)."""
+    from experiments.data.captions import load_captions, sample_captions
+
+    path = scratch / "fid-captions.jsonl"
+    drawn = sample_captions(load_captions(fid.captions), count, fid.caption_seed)
+    path.write_text("".join(json.dumps({"caption": c.caption, "image": c.image_file}) + "\n" for c in drawn))
+    return path
 
 
 def _check_condition(condition: torch.Tensor, batch: int, width: int) -> None:
