@@ -3,10 +3,12 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(autouse=True)
 def one_torch_thread():
     """Tiny models gain nothing from intra-op threads, and on a busy 2-core box a second
-    spinning thread makes every op several times slower."""
+    spinning thread makes every op several times slower. Set before every test: a job run in
+    this process sets its own share, and a test comparing one process with its spawned ranks
+    (one thread each) must sum in the same order."""
     import torch
 
     previous = torch.get_num_threads()

@@ -284,7 +284,7 @@ def test_preflight_runs_every_table_run_on_the_fixtures(full_fixtures, monkeypat
              json.loads((tmp_path / "reports" / "preflight.json").read_text())}
     assert status == 0, {run: row["failed"] for run, row in table.items() if row["failed"]}
     assert {row["recipe"] for row in table.values()} == {"baseline", "e2e", "align", "instruct", "oracle"}
-    assert all("load" in row["seconds"] for row in table.values())
+    assert all("load" in row["seconds"] for row in table.values() if row["recipe"] != "oracle")  # the oracle loads none
 
     aligner = table["12-Layers AlignerNet"]
     assert aligner["trainable"] == 476_031_488 and aligner["frozen"] > 1.6e9
