@@ -53,7 +53,7 @@ def _objective(assets, experiment, **sets):
 
 
 @pytest.mark.parametrize("experiment", ["aligner-12", "e2e-aligner"])
-def test_predicted_peak_is_within_20_percent_of_the_measured_one(tiny_assets, experiment):
+def test_predicted_peak_is_within_5_percent_of_the_measured_one(tiny_assets, experiment):
     config, objective = _objective(tiny_assets, experiment)
 
     def optimizer(params):
@@ -62,7 +62,9 @@ def test_predicted_peak_is_within_20_percent_of_the_measured_one(tiny_assets, ex
     predicted = run_steps(objective, config.train, 1, 1, fake=True, build_optimizer=optimizer)
     measured = run_steps(objective, config.train, 1, 1, fake=False, build_optimizer=optimizer)
     assert predicted.seconds_per_item is None and measured.seconds_per_item > 0
-    assert abs(predicted.peak_bytes - measured.peak_bytes) <= 0.2 * measured.peak_bytes
+    # The issue asks for 20%. Both count the same storages, so they agree far closer; 5% still
+    # catches a prediction that gives optimiser state to parameters the loss leaves unused.
+    assert abs(predicted.peak_bytes - measured.peak_bytes) <= 0.05 * measured.peak_bytes
     # No fake tensor is left behind in the modules (nor in the scheduler's moved tensors).
     tensors = [t for module in module_tree(objective) for t in [*module.parameters(), *module.buffers()]]
     assert not any(isinstance(t, torch._subclasses.FakeTensor) for t in tensors)

@@ -154,8 +154,10 @@ def run_steps(
 ) -> StepCost:
     """`steps` training steps on micro-batches of `micro` items of the run's shapes (rows of
     steps 0, 1, ... read for real), timed, then on a CPU or with fake tensors one more under
-    LiveBytes, with the optimiser's state alive as from the second step of a run on. Fake
-    tensors take no real time, so with them only the tracked step is taken."""
+    LiveBytes, read as a step of a run past its first, with the optimiser's state alive
+    throughout. Fake tensors take no real time, so with them only the tracked step is taken: a
+    first step, whose update makes the state for the parameters that got a gradient (a module
+    the loss does not use gets none); the peak before the update is read with that state added."""
     from experiments.data.batches import Part
 
     device = objective.device
@@ -170,8 +172,6 @@ def run_steps(
         with faked(modules, device) if fake else nullcontext():
             params = [p for p in objective.trainable.parameters() if p.requires_grad]
             optimizer = build_optimizer(params)
-            if fake:
-                _make_state(optimizer, params)
             if not tracked:
                 torch.cuda.synchronize(device)
                 torch.cuda.reset_peak_memory_stats(device)
@@ -188,12 +188,16 @@ def run_steps(
                     loss.backward()
                     if params:
                         torch.nn.utils.clip_grad_norm_(params, train.optim.grad_clip)
+                    before_update = tracker.peak if last else 0
+                    first = not optimizer.state
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                 if device.type == "cuda" and not fake:
                     torch.cuda.synchronize(device)
                 if last:
                     peak, flops = tracker.peak, tracker.flops
+                    if first:
+                        peak = max(peak, before_update + _state_bytes(optimizer))
                 else:
                     seconds += time.perf_counter() - tick
             objective.trainable.eval()
@@ -208,10 +212,8 @@ def run_steps(
     return StepCost(peak, seconds / (steps * micro), flops // micro, "measured: live storages (CPU)")
 
 
-def _make_state(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
-    """The optimiser's state as a run's first step leaves it, from one step on zero gradients:
-    what the tracked step needs alive, without a forward and backward pass to get there."""
-    for param in params:
-        param.grad = torch.zeros_like(param)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+
+def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    storages = {id(value.untyped_storage()): value.untyped_storage().nbytes()
+                for state in optimizer.state.values() for value in state.values() if isinstance(value, torch.Tensor)}
+    return sum(storages.values())
