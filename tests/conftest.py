@@ -3,18 +3,24 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """Tiny models gain nothing from intra-op threads, and on a busy 2-core box a second
-    spinning thread makes every op several times slower. Set before every test: a job run in
-    this process sets its own share, and a test comparing one process with its spawned ranks
-    (one thread each) must sum in the same order."""
+    spinning thread makes every op several times slower."""
     import torch
 
-    previous = torch.get_num_threads()
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread_after_each_test():
+    """A job run in this process sets its own share of threads; set back after every test, so
+    the next test and the fixtures it builds (a module's, a session's) run on one thread: a test
+    comparing one process with its spawned one-thread ranks must sum in the same order."""
+    import torch
+
     yield
-    torch.set_num_threads(previous)
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -29,14 +35,17 @@ def tiny_assets(tmp_path_factory) -> Path:
 def pytest_collection_modifyitems(config, items):
     """`make test` runs on two pytest-xdist workers with --dist loadgroup. A test file is one
     group, since its tests share module fixtures and some read what an earlier one wrote; the
-    SLURM files are one group, since they share the one local cluster. The files holding slow
-    tests go first (the full-size fixtures' first of all), so no long one starts last."""
+    SLURM files are one group, since they share the one local cluster. The two longest groups (the
+    full-size fixtures', SLURM's) go first, then the files holding slow tests, so no long one
+    starts last."""
+
     def group(item) -> str:
         return "slurm" if item.get_closest_marker("slurm") else item.path.name
 
     weight: dict[str, int] = {}
     for item in items:
-        mark = 0 if item.get_closest_marker("preflight") else 1 if item.get_closest_marker("slow") else 2
+        longest = item.get_closest_marker("preflight") or item.get_closest_marker("slurm")
+        mark = 0 if longest else 1 if item.get_closest_marker("slow") else 2
         weight[group(item)] = min(weight.get(group(item), 2), mark)
     items.sort(key=lambda item: weight[group(item)])  # stable: a file keeps its own order
     for item in items:

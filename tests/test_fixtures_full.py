@@ -300,5 +300,5 @@ def test_preflight_runs_every_table_run_on_the_fixtures(full_fixtures, monkeypat
     # FID images are sampled once through the shared decoder; every other run encodes its prompts.
     sampled = [run for run, row in table.items() if "FID images: 2 at 512 px" in "; ".join(row["basis"])]
     encoded = [run for run, row in table.items() if "FID images: sampled in" in "; ".join(row["basis"])]
-    assert len(sampled) == 1 and len(encoded) == 5, (sampled, encoded)
+    assert len(sampled) == 1 and len(encoded) == 6, (sampled, encoded)
     assert "KOSMOS-G" in capsys.readouterr().out

@@ -90,11 +90,11 @@ def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monke
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     workdir = new_workdir(tmp_path / "preempt")
     plan = ["--tier", "tiny", "--only", "aligner-12", "--seeds", "1", *QUICK_LOGS_AND_FID,
-            "--set", "train.steps=200", "--set", "train.checkpoint_every=50",
+            "--set", "train.steps=100", "--set", "train.checkpoint_every=25",
             "--set", f"launch.cpu_tasks_per_node={ranks}", "--set", "launch.cpus_per_task=1"]
     assert repro(workdir, "run", *plan, *ONE_THREAD, "--executor", "slurm", "--no-wait", "--no-report") == 0
     checkpoints = workdir / "runs"
-    wait_for(lambda: list(checkpoints.glob("*/checkpoints/step-00000050/model.safetensors")), 240)
+    wait_for(lambda: list(checkpoints.glob("*/checkpoints/step-00000025/model.safetensors")), 240)
     client, (run,) = child_runs(workdir)
     preempt(workdir, run.data.tags[tags.JOB_ID])
     wait_for(lambda: client.get_run(run.info.run_id).info.status == "FINISHED", 300)
@@ -103,7 +103,7 @@ def test_preempted_job_checkpoints_and_resumes_into_the_same_run(tmp_path, monke
     assert after.info.run_id == run.info.run_id
     assert after.data.params["train/world_size"] == str(ranks)
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
-    assert sorted(set(steps)) == list(range(2, 201, 2))
-    # The newest periodic checkpoint was at step 50 or later; without the one written for the
+    assert sorted(set(steps)) == list(range(2, 101, 2))
+    # The newest periodic checkpoint was at step 25 or later; without the one written for the
     # signal, the steps from there to the signal would have been trained (and logged) twice.
     assert len(steps) == len(set(steps)), "a step was trained twice"
