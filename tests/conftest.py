@@ -31,22 +31,18 @@ def tiny_assets(tmp_path_factory) -> Path:
     return ensure_tiny_assets(tmp_path_factory.mktemp("tiny-assets"))
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the items
 def pytest_collection_modifyitems(config, items):
-    """`make test` runs on two pytest-xdist workers with --dist loadgroup. A test file is one
-    group, since its tests share module fixtures and some read what an earlier one wrote; the
-    SLURM files are one group, since they share the one local cluster. The two longest groups (the
-    full-size fixtures', SLURM's) go first, then the files holding slow tests, so no long one
-    starts last."""
+    """`make test` runs on two pytest-xdist workers with --dist loadfile: a file's tests run on
+    one worker, since they share module fixtures and some read what an earlier one wrote. The
+    longest files go first: the full-size fixtures' and the two SLURM files (which then never
+    overlap on the one local cluster: the second waits behind the fixtures' 17-minute test), then
+    the files holding slow tests, so that no long one starts last."""
+    def weight(item) -> int:
+        if item.get_closest_marker("preflight") or item.get_closest_marker("slurm"):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
 
-    def group(item) -> str:
-        return "slurm" if item.get_closest_marker("slurm") else item.path.name
-
-    weight: dict[str, int] = {}
+    by_file: dict[str, int] = {}
     for item in items:
-        longest = item.get_closest_marker("preflight") or item.get_closest_marker("slurm")
-        mark = 0 if longest else 1 if item.get_closest_marker("slow") else 2
-        weight[group(item)] = min(weight.get(group(item), 2), mark)
-    items.sort(key=lambda item: weight[group(item)])  # stable: a file keeps its own order
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group(item)))
+        by_file[item.path.name] = min(by_file.get(item.path.name, 2), weight(item))
+    items.sort(key=lambda item: by_file[item.path.name])  # stable: a file keeps its own order
