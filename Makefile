@@ -29,7 +29,7 @@ table1: $(STAMP)
 	$(BIN)/repro run --tier tiny --table table1 --parallel 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 plan: $(STAMP)
 	$(BIN)/repro plan --tier tiny

@@ -33,8 +33,9 @@ def tiny_assets(tmp_path_factory) -> Path:
 
 def pytest_collection_modifyitems(config, items):
     """`make test` runs on two pytest-xdist workers with --dist loadfile: a file's tests run on
-    one worker, since they share module fixtures and some read what an earlier one wrote. The
-    longest files go first: the full-size fixtures' and the two SLURM files (which then never
+    one worker, since they share module fixtures and some read what an earlier one wrote; files
+    are handed out in this order (--no-loadscope-reorder; xdist would put the files of most tests
+    first). The longest files go first: the full-size fixtures' and the two SLURM files (which then never
     overlap on the one local cluster: the second waits behind the fixtures' 17-minute test), then
     the files holding slow tests, so that no long one starts last."""
     def weight(item) -> int:
