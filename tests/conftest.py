@@ -35,9 +35,10 @@ def pytest_collection_modifyitems(config, items):
     """`make test` runs on two pytest-xdist workers with --dist loadfile: a file's tests run on
     one worker, since they share module fixtures and some read what an earlier one wrote; files
     are handed out in this order (--no-loadscope-reorder; xdist would put the files of most tests
-    first). The longest files go first: the full-size fixtures' and the two SLURM files (which then never
-    overlap on the one local cluster: the second waits behind the fixtures' 17-minute test), then
-    the files holding slow tests, so that no long one starts last."""
+    first). The longest files go first: the full-size fixtures' and the two SLURM files (the
+    second SLURM file then queues behind the fixtures' 17-minute test, so in practice, though not
+    by any lock, it does not share the one local cluster with the first), then the files holding
+    slow tests, so that no long one starts last."""
     def weight(item) -> int:
         if item.get_closest_marker("preflight") or item.get_closest_marker("slurm"):
             return 0
