@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -62,6 +63,26 @@ def _signal_all(pids: set[int], sig: signal.Signals) -> None:
             pass
 
 
+def _freeze_outside_the_store(pids: set[int], store: Path) -> None:
+    """SIGSTOP the jobs at a moment none of them holds a lock on the SQLite store: one frozen inside
+    a transaction would keep every other process out of it, which no real run does."""
+    for _ in range(100):
+        _signal_all(pids, signal.SIGSTOP)
+        probe = sqlite3.connect(store, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN EXCLUSIVE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error):
+                raise
+        finally:
+            probe.close()
+        _signal_all(pids, signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("the jobs never left the MLflow store free")
+
+
 def _wait_for(found, process: subprocess.Popen, timeout: float = 900.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -90,7 +111,7 @@ def test_sigterm_with_two_runs_in_flight_then_a_rerun_resumes(tmp_path: Path):
 
         spawned = _descendants(launcher.pid)
         assert len(spawned) >= 2
-        _signal_all(spawned, signal.SIGSTOP)
+        _freeze_outside_the_store(spawned, workdir / "mlflow.db")
         # A second launcher of the same plan trains nothing: both runs are someone else's.
         second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert second.returncode == 0, second.stderr[-3000:]
