@@ -4,6 +4,7 @@
 #   make table2   regenerate Table 2 on the tiny tier (local executor, local MLflow store)
 #   make table1   regenerate Table 1 on the tiny tier (stage 2 -> stage 3 -> DreamBench + FID)
 #   make test     run the test suite
+#   make install  only create the virtualenv
 PYTHON ?= python3
 VENV ?= .venv
 CONSTRAINTS ?= constraints.txt
@@ -13,14 +14,20 @@ STAMP := $(VENV)/.installed
 # subprocesses, SLURM or MLflow between bursts of work.
 TEST_WORKERS ?= 2
 
-.PHONY: table1 table2 test plan ui clean
+.PHONY: install table1 table2 test plan ui clean
 
+# pip byte-compiles on one core; compile_dir spreads it over all of them (and, like pip, passes
+# over files for other Python versions). Shells with PYTHONDONTWRITEBYTECODE never write .pyc files
+# later, so every import of an uncompiled torch would parse it again.
 $(STAMP): pyproject.toml $(CONSTRAINTS) repro/setup/torchvision_cpu_shim.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-compile -c $(CONSTRAINTS) -e '.[test]'
+	$(BIN)/python -c 'import compileall, sysconfig; compileall.compile_dir(sysconfig.get_paths()["purelib"], quiet=2, workers=0)'
 	$(BIN)/python -m repro.setup.install_shim
 	touch $(STAMP)
+
+install: $(STAMP)
 
 table2: $(STAMP)
 	$(BIN)/repro run --tier tiny --table table2 --parallel 2
