@@ -102,7 +102,7 @@ class CaptionLog(Objective):
     def prefetching(self, start: int, parts: list[Part]) -> AbstractContextManager[None]:
         return self.steps.streaming(start, parts)
 
-    def batch(self, step: int, part: Part = WHOLE) -> torch.Tensor:
+    def items(self, step: int, part: Part = WHOLE) -> torch.Tensor:
         if step == self.crash_at:
             raise KeyboardInterrupt  # a kill: nothing after the last checkpoint survives
         self.drawn[step] = self.steps.take(step, part)

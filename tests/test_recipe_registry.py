@@ -33,7 +33,7 @@ class ToyObjective(Objective):
         self.device = torch.device("cpu")
         self.trainable = nn.Linear(1, 1)
 
-    def batch(self, step: int, part: Part = WHOLE) -> torch.Tensor:
+    def items(self, step: int, part: Part = WHOLE) -> torch.Tensor:
         return torch.randn(8, 1, generator=torch.Generator().manual_seed(step))
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -26,7 +26,7 @@ from tests.support.workdirs import ROOT, child_runs, new_workdir
 # Marked slurm, and skipped where no SLURM controller answers.
 pytestmark = SLURM_ONLY
 
-# One trial, long enough to be preempted after its step-50 checkpoint; no FID, which only adds time.
+# One trial, long enough to be preempted after its step-25 checkpoint; no FID, which only adds time.
 SWEEP = '''
 [[sweep]]
 name = "requeue"
@@ -37,7 +37,7 @@ n_trials = 1
 parallel = 1
 sampler = { kind = "random", seed = 0 }
 pruner = { kind = "none" }
-train = { steps = 200, checkpoint_every = 50, log_every = 2 }
+train = { steps = 100, checkpoint_every = 25, log_every = 2 }
 fid = { enabled = false }
 launch = { cpus_per_task = 1 }
 
@@ -65,7 +65,7 @@ def test_a_preempted_trial_is_requeued_and_completes_as_the_same_trial(tmp_path,
             cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     job_id = None
     try:
-        wait_for(lambda: list((workdir / "runs").glob("*/checkpoints/step-00000050/model.safetensors")), 240)
+        wait_for(lambda: list((workdir / "runs").glob("*/checkpoints/step-00000025/model.safetensors")), 240)
         client, (run,) = child_runs(workdir)
         job_id = run.data.tags[tags.JOB_ID]
         preempt(workdir, job_id)
@@ -83,7 +83,7 @@ def test_a_preempted_trial_is_requeued_and_completes_as_the_same_trial(tmp_path,
     (trial,) = study.trials
     assert trial.state == TrialState.COMPLETE, log.read_text()
     # Reported by both attempts: the first up to the preemption, the requeued one after it.
-    assert sorted(trial.intermediate_values) == list(range(25, 201, 25))
+    assert sorted(trial.intermediate_values) == list(range(25, 101, 25))
 
     _, (after,) = child_runs(workdir)
     assert after.info.run_id == run.info.run_id and after.info.status == "FINISHED"
@@ -91,4 +91,4 @@ def test_a_preempted_trial_is_requeued_and_completes_as_the_same_trial(tmp_path,
     assert after.data.tags[tags.JOB_ID] == job_id  # requeued, not a new job
     assert after.data.metrics[sweep_tags.METRIC_OBJECTIVE] == trial.value
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
-    assert sorted(steps) == list(range(2, 201, 2)), "a step was skipped or trained twice"
+    assert sorted(steps) == list(range(2, 101, 2)), "a step was skipped or trained twice"

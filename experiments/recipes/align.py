@@ -77,8 +77,11 @@ class AlignObjective(Objective):
     def prefetching(self, start: int, parts: list[Part]) -> AbstractContextManager[None]:
         return self.steps.streaming(start, parts)
 
-    def batch(self, step: int, part: Part = WHOLE) -> Batch:
-        return self._encoded(self.steps.take(step, part))
+    def items(self, step: int, part: Part = WHOLE) -> list[str]:
+        return self.steps.take(step, part)
+
+    def collate(self, items: list[str]) -> Batch:
+        return self._encoded(items)
 
     def data_counts(self) -> dict[str, int]:
         return self.steps.counts()

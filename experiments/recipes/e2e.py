@@ -55,8 +55,11 @@ class E2EObjective(Objective):
     def prefetching(self, start: int, parts: list[Part]) -> AbstractContextManager[None]:
         return self.steps.streaming(start, parts)
 
-    def batch(self, step: int, part: Part = WHOLE) -> tuple[torch.Tensor, list[str]]:
-        images, texts = zip(*self.steps.take(step, part))
+    def items(self, step: int, part: Part = WHOLE) -> list[tuple[torch.Tensor, str]]:
+        return self.steps.take(step, part)
+
+    def collate(self, items: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, list[str]]:
+        images, texts = zip(*items)
         return torch.stack(images).to(self.device, non_blocking=True), list(texts)
 
     def data_counts(self) -> dict[str, int]:

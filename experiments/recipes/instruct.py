@@ -78,8 +78,11 @@ class InstructObjective(Objective):
     def prefetching(self, start: int, parts: list[Part]) -> AbstractContextManager[None]:
         return self.steps.streaming(start, parts)
 
-    def batch(self, step: int, part: Part = WHOLE) -> Batch:
-        targets, prompts, images = zip(*self.steps.take(step, part))
+    def items(self, step: int, part: Part = WHOLE) -> list[tuple[Any, ...]]:
+        return self.steps.take(step, part)
+
+    def collate(self, items: list[tuple[Any, ...]]) -> Batch:
+        targets, prompts, images = zip(*items)
         return torch.stack(targets).to(self.device, non_blocking=True), list(prompts), list(images)
 
     def data_counts(self) -> dict[str, int]:

@@ -166,7 +166,7 @@ def run_steps(
     tracked = fake or device.type != "cuda"
     timed = 0 if fake else steps
     # Rows are read for real, before fake mode: decoding images and tokenising are not model work.
-    items = [objective.steps.take(step, part) for step in range(timed + tracked)]
+    items = [objective.items(step, part) for step in range(timed + tracked)]
     seconds, flops, peak = 0.0, 0, 0
     try:
         with faked(modules, device) if fake else nullcontext():
@@ -177,14 +177,13 @@ def run_steps(
                 torch.cuda.reset_peak_memory_stats(device)
             objective.trainable.train()
             for step, rows in enumerate(items):
-                objective.steps.take = lambda _step, _part, rows=rows: rows
                 last = step == timed
                 # Tracking every op in Python would swamp the timed steps' time.
                 tracker = LiveBytes(held_tensors(modules, optimizer)) if last else nullcontext()
                 tick = time.perf_counter()
                 with tracker:
                     with autocast(device, train.precision):
-                        loss = objective.loss(objective.batch(step, part))["loss"]
+                        loss = objective.loss(objective.collate(rows))["loss"]
                     loss.backward()
                     if params:
                         torch.nn.utils.clip_grad_norm_(params, train.optim.grad_clip)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from experiments.config import RunConfig
-from experiments.data.batches import Part
+from experiments.data.batches import WHOLE, Part
 from experiments.training.tracking import DataInput
 
 if TYPE_CHECKING:
@@ -42,10 +42,19 @@ class Objective(ABC):
         step, in order. An objective that reads its data in DataLoader workers runs them here."""
         return nullcontext()
 
-    @abstractmethod
-    def batch(self, step: int, part: Part) -> Any:
+    def batch(self, step: int, part: Part = WHOLE) -> Any:
         """`part` of step `step`'s global batch (`train.batch_size` items): a pure function of
         the step, so resuming replays nothing, and the ranks' parts tile the batch."""
+        return self.collate(self.items(step, part))
+
+    @abstractmethod
+    def items(self, step: int, part: Part) -> Any:
+        """What `batch` reads from the data (files decoded), before `collate`: read apart from it,
+        the items of a step can be taken outside a fake-tensor mode and collated inside one."""
+
+    def collate(self, items: Any) -> Any:
+        """The items as the loss takes them (stacked, moved to the device, encoded)."""
+        return items
 
     @abstractmethod
     def loss(self, batch: Any) -> dict[str, torch.Tensor]:

@@ -266,6 +266,7 @@ def _fid(spec: RunSpec, config: RunConfig, held: dict[str, Any], workdir: Path, 
     """FID images through the evaluation code, sampled once per sampling_key: a later run on the
     same decoder only has its conditioner encode the prompts, and its conditions checked against
     what the decoder takes. Returns the row's basis line."""
+    from experiments.data.captions import load_captions
     from experiments.evaluation.fid import evaluate_fid
     from experiments.training.precision import sampling_autocast
 
@@ -275,8 +276,6 @@ def _fid(spec: RunSpec, config: RunConfig, held: dict[str, Any], workdir: Path, 
                   batch_size=options.fid_images)
     key = sampling_key(config)
     if key in sampled:
-        from experiments.data.captions import load_captions
-
         prompts = [c.caption for c in load_captions(captions)]
         with torch.no_grad(), sampling_autocast(fid.precision):
             for condition in (held["conditioner"](prompts), held["conditioner"].null(len(prompts))):

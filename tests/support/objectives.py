@@ -20,7 +20,7 @@ class Regression(Objective):
         self.w_true = torch.tensor([[1.0, -2.0, 0.5, 3.0]])
         self.scale = scale
 
-    def batch(self, step: int, part: Part = WHOLE) -> torch.Tensor:
+    def items(self, step: int, part: Part = WHOLE) -> torch.Tensor:
         first, last = part.bounds(8)
         return torch.randn(8, 4, generator=torch.Generator().manual_seed(step))[first:last]
 
