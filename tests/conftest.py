@@ -36,7 +36,7 @@ def pytest_collection_modifyitems(config, items):
     one worker, since they share module fixtures and some read what an earlier one wrote; files
     are handed out in this order (--no-loadscope-reorder; xdist would put the files of most tests
     first). The longest files go first: the full-size fixtures' and the two SLURM files (the
-    second SLURM file then queues behind the fixtures' 17-minute test, so in practice, though not
+    second SLURM file then queues behind the fixtures' 15-minute test, so in practice, though not
     by any lock, it does not share the one local cluster with the first), then the files holding
     slow tests, so that no long one starts last."""
     def weight(item) -> int:
