@@ -115,7 +115,7 @@ def main() -> None:
         return
     load = os.getloadavg()
     from experiments.tiny.assets import ensure_tiny_assets
-    from experiments.tiny.shards import write_webdataset
+    from experiments.tiny.paper_formats import write_webdataset
 
     ensure_tiny_assets(TINY_ASSETS)
     images = CACHE / "bench-wds"

@@ -34,7 +34,7 @@ from experiments.config import TrainConfig
 from experiments.data.batches import WHOLE, Part
 from experiments.recipes.align import AlignObjective
 from experiments.training.loop import build_optimizer, train
-from repro.tracking import MlflowTracker, ensure_experiment, open_run
+from repro.tracking.mlflow_runs import MlflowTracker, ensure_experiment, open_run
 
 Stamp = tuple[float, float]  # wall clock, process CPU time
 

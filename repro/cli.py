@@ -16,7 +16,7 @@ from experiments.data.shards import DataError
 from repro.config import ConfigError, SweepSpec, load_matrix, load_sweep, load_sweeps
 from repro.config.launch import EXECUTORS
 from repro.config.schema import Matrix
-from repro.quiet import quiet_unless_interactive
+from repro.terminal import quiet_unless_interactive
 
 EXIT_CONFIG = 2
 EXIT_DATA = 3
@@ -222,14 +222,14 @@ def _matrix(args: argparse.Namespace) -> Matrix:
 
 
 def _tracking(args: argparse.Namespace) -> tuple[str, str]:
-    from repro.tracking import DEFAULT_EXPERIMENT, default_tracking_uri
+    from repro.tracking.mlflow_runs import DEFAULT_EXPERIMENT, default_tracking_uri
 
     return args.tracking_uri or default_tracking_uri(args.workdir), args.experiment_name or DEFAULT_EXPERIMENT
 
 
 def _reading(args: argparse.Namespace) -> tuple[str, str]:
     """_tracking, for a command that reads the store and must never create one."""
-    from repro.store import require_store
+    from repro.tracking.store import require_store
 
     uri, experiment = _tracking(args)
     require_store(uri)
@@ -237,15 +237,15 @@ def _reading(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from repro.data_check import check_data
-    from repro.plan import format_plan
+    from repro.data.source_check import check_data
+    from repro.launch.plan_table import format_plan
 
     matrix = _matrix(args)
     check_data(matrix, args.workdir / ".cache", skip_under=_tiny_assets(args.workdir))
     print(format_plan(matrix))
     if args.sbatch:
-        from repro.launch import dependency_waves, slurm_arrays
-        from repro.slurm import sbatch_script
+        from repro.launch.executor import dependency_waves, slurm_arrays
+        from repro.launch.slurm_params import sbatch_script
 
         # Runs that start from others go out later, in arrays of their own.
         groups = [group for wave in dependency_waves(list(matrix.runs)) for group in slurm_arrays(wave)]
@@ -257,7 +257,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from repro.jobs import campaign_states, format_states
+    from repro.launch.job_control import campaign_states, format_states
 
     uri, experiment = _reading(args)
     print(format_states(campaign_states(_matrix(args), args.workdir, uri, experiment)))
@@ -265,7 +265,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from repro.jobs import campaign_states, cancel_campaign
+    from repro.launch.job_control import campaign_states, cancel_campaign
 
     uri, experiment = _reading(args)
     cancelled = cancel_campaign(campaign_states(_matrix(args), args.workdir, uri, experiment))
@@ -279,12 +279,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.parallel < 1:
         raise ConfigError("--parallel must be at least 1")
     _prepare_tiny_assets(args, matrix)
-    from repro.campaign import run_campaign
-    from repro.data_check import check_data
+    from repro.data.source_check import check_data
+    from repro.launch.campaign import run_campaign
 
     check_data(matrix, args.workdir / ".cache")
-    from repro.signals import sigterm_as_interrupt
-    from repro.store import writable_store
+    from repro.launch.signals import sigterm_as_interrupt
+    from repro.tracking.store import writable_store
 
     uri, experiment = _tracking(args)
     writable_store(uri)
@@ -392,7 +392,7 @@ def _log_reports(args: argparse.Namespace, parent_run_id: str, paths: list[Path]
     found where its runs are and not only on this disk."""
     from mlflow import MlflowClient
 
-    from repro.tags import REPORTS_ARTIFACT
+    from repro.tracking.tags import REPORTS_ARTIFACT
 
     client = MlflowClient(_tracking(args)[0])
     for path in paths:
@@ -402,7 +402,7 @@ def _log_reports(args: argparse.Namespace, parent_run_id: str, paths: list[Path]
 def cmd_generate(args: argparse.Namespace) -> int:
     if args.count < 1 or args.steps < 1:
         raise ConfigError("-n/--count and --steps must be at least 1")
-    from repro.generate import generate_to_folder
+    from repro.sharing.generate import generate_to_folder
 
     uri, _ = _tracking(args)
     written = generate_to_folder(
@@ -416,8 +416,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from repro.export import export_run
-    from repro.run_reference import find_run
+    from repro.sharing.export import export_run
+    from repro.sharing.run_reference import find_run
 
     uri, _ = _tracking(args)
     run_dir, _ = find_run(args.run, args.workdir, uri)
@@ -440,7 +440,7 @@ def _data_build(args: argparse.Namespace) -> int:
         print(f"repro: --clipseg {args.clipseg} is not a directory", file=sys.stderr)
         return EXIT_DATA
     from experiments.data.build_parts import build_parts
-    from repro.data_build import run_build
+    from repro.data.build_launch import run_build
 
     parts = build_parts(str(args.captioned), args.out, args.clipseg, args.device,
                         threshold=args.threshold, segment_size=args.segment_size)
@@ -495,7 +495,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
-    from repro.tracking import ensure_experiment, runs_url
+    from repro.tracking.mlflow_runs import ensure_experiment, runs_url
 
     uri, experiment = _tracking(args)
     # Created if need be, so the URL names it before the first run exists.
@@ -550,8 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     quiet_unless_interactive()
-    from repro.failures import disk_full_path
-    from repro.store import StoreError
+    from repro.launch.failures import disk_full_path
+    from repro.tracking.store import StoreError
 
     try:
         return COMMANDS[args.command](args)
@@ -565,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repro: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt as interrupt:
-        from repro.signals import exit_status, signal_name
+        from repro.launch.signals import exit_status, signal_name
 
         print(f"repro: stopped by {signal_name(interrupt)}; its local jobs were stopped and their runs "
               "marked KILLED (SLURM jobs go on: `repro cancel`); `repro run` again resumes them", file=sys.stderr)

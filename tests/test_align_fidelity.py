@@ -8,7 +8,7 @@ import torch
 from experiments.data.batches import WHOLE
 from experiments.recipes.align import AlignObjective
 from experiments.training.loop import train
-from experiments.training.tracking import RecordingTracker
+from experiments.training.tracker import RecordingTracker
 from models import KosmosGConditioner
 from tests.support.tiny import tiny_config
 

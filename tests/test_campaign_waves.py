@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from repro.campaign import _after_jobs
 from repro.config import load_matrix
-from repro.launch import dependency_waves
+from repro.launch.campaign import _after_jobs
+from repro.launch.executor import dependency_waves
 from tests.support.full_tier import EXPERIMENTS
 
 

@@ -13,9 +13,9 @@ import torch
 from experiments.recipes.instruct import InstructObjective
 from experiments.training.checkpoints import UnsafeCheckpointError
 from experiments.training.loop import train
-from experiments.training.tracking import RecordingTracker
-from repro import tags
+from experiments.training.tracker import RecordingTracker
 from repro.cli import main as repro_main
+from repro.tracking import tags
 from tests.support.mlflow_store import FakeRunStore
 from tests.support.objectives import Regression, train_config
 from tests.support.runs import finished_stage2

@@ -13,7 +13,7 @@ from repro.config import ConfigError, load_matrix
 from repro.config.fields import SECTIONS
 from repro.config.paths import PATH_KEYS
 from repro.config.schema import FailureRule, Panel
-from repro.plan import format_plan
+from repro.launch.plan_table import format_plan
 from tests.support.full_tier import EXPERIMENTS, fake_full_env
 
 TABLE2 = {
@@ -250,7 +250,7 @@ def test_loading_imports_no_heavy_library_and_is_fast(tmp_path):
     code = (
         "import sys, time; t = time.perf_counter()\n"
         "from pathlib import Path\n"
-        "from repro.config import load_matrix\nfrom repro.plan import format_plan\n"
+        "from repro.config import load_matrix\nfrom repro.launch.plan_table import format_plan\n"
         f"format_plan(load_matrix({str(EXPERIMENTS)!r}, 'tiny', tiny_assets=Path('a'), env={{}}))\n"
         "heavy = ('torch', 'mlflow', 'diffusers', 'transformers', 'pandas')\n"
         "heavy = [m for m in heavy if m in sys.modules]\n"

@@ -12,9 +12,9 @@ from mlflow.entities import Metric
 
 from experiments.training.checkpoints import CheckpointStore, UnsafeCheckpointError
 from experiments.training.loop import train
-from experiments.training.tracking import RecordingTracker
-from repro import tags
+from experiments.training.tracker import RecordingTracker
 from repro.report.collect import loss_histories
+from repro.tracking import tags
 from tests.support.mlflow_store import FakeRunStore
 from tests.support.objectives import Regression, train_config
 from tests.test_checkpoint_safety import plant

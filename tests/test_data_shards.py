@@ -16,7 +16,7 @@ from PIL import Image
 from experiments.data.items import CaptionItem, ImageCaptionItem
 from experiments.data.shards import GROUP_ROWS, DataError, open_shards
 from experiments.data.stream import Skip
-from experiments.tiny.shards import write_webdataset
+from experiments.tiny.paper_formats import write_webdataset
 
 
 def rows(spec: str, **options) -> list:

@@ -21,7 +21,7 @@ from experiments.data.stream import Skip, StepRows, StepStream, StreamedSteps, S
 from experiments.training.checkpoints import CheckpointStore
 from experiments.training.loop import train
 from experiments.training.objective import Objective
-from experiments.training.tracking import RecordingTracker
+from experiments.training.tracker import RecordingTracker
 
 BATCH = 8
 

@@ -27,7 +27,7 @@ from experiments.training import checkpoints, preemption
 from experiments.training.checkpoints import CheckpointStore, trained_weights
 from experiments.training.distributed import World, rank_parts
 from experiments.training.loop import train
-from experiments.training.tracking import RecordingTracker
+from experiments.training.tracker import RecordingTracker
 from tests.support.distributed import PREEMPTED_AT, STEPS, align_config, fresh_objective, join_gloo
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from repro import tags
+from repro.tracking import tags
 from tests.support.workdirs import FAST, child_runs, new_workdir, repro
 
 pytestmark = pytest.mark.slow

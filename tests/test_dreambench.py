@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from experiments.config import DreamBenchConfig
-from experiments.data.dreambench import (
+from experiments.data.dreambench_layout import (
     TEMPLATES_PER_KIND,
     benchmark_prompts,
     load_subjects,
     read_prompts_file,
     selected_templates,
 )
-from experiments.tiny.dreambench import PROMPTS_FILE, build_dreambench_fixture
+from experiments.tiny.dreambench_subjects import PROMPTS_FILE, build_dreambench_fixture
 
 SHARED_PROMPTS_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "dreambench" / "prompts_and_classes.txt"
 # (code) eval/dreambench_prompts.py, LIVE_OBJECT

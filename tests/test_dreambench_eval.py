@@ -12,17 +12,17 @@ import torch
 from PIL import Image
 
 from experiments.config import AlignerConfig, DreamBenchConfig
-from experiments.data.dreambench import (
+from experiments.data.dreambench_layout import (
     benchmark_prompts,
     load_subjects,
     read_prompts_file,
 )
-from experiments.evaluation.dreambench import (
+from experiments.evaluation.dreambench_generate import generate_dreambench_images
+from experiments.evaluation.dreambench_scores import (
     dreambench_oracle,
     dreambench_sheets,
     evaluate_dreambench,
 )
-from experiments.evaluation.dreambench_generate import generate_dreambench_images
 from experiments.evaluation.similarity import ClipEncoder, DinoEncoder
 from experiments.recipes.modules import aligner_for
 from models import ClipTextTarget, ImageDecoder, KosmosGConditioner, MLLMEncoder

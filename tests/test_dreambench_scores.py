@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import CLIPModel, ViTConfig, ViTModel
 
 from experiments.evaluation.similarity import ClipEncoder, DinoEncoder
-from experiments.tiny.dreambench import build_dreambench_fixture
+from experiments.tiny.dreambench_subjects import build_dreambench_fixture
 from experiments.tiny.models import save_tiny_clip, save_tiny_dino
 
 CPU = torch.device("cpu")

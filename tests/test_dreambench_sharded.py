@@ -12,13 +12,13 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from experiments.config import DreamBenchConfig
-from experiments.data.dreambench import (
+from experiments.data.dreambench_layout import (
     benchmark_prompts,
     load_subjects,
     read_prompts_file,
 )
-from experiments.evaluation.dreambench import evaluate_dreambench
 from experiments.evaluation.dreambench_generate import generate_dreambench_images
+from experiments.evaluation.dreambench_scores import evaluate_dreambench
 from tests.support.tiny import tiny_dreambench
 
 

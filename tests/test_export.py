@@ -18,9 +18,9 @@ from experiments.recipes.generation import trained_conditioner
 from experiments.recipes.instruct import InstructObjective
 from experiments.training.checkpoints import CheckpointStore
 from models import KosmosGConditioner
-from repro import tags
 from repro.cli import main as repro_main
 from repro.config.stored import stored_config
+from repro.tracking import tags
 from tests.support.mlflow_store import FakeRunStore
 from tests.support.runs import finished_stage2
 from tests.support.tiny import stage3_config

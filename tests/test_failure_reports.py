@@ -12,7 +12,7 @@ import torch
 
 from experiments.data.shards import DataError
 from experiments.training.checkpoints import CheckpointStore
-from repro.failures import clip, disk_full_path, failure_reason, is_permanent
+from repro.launch.failures import clip, disk_full_path, failure_reason, is_permanent
 from tests.support.workdirs import new_workdir, repro
 
 

@@ -25,6 +25,7 @@ from torch.distributed.tensor import DTensor
 from experiments.config import RunConfig
 from experiments.recipes.instruct import InstructObjective
 from experiments.recipes.run import seed_everything
+from experiments.training.checkpoint_shards import LAYOUT, OPTIMIZER, SHARDED, gathered
 from experiments.training.checkpoints import (
     CheckpointStore,
     CorruptCheckpointError,
@@ -35,8 +36,7 @@ from experiments.training.checkpoints import (
 from experiments.training.distributed import World, rank_parts
 from experiments.training.loop import train
 from experiments.training.objective import Objective
-from experiments.training.shards import LAYOUT, OPTIMIZER, SHARDED, gathered
-from experiments.training.tracking import RecordingTracker
+from experiments.training.tracker import RecordingTracker
 from repro.config import load_matrix
 from tests.support.distributed import STEPS, align_config, fresh_objective, join_gloo
 from tests.support.full_tier import EXPERIMENTS, fake_full_env

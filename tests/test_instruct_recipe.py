@@ -18,7 +18,7 @@ from experiments.recipes.instruct import InstructObjective
 from experiments.recipes.run import run_recipe
 from experiments.tiny.coco import SHAPES
 from experiments.training.checkpoints import trained_weights
-from experiments.training.tracking import RecordingTracker
+from experiments.training.tracker import RecordingTracker
 from repro.cli import main as repro_main
 from tests.support.runs import finished_stage2
 from tests.support.tiny import stage3_config

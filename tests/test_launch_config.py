@@ -10,8 +10,8 @@ import pytest
 
 from repro.config import ConfigError, load_matrix
 from repro.config.launch import LaunchConfig
-from repro.launch import slurm_arrays
-from repro.slurm import sbatch_script
+from repro.launch.executor import slurm_arrays
+from repro.launch.slurm_params import sbatch_script
 from tests.support.full_tier import EXPERIMENTS, fake_full_env
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from repro import tags
-from repro.run_lock import in_progress
+from repro.launch.run_lock import in_progress
+from repro.tracking import tags
 from tests.support.workdirs import ONE_THREAD, QUICK_LOGS_AND_FID, ROOT, child_runs, new_workdir
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import tags
+from repro.tracking import tags
 from tests.support.workdirs import (
     FAST,
     ONE_THREAD,

@@ -9,7 +9,7 @@ from experiments.data.batches import WHOLE
 from experiments.recipes.diffusion import HELDOUT_CHUNK, heldout_diffusion_loss
 from experiments.training.loop import train
 from experiments.training.precision import fsdp_policy, sampling_autocast
-from experiments.training.tracking import RecordingTracker
+from experiments.training.tracker import RecordingTracker
 from tests.support.objectives import Regression, train_config
 
 

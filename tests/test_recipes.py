@@ -14,8 +14,8 @@ from experiments.data.stream import Skip
 from experiments.recipes.align import AlignObjective
 from experiments.recipes.run import run_recipe
 from experiments.training.loop import train
-from experiments.training.tracking import RecordingTracker
-from repro import tags
+from experiments.training.tracker import RecordingTracker
+from repro.tracking import tags
 from tests.support.tiny import tiny_config
 
 

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from mlflow.entities import Metric
 
-from repro import tags
 from repro.config.schema import FailureRule, Panel, TableRow, TableSpec
 from repro.report.collect import collect_runs
 from repro.report.plots import compute_axis
 from repro.report.run_report import write_report
+from repro.tracking import tags
 from tests.support.mlflow_store import FakeRunStore
 
 EXPERIMENT = "report-test"

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from mlflow.entities import Metric
 
-from repro import tags
 from repro.config.schema import Panel, TableRow, TableSpec
 from repro.report.collect import collect_runs, download_dreambench_sheets
 from repro.report.run_report import write_report
+from repro.tracking import tags
 from tests.support.mlflow_store import FakeRunStore
 
 EXPERIMENT = "report-table1-test"

@@ -11,12 +11,12 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from experiments.training.tracking import DataInput
+from experiments.training.tracker import DataInput
 from repro import cli
 from repro.config import load_matrix
 from repro.config.paths import tiny_assets_dir
-from repro.run_params import run_params
-from repro.tracking import MlflowTracker
+from repro.tracking.mlflow_runs import MlflowTracker
+from repro.tracking.run_params import run_params
 from tests.support.full_tier import EXPERIMENTS
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import tags
+from repro.tracking import tags
 from tests.support.slurm import SLURM_ONLY, preempt, wait_for
 from tests.support.workdirs import (
     ONE_THREAD,

@@ -15,11 +15,11 @@ import optuna
 from optuna.trial import TrialState
 
 from experiments.tiny.assets import ensure_tiny_assets
-from repro import tags
 from repro.config import load_sweep
 from repro.sweep import tags as sweep_tags
 from repro.sweep.runs import TrialRuns
 from repro.sweep.study import open_storage, study_name
+from repro.tracking import tags
 from tests.support.slurm import SLURM_ONLY, preempt, wait_for
 from tests.support.workdirs import ROOT, child_runs, new_workdir
 

@@ -7,7 +7,7 @@ import torch
 
 from experiments.recipes.align import AlignObjective
 from experiments.training.loop import train
-from experiments.training.tracking import RecordingTracker
+from experiments.training.tracker import RecordingTracker
 from tests.support.objectives import Regression, train_config
 from tests.support.tiny import tiny_config
 

@@ -18,12 +18,12 @@ from mlflow.entities import Run
 from optuna.trial import TrialState
 
 from experiments.tiny.assets import ensure_tiny_assets
-from repro import tags
 from repro.cli import main
 from repro.config import load_sweep
 from repro.sweep import tags as sweep_tags
 from repro.sweep.runs import TrialRuns
 from repro.sweep.study import open_storage, study_name
+from repro.tracking import tags
 
 ROOT = Path(__file__).resolve().parents[1]
 # A two-layer aligner, a few steps, a handful of FID images through the tiny extractor: each

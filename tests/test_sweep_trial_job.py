@@ -1,5 +1,5 @@
 """TrialRunJob, what `repro sweep` submits for each trial: submitit requeues it the way it requeues
-repro.job.RunJob, and an attempt that submitit ends after requeuing it leaves its trial RUNNING
+repro.launch.run_job.RunJob, and an attempt that submitit ends after requeuing it leaves its trial RUNNING
 for the requeued attempt to finish. tests/test_slurm_sweep.py preempts one on a real SLURM."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from optuna.trial import TrialState
 from submitit.core.utils import DelayedSubmission
 
 from repro.config import load_sweep
-from repro.job import JobContext, JobResult
-from repro.run_lock import RunLock
+from repro.launch.run_job import JobContext, JobResult
+from repro.launch.run_lock import RunLock
 from repro.sweep import tags as sweep_tags
 from repro.sweep import trial as trial_module
 from repro.sweep.runs import TrialRuns
 from repro.sweep.study import distributions, open_storage, study_name
 from repro.sweep.trial import TrialJob, TrialRunJob
-from repro.tracking import ensure_experiment
+from repro.tracking.mlflow_runs import ensure_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from experiments.training.tracking import DataInput
-from repro.tracking import MlflowTracker, ensure_experiment
+from experiments.training.tracker import DataInput
+from repro.tracking.mlflow_runs import MlflowTracker, ensure_experiment
 
 RUNS = 6
 

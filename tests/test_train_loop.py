@@ -8,7 +8,7 @@ from experiments.config import TrainConfig
 from experiments.data.batches import WHOLE, Part
 from experiments.training.checkpoints import CheckpointStore
 from experiments.training.loop import train
-from experiments.training.tracking import RecordingTracker
+from experiments.training.tracker import RecordingTracker
 from tests.support.objectives import Regression, train_config
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from experiments.config import DreamBenchConfig
-from experiments.data.dreambench import BenchmarkPrompt, Subject, open_photo
+from experiments.data.dreambench_layout import BenchmarkPrompt, Subject, open_photo
 from experiments.evaluation.image_files import intact, save_png
 from experiments.training.precision import sampling_autocast
 from models import ImageDecoder

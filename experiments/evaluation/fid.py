@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 INCEPTION = "inception-v3-compat"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what torch-fidelity picks up from a folder
-# MLflow tags of a run that scored FID (repro.tags names them for the report).
+# MLflow tags of a run that scored FID (repro.tracking.tags names them for the report).
 TAG_IMPLEMENTATION = "fid.implementation"
 TAG_PREPROCESSING = "fid.preprocessing"
 

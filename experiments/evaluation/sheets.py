@@ -14,7 +14,7 @@ from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 from torchvision.utils import make_grid, save_image
 
-from experiments.data.dreambench import Subject, open_photo
+from experiments.data.dreambench_layout import Subject, open_photo
 from experiments.evaluation.dreambench_generate import GeneratedImage
 
 IMAGES_PER_SHEET = 6

@@ -18,7 +18,7 @@ from experiments.recipes.modules import aligner_for, evaluating, frozen, frozen_
 from experiments.training.encoder_cache import EncoderCache, checkpoint_fingerprint
 from experiments.training.flops import align_step, nominal_step_flops
 from experiments.training.objective import Objective
-from experiments.training.tracking import DataInput
+from experiments.training.tracker import DataInput
 from models import ClipTextTarget, KosmosGConditioner, alignment_losses
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # source, mask, target

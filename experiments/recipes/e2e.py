@@ -22,7 +22,7 @@ from experiments.recipes.diffusion import (
 from experiments.recipes.modules import aligner_for, evaluating, frozen, frozen_mllm, model_sizes, pick_device
 from experiments.training.flops import e2e_step, nominal_step_flops
 from experiments.training.objective import Objective
-from experiments.training.tracking import DataInput
+from experiments.training.tracker import DataInput
 from models import ClipTextTarget, ImageDecoder, KosmosGConditioner
 
 

@@ -39,7 +39,7 @@ from experiments.recipes.diffusion import (
 from experiments.recipes.modules import aligner_for, frozen, pick_device
 from experiments.training.checkpoints import trained_weights
 from experiments.training.objective import Objective
-from experiments.training.tracking import DataInput
+from experiments.training.tracker import DataInput
 from models import ClipTextTarget, ImageDecoder, KosmosGConditioner, MLLMEncoder
 
 Batch = tuple[torch.Tensor, list[str], list[list]]  # target images, prompts, prompt images

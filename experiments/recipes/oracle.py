@@ -4,7 +4,7 @@ other, the ceiling a generator's DINO and CLIP-I can reach. No model is built or
 from __future__ import annotations
 
 from experiments.config import RunConfig
-from experiments.evaluation.dreambench import dreambench_oracle
+from experiments.evaluation.dreambench_scores import dreambench_oracle
 
 
 def oracle_metrics(config: RunConfig) -> dict[str, float]:

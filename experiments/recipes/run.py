@@ -16,7 +16,7 @@ from experiments.evaluation.fid import evaluate_fid, fid_tags
 from experiments.recipes.modules import frozen, pick_device
 from experiments.recipes.registry import recipe_named
 from experiments.training.loop import train
-from experiments.training.tracking import DataInput, Tracker
+from experiments.training.tracker import DataInput, Tracker
 from models import ImageDecoder
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def run_recipe(
             tracker.log_artifact(grid, "samples")
     if config.dreambench.enabled:
         # Imported here: only Table 1's runs load the DINO and CLIP scorers.
-        from experiments.evaluation.dreambench import (
+        from experiments.evaluation.dreambench_scores import (
             dreambench_sheets,
             evaluate_dreambench,
         )

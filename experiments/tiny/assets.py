@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from experiments.tiny.coco import build_coco_fixture
-from experiments.tiny.dreambench import build_dreambench_fixture
+from experiments.tiny.dreambench_subjects import build_dreambench_fixture
 from experiments.tiny.feature_extractor import save_random_inception
 from experiments.tiny.models import (
     save_tiny_clip,
@@ -18,7 +18,7 @@ from experiments.tiny.models import (
     save_tiny_kosmos2,
     save_tiny_stable_diffusion,
 )
-from experiments.tiny.shards import write_laion_parquet, write_webdataset
+from experiments.tiny.paper_formats import write_laion_parquet, write_webdataset
 from experiments.tiny.stage3 import build_instruct_fixture
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ loaded instead; a file that would need arbitrary unpickling is still refused, ne
 A write that fills the disk removes its hidden folder and says `disk full: <path>`.
 
 A sharded run (FSDP) writes no model.safetensors: each rank writes its shards of the weights and
-of AdamW's moments into the checkpoint's `shards/` folder (experiments.training.shards: safetensors
+of AdamW's moments into the checkpoint's `shards/` folder (experiments.training.checkpoint_shards: safetensors
 files and a JSON layout, nothing pickled), rank 0 the state.pt beside them, and each rank reads
 back only its own on resume. `trained_weights` puts a sharded checkpoint's weights together in one
 process, under the same keys as a single process's model.safetensors. The ranks all write into
@@ -48,9 +48,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from experiments.training import shards
+from experiments.training import checkpoint_shards
+from experiments.training.checkpoint_shards import SHARDED
 from experiments.training.distributed import World
-from experiments.training.shards import SHARDED
 
 _PREFIX = "step-"
 WEIGHTS = "model.safetensors"
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 
 # What a failed write raises: the file system's, torch's (DCP's, which gathers every rank's,
-# included: experiments.training.shards) and safetensors' errors.
+# included: experiments.training.checkpoint_shards) and safetensors' errors.
 _WRITE_ERRORS = (OSError, RuntimeError, SafetensorError)
 
 
@@ -119,7 +119,7 @@ class CheckpointStore:
                     # A CPU group of its own: the writes' collectives run in a background thread,
                     # beside the training's on the default group.
                     self._group = torch.distributed.new_group(backend="gloo")
-                writing = shards.write(tensors, partial / SHARDED, self._group, self.asynchronous)
+                writing = checkpoint_shards.write(tensors, partial / SHARDED, self._group, self.asynchronous)
         except _WRITE_ERRORS as error:
             self._discard(partial, error)
             raise
@@ -163,7 +163,7 @@ class CheckpointStore:
         writing, partial, target = self._pending
         self._pending = None
         try:
-            shards.finished(writing)
+            checkpoint_shards.finished(writing)
         except _WRITE_ERRORS as error:
             self._discard(partial, error)
             raise
@@ -220,8 +220,8 @@ def read_shards(tensors: dict[str, torch.Tensor], folder: Path) -> None:
     """Collective: this rank's shards (the DTensors `save` took under SHARDED), filled in place."""
     _refuse_foreign(folder)
     try:
-        shards.read(tensors, folder)
-    except (shards.DamagedShardsError, *shards.READ_ERRORS) as bad:
+        checkpoint_shards.read(tensors, folder)
+    except (checkpoint_shards.DamagedShardsError, *checkpoint_shards.READ_ERRORS) as bad:
         raise CorruptCheckpointError(f"{folder}: refused: {bad}") from None
 
 
@@ -229,8 +229,8 @@ def sharded_weights(folder: Path) -> dict[str, torch.Tensor]:
     """A sharded checkpoint's whole weights, put together by this process alone."""
     _refuse_foreign(folder)
     try:
-        return shards.gathered(folder)
-    except (shards.DamagedShardsError, *shards.READ_ERRORS) as bad:
+        return checkpoint_shards.gathered(folder)
+    except (checkpoint_shards.DamagedShardsError, *checkpoint_shards.READ_ERRORS) as bad:
         raise CorruptCheckpointError(f"{folder}: refused: {bad}") from None
 
 
@@ -238,9 +238,9 @@ def _refuse_foreign(folder: Path) -> None:
     """DCP's own formats (`.metadata`, `*.distcp`) are pickles: in a shards folder, whatever is not
     what this harness writes there is refused, never read or skipped."""
     for file in sorted(folder.iterdir()) if folder.is_dir() else ():
-        if file.suffix != ".safetensors" and file.name != shards.LAYOUT:
+        if file.suffix != ".safetensors" and file.name != checkpoint_shards.LAYOUT:
             raise UnsafeCheckpointError(
-                f"{file}: refused: a sharded checkpoint holds safetensors files and {shards.LAYOUT} only; "
+                f"{file}: refused: a sharded checkpoint holds safetensors files and {checkpoint_shards.LAYOUT} only; "
                 "this file may be a pickle, and unpickling it could run arbitrary code")
 
 

@@ -25,7 +25,7 @@ Gradients are scattered after every micro-batch (not accumulated whole until the
 DDP does): that costs a collective per micro-batch but keeps them sharded, which is what FSDP is
 for. clip_grad_norm_ on the sharded (DTensor) gradients computes the global norm.
 
-Checkpoints are sharded (experiments.training.shards): each rank writes and reads back its own
+Checkpoints are sharded (experiments.training.checkpoint_shards): each rank writes and reads back its own
 shards of the weights and of AdamW's moments, under the plain trainable's keys, so that one
 process puts the weights together (`trained_weights`, `repro generate`) and DCP reshards them
 for a run resumed on another number of ranks. A full checkpoint (a single process's or a DDP
@@ -53,10 +53,10 @@ from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forwar
 from torch.distributed.tensor import DTensor
 from transformers.models.kosmos2.modeling_kosmos2 import Kosmos2TextBlock
 
+from experiments.training.checkpoint_shards import MODEL, OPTIMIZER
 from experiments.training.checkpoints import SHARDED, read_shards
 from experiments.training.distributed import DataParallelObjective, World
 from experiments.training.precision import fsdp_policy
-from experiments.training.shards import MODEL, OPTIMIZER
 from models.aligner import DecoderLayer, EncoderLayer
 
 # The blocks that every input runs through (see the module docstring for the vision tower's):

@@ -28,7 +28,7 @@ from experiments.training.distributed import Replicated, World, rank_parts
 from experiments.training.flops import peak_flops
 from experiments.training.objective import Objective
 from experiments.training.precision import autocast, enable_tf32
-from experiments.training.tracking import Tracker
+from experiments.training.tracker import Tracker
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from torch import nn
 
 from experiments.config import RunConfig
 from experiments.data.batches import WHOLE, Part
-from experiments.training.tracking import DataInput
+from experiments.training.tracker import DataInput
 
 if TYPE_CHECKING:
     from models import ImageDecoder, KosmosGConditioner

@@ -309,7 +309,7 @@ def _check_condition(condition: torch.Tensor, batch: int, width: int) -> None:
 
 
 def _dreambench(config: RunConfig, recipe: Any, held: dict[str, Any], scratch: Path, options: Options) -> None:
-    from experiments.evaluation.dreambench import dreambench_oracle, evaluate_dreambench
+    from experiments.evaluation.dreambench_scores import dreambench_oracle, evaluate_dreambench
 
     root = Path(config.dreambench.root or "")
     subjects = config.dreambench.subjects or tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))[:1]

@@ -13,8 +13,8 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from repro import tags
-from repro.store import StoreError
+from repro.tracking import tags
+from repro.tracking.store import StoreError
 
 _URI_VARIABLE = "MLFLOW_TRACKING_URI"
 

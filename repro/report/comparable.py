@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from repro import tags
 from repro.config.schema import TableSpec
+from repro.tracking import tags
 
 
 def check_comparable_fids(runs: pd.DataFrame, spec: TableSpec) -> None:

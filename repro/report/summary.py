@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from repro import tags
 from repro.config.schema import FailureRule, Panel, TableRow, TableSpec
+from repro.tracking import tags
 
 SUMMARY_COLUMNS = [
     "panel", "row", "kind", "source", "status", "reason", "metric", "n", "mean", "std", "paper",

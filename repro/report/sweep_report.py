@@ -12,10 +12,10 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from repro import tags
 from repro.config.sweep import Param, SweepSpec
 from repro.report.sweep_plots import plot_sweep
 from repro.sweep import tags as sweep_tags
+from repro.tracking import tags
 
 TOP_K = 5
 TRIAL_COLUMNS = ["trial", "state", "value", "seconds", "run_id"]

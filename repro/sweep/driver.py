@@ -21,10 +21,11 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from repro.config import ConfigError, SweepSpec
-from repro.failures import clip
-from repro.job import JobContext, threads_per_job
-from repro.launch import make_executor
+from repro.launch.executor import make_executor
+from repro.launch.failures import clip
+from repro.launch.run_job import JobContext, threads_per_job
 from repro.sweep import tags as sweep_tags
+from repro.sweep.parent_run import close_sweep_run, failed_trial_run, open_sweep_run
 from repro.sweep.runs import TrialRuns
 from repro.sweep.study import (
     annotate,
@@ -34,9 +35,8 @@ from repro.sweep.study import (
     open_storage,
     study_name,
 )
-from repro.sweep.tracking import close_sweep_run, failed_trial_run, open_sweep_run
 from repro.sweep.trial import TrialJob, TrialOutcome, TrialRunJob, fail_without_run
-from repro.tracking import ensure_experiment
+from repro.tracking.mlflow_runs import ensure_experiment
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import optuna
 
-from experiments.training.tracking import DataInput, Tracker
-from repro.job import StopRun
+from experiments.training.tracker import DataInput, Tracker
+from repro.launch.run_job import StopRun
 
 
 class Pruned(StopRun):

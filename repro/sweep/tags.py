@@ -1,7 +1,7 @@
 """Names a sweep writes: MLflow tags and metrics on its parent run and on each trial's child run,
 and the user attributes of each Optuna trial (what optuna-dashboard shows beside it)."""
 
-SWEEP_KIND = "sweep"  # value of repro.tags.KIND on a sweep's parent run
+SWEEP_KIND = "sweep"  # value of repro.tracking.tags.KIND on a sweep's parent run
 SWEEP = "sweep.name"
 STUDY = "sweep.study"
 TRIAL = "sweep.trial"  # the Optuna trial number, on the trial's run

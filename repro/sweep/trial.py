@@ -1,4 +1,4 @@
-"""What runs inside one trial's job: the trial's RunSpec through repro.job.execute, watched by
+"""What runs inside one trial's job: the trial's RunSpec through repro.launch.run_job.execute, watched by
 the study's pruner, and the outcome told to the study.
 
 The job tells the study itself, so a trial's end is recorded in durable storage as soon as it
@@ -20,16 +20,16 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from optuna.trial import TrialState
 
-from repro import tags
 from repro.config.schema import RunSpec
 from repro.config.sweep import SweepSpec
-from repro.failures import clip
-from repro.job import IN_PROGRESS, JobContext, defer_preemption, execute
+from repro.launch.failures import clip
+from repro.launch.run_job import IN_PROGRESS, JobContext, defer_preemption, execute
 from repro.sweep import tags as sweep_tags
+from repro.sweep.parent_run import failed_trial_run, trial_tags
 from repro.sweep.pruning import Pruned, PruningTracker
 from repro.sweep.study import annotate, make_pruner, open_storage
-from repro.sweep.tracking import failed_trial_run, trial_tags
-from repro.tracking import MlflowTracker, is_done, runs_with_hash
+from repro.tracking import tags
+from repro.tracking.mlflow_runs import MlflowTracker, is_done, runs_with_hash
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def run_trial(job: TrialJob) -> TrialOutcome:
 
 class TrialRunJob(submitit.helpers.Checkpointable):
     """What the sweep submits: run_trial(job), requeued on preemption or timeout like
-    repro.job.RunJob. It holds no state, so the requeued attempt is the same call: it finds the
+    repro.launch.run_job.RunJob. It holds no state, so the requeued attempt is the same call: it finds the
     trial's checkpoint and MLflow run by the config hash, and the trial by its id."""
 
     def __call__(self, job: TrialJob) -> TrialOutcome:

@@ -8,7 +8,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from experiments.recipes.run import run_recipe
-from experiments.training.tracking import RecordingTracker
+from experiments.training.tracker import RecordingTracker
 from tests.support.tiny import tiny_config
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from repro import tags
 from repro.cli import main
+from repro.tracking import tags
 
 ROOT = Path(__file__).resolve().parents[2]
 

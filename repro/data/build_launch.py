@@ -20,7 +20,7 @@ def run_build(parts: list[BuildPart], jobs_folder: Path, executor: str | None, t
         for part in todo:
             print(build_part(part).summary())
         return EXIT_OK
-    from repro.launch import make_executor
+    from repro.launch.executor import make_executor
 
     jobs = make_executor(executor, jobs_folder, timeout_min).map_array(build_part, todo)
     failed = 0

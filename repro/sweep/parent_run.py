@@ -11,14 +11,14 @@ from mlflow.entities import Param as MlflowParam
 from mlflow.entities import RunTag
 from optuna.trial import TrialState
 
-from repro import tags
 from repro.config.schema import RunSpec
 from repro.config.sweep import Param, SweepSpec
-from repro.failures import clip
-from repro.job import JobContext
-from repro.provenance import git_commit
+from repro.launch.failures import clip
+from repro.launch.run_job import JobContext
 from repro.sweep import tags as sweep_tags
-from repro.tracking import open_run
+from repro.tracking import tags
+from repro.tracking.mlflow_runs import open_run
+from repro.tracking.provenance import git_commit
 
 
 def open_sweep_run(client: MlflowClient, experiment_id: str, sweep: SweepSpec, study: str, tier: str) -> str:

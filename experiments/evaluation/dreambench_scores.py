@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 from experiments.config import DreamBenchConfig, Reference
-from experiments.data.dreambench import (
+from experiments.data.dreambench_layout import (
     Subject,
     benchmark_prompts,
     load_subjects,

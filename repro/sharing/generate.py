@@ -9,7 +9,7 @@ from PIL import Image, UnidentifiedImageError
 
 from repro.config.load import ConfigError
 from repro.config.stored import stored_config
-from repro.run_reference import find_run
+from repro.sharing.run_reference import find_run
 
 
 def read_images(paths: list[Path]) -> list[Image.Image]:

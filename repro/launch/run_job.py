@@ -27,16 +27,16 @@ from experiments.recipes.registry import recipe_named
 from experiments.recipes.run import run_recipe
 from experiments.training import preemption
 from experiments.training.distributed import process_group
-from experiments.training.tracking import NullTracker, Tracker
-from repro import tags
+from experiments.training.tracker import NullTracker, Tracker
 from repro.config.paths import localize_runs
 from repro.config.schema import RunSpec
-from repro.export import export_run
-from repro.failures import clip, failure_reason, headline, is_permanent
-from repro.provenance import git_commit
-from repro.quiet import quiet_unless_interactive
-from repro.run_lock import RunLock
-from repro.tracking import MlflowTracker, open_run
+from repro.launch.failures import clip, failure_reason, headline, is_permanent
+from repro.launch.run_lock import RunLock
+from repro.sharing.export import export_run
+from repro.terminal import quiet_unless_interactive
+from repro.tracking import tags
+from repro.tracking.mlflow_runs import MlflowTracker, open_run
+from repro.tracking.provenance import git_commit
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def _train_tracked(
         tracker.set_tags({tags.FAILURE_REASON: result.failure})
         status = "FAILED"
     elif recipe_named(spec.config.recipe).trains and recipe_named(spec.config.recipe).generates:
-        try:  # what the run trained, shareable from MLflow (repro/export.py)
+        try:  # what the run trained, shareable from MLflow (repro/sharing/export.py)
             tracker.log_artifacts(export_run(run_dir, run_dir / "export", copy_base_mllm=False), tags.MODEL_ARTIFACT)
         except Exception as error:
             _record_end(client, run_id, "FAILED", clip(f"exporting the model: {failure_reason(error)}"))

@@ -1,4 +1,4 @@
-"""The data files a run read (experiments.training.tracking.DataInput) as MLflow dataset
+"""The data files a run read (experiments.training.tracker.DataInput) as MLflow dataset
 inputs: name, source, a digest of the contents, and the rows the run took, which the MLflow UI
 lists under the run's "Datasets used" and compares across runs."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from experiments.training.tracking import DataInput
+from experiments.training.tracker import DataInput
 
 # Above this, a file is known by its name, size and mtime: hashing a caption TSV of many GB
 # would read it whole before the first step.

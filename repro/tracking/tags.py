@@ -1,7 +1,7 @@
 """Names of the MLflow tags, params and metrics the harness writes and the report reads."""
 
 KIND = "repro.kind"  # "campaign" for the parent of one `repro run`, "run" for each RunSpec
-CAMPAIGN = "repro.campaign"
+CAMPAIGN = "repro.launch.campaign"
 TABLE = "table"
 ROW = "row"
 EXPERIMENT = "experiment"
@@ -25,5 +25,5 @@ METRIC_DEVICE_HOURS = "compute/device_hours"
 METRIC_TRAIN_FLOPS = "compute/train_flops"  # counted (experiments/training/flops.py), not timed
 SAMPLE_GRID_ARTIFACT = "samples/grid.png"
 DREAMBENCH_SHEETS = "dreambench"  # artifact folder: one sample sheet per subject, <subject>.png
-MODEL_ARTIFACT = "model"  # artifact folder on a finished run that trained a model: its export (repro/export.py)
+MODEL_ARTIFACT = "model"  # artifact folder on a finished run that trained a model: its export (repro/sharing/export.py)
 REPORTS_ARTIFACT = "reports"  # artifact folder on a campaign's or sweep's parent run: its tables and plots

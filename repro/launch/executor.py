@@ -4,11 +4,11 @@
 in this process one after another (for tests and pdb), `slurm` submits them to a cluster as one
 job array per distinct launch setting. Only the RunSpec and a small JobContext travel to the
 job; models are built inside it. A job that fails is resubmitted up to `launch.max_retries`
-times; a preempted or timed-out one is requeued by submitit itself (see repro.job.RunJob). A job
+times; a preempted or timed-out one is requeued by submitit itself (see repro.launch.run_job.RunJob). A job
 that ended its run FAILED for a reason another attempt cannot change returns rather than raises
-(repro.failures), and a full disk is not retried either.
+(repro.launch.failures), and a full disk is not retried either.
 
-Interrupted (Ctrl-C, or SIGTERM through repro.signals), the launcher stops the local jobs it
+Interrupted (Ctrl-C, or SIGTERM through repro.launch.signals), the launcher stops the local jobs it
 started, waits for them to end and raises `Interrupted` naming every run still in flight;
 SLURM jobs are the cluster's, and stay until `repro cancel`.
 """
@@ -27,8 +27,8 @@ import submitit
 
 from repro.config.launch import EXECUTORS, LaunchConfig
 from repro.config.schema import RunSpec
-from repro.job import JobContext, JobResult, RunJob
-from repro.slurm import sbatch_parameters
+from repro.launch.run_job import JobContext, JobResult, RunJob
+from repro.launch.slurm_params import sbatch_parameters
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import submitit
 from mlflow import MlflowClient
 
-from repro import tags
-from repro.campaign import campaign_id
 from repro.config.schema import Matrix, RunSpec
-from repro.tracking import find_campaign, runs_with_hash
+from repro.launch.campaign import campaign_id
+from repro.tracking import tags
+from repro.tracking.mlflow_runs import find_campaign, runs_with_hash
 
 _NOT_STARTED = "-"
 # UNKNOWN: sacct has not heard of it yet (just submitted) or there is no accounting at all.

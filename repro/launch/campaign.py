@@ -11,14 +11,14 @@ from pathlib import Path
 import submitit
 from mlflow import MlflowClient
 
-from repro import tags
 from repro.config.schema import Matrix, RunSpec
-from repro.failures import clip
-from repro.job import IN_PROGRESS, JobContext, threads_per_job
-from repro.launch import Interrupted, LaunchOutcome, dependency_waves, launch
-from repro.run_lock import in_progress
-from repro.signals import signal_name
-from repro.tracking import ensure_experiment, is_done, open_campaign, runs_with_hash
+from repro.launch.executor import Interrupted, LaunchOutcome, dependency_waves, launch
+from repro.launch.failures import clip
+from repro.launch.run_job import IN_PROGRESS, JobContext, threads_per_job
+from repro.launch.run_lock import in_progress
+from repro.launch.signals import signal_name
+from repro.tracking import tags
+from repro.tracking.mlflow_runs import ensure_experiment, is_done, open_campaign, runs_with_hash
 
 log = logging.getLogger(__name__)
 

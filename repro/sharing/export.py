@@ -16,7 +16,7 @@ from pathlib import Path
 
 from repro.config.load import ConfigError
 from repro.config.stored import stored_config
-from repro.model_card import model_card
+from repro.sharing.model_card import model_card
 
 
 def export_run(run_dir: Path, out: Path, *, copy_base_mllm: bool = True) -> Path:

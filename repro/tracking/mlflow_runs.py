@@ -18,12 +18,12 @@ from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import IntegrityError
 
-from experiments.training.tracking import DataInput
-from repro import tags
+from experiments.training.tracker import DataInput
 from repro.config.schema import RunSpec
-from repro.datasets import dataset_input
-from repro.provenance import git_commit, package_versions
-from repro.run_params import run_params
+from repro.tracking import tags
+from repro.tracking.dataset_inputs import dataset_input
+from repro.tracking.provenance import git_commit, package_versions
+from repro.tracking.run_params import run_params
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> s
 
 
 class MlflowTracker:
-    """experiments.training.tracking.Tracker on one MLflow run, through the client (no global active run,
+    """experiments.training.tracker.Tracker on one MLflow run, through the client (no global active run,
     so several trackers can live in one process)."""
 
     def __init__(self, client: MlflowClient, run_id: str) -> None:
@@ -144,7 +144,7 @@ def is_done(run: Run) -> bool:
 
 def open_run(client: MlflowClient, experiment_id: str, parent_run_id: str, spec: RunSpec, workdir: Path) -> str:
     """Reopens the newest unfinished run of this config (a resume), or creates a new one, with
-    the params of repro.run_params (paths relative to the work directory's roots)."""
+    the params of repro.tracking.run_params (paths relative to the work directory's roots)."""
     for run in runs_with_hash(client, experiment_id, spec.config_hash):
         if not is_done(run):
             client.update_run(run.info.run_id, status="RUNNING")

@@ -9,9 +9,9 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from repro import tags
 from repro.config.load import ConfigError
-from repro.tags import MODEL_ARTIFACT
+from repro.tracking import tags
+from repro.tracking.tags import MODEL_ARTIFACT
 
 
 def find_run(reference: str, workdir: Path, tracking_uri: str) -> tuple[Path, Path]:
