@@ -123,3 +123,9 @@ def test_a_missing_file_a_missing_heading_and_a_short_path_are_each_reported(tmp
         "README.md: `experiments/no_such_module.py` does not exist in the repository",
         "README.md: `training/loop.py` is short for a path inside a package; write it from the root",
     ]
+
+
+def test_every_docs_page_is_linked_from_the_front_page():
+    targets = _LINK.findall(_prose(ROOT / "README.md"))
+    linked = {(ROOT / target.partition("#")[0]).resolve() for target in targets}
+    assert [page.name for page in PAGES[1:] if page.resolve() not in linked] == []
