@@ -134,14 +134,12 @@ class StepSource(Protocol):
 
 
 class StepRows:
-    """A StepSource over one data set (`data_key` under `data`): a global batch of `batch_size`
-    converted rows per step. `convert` must be picklable (tokenizers are, models need not be)."""
+    """A StepSource over `data.train`: a global batch of `batch_size` converted rows per step.
+    `convert` must be picklable (tokenizers are, models need not be)."""
 
-    def __init__(
-        self, shards: Sequence[Shard], convert: Convert, batch_size: int, seed: int, data_key: str = "train"
-    ) -> None:
+    def __init__(self, shards: Sequence[Shard], convert: Convert, batch_size: int, seed: int) -> None:
         self.rows = ShuffledRows(shards, seed)
-        self.rows_in_data = {data_key: self.rows.total}
+        self.rows_in_data = {"train": self.rows.total}
         self.convert = convert
         self.batch_size = batch_size
 
