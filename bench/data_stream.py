@@ -50,6 +50,7 @@ def measure_loader(spec: str, kind: str, workers: int, steps: int, batch: int) -
     started = time.perf_counter()
     from transformers import CLIPTokenizer
 
+    from experiments.config import DataConfig
     from experiments.data.batches import WHOLE
     from experiments.data.items import CaptionItem, ImageCaptionItem
     from experiments.data.shards import open_shards
@@ -58,13 +59,14 @@ def measure_loader(spec: str, kind: str, workers: int, steps: int, batch: int) -
     captions = CaptionItem(CLIPTokenizer.from_pretrained(TINY_ASSETS / "sd" / "tokenizer"), 75)
     convert = captions if kind == "captions" else ImageCaptionItem(captions, None, 256)
     rows = StepRows(open_shards(spec, cache_dir=CACHE), convert, batch, seed=0)
-    stream = StepStream(rows, 0, [WHOLE], workers, pin_memory=False)
-    stream.take(0, WHOLE)
-    first = time.perf_counter() - started
-    tick = time.perf_counter()
-    for step in range(1, steps + 1):
-        stream.take(step, WHOLE)
-    rate = steps * batch / (time.perf_counter() - tick)
+    stream = StepStream(rows, DataConfig(train=spec, heldout="", num_workers=workers), pin_memory=False)
+    with stream.streaming(0, [WHOLE]):
+        stream.take(0, WHOLE)
+        first = time.perf_counter() - started
+        tick = time.perf_counter()
+        for step in range(1, steps + 1):
+            stream.take(step, WHOLE)
+        rate = steps * batch / (time.perf_counter() - tick)
     return {"first_batch_s": round(first, 2), "items_per_s": round(rate, 1), "peak_rss_mib": peak_rss_mib()}
 
 

@@ -25,15 +25,14 @@ from experiments.config import OptimConfig
 from experiments.data.captions import load_captions
 from experiments.data.items import CaptionItem
 from experiments.data.shards import open_shards
-from experiments.data.stream import StepRows, StreamedSteps
+from experiments.data.stream import StepRows
 from experiments.recipes.align import AlignObjective
 from experiments.training.loop import build_optimizer
 
 
 def epoch_seconds(objective: AlignObjective, optim: OptimConfig, epochs: int) -> list[dict[str, float]]:
     """Per epoch: wall and CPU seconds of the training steps, and CPU seconds of the batch fetch."""
-    rows = objective.steps.rows
-    steps = math.ceil(rows.stream.order.total / rows.batch_size)
+    steps = math.ceil(objective.rows_in_data["train"] / objective.config.train.batch_size)
     optimizer, _ = build_optimizer(list(objective.trainable.parameters()), optim, steps * epochs)
     times = []
     for epoch in range(epochs):
@@ -59,7 +58,7 @@ def build(cached: bool, captions: int, cache_dir: Path | None) -> AlignObjective
     manifest.write_text("".join(json.dumps({"caption": text}) + "\n" for text in texts))
     rows = StepRows(open_shards(str(manifest)), CaptionItem(objective.target.tokenizer, 75),
                     config.train.batch_size, seed=0)
-    objective.steps = StreamedSteps(rows, config.data, pin_memory=False)
+    objective.stream_steps(rows)
     return objective
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-AlignerKind = Literal["aligner", "decoder_only", "linear"]
+# The aligner's section is the model's own config (models/aligner_config.py), re-exported here.
+from models.aligner_config import AlignerConfig
+
 Precision = Literal["no", "bf16", "fp16"]
 Parallelism = Literal["ddp", "fsdp"]
 Sampler = Literal["ddim", "dpm"]
@@ -27,20 +29,6 @@ class ModelSources:
 
     mllm: str  # Kosmos-2 checkpoint: Kosmos2Model weights + tokenizer + image processor
     stable_diffusion: str  # SD v1.5 layout: unet/ vae/ text_encoder/ tokenizer/ scheduler/
-
-
-@dataclass(frozen=True)
-class AlignerConfig:
-    """AlignerNet and its ablations. Defaults: the paper's 12-layer AlignerNet."""
-
-    kind: AlignerKind = "aligner"
-    layers: int = 12  # per stack (encoder and decoder each)
-    width: int = 768
-    ffn: int = 3072
-    heads: int = 12
-    # (code) one table of learned positions and one bank of N's queries, 32768 rows each.
-    max_source_len: int = 32768
-    dropout: float = 0.0
 
 
 @dataclass(frozen=True)

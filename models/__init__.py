@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "MLLMEncoder": "models.mllm",
     "MLLMInputs": "models.mllm",
-    "ALIGNER_KINDS": "models.aligner",
+    "ALIGNER_KINDS": "models.aligner_config",
     "Aligner": "models.aligner",
     "alignment_losses": "models.aligner",
     "build_aligner": "models.aligner",
@@ -26,7 +26,8 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from models.aligner import ALIGNER_KINDS, Aligner, alignment_losses, build_aligner
+    from models.aligner import Aligner, alignment_losses, build_aligner
+    from models.aligner_config import ALIGNER_KINDS
     from models.aligner_official import official_state_dict_to_ours
     from models.conditioning import KosmosGConditioner
     from models.image_decoder import SAMPLERS, ImageDecoder

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ALIGNER_KINDS = ("aligner", "decoder_only", "linear")
+from models.aligner_config import ALIGNER_KINDS, AlignerConfig
 
 # torchscale's PositionalEmbedding indexes its table from 2, fairseq's convention
 # (torchscale/torchscale/component/embedding.py), whatever the padding.
@@ -207,7 +207,7 @@ class Aligner(nn.Module):
 
     m: nn.Module
     n: nn.Module | None
-    build_arguments: dict[str, Any]  # build_aligner's arguments, which it records
+    build_arguments: dict[str, Any]  # the config's fields and the shapes build_aligner built it with
 
     def __init__(self, target_len: int) -> None:
         super().__init__()
@@ -319,40 +319,34 @@ class LinearAligner(Aligner):
         return F.pad(projected, (0, 0, 0, self.target_len - projected.shape[1]))
 
 
-def build_aligner(
-    kind: str,
-    source_dim: int,
-    target_dim: int,
-    target_len: int = 77,
-    layers: int = 12,
-    width: int = 768,
-    ffn: int = 3072,
-    heads: int = 12,
-    max_source_len: int = 32768,
-    dropout: float = 0.0,
-) -> Aligner:
-    """One of ALIGNER_KINDS; defaults are the paper's 12-layer AlignerNet (32768 rows: code).
-
-    `dropout` is torchscale's `dropout` (on the embedded inputs and on every attention and
-    feed-forward output); its attention and activation dropouts stay 0, as in the official
-    configuration. A source may have at most max_source_len - 2 tokens (positions start at 2).
-    """
+def build_aligner(config: AlignerConfig, source_dim: int, target_dim: int, target_len: int = 77) -> Aligner:
+    """`config`'s aligner from the MLLM's width (`source_dim`) to the U-Net's conditions
+    (`target_len` x `target_dim`). A source may have at most config.max_source_len - 2 tokens
+    (positions start at 2)."""
     sizes = dict(
-        source_dim=source_dim, target_dim=target_dim, target_len=target_len, layers=layers, width=width,
-        ffn=ffn, heads=heads, max_source_len=max_source_len, dropout=dropout,
+        source_dim=source_dim, target_dim=target_dim, target_len=target_len, layers=config.layers,
+        width=config.width, ffn=config.ffn, heads=config.heads, max_source_len=config.max_source_len,
+        dropout=config.dropout,
     )
     aligner: Aligner
-    if kind == "linear":
+    if config.kind == "linear":
         aligner = LinearAligner(source_dim, target_dim, target_len)
-    elif kind == "aligner":
+    elif config.kind == "aligner":
         aligner = AlignerNet(**sizes)
-    elif kind == "decoder_only":
+    elif config.kind == "decoder_only":
         aligner = DecoderOnlyAligner(**sizes)
     else:
-        raise ValueError(f"unknown aligner kind {kind!r}; valid kinds: {', '.join(ALIGNER_KINDS)}")
+        raise ValueError(f"unknown aligner kind {config.kind!r}; valid kinds: {', '.join(ALIGNER_KINDS)}")
     # What a saved model records to build the same aligner again (KosmosGConditioner.save_pretrained).
-    aligner.build_arguments = {"kind": kind, **sizes}
+    aligner.build_arguments = {"kind": config.kind, **sizes}
     return aligner
+
+
+def rebuilt_aligner(build_arguments: dict[str, Any]) -> Aligner:
+    """The aligner an `Aligner.build_arguments` record (a saved conditioner's config.json) describes."""
+    shape = {key: build_arguments[key] for key in ("source_dim", "target_dim", "target_len")}
+    config = AlignerConfig(**{key: value for key, value in build_arguments.items() if key not in shape})
+    return build_aligner(config, **shape)
 
 
 def alignment_losses(

@@ -40,7 +40,7 @@ _MODEL_PREFIX = "aligner."  # the aligner's attribute name in KosmosGmodel (unil
 
 
 def official_state_dict_to_ours(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Official aligner weights -> a state dict for `build_aligner("aligner", 2048, 768, ...)`.
+    """Official aligner weights -> a state dict for `build_aligner(AlignerConfig(...), 2048, 768)`.
 
     `state_dict` is either the official Aligner's (or Aligner_encoder's) own state dict or a
     whole Kosmos-G model's (`torch.load(checkpoint)["model"]`), whose aligner keys start with

@@ -25,7 +25,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from models.aligner import Aligner, build_aligner
+from models.aligner import Aligner, rebuilt_aligner
 from models.mllm import MLLMEncoder
 
 MODEL_TYPE = "kosmos-g"
@@ -62,7 +62,7 @@ class KosmosGConditioner(nn.Module):
             raise ValueError(f"{folder}: no {CONFIG} with model_type {MODEL_TYPE!r}; not a saved Kosmos-G conditioner")
         mllm_source = folder / MLLM_FOLDER if (folder / MLLM_FOLDER).is_dir() else config["base_mllm"]
         mllm = MLLMEncoder.from_pretrained(str(mllm_source), dtype=dtype)
-        aligner = build_aligner(**config["aligner"])
+        aligner = rebuilt_aligner(config["aligner"])
         aligner.n = None
         aligner.load_state_dict(load_file(folder / ALIGNER_WEIGHTS))
         # Folders written before the key existed tokenized without `</s>`, as the official code does.

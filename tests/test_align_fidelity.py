@@ -18,7 +18,7 @@ def test_the_frozen_mllm_runs_with_dropout_but_held_out_losses_repeat(tiny_asset
                          checkpoint_every=2)
     objective = AlignObjective(config)
     assert objective.mllm.training and not any(p.requires_grad for p in objective.mllm.parameters())
-    captions = objective.steps.rows(0, WHOLE).items
+    captions = objective.stream.source(0, WHOLE).items
     first, again = objective.encode(captions)[0], objective.encode(captions)[0]
     assert not torch.allclose(first, again)  # dropout noise in M's input and in L_rec's target
     assert objective.heldout() == objective.heldout()  # held out without the dropout
@@ -56,7 +56,7 @@ def test_prompts_end_without_eos_unless_asked(tiny_assets):
     objective = AlignObjective(tiny_config(tiny_assets, "aligner-12", mllm_dropout=0.0))
     closed = AlignObjective(tiny_config(tiny_assets, "aligner-12", mllm_dropout=0.0, append_eos=True))
     eos = objective.mllm.tokenizer.eos_token_id
-    captions = objective.steps.rows(0, WHOLE).items[:3]
+    captions = objective.stream.source(0, WHOLE).items[:3]
     assert objective.encode(captions)[1].sum() + 3 == closed.encode(captions)[1].sum()
     bare = objective.mllm.tokenize(captions, append_eos=objective.append_eos).input_ids
     assert eos not in bare

@@ -23,6 +23,7 @@ from torchscale.architecture.encoder import Encoder  # noqa: E402
 from torchscale.component.embedding import PositionalEmbedding  # noqa: E402
 
 from models.aligner import alignment_losses, build_aligner  # noqa: E402
+from models.aligner_config import AlignerConfig  # noqa: E402
 from models.aligner_official import official_state_dict_to_ours  # noqa: E402
 
 SOURCE_DIM, TARGET_LEN = 24, 7
@@ -93,11 +94,16 @@ SMALL = dict(target_len=TARGET_LEN, layers=2, width=32, ffn=64, heads=4)
 MAX_LEN = 40
 
 
+def _config(sizes: dict, max_len: int) -> AlignerConfig:
+    """Our config for the official aligner of these keyword arguments."""
+    return AlignerConfig(max_source_len=max_len, **{k: v for k, v in sizes.items() if k != "target_len"})
+
+
 def pair(seed: int = 0):
     """An official aligner and ours holding the same weights."""
     torch.manual_seed(seed)
     official = OfficialAligner(SOURCE_DIM, max_len=MAX_LEN, **SMALL)
-    ours = build_aligner("aligner", SOURCE_DIM, SMALL["width"], max_source_len=MAX_LEN, **SMALL)
+    ours = build_aligner(_config(SMALL, MAX_LEN), SOURCE_DIM, SMALL["width"], TARGET_LEN)
     ours.load_state_dict(official_state_dict_to_ours(official.state_dict()))  # strict: every key
     return official, ours
 
@@ -143,7 +149,7 @@ def test_same_initialisation_as_torchscale() -> None:
     torch.manual_seed(0)
     official = official_state_dict_to_ours(OfficialAligner(64, max_len=64, **sizes).state_dict())
     torch.manual_seed(1)
-    ours = build_aligner("aligner", 64, sizes["width"], max_source_len=64, **sizes).state_dict()
+    ours = build_aligner(_config(sizes, 64), 64, sizes["width"], TARGET_LEN).state_dict()
     assert official.keys() == ours.keys()
     compared = 0
     for name, mine in ours.items():
@@ -163,7 +169,7 @@ def test_same_initialisation_as_torchscale() -> None:
 def test_full_size_parameter_count_equals_the_official() -> None:
     with torch.device("meta"):
         official = OfficialAligner(2048, 77, layers=12, width=768, ffn=3072, heads=12, max_len=32768)
-        ours = build_aligner("aligner", 2048, 768)
+        ours = build_aligner(AlignerConfig(), 2048, 768)
     mapped = official_state_dict_to_ours(official.state_dict())
     assert {k: v.shape for k, v in mapped.items()} == {k: v.shape for k, v in ours.state_dict().items()}
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in official.parameters())

@@ -15,7 +15,7 @@ from experiments.config import DataConfig
 from experiments.data.batches import WHOLE
 from experiments.data.items import CaptionItem, ImageCaptionItem
 from experiments.data.shards import DataError, Record, open_shards
-from experiments.data.stream import BAD_FRACTION_MIN_ROWS, Skip, StepRows, StreamedSteps
+from experiments.data.stream import BAD_FRACTION_MIN_ROWS, Skip, StepRows, StepStream
 
 
 class WordTokenizer:
@@ -36,10 +36,10 @@ def _manifest(path: Path, rows: int, bad_every: int) -> Path:
     return path
 
 
-def _steps(path: Path, max_bad_fraction: float) -> StreamedSteps:
+def _steps(path: Path, max_bad_fraction: float) -> StepStream:
     rows = StepRows(open_shards(str(path)), _caption, batch_size=10, seed=0)
-    return StreamedSteps(rows, DataConfig(train=str(path), heldout="", num_workers=0,
-                                          max_bad_fraction=max_bad_fraction), pin_memory=False)
+    return StepStream(rows, DataConfig(train=str(path), heldout="", num_workers=0,
+                                       max_bad_fraction=max_bad_fraction), pin_memory=False)
 
 
 def test_a_few_bad_lines_are_skipped_and_counted(tmp_path: Path):

@@ -17,7 +17,7 @@ from torch import nn
 from experiments.config import DataConfig, TrainConfig
 from experiments.data.batches import WHOLE, Part
 from experiments.data.shards import Record, open_shards
-from experiments.data.stream import Skip, StepRows, StepStream, StreamedSteps, StreamOrder
+from experiments.data.stream import ShuffledRows, Skip, StepRows, StepStream
 from experiments.training.checkpoints import CheckpointStore
 from experiments.training.loop import train
 from experiments.training.objective import Objective
@@ -48,16 +48,17 @@ def step_rows(folder: Path, seed: int = 0) -> StepRows:
     return StepRows(open_shards(str(folder)), caption, BATCH, seed)
 
 
-def test_each_epoch_is_a_permutation_of_every_row_and_depends_on_the_seed():
-    sizes = [[5, 5, 3], [5, 5, 5, 5], [5, 2]]
-    order = StreamOrder(sizes, seed=0)
+def test_each_epoch_is_a_permutation_of_every_row_and_depends_on_the_seed(shards_dir):
+    shards = open_shards(str(shards_dir))
+    rows = ShuffledRows(shards, seed=0)
+    assert rows.sizes == [[5, 5, 3], [5, 5, 5, 5], [5, 2]]
     for epoch in range(2):
-        seen = {order.locate(epoch * order.total + p) for p in range(order.total)}
-        assert len(seen) == order.total == 40
-    first = [order.locate(p) for p in range(40)]
-    assert first != [order.locate(40 + p) for p in range(40)]  # each epoch its own order
-    assert first == [StreamOrder(sizes, seed=0).locate(p) for p in range(40)]
-    assert first != [StreamOrder(sizes, seed=1).locate(p) for p in range(40)]
+        seen = {rows.locate(epoch * rows.total + p) for p in range(rows.total)}
+        assert len(seen) == rows.total == 40
+    first = [rows.locate(p) for p in range(40)]
+    assert first != [rows.locate(40 + p) for p in range(40)]  # each epoch its own order
+    assert first == [ShuffledRows(shards, seed=0).locate(p) for p in range(40)]
+    assert first != [ShuffledRows(shards, seed=1).locate(p) for p in range(40)]
 
 
 def test_parts_tile_the_step_and_skipped_rows_are_replaced_and_counted(shards_dir):
@@ -73,7 +74,7 @@ def test_parts_tile_the_step_and_skipped_rows_are_replaced_and_counted(shards_di
 def test_a_step_reads_only_the_groups_it_needs(shards_dir, monkeypatch):
     rows = step_rows(shards_dir)
     reads: list[tuple[str, int]] = []
-    for shard in rows.stream.rows.shards:
+    for shard in rows.rows.shards:
         original = shard.read_group
         monkeypatch.setattr(shard, "read_group", lambda g, s=shard, o=original: reads.append((s.path.name, g)) or o(g))
     rows(1_000_000, WHOLE)  # deep into epoch 200000: no earlier row is read
@@ -84,9 +85,10 @@ def test_workers_make_the_same_steps_in_the_same_order(shards_dir):
     rows = step_rows(shards_dir)
     parts = [Part(0, 2), Part(1, 2)]
     expected = [[rows(step, part).items for part in parts] for step in range(5, 12)]
-    stream = StepStream(rows, 5, parts, workers=2, pin_memory=False)
-    assert [[stream.take(step, part).items for part in parts] for step in range(5, 12)] == expected
-    assert stream.take(2, parts[0]).items == rows(2, parts[0]).items  # out of order: made here
+    stream = StepStream(rows, DataConfig(train="", heldout="", num_workers=2), pin_memory=False)
+    with stream.streaming(5, parts):
+        assert [[stream.take(step, part) for part in parts] for step in range(5, 12)] == expected
+        assert stream.take(2, parts[0]) == rows(2, parts[0]).items  # out of order: made here
 
 
 class CaptionLog(Objective):
@@ -95,17 +97,17 @@ class CaptionLog(Objective):
     def __init__(self, folder: Path, crash_at: int | None = None) -> None:
         self.device = torch.device("cpu")
         self.trainable = nn.Linear(1, 1)
-        self.steps = StreamedSteps(step_rows(folder), DataConfig(train="", heldout="", num_workers=1), False)
+        self.stream = StepStream(step_rows(folder), DataConfig(train="", heldout="", num_workers=1), False)
         self.drawn: dict[int, list[str]] = {}
         self.crash_at = crash_at
 
     def prefetching(self, start: int, parts: list[Part]) -> AbstractContextManager[None]:
-        return self.steps.streaming(start, parts)
+        return self.stream.streaming(start, parts)
 
     def items(self, step: int, part: Part = WHOLE) -> torch.Tensor:
         if step == self.crash_at:
             raise KeyboardInterrupt  # a kill: nothing after the last checkpoint survives
-        self.drawn[step] = self.steps.take(step, part)
+        self.drawn[step] = self.stream.take(step, part)
         return torch.tensor([[float(len(c))] for c in self.drawn[step]])
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ from experiments.data.batches import WHOLE
 from experiments.data.captions import load_captions
 from experiments.data.items import CaptionItem
 from experiments.data.shards import open_shards
-from experiments.data.stream import StepRows, StreamedSteps
+from experiments.data.stream import StepRows
 from experiments.recipes.align import AlignObjective
 from tests.support.tiny import tiny_config
 
@@ -40,7 +40,7 @@ def assert_same(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> Non
 def test_cached_batches_equal_fresh_ones_and_skip_the_encoders(tiny_assets):
     objective = AlignObjective(tiny_config(tiny_assets, "aligner-12", cache_encoder_outputs=True))
     calls = count_encoded_captions(objective)
-    captions = objective.steps.rows(0, WHOLE).items
+    captions = objective.stream.source(0, WHOLE).items
     first = objective.batch(0)
     assert calls == [len(set(captions))] * 2  # one MLLM and one CLIP call, each caption once
     again = objective.batch(0)
@@ -53,7 +53,7 @@ def test_rows_cached_from_other_batches_are_re_padded_with_their_pad_token_state
     """L_rec reconstructs the padding too, so a cached row must be padded with what the MLLM
     puts there, whatever length the batch it was encoded in had."""
     objective = AlignObjective(tiny_config(tiny_assets, "aligner-12", cache_encoder_outputs=True))
-    captions = sorted(set(objective.steps.rows(0, WHOLE).items), key=len)
+    captions = sorted(set(objective.stream.source(0, WHOLE).items), key=len)
     short, long = captions[:4], captions[-4:]
     objective.cache(short)  # each half encoded alone, padded to its own length
     objective.cache(long)
@@ -76,7 +76,7 @@ def test_two_epochs_encode_each_caption_once(tiny_assets, tmp_path):
     manifest.write_text("".join(json.dumps({"caption": caption}) + "\n" for caption in items))
     rows = StepRows(open_shards(str(manifest)), CaptionItem(objective.target.tokenizer, 75),
                     config.train.batch_size, seed=0)
-    objective.steps = StreamedSteps(rows, config.data, pin_memory=False)
+    objective.stream_steps(rows)
     calls = count_encoded_captions(objective)
     distinct = set(items)
     steps_per_epoch = math.ceil(len(items) / config.train.batch_size)

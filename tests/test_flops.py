@@ -32,8 +32,7 @@ def test_aligner_forward_matches_a_hand_count():
 def test_aligner_forward_matches_torchs_flop_counter():
     for kind in ("aligner", "decoder_only", "linear"):
         cfg = AlignerConfig(kind=kind, layers=2, width=8, ffn=16, heads=2, max_source_len=16)
-        aligner = build_aligner(kind, source_dim=S, target_dim=12, target_len=TARGET_LEN, layers=2, width=8,
-                                ffn=16, heads=2, max_source_len=16).train()
+        aligner = build_aligner(cfg, source_dim=S, target_dim=12, target_len=TARGET_LEN).train()
         source, target = torch.randn(2, SOURCE_LEN, S), torch.randn(2, TARGET_LEN, 12)
         mask = torch.ones(2, SOURCE_LEN, dtype=torch.bool)
         # The math kernel runs attention as matmuls the counter sees; it has no formula for

@@ -37,17 +37,17 @@ def test_stage3_trains_the_mllm_and_m_only_and_evaluates_both_benchmarks(tiny_as
     # The fixture's two broken rows (one in each of two 33-row manifests) and its one small
     # caption-only image, which (code) the tiny-sized 384-px rule refuses, are never trained on:
     # over one epoch of each kind, each is met once, skipped, counted and replaced.
-    rows = objective.steps.rows
+    mixture = objective.stream.source
     skipped = Counter()
-    for k, stream in enumerate(rows.streams):
-        if stream is None:
+    for k, rows in enumerate(mixture.rows):
+        if rows is None:
             continue
-        convert = rows.converter(k, random.Random(0))
-        for position in range(stream.order.total):
-            stream.usable(position, convert, skipped)
+        convert = mixture.converter(k, random.Random(0))
+        for position in range(rows.total):
+            rows.usable(position, convert, skipped)
     assert skipped == {"edits_corrupt_image": 1, "compositional_entity_not_in_caption": 1,
                        "captioned_small_image": 1}
-    assert all(len(rows(step, WHOLE).items) == config.train.batch_size for step in range(3))
+    assert all(len(mixture(step, WHOLE).items) == config.train.batch_size for step in range(3))
     stage2 = trained_weights(stage2_dir)
     assert all(torch.equal(start[f"aligner.{k}"], v) for k, v in stage2.items())  # starts aligned
 
@@ -115,9 +115,9 @@ def test_a_seeded_batch_drops_edit_captions_and_whole_entity_captions(tiny_asset
     """(code) --random-drop-caption-prob 0.5: counted on one seeded batch of 100 stage-3 rows,
     each drop replayed from the first draw of the (seed, step, position) stream the rows use."""
     config = stage3_config(tiny_assets, stage2_dir, batch_size=100)
-    rows = InstructObjective(config).steps.rows
-    kinds = [STAGE3_KINDS[kind] for kind, _ in rows.places(0)]
-    prompts = [prompt for _, prompt, _ in rows(0, WHOLE).items]
+    mixture = InstructObjective(config).stream.source
+    kinds = [STAGE3_KINDS[kind] for kind, _ in mixture.places(0)]
+    prompts = [prompt for _, prompt, _ in mixture(0, WHOLE).items]
     dropped = [random.Random(f"{config.seed}:0:{p}").random() < 0.5 for p in range(len(prompts))]
 
     edits = [p for p, kind in enumerate(kinds) if kind == "edits"]

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
 from models.aligner import ALIGNER_KINDS, alignment_losses, build_aligner
+from models.aligner_config import AlignerConfig
 
 SOURCE_DIM, TARGET_DIM, TARGET_LEN = 24, 16, 7
-SMALL = dict(target_len=TARGET_LEN, layers=2, width=32, ffn=64, heads=4, max_source_len=64)
+SMALL = AlignerConfig(layers=2, width=32, ffn=64, heads=4, max_source_len=64)
 
 
 def small_aligner(kind: str, seed: int = 0):
     torch.manual_seed(seed)
-    return build_aligner(kind, SOURCE_DIM, TARGET_DIM, **SMALL).eval()
+    return build_aligner(replace(SMALL, kind=kind), SOURCE_DIM, TARGET_DIM, TARGET_LEN).eval()
 
 
 def padded_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +43,7 @@ def test_condition_and_reconstruction_shapes(kind: str) -> None:
 
 
 def test_width_equal_to_target_needs_no_output_projection() -> None:
-    aligner = build_aligner("aligner", SOURCE_DIM, 32, **SMALL)
+    aligner = build_aligner(SMALL, SOURCE_DIM, 32, TARGET_LEN)
     assert isinstance(aligner.m["target_out"], torch.nn.Identity)
     source, mask = padded_batch()
     assert aligner(source, mask).shape == (3, TARGET_LEN, 32)
@@ -122,7 +124,7 @@ def test_reconstruction_loss_is_scaled_by_target_over_source_length(kind: str) -
 
 def test_unknown_kind_is_named_in_the_error() -> None:
     with pytest.raises(ValueError, match="'transformer_xl'.*aligner, decoder_only, linear"):
-        build_aligner("transformer_xl", SOURCE_DIM, TARGET_DIM)
+        build_aligner(AlignerConfig(kind="transformer_xl"), SOURCE_DIM, TARGET_DIM)
 
 
 def test_full_size_aligner_has_the_official_parameter_counts(record_property) -> None:
@@ -131,7 +133,7 @@ def test_full_size_aligner_has_the_official_parameter_counts(record_property) ->
     counts = {}
     for layers in (12, 24):
         with torch.device("meta"):
-            aligner = build_aligner("aligner", 2048, 768, layers=layers)
+            aligner = build_aligner(AlignerConfig(layers=layers), 2048, 768)
         counts[layers] = (
             sum(p.numel() for p in aligner.generation_parameters()),
             sum(p.numel() for p in aligner.n.parameters()),
@@ -153,7 +155,7 @@ def test_layers_are_pre_norm_with_sub_layernorms() -> None:
         assert isinstance(stack.layer_norm, torch.nn.LayerNorm)
         for layer in stack.layers:
             assert isinstance(layer.self_attn.inner_attn_ln, torch.nn.LayerNorm)
-            assert layer.ffn.ffn_layernorm.normalized_shape == (SMALL["ffn"],)
+            assert layer.ffn.ffn_layernorm.normalized_shape == (SMALL.ffn,)
             if hasattr(layer, "encoder_attn"):
                 assert layer.encoder_attn.inner_attn_ln is None
     decoder_only = small_aligner("decoder_only")
@@ -168,8 +170,8 @@ def test_sub_layernorm_init_scales_each_stack(layers: int) -> None:
     decoders' cross-attention, are not. The spread of a layer's v_proj over its q_proj (same
     shape and init) estimates the factor."""
     torch.manual_seed(0)
-    aligner = build_aligner("aligner", SOURCE_DIM, TARGET_DIM, target_len=TARGET_LEN, layers=layers, width=64,
-                            ffn=128, heads=4, max_source_len=16)
+    config = AlignerConfig(layers=layers, width=64, ffn=128, heads=4, max_source_len=16)
+    aligner = build_aligner(config, SOURCE_DIM, TARGET_DIM, TARGET_LEN)
     scales = {
         "m.encoder": math.sqrt(math.log(3 * layers) * math.log(2 * layers) / 3),
         "m.decoder": math.sqrt(math.log(3 * layers)),
@@ -207,7 +209,7 @@ def test_positions_are_read_from_row_two() -> None:
         changed = aligner(source, mask)
     torch.testing.assert_close(unchanged, before)
     assert not torch.allclose(changed, before)
-    limit = SMALL["max_source_len"] - 2
+    limit = SMALL.max_source_len - 2
     with pytest.raises(ValueError, match=f"exceed the {limit} learned positions"):
         aligner(torch.randn(1, limit + 1, SOURCE_DIM), torch.ones(1, limit + 1, dtype=torch.bool))
 
@@ -227,9 +229,9 @@ def test_attention_runs_on_scaled_dot_product_attention(kind: str, monkeypatch) 
     source, mask = padded_batch()
     alignment_losses(aligner, source, mask, torch.zeros(3, TARGET_LEN, TARGET_DIM))
     # Per layer: encoders one attention, decoders two; AlignerNet has two of each stack.
-    assert len(calls) == (6 if kind == "aligner" else 4) * SMALL["layers"]
+    assert len(calls) == (6 if kind == "aligner" else 4) * SMALL.layers
     masked = [m for m in calls if m is not None]
     # M's encoder self-attention and M's cross-attention see the padding; nothing else does.
-    assert len(masked) == (2 if kind == "aligner" else 1) * SMALL["layers"]
+    assert len(masked) == (2 if kind == "aligner" else 1) * SMALL.layers
     assert all(m.dtype == torch.bool and m.shape == (3, 1, 1, source.shape[1]) for m in masked)
     assert all(torch.equal(m[:, 0, 0], mask) for m in masked)

@@ -9,7 +9,7 @@ import torch_fidelity
 
 from experiments.data.batches import WHOLE
 from experiments.data.items import CaptionItem, token_count
-from experiments.data.shards import Record
+from experiments.data.shards import Record, open_shards
 from experiments.data.stream import Skip
 from experiments.recipes.align import AlignObjective
 from experiments.recipes.run import run_recipe
@@ -37,7 +37,7 @@ def test_align_skips_captions_over_the_clip_or_sentencepiece_limit_and_keeps_its
 ):
     objective = AlignObjective(tiny_config(tiny_assets, "aligner-12", **limit))
     for step in range(4):
-        captions = objective.steps.take(step, WHOLE)
+        captions = objective.items(step, WHOLE)
         assert len(captions) == objective.config.train.batch_size
         assert max(objective.target.token_counts(captions)) <= objective.config.train.max_caption_tokens
         assert max(token_count(objective.mllm.tokenizer, c) for c in captions) <= (
@@ -79,6 +79,8 @@ def test_recipes_train_then_score_fid(tiny_assets, tmp_path, experiment, kind):
         assert len(tracker.series("train/loss")) == 6 and len(tracker.series("heldout/diffusion_loss")) == 2
         # Counted compute (tests/test_e2e_compute.py derives a step's): what the run trained with.
         assert result.metrics["compute/train_flops"] == 6 * result.metrics["compute/step_flops"] > 0
+        rows = sum(sum(shard.group_sizes()) for shard in open_shards(config.data.train))
+        assert ("data.train", "training", rows) in {(i.name, i.context, i.rows) for i in tracker.inputs}
     else:
         assert "train/loss" not in tracker.metrics and result.metrics["compute/device_hours"] == 0.0
         assert result.metrics["compute/train_flops"] == 0.0

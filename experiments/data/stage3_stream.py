@@ -19,7 +19,7 @@ from experiments.data.images import image_tensor
 from experiments.data.manifest import RowError
 from experiments.data.shards import Record, Shard
 from experiments.data.stage3_examples import Example
-from experiments.data.stream import RowStream, Skip, StepItems
+from experiments.data.stream import ShuffledRows, Skip, StepItems
 
 # A kind's row -> its example, given the generator seeded for that place in the batch.
 MakeExample = Callable[[Any, random.Random], Example]
@@ -40,8 +40,8 @@ class Stage3Kind:
 
 
 class MixedStepRows:
-    """Step `step`'s part `part` of a global batch of `batch_size` stage-3 items: (target image
-    tensor, prompt, prompt images). Picklable, for the DataLoader workers."""
+    """A StepSource (experiments/data/stream.py) of stage-3 items, (target image tensor, prompt,
+    prompt images), `batch_size` of them per step, over the kinds that have a share of it."""
 
     def __init__(self, kinds: Sequence[Stage3Kind | None], weights: Sequence[float], batch_size: int,
                  seed: int, resolution: int) -> None:
@@ -50,8 +50,10 @@ class MixedStepRows:
         if missing:
             raise ValueError(f"data kinds {missing} have a share of the batch but no manifest")
         self.kinds = list(kinds)
-        self.streams = [RowStream(kind.shards, seed * 7 + k) if kind is not None and n else None
-                        for k, (kind, n) in enumerate(zip(kinds, self.counts))]
+        self.rows = [ShuffledRows(kind.shards, seed * 7 + k) if kind is not None and n else None
+                     for k, (kind, n) in enumerate(zip(kinds, self.counts))]
+        self.rows_in_data = {kind.name: rows.total for kind, rows in zip(self.kinds, self.rows)
+                             if rows is not None}
         self.batch_size, self.seed, self.resolution = batch_size, seed, resolution
 
     def places(self, step: int) -> list[tuple[int, int]]:
@@ -71,7 +73,7 @@ class MixedStepRows:
             # Seeded by (seed, step, position): a resumed run makes the very same prompts.
             rng = random.Random(f"{self.seed}:{step}:{position}")
             convert = self.converter(kind, rng)
-            items.append(self.streams[kind].usable(step * self.counts[kind] + j, convert, skipped, sources))
+            items.append(self.rows[kind].usable(step * self.counts[kind] + j, convert, skipped, sources))
         return StepItems(items, dict(skipped), dict(sources))
 
     def converter(self, k: int, rng: random.Random) -> Callable[[Record], Any]:

@@ -23,7 +23,7 @@ import os
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -50,16 +50,27 @@ class StepItems(NamedTuple):
     sources: dict[tuple[str, str], int] = {}
 
 
-class StreamOrder:
-    """Row `p` of the endless shuffled stream over shards of known group sizes."""
+# Row groups a ShuffledRows keeps read: a step's rows span a few, and the next step's often the same.
+_CACHED_GROUPS = 8
 
-    def __init__(self, sizes: Sequence[Sequence[int]], seed: int) -> None:
-        self.sizes = [list(s) for s in sizes]
-        self.total = sum(sum(s) for s in self.sizes)
+
+class ShuffledRows:
+    """The rows of some shards as an endless stream in their seeded order, position by position,
+    each converted; a row that fails is replaced by the next usable row of its group, in file
+    order. Keeps the last few groups read, and the layouts of the epochs and shards in flight."""
+
+    def __init__(self, shards: Sequence[Shard], seed: int) -> None:
+        self.shards = list(shards)
+        self.sizes = [shard.group_sizes() for shard in self.shards]
+        self.total = sum(sum(s) for s in self.sizes)  # rows in one epoch
         if self.total == 0:
             raise DataError("the training data has no rows")
         self.seed = seed
         self._layouts: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._groups: OrderedDict[tuple[int, int], list[Record]] = OrderedDict()
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_groups": OrderedDict()}  # each worker reads its own
 
     def locate(self, position: int) -> tuple[int, int, int]:
         """(shard, group, row in group) of the stream's `position`-th row."""
@@ -69,6 +80,25 @@ class StreamOrder:
         group, offset = self._pick((1, epoch, shard), self.sizes[shard], offset)
         rows = self._permutation((2, epoch, shard, group), self.sizes[shard][group])
         return shard, group, int(rows[offset])
+
+    def usable(
+        self, position: int, convert: Convert, skipped: Counter, sources: Counter | None = None
+    ) -> Any:
+        """sources, where given, counts per file the rows read and those skipped (StepItems.sources)."""
+        shard, group, row = self.locate(position)
+        records = self._group(shard, group)
+        path = str(self.shards[shard].path)
+        for k in range(len(records)):
+            item = convert(records[(row + k) % len(records)])
+            if sources is not None:
+                sources[(path, "read")] += 1
+            if not isinstance(item, Skip):
+                return item
+            skipped[item.reason] += 1
+            if sources is not None and item.broken:
+                sources[(path, "bad")] += 1
+        raise DataError(f"{path}: no usable row in group {group} "
+                        f"({', '.join(f'{r}={n}' for r, n in skipped.items())})")
 
     def _pick(self, key: tuple, counts: list[int], offset: int) -> tuple[int, int]:
         if key not in self._layouts:
@@ -84,59 +114,32 @@ class StreamOrder:
         # Seeded by the key itself: the same (seed, epoch, shard, group) gives the same order anywhere.
         return np.random.default_rng([self.seed, *key]).permutation(n)
 
-
-class ShardRows:
-    """The rows of a list of shards, a group at a time, keeping the last few groups read."""
-
-    def __init__(self, shards: Sequence[Shard], cached_groups: int = 8) -> None:
-        self.shards = list(shards)
-        self.cached_groups = cached_groups
-        self._groups: OrderedDict[tuple[int, int], list[Record]] = OrderedDict()
-
-    def group(self, shard: int, group: int) -> list[Record]:
+    def _group(self, shard: int, group: int) -> list[Record]:
         key = (shard, group)
         if key not in self._groups:
             self._groups[key] = self.shards[shard].read_group(group)
-            if len(self._groups) > self.cached_groups:
+            if len(self._groups) > _CACHED_GROUPS:
                 self._groups.popitem(last=False)
         return self._groups[key]
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_groups": OrderedDict()}  # each worker reads its own
 
+class StepSource(Protocol):
+    """What makes part `part` of step `step`'s global batch. Picklable, so DataLoader workers run
+    it; `rows_in_data` counts the rows of one epoch of each data set it reads, by its key under
+    `data` (its DataConfig field)."""
 
-class RowStream:
-    """The rows of some shards in their seeded order, position by position, each converted; a
-    row that fails is replaced by the next usable row of its group, in file order."""
+    rows_in_data: dict[str, int]
 
-    def __init__(self, shards: Sequence[Shard], seed: int) -> None:
-        self.rows = ShardRows(shards)
-        self.order = StreamOrder([shard.group_sizes() for shard in shards], seed)
-
-    def usable(self, position: int, convert: Convert, skipped: Counter, sources: Counter | None = None) -> Any:
-        """sources, where given, counts per file the rows read and those skipped (StepItems.sources)."""
-        shard, group, row = self.order.locate(position)
-        records = self.rows.group(shard, group)
-        path = str(self.rows.shards[shard].path)
-        for k in range(len(records)):
-            item = convert(records[(row + k) % len(records)])
-            if sources is not None:
-                sources[(path, "read")] += 1
-            if not isinstance(item, Skip):
-                return item
-            skipped[item.reason] += 1
-            if sources is not None and item.broken:
-                sources[(path, "bad")] += 1
-        raise DataError(f"{self.rows.shards[shard].path}: no usable row in group {group} "
-                        f"({', '.join(f'{r}={n}' for r, n in skipped.items())})")
+    def __call__(self, step: int, part: Part) -> StepItems: ...
 
 
 class StepRows:
-    """Step `step`'s part `part` of a global batch of `batch_size` converted rows. Picklable, so
-    DataLoader workers run it; `convert` must be too (tokenizers are, models need not be)."""
+    """A StepSource over `data.train`: a global batch of `batch_size` converted rows per step.
+    `convert` must be picklable (tokenizers are, models need not be)."""
 
     def __init__(self, shards: Sequence[Shard], convert: Convert, batch_size: int, seed: int) -> None:
-        self.stream = RowStream(shards, seed)
+        self.rows = ShuffledRows(shards, seed)
+        self.rows_in_data = {"train": self.rows.total}
         self.convert = convert
         self.batch_size = batch_size
 
@@ -145,7 +148,7 @@ class StepRows:
         skipped: Counter[str] = Counter()
         sources: Counter[tuple[str, str]] = Counter()
         start = step * self.batch_size
-        items = [self.stream.usable(start + p, self.convert, skipped, sources) for p in range(first, last)]
+        items = [self.rows.usable(start + p, self.convert, skipped, sources) for p in range(first, last)]
         return StepItems(items, dict(skipped), dict(sources))
 
 
@@ -166,44 +169,18 @@ def first_rows(shards: Sequence[Shard], convert: Convert, count: int) -> tuple[l
     return items, dict(skipped)
 
 
-class _Steps(IterableDataset):
+class _StepsAhead(IterableDataset):
     """Whole steps: worker w of n makes steps start + w, start + w + n, ...;
     the DataLoader takes one from each worker in turn, so steps arrive in order."""
 
-    def __init__(self, step_rows: Callable[[int, Part], StepItems], start: int, parts: Sequence[Part]) -> None:
-        self.step_rows, self.start, self.parts = step_rows, start, list(parts)
+    def __init__(self, source: StepSource, start: int, parts: Sequence[Part]) -> None:
+        self.source, self.start, self.parts = source, start, list(parts)
 
     def __iter__(self) -> Iterator[tuple[int, list[StepItems]]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         for step in itertools.count(self.start + worker, workers):
-            yield step, [self.step_rows(step, part) for part in self.parts]
-
-
-class StepStream:
-    """The items of every part of every step from `start` on, made ahead in DataLoader workers.
-    `take` hands them out in the loop's order; anything else is made here and then."""
-
-    def __init__(
-        self, step_rows: Callable[[int, Part], StepItems], start: int, parts: Sequence[Part],
-        workers: int, pin_memory: bool,
-    ) -> None:
-        # Tokenizers forked into workers would each warn that their thread pool was forked.
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        loader = DataLoader(_Steps(step_rows, start, parts), batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                            prefetch_factor=2 if workers else None)
-        self.step_rows = step_rows
-        self.parts = list(parts)
-        self._steps = iter(loader)
-        self._current: tuple[int, list[StepItems]] | None = None
-
-    def take(self, step: int, part: Part) -> StepItems:
-        while self._current is None or self._current[0] < step:
-            self._current = next(self._steps)
-        made_step, made = self._current
-        if made_step == step and part in self.parts:
-            return made[self.parts.index(part)]
-        return self.step_rows(step, part)
+            yield step, [self.source(step, part) for part in self.parts]
 
 
 def data_workers(data: DataConfig) -> int:
@@ -220,35 +197,55 @@ def data_workers(data: DataConfig) -> int:
 BAD_FRACTION_MIN_ROWS = 100
 
 
-class StreamedSteps:
-    """A streaming objective's data: its rows, their worker stream once the loop starts it, and
-    what was skipped so far, by reason and by file (over this job: a resumed run counts again).
-    A file whose skipped share of the rows read from it passes data.max_bad_fraction stops the
-    run with a DataError naming it."""
+class StepStream:
+    """A streaming objective's training items: while `streaming`, every part of every step from
+    `start` on is made ahead in DataLoader workers and `take` hands them out in the loop's order;
+    any other step or part (and every one outside `streaming`) is made here and then. Counts what
+    was skipped so far, by reason and by file (over this job: a resumed run counts again); a file
+    whose skipped share of the rows read from it passes data.max_bad_fraction stops the run with
+    a DataError naming it."""
 
-    def __init__(self, rows: Callable[[int, Part], StepItems], data: DataConfig, pin_memory: bool) -> None:
-        self.rows = rows
+    def __init__(self, source: StepSource, data: DataConfig, pin_memory: bool) -> None:
+        self.source = source
         self.workers = data_workers(data)
         self.pin_memory = pin_memory
         self.max_bad_fraction = data.max_bad_fraction
-        self.stream: StepStream | None = None
         self.skipped: Counter[str] = Counter()
         self.sources: Counter[tuple[str, str]] = Counter()
+        self._ahead: Iterator[tuple[int, list[StepItems]]] | None = None
+        self._parts: list[Part] = []
+        self._current: tuple[int, list[StepItems]] | None = None
 
     @contextmanager
-    def streaming(self, start: int, parts: list[Part]) -> Iterator[None]:
-        self.stream = StepStream(self.rows, start, parts, self.workers, self.pin_memory)
+    def streaming(self, start: int, parts: Sequence[Part]) -> Iterator[None]:
+        # Tokenizers forked into workers would each warn that their thread pool was forked.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        loader = DataLoader(_StepsAhead(self.source, start, parts), batch_size=None, num_workers=self.workers,
+                            pin_memory=self.pin_memory, prefetch_factor=2 if self.workers else None)
+        self._ahead, self._parts, self._current = iter(loader), list(parts), None
         try:
             yield
         finally:
-            self.stream = None  # the last reference to the DataLoader's iterator: its workers exit
+            # The last references to the DataLoader's iterator: its workers exit.
+            self._ahead, self._parts, self._current = None, [], None
 
     def take(self, step: int, part: Part) -> list[Any]:
-        made = self.stream.take(step, part) if self.stream is not None else self.rows(step, part)
+        made = self._made(step, part)
         self.skipped.update(made.skipped)
         self.sources.update(made.sources)
         self._check_sources(made.sources)
         return made.items
+
+    def counts(self) -> dict[str, int]:
+        return {f"skipped_{reason}": n for reason, n in sorted(self.skipped.items())}
+
+    def _made(self, step: int, part: Part) -> StepItems:
+        if self._ahead is None or part not in self._parts:
+            return self.source(step, part)
+        while self._current is None or self._current[0] < step:
+            self._current = next(self._ahead)
+        made_step, made = self._current
+        return made[self._parts.index(part)] if made_step == step else self.source(step, part)
 
     def _check_sources(self, touched: dict[tuple[str, str], int]) -> None:
         for path in sorted({path for path, _ in touched}):
@@ -257,6 +254,3 @@ class StreamedSteps:
                 reasons = ", ".join(f"{reason}={n}" for reason, n in sorted(self.skipped.items()))
                 raise DataError(f"{path}: {bad} of the {read} rows read from it were unusable ({reasons}), "
                                 f"more than data.max_bad_fraction = {self.max_bad_fraction:g}")
-
-    def counts(self) -> dict[str, int]:
-        return {f"skipped_{reason}": n for reason, n in sorted(self.skipped.items())}

@@ -4,27 +4,25 @@ L_rec = ||s - N(M(s))||^2. Captions only, no images."""
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
 
 from experiments.config import RunConfig
-from experiments.data.batches import WHOLE, Part
 from experiments.data.items import CaptionItem
 from experiments.data.shards import open_shards
-from experiments.data.stream import StepRows, StreamedSteps, first_rows
+from experiments.data.stream import StepRows, first_rows
 from experiments.recipes.modules import aligner_for, evaluating, frozen, frozen_mllm, model_sizes, pick_device
 from experiments.training.encoder_cache import EncoderCache, checkpoint_fingerprint
 from experiments.training.flops import align_step, nominal_step_flops
-from experiments.training.objective import Objective
+from experiments.training.streaming_objective import StreamingObjective
 from experiments.training.tracker import DataInput
 from models import ClipTextTarget, KosmosGConditioner, alignment_losses
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # source, mask, target
 
 
-class AlignObjective(Objective):
+class AlignObjective(StreamingObjective):
     def __init__(self, config: RunConfig, cache_dir: Path | None = None) -> None:
         """cache_dir: where train.cache_encoder_outputs keeps encoder outputs on disk, shared by
         every run on the same checkpoints; without it they are kept in memory only."""
@@ -43,8 +41,7 @@ class AlignObjective(Objective):
         captions = CaptionItem(self.target.tokenizer, train.max_caption_tokens,
                                self.mllm.tokenizer, train.max_caption_sp_tokens)
         shards = open_shards(data.train, text_column=data.text_column, cache_dir=cache_dir)
-        rows = StepRows(shards, captions, train.batch_size, config.seed)
-        self.steps = StreamedSteps(rows, data, pin_memory=self.device.type == "cuda")
+        self.stream_steps(StepRows(shards, captions, train.batch_size, config.seed))
         heldout = open_shards(data.heldout, text_column=data.text_column, cache_dir=cache_dir)
         self.heldout_texts, _ = first_rows(heldout, captions, data.heldout_size)
         self.eval_batch_size = config.train.batch_size
@@ -74,22 +71,12 @@ class AlignObjective(Objective):
         source, mask, target, _ = self.cache(captions) if self.cache is not None else self.encode(captions)
         return source, mask, target
 
-    def prefetching(self, start: int, parts: list[Part]) -> AbstractContextManager[None]:
-        return self.steps.streaming(start, parts)
-
-    def items(self, step: int, part: Part = WHOLE) -> list[str]:
-        return self.steps.take(step, part)
-
     def collate(self, items: list[str]) -> Batch:
         return self._encoded(items)
 
-    def data_counts(self) -> dict[str, int]:
-        return self.steps.counts()
-
     def data_inputs(self) -> list[DataInput]:
-        data = self.config.data
-        return [DataInput("data.train", "training", data.train, self.steps.rows.stream.order.total),
-                DataInput("data.heldout", "heldout", data.heldout, len(self.heldout_texts))]
+        heldout = DataInput("data.heldout", "heldout", self.config.data.heldout, len(self.heldout_texts))
+        return [*self.training_inputs(), heldout]
 
     def tokens(self, batch: Batch) -> int:
         """Real (unpadded) caption tokens the MLLM encodes."""

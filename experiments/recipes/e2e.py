@@ -4,16 +4,14 @@ projection ("E2E w/o AlignerNet") or through AlignerNet's M ("E2E w/ AlignerNet"
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
 
 from experiments.config import RunConfig
-from experiments.data.batches import WHOLE, Part
 from experiments.data.items import CaptionItem, ImageCaptionItem
 from experiments.data.shards import holds_images, open_shards
-from experiments.data.stream import StepRows, StreamedSteps
+from experiments.data.stream import StepRows
 from experiments.recipes.diffusion import (
     heldout_diffusion_loss,
     heldout_pairs,
@@ -21,12 +19,12 @@ from experiments.recipes.diffusion import (
 )
 from experiments.recipes.modules import aligner_for, evaluating, frozen, frozen_mllm, model_sizes, pick_device
 from experiments.training.flops import e2e_step, nominal_step_flops
-from experiments.training.objective import Objective
+from experiments.training.streaming_objective import StreamingObjective
 from experiments.training.tracker import DataInput
 from models import ClipTextTarget, ImageDecoder, KosmosGConditioner
 
 
-class E2EObjective(Objective):
+class E2EObjective(StreamingObjective):
     def __init__(self, config: RunConfig, cache_dir: Path | None = None) -> None:
         super().__init__(config, cache_dir)
         data = config.data
@@ -48,27 +46,17 @@ class E2EObjective(Objective):
         captions = CaptionItem(target.tokenizer, train.max_caption_tokens,
                                self.mllm.tokenizer, train.max_caption_sp_tokens)
         images = Path(data.train_images) if data.train_images else None
-        rows = StepRows(shards, ImageCaptionItem(captions, images, train.resolution), train.batch_size, config.seed)
-        self.steps = StreamedSteps(rows, data, pin_memory=self.device.type == "cuda")
+        pairs = ImageCaptionItem(captions, images, train.resolution)
+        self.stream_steps(StepRows(shards, pairs, train.batch_size, config.seed))
         self.heldout_pairs = heldout_pairs(config, target.tokenizer, cache_dir)
-
-    def prefetching(self, start: int, parts: list[Part]) -> AbstractContextManager[None]:
-        return self.steps.streaming(start, parts)
-
-    def items(self, step: int, part: Part = WHOLE) -> list[tuple[torch.Tensor, str]]:
-        return self.steps.take(step, part)
 
     def collate(self, items: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, list[str]]:
         images, texts = zip(*items)
         return torch.stack(images).to(self.device, non_blocking=True), list(texts)
 
-    def data_counts(self) -> dict[str, int]:
-        return self.steps.counts()
-
     def data_inputs(self) -> list[DataInput]:
-        data = self.config.data
-        return [DataInput("data.train", "training", data.train, self.steps.rows.stream.order.total),
-                DataInput("data.heldout", "heldout", data.heldout, len(self.heldout_pairs[1]))]
+        heldout = DataInput("data.heldout", "heldout", self.config.data.heldout, len(self.heldout_pairs[1]))
+        return [*self.training_inputs(), heldout]
 
     def flops(self, batch: tuple[torch.Tensor, list[str]]) -> int:
         images, texts = batch

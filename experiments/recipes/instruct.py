@@ -10,7 +10,6 @@ reconstruction loss needed.
 from __future__ import annotations
 
 import random
-from contextlib import AbstractContextManager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ import torch
 from torch import nn
 
 from experiments.config import STAGE3_KINDS, RunConfig
-from experiments.data.batches import WHOLE, Part
 from experiments.data.shards import open_shards
 from experiments.data.stage3_examples import (
     Example,
@@ -30,7 +28,6 @@ from experiments.data.stage3_examples import (
 from experiments.data.stage3_filters import CaptionedFilter
 from experiments.data.stage3_rows import PARSERS, CaptionedRow
 from experiments.data.stage3_stream import MixedStepRows, Stage3Kind
-from experiments.data.stream import StreamedSteps
 from experiments.recipes.diffusion import (
     heldout_diffusion_loss,
     heldout_pairs,
@@ -38,13 +35,13 @@ from experiments.recipes.diffusion import (
 )
 from experiments.recipes.modules import aligner_for, frozen, pick_device
 from experiments.training.checkpoints import trained_weights
-from experiments.training.objective import Objective
+from experiments.training.streaming_objective import StreamingObjective
 from experiments.training.tracker import DataInput
 from models import ClipTextTarget, ImageDecoder, KosmosGConditioner, MLLMEncoder
 
 Batch = tuple[torch.Tensor, list[str], list[list]]  # target images, prompts, prompt images
 
-class InstructObjective(Objective):
+class InstructObjective(StreamingObjective):
     def __init__(self, config: RunConfig, cache_dir: Path | None = None) -> None:
         super().__init__(config, cache_dir)
         train = config.train
@@ -71,29 +68,17 @@ class InstructObjective(Objective):
 
         kinds = [_stage3_kind(config, name, weight, self.mllm.tokenizer, cache_dir)
                  for name, weight in zip(STAGE3_KINDS, config.data.mix)]
-        rows = MixedStepRows(kinds, config.data.mix, train.batch_size, config.seed, train.resolution)
-        self.steps = StreamedSteps(rows, config.data, pin_memory=self.device.type == "cuda")
+        mixture = MixedStepRows(kinds, config.data.mix, train.batch_size, config.seed, train.resolution)
+        self.stream_steps(mixture)
         self.heldout_pairs = heldout_pairs(config, target.tokenizer, cache_dir)
-
-    def prefetching(self, start: int, parts: list[Part]) -> AbstractContextManager[None]:
-        return self.steps.streaming(start, parts)
-
-    def items(self, step: int, part: Part = WHOLE) -> list[tuple[Any, ...]]:
-        return self.steps.take(step, part)
 
     def collate(self, items: list[tuple[Any, ...]]) -> Batch:
         targets, prompts, images = zip(*items)
         return torch.stack(targets).to(self.device, non_blocking=True), list(prompts), list(images)
 
-    def data_counts(self) -> dict[str, int]:
-        return self.steps.counts()
-
     def data_inputs(self) -> list[DataInput]:
-        data = self.config.data
-        streams = zip(STAGE3_KINDS, self.steps.rows.streams)
-        kinds = [DataInput(f"data.{kind}", "training", getattr(data, kind), stream.order.total)
-                 for kind, stream in streams if stream is not None]
-        return [*kinds, DataInput("data.heldout", "heldout", data.heldout, len(self.heldout_pairs[1]))]
+        heldout = DataInput("data.heldout", "heldout", self.config.data.heldout, len(self.heldout_pairs[1]))
+        return [*self.training_inputs(), heldout]
 
     def tokens(self, batch: Batch) -> int:
         """Prompt tokens and image slots the MLLM encodes."""

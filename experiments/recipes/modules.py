@@ -43,11 +43,7 @@ def evaluating(module: torch.nn.Module) -> Iterator[None]:
 
 
 def aligner_for(cfg: AlignerConfig, mllm: MLLMEncoder, target: ClipTextTarget) -> Aligner:
-    return build_aligner(
-        cfg.kind, source_dim=mllm.hidden_size, target_dim=target.hidden_size,
-        target_len=target.max_length, layers=cfg.layers, width=cfg.width, ffn=cfg.ffn,
-        heads=cfg.heads, max_source_len=cfg.max_source_len, dropout=cfg.dropout,
-    )
+    return build_aligner(cfg, mllm.hidden_size, target.hidden_size, target.max_length)
 
 
 def model_sizes(

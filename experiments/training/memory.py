@@ -168,41 +168,38 @@ def run_steps(
     # Rows are read for real, before fake mode: decoding images and tokenising are not model work.
     items = [objective.items(step, part) for step in range(timed + tracked)]
     seconds, flops, peak = 0.0, 0, 0
-    try:
-        with faked(modules, device) if fake else nullcontext():
-            params = [p for p in objective.trainable.parameters() if p.requires_grad]
-            optimizer = build_optimizer(params)
-            if not tracked:
+    with faked(modules, device) if fake else nullcontext():
+        params = [p for p in objective.trainable.parameters() if p.requires_grad]
+        optimizer = build_optimizer(params)
+        if not tracked:
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        objective.trainable.train()
+        for step, rows in enumerate(items):
+            last = step == timed
+            # Tracking every op in Python would swamp the timed steps' time.
+            tracker = LiveBytes(held_tensors(modules, optimizer)) if last else nullcontext()
+            tick = time.perf_counter()
+            with tracker:
+                with autocast(device, train.precision):
+                    loss = objective.loss(objective.collate(rows))["loss"]
+                loss.backward()
+                if params:
+                    torch.nn.utils.clip_grad_norm_(params, train.optim.grad_clip)
+                before_update = tracker.peak if last else 0
+                first = not optimizer.state
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda" and not fake:
                 torch.cuda.synchronize(device)
-                torch.cuda.reset_peak_memory_stats(device)
-            objective.trainable.train()
-            for step, rows in enumerate(items):
-                last = step == timed
-                # Tracking every op in Python would swamp the timed steps' time.
-                tracker = LiveBytes(held_tensors(modules, optimizer)) if last else nullcontext()
-                tick = time.perf_counter()
-                with tracker:
-                    with autocast(device, train.precision):
-                        loss = objective.loss(objective.collate(rows))["loss"]
-                    loss.backward()
-                    if params:
-                        torch.nn.utils.clip_grad_norm_(params, train.optim.grad_clip)
-                    before_update = tracker.peak if last else 0
-                    first = not optimizer.state
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                if device.type == "cuda" and not fake:
-                    torch.cuda.synchronize(device)
-                if last:
-                    peak, flops = tracker.peak, tracker.flops
-                    if first:
-                        peak = max(peak, before_update + _state_bytes(optimizer))
-                else:
-                    seconds += time.perf_counter() - tick
-            objective.trainable.eval()
-            del optimizer, params
-    finally:
-        vars(objective.steps).pop("take", None)  # back to the class's method
+            if last:
+                peak, flops = tracker.peak, tracker.flops
+                if first:
+                    peak = max(peak, before_update + _state_bytes(optimizer))
+            else:
+                seconds += time.perf_counter() - tick
+        objective.trainable.eval()
+        del optimizer, params
     if not tracked:
         return StepCost(torch.cuda.max_memory_allocated(device), seconds / (steps * micro), 0,
                         "measured: cuda max_memory_allocated")

@@ -1,7 +1,8 @@
 """Type-checks TOML values against the RunConfig dataclasses, so the schema lives in one place.
 
-The fields, their types and their allowed values (Literal) come from experiments/config.py;
-adding a field there makes it settable in experiments.toml with no change here.
+The fields, their types and their allowed values (Literal) come from experiments/config.py (the
+`aligner` section's from models/aligner_config.py, which it re-exports); adding a field there
+makes it settable in experiments.toml with no change here.
 """
 
 from __future__ import annotations
