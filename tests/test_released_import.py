@@ -1,0 +1,106 @@
+"""Kosmos-G's released stage-1 checkpoint imported as a transformers Kosmos-2 folder: proved on
+a tiny model built under the official names (torchscale's Decoder, an open_clip-style ViT, the
+XConnector) and saved as fairseq saves it, without the released files or a network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy
+import pytest
+import torch
+from PIL import Image
+
+from experiments.fixtures.kosmos_g_official import OfficialKosmosGMLLM, save_fairseq_checkpoint, scramble
+from experiments.fixtures.xlmr_tokenizer import train_sentencepiece
+from experiments.released.import_stage1 import import_stage1
+from experiments.released.official_dictionary import SPM_CONTROLS, official_vocabulary_size
+from models.mllm import MLLMEncoder
+
+HEADS = 2
+
+
+@pytest.fixture(scope="module")
+def vocabulary(tmp_path_factory) -> tuple[Path, Path]:
+    """(sentencepiece.bpe.model, dict.txt): the dictionary lists the pieces in the model's order;
+    a unigram model, as the released one is."""
+    import sentencepiece
+
+    folder = tmp_path_factory.mktemp("vocabulary")
+    spm_file = train_sentencepiece(folder / "sentencepiece.bpe.model", model_type="unigram")
+    model = sentencepiece.SentencePieceProcessor(model_file=str(spm_file))
+    pieces = [model.id_to_piece(i) for i in range(SPM_CONTROLS, model.get_piece_size())]
+    (folder / "dict.txt").write_text("".join(f"{piece} {1000 - i}\n" for i, piece in enumerate(pieces)))
+    return spm_file, folder / "dict.txt"
+
+
+@pytest.fixture(scope="module")
+def reference(vocabulary) -> OfficialKosmosGMLLM:
+    rows = official_vocabulary_size(*vocabulary)
+    model = OfficialKosmosGMLLM(vocabulary=rows, width=32, layers=2, heads=HEADS, ffn=64, vision_width=128,
+                                vision_layers=2, vision_heads=2, image_size=28, patch=14, queries=4)
+    return scramble(model, seed=0).eval()
+
+
+@pytest.fixture(scope="module")
+def stage1(reference, vocabulary, tmp_path_factory) -> tuple[Path, Path]:
+    """(the fairseq checkpoint, the folder imported from it)."""
+    folder = tmp_path_factory.mktemp("stage1")
+    file = save_fairseq_checkpoint(reference.state_dict(), HEADS, folder / "checkpoint_stage1.pt")
+    return file, import_stage1(file, *vocabulary, folder / "kosmos-g-stage1")
+
+
+def _images(count: int, seed: int) -> list[Image.Image]:
+    rng = numpy.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=numpy.uint8)) for _ in range(count)]
+
+
+def test_imported_mllm_gives_the_official_hidden_states(stage1, reference):
+    _, folder = stage1
+    encoder = MLLMEncoder.from_pretrained(str(folder))
+    prompts = ["a photo of <i> on the grass", "<i> and <i> in a red car at night with a dog", "a cat"]
+    inputs = encoder.tokenize(prompts, [_images(1, 1), _images(2, 2), []])
+    with torch.no_grad():
+        ours, real = encoder(inputs)
+        official = reference.float()
+        rounded = {key: value.half().float() for key, value in official.state_dict().items()}
+        official.load_state_dict(rounded)  # the file holds fp16 weights
+        theirs = official(inputs.input_ids, inputs.image_embeds_position_mask, inputs.pixel_values)
+    assert not real.all()  # right padding present, compared at real positions only
+    assert ours[real].abs().mean() > 0.1
+    torch.testing.assert_close(ours[real], theirs[real], atol=2e-4, rtol=1e-4)
+
+
+def test_imported_tokenizer_has_the_official_dictionary_ids(stage1, vocabulary):
+    import sentencepiece
+
+    spm_file, dict_file = vocabulary
+    _, folder = stage1
+    tokenizer = MLLMEncoder.from_pretrained(str(folder)).tokenizer
+    fairseq_index = {line.rsplit(" ", 1)[0]: 4 + i for i, line in enumerate(dict_file.read_text().splitlines())}
+    text = "a dog and a cat in the red car"
+    pieces = sentencepiece.SentencePieceProcessor(model_file=str(spm_file)).encode(text, out_type=str)
+    assert tokenizer(text, add_special_tokens=False).input_ids == [fairseq_index[p] for p in pieces]
+
+
+def test_unknown_and_missing_keys_are_errors_naming_them(stage1, vocabulary, reference, tmp_path):
+    state = reference.state_dict()
+    with_extra = save_fairseq_checkpoint({**state, "gpt_model.decoder.chunk_emb.weight": torch.zeros(2)}, HEADS,
+                                         tmp_path / "extra.pt", with_optimizer=False)
+    with pytest.raises(KeyError, match=r"gpt_model\.decoder\.chunk_emb\.weight"):
+        import_stage1(with_extra, *vocabulary, tmp_path / "out")
+    lacking = {key: value for key, value in state.items() if key != "img_connector.latent_query"}
+    without = save_fairseq_checkpoint(lacking, HEADS, tmp_path / "lacking.pt")
+    with pytest.raises(KeyError, match=r"image_to_text_projection\.latent_query"):
+        import_stage1(without, *vocabulary, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_dictionary_out_of_the_models_order_is_refused_naming_the_line(vocabulary, tmp_path):
+    spm_file, dict_file = vocabulary
+    lines = dict_file.read_text().splitlines()
+    lines[5], lines[6] = lines[6], lines[5]
+    swapped = tmp_path / "dict.txt"
+    swapped.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=rf"{swapped}:6: "):
+        official_vocabulary_size(spm_file, swapped)
