@@ -4,6 +4,7 @@ XConnector) and saved as fairseq saves it, without the released files or a netwo
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy
@@ -104,3 +105,110 @@ def test_a_dictionary_out_of_the_models_order_is_refused_naming_the_line(vocabul
     swapped.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=rf"{swapped}:6: "):
         official_vocabulary_size(spm_file, swapped)
+
+
+# Stage 2 and the final model: exports in the harness's format, their SD parts checked.
+
+ALIGNER = dict(target_len=7, layers=1, width=24, ffn=48, heads=12, max_len=64)
+
+
+@pytest.fixture(scope="module")
+def stable_diffusion(tmp_path_factory) -> Path:
+    from experiments.tiny.models import save_tiny_stable_diffusion
+
+    folder = tmp_path_factory.mktemp("sd")
+    save_tiny_stable_diffusion(folder, cross_attention_dim=ALIGNER["width"])
+    return folder
+
+
+def _sd_as_official(stable_diffusion: Path) -> dict[str, torch.Tensor]:
+    """The SD parts under the official modules' names, as an older diffusers and transformers
+    saved them: the VAE's attention as query/key/value/proj_attn, CLIP's position ids kept."""
+    from safetensors.torch import load_file
+
+    def weights(sub: str) -> dict[str, torch.Tensor]:
+        return {k: v for file in sorted((stable_diffusion / sub).glob("*.safetensors")) for k, v in load_file(file).items()}
+
+    legacy = {".to_q.": ".query.", ".to_k.": ".key.", ".to_v.": ".value.", ".to_out.0.": ".proj_attn."}
+    vae = {}
+    for key, value in weights("vae").items():
+        for new, old in legacy.items():
+            key = key.replace(new, old)
+        vae[f"vae.vae.{key}"] = value
+    clip = {f"aligner.clip_encoder.{k}": v for k, v in weights("text_encoder").items()}
+    clip["aligner.clip_encoder.text_model.embeddings.position_ids"] = torch.arange(77)[None]
+    return {**{f"diffusion_unet.unet.{k}": v for k, v in weights("unet").items()}, **vae, **clip}
+
+
+@pytest.fixture(scope="module")
+def official_aligner_net(reference):
+    from tests.test_aligner_torchscale_peer import OfficialAligner
+
+    torch.manual_seed(3)
+    return scramble(OfficialAligner(reference.gpt_model.decoder.embed_dim, **ALIGNER), seed=3).eval()
+
+
+def _conditions(folder: Path, mllm: OfficialKosmosGMLLM, aligner) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the export's conditions, the official modules' on the same tokens)."""
+    from models.conditioning import KosmosGConditioner
+
+    conditioner = KosmosGConditioner.from_pretrained(folder)
+    prompts = ["<i> wearing a red hat", "a dog and a cat in the car"]
+    images = [_images(1, 4), []]
+    inputs = conditioner.mllm.tokenize(prompts, images)
+    with torch.no_grad():
+        ours = conditioner(prompts, images)
+        rounded = {key: value.half().float() for key, value in mllm.state_dict().items()}
+        mllm.load_state_dict(rounded)
+        hidden = mllm(inputs.input_ids, inputs.image_embeds_position_mask, inputs.pixel_values)
+        aligner.load_state_dict({key: value.half().float() for key, value in aligner.state_dict().items()})
+        theirs = aligner.condition(hidden, ~inputs.attention_mask.bool())
+    return ours, theirs
+
+
+def test_stage2_and_final_exports_condition_as_the_official_modules(
+        stage1, reference, official_aligner_net, stable_diffusion, vocabulary, tmp_path):
+    import copy
+
+    from experiments.released.import_aligned import N_WEIGHTS, Stage, import_aligned
+
+    sd_parts = _sd_as_official(stable_diffusion)
+    aligner_keys = {f"aligner.{k}": v for k, v in official_aligner_net.state_dict().items()}
+    stage2 = save_fairseq_checkpoint({**reference.state_dict(), **aligner_keys, **sd_parts}, HEADS,
+                                     tmp_path / "checkpoint_stage2.pt")
+    record = import_aligned(stage2, Stage.STAGE2, stable_diffusion, tmp_path / "stage2", base_mllm=stage1[1])
+    assert (tmp_path / "stage2" / N_WEIGHTS).is_file() and not (tmp_path / "stage2" / "mllm").exists()
+    assert "aligner.clip_encoder.text_model.embeddings.position_ids" in record["dropped_keys"]
+    ours, theirs = _conditions(tmp_path / "stage2", copy.deepcopy(reference), copy.deepcopy(official_aligner_net))
+    torch.testing.assert_close(ours, theirs, atol=2e-4, rtol=1e-4)
+
+    tuned = scramble(copy.deepcopy(reference), seed=5)  # stage 3 trained the MLLM
+    m_only = {k: v for k, v in aligner_keys.items() if k.startswith(("aligner.encoder", "aligner.encoder_proj"))}
+    final = save_fairseq_checkpoint({**tuned.state_dict(), **m_only, **sd_parts}, HEADS,
+                                    tmp_path / "checkpoint_final.pt", with_optimizer=False)
+    import_aligned(final, Stage.FINAL, stable_diffusion, tmp_path / "final", vocabulary=vocabulary)
+    assert (tmp_path / "final" / "mllm" / "model.safetensors").is_file()
+    ours, theirs = _conditions(tmp_path / "final", tuned, copy.deepcopy(official_aligner_net))
+    torch.testing.assert_close(ours, theirs, atol=2e-4, rtol=1e-4)
+
+    with pytest.raises(KeyError, match=r"checkpoint_final\.pt: lacks AlignerNet N"):
+        import_aligned(final, Stage.STAGE2, stable_diffusion, tmp_path / "wrong", base_mllm=stage1[1])
+    other_base = save_fairseq_checkpoint({**tuned.state_dict(), **aligner_keys}, HEADS, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"not .*kosmos-g-stage1's at \d+ weights \(text_model"):
+        import_aligned(other_base, Stage.STAGE2, stable_diffusion, tmp_path / "wrong", base_mllm=stage1[1])
+    assert not (tmp_path / "wrong").exists()
+
+
+def test_a_file_made_with_another_stable_diffusion_is_refused_naming_the_part(
+        reference, official_aligner_net, stable_diffusion, tmp_path):
+    from experiments.released.import_aligned import Stage, import_aligned
+
+    sd_parts = _sd_as_official(stable_diffusion)
+    key = next(k for k in sd_parts if k.startswith("diffusion_unet.unet.") and k.endswith("weight"))
+    sd_parts[key] = sd_parts[key] + 1
+    aligner_keys = {f"aligner.{k}": v for k, v in official_aligner_net.state_dict().items()}
+    file = save_fairseq_checkpoint({**reference.state_dict(), **aligner_keys, **sd_parts}, HEADS,
+                                   tmp_path / "checkpoint_stage2.pt")
+    with pytest.raises(ValueError, match=rf"diffusion_unet\.unet\.\* differs .* at 1 keys \({re.escape(key[20:])}\)"):
+        import_aligned(file, Stage.STAGE2, stable_diffusion, tmp_path / "out", base_mllm=tmp_path)
+    assert not (tmp_path / "out").exists()
