@@ -17,6 +17,7 @@ from experiments.fixtures.xlmr_tokenizer import train_sentencepiece
 from experiments.released.import_stage1 import import_stage1
 from experiments.released.official_dictionary import SPM_CONTROLS, official_vocabulary_size
 from models.mllm import MLLMEncoder
+from repro.cli import main as repro_main
 
 HEADS = 2
 
@@ -48,7 +49,10 @@ def stage1(reference, vocabulary, tmp_path_factory) -> tuple[Path, Path]:
     """(the fairseq checkpoint, the folder imported from it)."""
     folder = tmp_path_factory.mktemp("stage1")
     file = save_fairseq_checkpoint(reference.state_dict(), HEADS, folder / "checkpoint_stage1.pt")
-    return file, import_stage1(file, *vocabulary, folder / "kosmos-g-stage1")
+    out = folder / "kosmos-g-stage1"
+    assert repro_main(["import", "stage1", str(file), "--vocabulary", str(vocabulary[0].parent),
+                       "--out", str(out)]) == 0
+    return file, out
 
 
 def _images(count: int, seed: int) -> list[Image.Image]:
@@ -70,6 +74,22 @@ def test_imported_mllm_gives_the_official_hidden_states(stage1, reference):
     assert not real.all()  # right padding present, compared at real positions only
     assert ours[real].abs().mean() > 0.1
     torch.testing.assert_close(ours[real], theirs[real], atol=2e-4, rtol=1e-4)
+
+
+def test_the_import_says_where_it_came_from(stage1):
+    import hashlib
+    import json
+
+    file, folder = stage1
+    record = json.loads((folder / "released.json").read_text())
+    assert record["imported_from"] == {"file": file.name, "sha256": hashlib.sha256(file.read_bytes()).hexdigest()}
+    assert set(record["dropped_keys"]) == {"gpt_model.decoder.output_projection.weight",
+                                           "gpt_model.decoder.embed_positions._float_tensor",
+                                           "gpt_model.decoder.self_attn_sope.scale",
+                                           *(f"img_model.visual.transformer.resblocks.{i}.attn.{name}"
+                                             for i in range(2) for name in ("in_proj_weight", "in_proj_bias",
+                                                                            "out_proj.weight", "out_proj.bias"))}
+    assert record["official"]["commit"] in (folder / "README.md").read_text()
 
 
 def test_imported_tokenizer_has_the_official_dictionary_ids(stage1, vocabulary):
@@ -170,7 +190,8 @@ def test_stage2_and_final_exports_condition_as_the_official_modules(
         stage1, reference, official_aligner_net, stable_diffusion, vocabulary, tmp_path):
     import copy
 
-    from experiments.released.import_aligned import N_WEIGHTS, Stage, import_aligned
+    from experiments.released.import_aligned import N_WEIGHTS, import_aligned
+    from experiments.released.stages import Stage
 
     sd_parts = _sd_as_official(stable_diffusion)
     aligner_keys = {f"aligner.{k}": v for k, v in official_aligner_net.state_dict().items()}
@@ -201,7 +222,8 @@ def test_stage2_and_final_exports_condition_as_the_official_modules(
 
 def test_a_file_made_with_another_stable_diffusion_is_refused_naming_the_part(
         reference, official_aligner_net, stable_diffusion, tmp_path):
-    from experiments.released.import_aligned import Stage, import_aligned
+    from experiments.released.import_aligned import import_aligned
+    from experiments.released.stages import Stage
 
     sd_parts = _sd_as_official(stable_diffusion)
     key = next(k for k in sd_parts if k.startswith("diffusion_unet.unet.") and k.endswith("weight"))

@@ -97,3 +97,17 @@ def test_a_fairseq_trainer_dict_reads_as_plain_data(tmp_path, monkeypatch):
     assert state["optimizer_history"] == [{"num_updates": 1000, "ref": "typing.Any"}]
     loaded = state["model"]["gpt_model.decoder.embed_tokens.weight"]
     assert loaded.dtype == torch.float16 and torch.equal(loaded, weights["gpt_model.decoder.embed_tokens.weight"])
+
+
+def test_repro_import_refuses_a_planted_file_naming_the_callable(tmp_path, capsys):
+    from repro.cli import main as repro_main
+
+    marker = tmp_path / "payload-ran"
+    file = tmp_path / "checkpoint_stage1.pt"
+    torch.save({"model": {}, "cfg": Shell(marker)}, file)
+    for name in ("sentencepiece.bpe.model", "dict.txt"):
+        (tmp_path / name).write_text("")
+    assert repro_main(["import", "stage1", str(file), "--vocabulary", str(tmp_path), "--out",
+                       str(tmp_path / "out")]) == 2
+    assert "posix.system" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "out").exists()

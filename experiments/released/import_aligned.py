@@ -10,7 +10,6 @@ The U-Net, VAE and CLIP text encoder a file carries are checked against the SD f
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 import shutil
@@ -30,15 +29,11 @@ from experiments.released.frozen_parts import check_frozen_parts
 from experiments.released.mllm_folder import EMBED, decoder_heads, save_mllm_folder
 from experiments.released.mllm_keys import rename_mllm
 from experiments.released.provenance import TRAINER_KEYS, unknown_trainer_keys, write_record
+from experiments.released.stages import Stage
 from models.conditioning import KosmosGConditioner
 from models.mllm import MLLMEncoder
 
 N_WEIGHTS = "aligner_n.safetensors"  # stage 2's N, beside the export's M: what going on with stage 2 needs
-
-
-class Stage(enum.Enum):
-    STAGE2 = "stage2"
-    FINAL = "final"
 
 
 def check_same_mllm(official: Mapping[str, Tensor], base_mllm: Path) -> None:
