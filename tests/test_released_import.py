@@ -234,3 +234,22 @@ def test_a_file_made_with_another_stable_diffusion_is_refused_naming_the_part(
     with pytest.raises(ValueError, match=rf"diffusion_unet\.unet\.\* differs .* at 1 keys \({re.escape(key[20:])}\)"):
         import_aligned(file, Stage.STAGE2, stable_diffusion, tmp_path / "out", base_mllm=tmp_path)
     assert not (tmp_path / "out").exists()
+
+
+def test_full_size_official_keys_fill_the_published_kosmos2_exactly():
+    """At full size, on the meta device (no memory): the official MLLM's keys fill every weight
+    of the published Kosmos-2 configuration, whose sizes are read off them."""
+    from transformers import Kosmos2Config, Kosmos2Model
+
+    from experiments.released.mllm_folder import EMBED, kosmos2_config
+    from experiments.released.mllm_keys import check_complete, rename_mllm
+
+    with torch.device("meta"):
+        official = OfficialKosmosGMLLM(vocabulary=64_007, width=2048, layers=24, heads=32, ffn=8192,
+                                       vision_width=1024, vision_layers=24, vision_heads=16, image_size=224,
+                                       patch=14, queries=64)
+        weights = rename_mllm(official.state_dict()).weights
+        weights[EMBED] = torch.empty(65_037, 2048)  # padded to Kosmos2Processor's tokens
+        config = kosmos2_config(weights, heads=32, vocabulary=65_037)
+        check_complete(weights, Kosmos2Model(config).state_dict())
+    assert config.to_diff_dict() == Kosmos2Config().to_diff_dict()

@@ -20,7 +20,7 @@ from torch import Tensor
 from transformers import Kosmos2Config, Kosmos2Model
 
 from experiments.fixtures.kosmos2 import save_processor_over
-from experiments.released.mllm_keys import RenamedMLLM, check_complete, rename_mllm
+from experiments.released.mllm_keys import RenamedMLLM, check_complete, check_tied, rename_mllm
 from experiments.released.official_dictionary import OFFICIAL_TAGS, official_vocabulary_size
 
 VISION_HEAD_WIDTH = 64  # open_clip's head_width for ViT-L/14 (its model config has no head count)
@@ -64,6 +64,7 @@ def save_mllm_folder(model_state: Mapping[str, Tensor], heads: int, spm_file: Pa
     """Writes `out` (model, tokenizer, processor) from the official MLLM keys in `model_state`."""
     rows = official_vocabulary_size(spm_file, dict_file)
     renamed = rename_mllm(model_state)
+    check_tied(model_state)
     embed = renamed.weights[EMBED]
     if embed.shape[0] != rows:
         raise ValueError(f"gpt_model.decoder.embed_tokens.weight has {embed.shape[0]} rows; {dict_file} "

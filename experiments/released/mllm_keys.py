@@ -86,10 +86,14 @@ def rename_mllm(official: Mapping[str, Tensor]) -> RenamedMLLM:
             weights[match.expand(rule.target)] = value
     if unknown:
         raise KeyError(f"MLLM keys no rule names: {', '.join(sorted(unknown))}")
+    return RenamedMLLM(weights, dropped)
+
+
+def check_tied(official: Mapping[str, Tensor]) -> None:
+    """The dropped output projection must be the embedding it is tied to."""
     output, embed = (official.get(key) for key in _TIED)
     if output is not None and not torch.equal(output, embed):
         raise ValueError(f"{_TIED[0]} differs from {_TIED[1]}: the output projection is not tied")
-    return RenamedMLLM(weights, dropped)
 
 
 def check_complete(weights: Mapping[str, Tensor], expected: Mapping[str, Tensor]) -> None:
