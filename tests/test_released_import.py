@@ -209,6 +209,12 @@ def test_stage2_and_final_exports_condition_as_the_official_modules(
                                     tmp_path / "checkpoint_final.pt", with_optimizer=False)
     import_aligned(final, Stage.FINAL, stable_diffusion, tmp_path / "final", vocabulary=vocabulary)
     assert (tmp_path / "final" / "mllm" / "model.safetensors").is_file()
+    _images(1, 6)[0].save(tmp_path / "subject.png")
+    assert repro_main(["--workdir", str(tmp_path), "generate", "--checkpoint", str(tmp_path / "final"), "--prompt",
+                       "<i> on the grass", "--image", str(tmp_path / "subject.png"), "-n", "1", "--steps", "1",
+                       "--out", str(tmp_path / "made")]) == 0
+    with Image.open(tmp_path / "made" / "0-0.png") as made:
+        assert made.size == (32, 32)  # the tiny U-Net's native size, which the export records
     ours, theirs = _conditions(tmp_path / "final", tuned, copy.deepcopy(official_aligner_net))
     torch.testing.assert_close(ours, theirs, atol=2e-4, rtol=1e-4)
 

@@ -111,3 +111,12 @@ def test_repro_import_refuses_a_planted_file_naming_the_callable(tmp_path, capsy
                        str(tmp_path / "out")]) == 2
     assert "posix.system" in capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_self_referring_structure_is_refused(tmp_path):
+    loop: list = []
+    loop.append(loop)
+    file = tmp_path / "checkpoint_stage1.pt"
+    torch.save({"model": {}, "extra_state": loop}, file)
+    with pytest.raises(UnsafeCheckpointError, match="refers to itself"):
+        read_fairseq_checkpoint(file)

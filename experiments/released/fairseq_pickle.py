@@ -133,7 +133,10 @@ def read_fairseq_checkpoint(path: Path) -> dict[str, Any]:
         raise UnsafeCheckpointError(f"{path}: refused by torch's weights_only unpickler: {bad}") from None
     except (RuntimeError, EOFError) as bad:
         raise UnsafeCheckpointError(f"{path}: refused: a damaged torch file ({bad})") from None
-    return plain(loaded, set())
+    try:
+        return plain(loaded, set())
+    except RecursionError:
+        raise UnsafeCheckpointError(f"{path}: refused: its data nests too deep or refers to itself") from None
 
 
 def plain(value: Any, seen: set[int]) -> Any:

@@ -36,6 +36,14 @@ from models.mllm import MLLMEncoder
 N_WEIGHTS = "aligner_n.safetensors"  # stage 2's N, beside the export's M: what going on with stage 2 needs
 
 
+def native_size(stable_diffusion: Path) -> int:
+    """The image side the U-Net was trained at (latent sample_size times the VAE's downsampling):
+    the export's default for `repro generate`, 512 for SD v1.5."""
+    unet = json.loads((Path(stable_diffusion) / "unet" / "config.json").read_text())["sample_size"]
+    vae = json.loads((Path(stable_diffusion) / "vae" / "config.json").read_text())["block_out_channels"]
+    return unet * 2 ** (len(vae) - 1)
+
+
 def check_same_mllm(official: Mapping[str, Tensor], base_mllm: Path) -> None:
     """Stage 2 froze the MLLM: the file's must be the imported stage 1's, key by key."""
     renamed = rename_mllm(official).weights
@@ -88,7 +96,7 @@ def import_aligned(checkpoint: Path, stage: Stage, stable_diffusion: Path, out: 
         conditioner.save_pretrained(
             partial, stable_diffusion=str(stable_diffusion),
             base_mllm=str(Path(base_mllm).resolve()) if stage is Stage.STAGE2 else None,
-            extra={"released": record_keys})
+            extra={"released": record_keys, "sample_size": native_size(stable_diffusion)})
     if has_n:
         save_file({key: value.contiguous() for key, value in aligner.state_dict().items() if key.startswith("n.")},
                   partial / N_WEIGHTS)
