@@ -38,7 +38,8 @@ MLLM_RULES: tuple[KeyRule, ...] = (
     KeyRule(r"gpt_model\.decoder\.embed_positions\._float_tensor", None,
             "fairseq's sinusoidal positions keep it for its device and dtype only; the positions are computed"),
     KeyRule(r"gpt_model\.decoder\.self_attn_sope\.scale", None,
-            "xPos's scale buffer: built (sope_rel_pos) but not passed to any layer in the forward that runs"),
+            "xPos's scale buffer: built (sope_rel_pos) but LMDecoder.forward (unilm/models/gpt.py) passes it "
+            "to no layer"),
     KeyRule(r"img_model\.visual\.class_embedding", "vision_model.model.embeddings.class_embedding"),
     KeyRule(r"img_model\.visual\.conv1\.weight", "vision_model.model.embeddings.patch_embedding.weight"),
     KeyRule(r"img_model\.visual\.positional_embedding", "vision_model.model.embeddings.position_embedding.weight"),
