@@ -207,7 +207,9 @@ def test_stage2_and_final_exports_condition_as_the_official_modules(
     m_only = {k: v for k, v in aligner_keys.items() if k.startswith(("aligner.encoder", "aligner.encoder_proj"))}
     final = save_fairseq_checkpoint({**tuned.state_dict(), **m_only, **sd_parts}, HEADS,
                                     tmp_path / "checkpoint_final.pt", with_optimizer=False)
-    import_aligned(final, Stage.FINAL, stable_diffusion, tmp_path / "final", vocabulary=vocabulary)
+    assert repro_main(["import", "final", str(final), "--vocabulary", str(vocabulary[0].parent),
+                       "--stable-diffusion", str(stable_diffusion), "--out", str(tmp_path / "final")]) == 0
+    assert "checkpoint_final.pt" in (tmp_path / "final" / "README.md").read_text()
     assert (tmp_path / "final" / "mllm" / "model.safetensors").is_file()
     _images(1, 6)[0].save(tmp_path / "subject.png")
     assert repro_main(["--workdir", str(tmp_path), "generate", "--checkpoint", str(tmp_path / "final"), "--prompt",
@@ -259,3 +261,8 @@ def test_full_size_official_keys_fill_the_published_kosmos2_exactly():
         config = kosmos2_config(weights, heads=32, vocabulary=65_037)
         check_complete(weights, Kosmos2Model(config).state_dict())
     assert config.to_diff_dict() == Kosmos2Config().to_diff_dict()
+
+
+def test_repro_import_names_the_options_a_stage_needs(tmp_path, capsys):
+    assert repro_main(["import", "stage2", str(tmp_path / "checkpoint_stage2.pt"), "--out", str(tmp_path / "o")]) == 2
+    assert "repro import stage2 needs --base-mllm and --stable-diffusion" in capsys.readouterr().err

@@ -78,6 +78,7 @@ def import_aligned(checkpoint: Path, stage: Stage, stable_diffusion: Path, out: 
                        f"{'only stage 2 has' if has_n else 'stage 2 trains'}: is it the {stage.value} file?")
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
         if stage is Stage.STAGE2:
             if base_mllm is None:
