@@ -13,6 +13,8 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
+from experiments.released.checkpoint_parts import Part
+
 
 @dataclass(frozen=True)
 class FrozenPart:
@@ -23,12 +25,12 @@ class FrozenPart:
 
 
 FROZEN_PARTS: tuple[FrozenPart, ...] = (
-    FrozenPart("diffusion_unet.unet.", "unet"),
-    # diffusers before 0.14 named the VAE's attention query/key/value/proj_attn.
-    FrozenPart("vae.vae.", "vae", renames=((r"\.query\.", ".to_q."), (r"\.key\.", ".to_k."),
-                                           (r"\.value\.", ".to_v."), (r"\.proj_attn\.", ".to_out.0."))),
+    FrozenPart(Part.UNET.value[0], "unet"),
+    # Older diffusers (its deprecated AttentionBlock) named the VAE's attention query/key/value/proj_attn.
+    FrozenPart(Part.VAE.value[0], "vae", renames=((r"\.query\.", ".to_q."), (r"\.key\.", ".to_k."),
+                                                  (r"\.value\.", ".to_v."), (r"\.proj_attn\.", ".to_out.0."))),
     # transformers before 4.31 saved the position ids, a buffer of 0..76.
-    FrozenPart("aligner.clip_encoder.", "text_encoder", ignored=r"text_model\.embeddings\.position_ids"),
+    FrozenPart(f"{Part.ALIGNER.value[0]}clip_encoder.", "text_encoder", ignored=r"text_model\.embeddings\.position_ids"),
 )
 
 
