@@ -87,13 +87,16 @@ def test_a_fairseq_trainer_dict_reads_as_plain_data(tmp_path, monkeypatch):
         "model": weights,
         "args": argparse.Namespace(arch="kosmosg_xl", decoder_layers=24, ddp_backend=backend.no_c10d),
         "cfg": DictConfig({"decoder_embed_dim": 2048, "optimizer": "adam"}),
-        "extra_state": {"metrics": {"loss": {"val": numpy.float64(2.5), "count": numpy.int64(7)}}},
+        "extra_state": {"metrics": {"loss": {"val": numpy.float64(2.5), "count": numpy.int64(7)}},
+                        "train_iterator": {"buffer": [numpy.arange(3)]}},
         "optimizer_history": [{"num_updates": 1000, "ref": typing.Any}],
     }, file)
     state = read_fairseq_checkpoint(file)
     assert state["args"] == {"arch": "kosmosg_xl", "decoder_layers": 24, "ddp_backend": "no_c10d"}
     assert state["cfg"] == {"decoder_embed_dim": 2048, "optimizer": "adam"}
     assert state["extra_state"]["metrics"]["loss"] == {"val": 2.5, "count": 7}
+    buffered = state["extra_state"]["train_iterator"]["buffer"][0]  # an array: a record, not rebuilt
+    assert buffered["__global__"].endswith("multiarray._reconstruct") and buffered["args"][0] == "numpy.ndarray"
     assert state["optimizer_history"] == [{"num_updates": 1000, "ref": "typing.Any"}]
     loaded = state["model"]["gpt_model.decoder.embed_tokens.weight"]
     assert loaded.dtype == torch.float16 and torch.equal(loaded, weights["gpt_model.decoder.embed_tokens.weight"])

@@ -44,8 +44,10 @@ STAND_INS: dict[str, Conversion] = {
     "omegaconf.base.Metadata": Conversion.ATTRIBUTES,
     "omegaconf.base.ContainerMetadata": Conversion.ATTRIBUTES,
     "numpy.dtype": Conversion.DTYPE_NAME,
-    "numpy.core.multiarray.scalar": Conversion.NUMPY_SCALAR,
-    "numpy._core.multiarray.scalar": Conversion.NUMPY_SCALAR,
+    **{f"numpy.{core}.multiarray.scalar": Conversion.NUMPY_SCALAR for core in ("core", "_core")},
+    # numpy arrays (an infinibatch data iterator's buffered items, in extra_state) are kept as records.
+    **{f"numpy.{core}.multiarray._reconstruct": Conversion.RECORD for core in ("core", "_core")},
+    "numpy.ndarray": Conversion.RECORD,
     "_operator.getitem": Conversion.RECORD,  # how typing.Optional[X] pickles
     **{f"typing.{name}": Conversion.RECORD for name in ("Any", "Union", "Optional", "List", "Dict", "Tuple")},
     **{f"builtins.{name}": Conversion.RECORD
