@@ -225,6 +225,9 @@ def test_stage2_and_final_exports_condition_as_the_official_modules(
     other_base = save_fairseq_checkpoint({**tuned.state_dict(), **aligner_keys}, HEADS, tmp_path / "other.pt")
     with pytest.raises(ValueError, match=r"not .*kosmos-g-stage1's at \d+ weights \(text_model"):
         import_aligned(other_base, Stage.STAGE2, stable_diffusion, tmp_path / "wrong", base_mllm=stage1[1])
+    no_mllm = save_fairseq_checkpoint(aligner_keys, HEADS, tmp_path / "aligner-only.pt")
+    with pytest.raises(KeyError, match=r"lacks \d+ of .*kosmos-g-stage1's MLLM weights \(image_to_text"):
+        import_aligned(no_mllm, Stage.STAGE2, stable_diffusion, tmp_path / "wrong", base_mllm=stage1[1])
     assert not (tmp_path / "wrong").exists()
 
 

@@ -49,6 +49,9 @@ def check_same_mllm(official: Mapping[str, Tensor], base_mllm: Path) -> None:
     renamed = rename_mllm(official).weights
     saved = {key: value for file in sorted(Path(base_mllm).glob("*.safetensors"))
              for key, value in load_file(file).items()}
+    missing = sorted(set(saved) - set(renamed))
+    if missing:
+        raise KeyError(f"the file lacks {len(missing)} of {base_mllm}'s MLLM weights ({', '.join(missing[:5])})")
     differ = []
     for key, value in renamed.items():
         base = saved.get(key)
