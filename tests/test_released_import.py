@@ -61,7 +61,11 @@ def _images(count: int, seed: int) -> list[Image.Image]:
 
 
 def test_imported_mllm_gives_the_official_hidden_states(stage1, reference):
+    from transformers import AutoConfig
+
     _, folder = stage1
+    # What the harness reads of models.mllm besides the model (preflight's sizing): the heads from the cfg.
+    assert AutoConfig.from_pretrained(folder, local_files_only=True).text_config.attention_heads == HEADS
     encoder = MLLMEncoder.from_pretrained(str(folder))
     prompts = ["a photo of <i> on the grass", "<i> and <i> in a red car at night with a dog", "a cat"]
     inputs = encoder.tokenize(prompts, [_images(1, 1), _images(2, 2), []])
