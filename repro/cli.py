@@ -13,6 +13,7 @@ from pathlib import Path
 
 from experiments.config import STAGE3_KINDS
 from experiments.data.shards import DataError
+from experiments.released.stages import Stage
 from repro.config import ConfigError, SweepSpec, load_matrix, load_sweep, load_sweeps
 from repro.config.launch import EXECUTORS
 from repro.config.schema import Matrix
@@ -126,6 +127,22 @@ def _parser() -> argparse.ArgumentParser:
                         help="a run directory, a config hash under WORKDIR/runs, or an MLflow run id")
     export.add_argument("--out", type=Path, required=True, help="the folder to write (new, empty or an export)")
     tracking_options(export)
+
+    imported = commands.add_parser(
+        "import", help="a released Kosmos-G checkpoint (xichenpan/Kosmos-G) as a folder the harness reads; "
+                       "nothing in the file is run")
+    imported.add_argument("stage", choices=[stage.value for stage in Stage],
+                          help="stage1: checkpoint_stage1.pt -> a Kosmos-2 folder for models.mllm; stage2, final: "
+                               "checkpoint_stage2.pt, checkpoint_final.pt -> exports like `repro export`'s")
+    imported.add_argument("file", type=Path, help="the released .pt file")
+    imported.add_argument("--out", type=Path, required=True, help="the folder to write (new, empty or an import)")
+    imported.add_argument("--vocabulary", type=Path, default=None, metavar="DIR",
+                          help="the official repository's data/ (sentencepiece.bpe.model, dict.txt); stage1, final")
+    imported.add_argument("--base-mllm", type=Path, default=None, metavar="DIR",
+                          help="stage2: the imported stage 1, which the file's frozen MLLM must equal")
+    imported.add_argument("--stable-diffusion", type=Path, default=None, metavar="DIR",
+                          help="the SD v1.5 folder the file's U-Net, VAE and CLIP text encoder must equal; "
+                               "stage2, final (stage1 if the file has them)")
 
     data = commands.add_parser("data", help="stage-3 data: build compositional rows, check manifests")
     data_steps = data.add_subparsers(dest="data_step", required=True, metavar="STEP")
@@ -425,6 +442,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from repro.sharing.import_released import import_released
+
+    out = import_released(Stage(args.stage), args.file, args.out, vocabulary=args.vocabulary,
+                          base_mllm=args.base_mllm, stable_diffusion=args.stable_diffusion)
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from experiments.data.manifest import ManifestError
 
@@ -543,7 +569,7 @@ def _reports_dir(args: argparse.Namespace) -> Path:
 
 COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "cancel": cmd_cancel,
             "sweep": cmd_sweep, "report": cmd_report, "generate": cmd_generate, "export": cmd_export,
-            "data": cmd_data, "fixtures": cmd_fixtures, "preflight": cmd_preflight, "ui": cmd_ui}
+            "import": cmd_import, "data": cmd_data, "fixtures": cmd_fixtures, "preflight": cmd_preflight, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:
