@@ -15,6 +15,7 @@ from experiments.data.items import CaptionItem
 from experiments.data.shards import open_shards
 from experiments.data.stream import StepRows, StreamedSteps, first_rows
 from experiments.recipes.modules import aligner_for, evaluating, frozen, frozen_mllm, model_sizes, pick_device
+from experiments.recipes.registry import Trains
 from experiments.training.encoder_cache import EncoderCache, checkpoint_fingerprint
 from experiments.training.flops import align_step, nominal_step_flops
 from experiments.training.objective import Objective
@@ -22,6 +23,10 @@ from experiments.training.tracker import DataInput
 from models import ClipTextTarget, KosmosGConditioner, alignment_losses
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # source, mask, target
+
+
+def build(config: RunConfig, cache_dir: Path | None) -> Trains:
+    return Trains(AlignObjective(config, cache_dir))
 
 
 class AlignObjective(Objective):
