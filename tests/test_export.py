@@ -180,3 +180,21 @@ def test_a_stage3_export_carries_the_trained_mllm(workdir, tiny_assets, tmp_path
     loaded = KosmosGConditioner.from_pretrained(tmp_path / "out")
     torch.testing.assert_close(loaded.mllm.model.text_model.model.layer_norm.weight,
                                trainable["mllm"].model.text_model.model.layer_norm.weight, rtol=0, atol=0)
+
+
+def test_a_stage3_run_exports_from_memory_what_repro_export_writes(workdir, tiny_assets, tmp_path):
+    """Stage 3's export carries the MLLM it trained whichever way it is written: from the
+    objective the job holds, or by `repro export` from the checkpoint."""
+    stage2 = workdir / "runs" / "0123456789ab"
+    config = stage3_config(tiny_assets, stage2)
+    objective = InstructObjective(config)
+    with torch.no_grad():
+        objective.trainable["mllm"].model.text_model.model.layer_norm.weight.add_(1.0)  # stands in for training
+    run_dir = tmp_path / "stage3"
+    CheckpointStore(run_dir / "checkpoints").save(6, {"model": objective.trainable.state_dict()})
+    record = {**json.loads((stage2 / "config.json").read_text()), "config": asdict(config)}
+    (run_dir / "config.json").write_text(json.dumps(record))
+    assert repro_main(["--workdir", str(tmp_path), "export", str(run_dir), "--out", str(tmp_path / "out")]) == 0
+    in_memory = write_export(objective.conditioner, config, record, {}, tmp_path / "job", copy_base_mllm=False)
+    assert "mllm/model.safetensors" in _files(in_memory)
+    assert _files(in_memory) == _files(tmp_path / "out")
