@@ -19,6 +19,9 @@ Sampler = Literal["ddim", "dpm"]
 # Stage 3's data kinds, in the order of `data.mix`; each is a DataConfig field naming its manifest.
 Stage3Kind = Literal["compositional", "edits", "captioned"]
 STAGE3_KINDS: tuple[Stage3Kind, ...] = get_args(Stage3Kind)
+# The evaluations a run of a recipe that samples images may turn on: each names its config section.
+Evaluation = Literal["fid", "dreambench"]
+EVALUATIONS: tuple[Evaluation, ...] = get_args(Evaluation)
 # torch-fidelity extractors: its FID Inception, or the tiny one experiments.tiny.feature_extractor registers.
 FeatureExtractor = Literal["inception-v3-compat", "tiny-random-conv"]
 

@@ -16,29 +16,37 @@ from PIL import Image
 
 from experiments.recipes.generation import trained_conditioner
 from experiments.recipes.instruct import InstructObjective
+from experiments.recipes.run import RecipeResult
 from experiments.training.checkpoints import CheckpointStore
 from models import KosmosGConditioner
 from repro.cli import main as repro_main
-from repro.config.stored import stored_config
+from repro.config.stored import stored_config, stored_record
+from repro.sharing.export import write_export
 from repro.tracking import tags
 from tests.support.mlflow_store import FakeRunStore
-from tests.support.runs import finished_stage2
+from tests.support.runs import trained_stage2
 from tests.support.tiny import stage3_config
 
 PROMPT = "<i> on the beach"
 
 
 @pytest.fixture(scope="module")
-def workdir(tiny_assets, tmp_path_factory) -> Path:
-    """A work folder whose runs/ holds one finished stage-2 run, with the job's records."""
+def stage2_run(tiny_assets, tmp_path_factory) -> tuple[Path, RecipeResult]:
+    """A work folder whose runs/ holds one finished stage-2 run, with the job's records, and the
+    run's result, which holds the conditioner it trained."""
     folder = tmp_path_factory.mktemp("work")
-    run_dir = finished_stage2(tiny_assets, folder / "runs" / "0123456789ab")
+    run_dir, result = trained_stage2(tiny_assets, folder / "runs" / "0123456789ab")
     record = json.loads((run_dir / "config.json").read_text())
     record.update(experiment="aligner-12", table="table2", row="AlignerNet 12 layers", tier="tiny", seed=0,
                   config_hash=run_dir.name, git_commit="abc123")
     (run_dir / "config.json").write_text(json.dumps(record))
     (run_dir / "metrics.json").write_text(json.dumps({"heldout/mse_loss": 0.25, "eval/fid": 4.5}))
-    return folder
+    return folder, result
+
+
+@pytest.fixture(scope="module")
+def workdir(stage2_run) -> Path:
+    return stage2_run[0]
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +55,10 @@ def exported(workdir) -> Path:
     assert repro_main(["--workdir", str(workdir), "export", str(workdir / "runs" / "0123456789ab"),
                        "--out", str(out)]) == 0
     return out
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def _photo(tiny_assets: Path) -> Image.Image:
@@ -70,6 +82,17 @@ def test_the_export_is_safetensors_json_and_text_only(exported):
     card = (exported / "README.md").read_text()
     for fact in ("AlignerNet 12 layers", "table2", "0123456789ab", "abc123", "`eval/fid` | 4.5", "from_pretrained"):
         assert fact in card, fact
+
+
+def test_a_run_exports_from_memory_what_repro_export_writes_from_its_checkpoint(stage2_run, exported, tmp_path):
+    """A finished job writes its export from the conditioner it holds; `repro export` loads the
+    run's checkpoint: the two folders hold the same files, byte for byte."""
+    workdir, result = stage2_run
+    run_dir = workdir / "runs" / "0123456789ab"
+    record, config = stored_record(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    in_memory = write_export(result.trained, config, record, metrics, tmp_path / "job", copy_base_mllm=True)
+    assert _files(in_memory) == _files(exported)
 
 
 def test_from_pretrained_conditions_as_the_trained_run_does(exported, workdir, tiny_assets, tmp_path):
@@ -157,3 +180,21 @@ def test_a_stage3_export_carries_the_trained_mllm(workdir, tiny_assets, tmp_path
     loaded = KosmosGConditioner.from_pretrained(tmp_path / "out")
     torch.testing.assert_close(loaded.mllm.model.text_model.model.layer_norm.weight,
                                trainable["mllm"].model.text_model.model.layer_norm.weight, rtol=0, atol=0)
+
+
+def test_a_stage3_run_exports_from_memory_what_repro_export_writes(workdir, tiny_assets, tmp_path):
+    """Stage 3's export carries the MLLM it trained whichever way it is written: from the
+    objective the job holds, or by `repro export` from the checkpoint."""
+    stage2 = workdir / "runs" / "0123456789ab"
+    config = stage3_config(tiny_assets, stage2)
+    objective = InstructObjective(config)
+    with torch.no_grad():
+        objective.trainable["mllm"].model.text_model.model.layer_norm.weight.add_(1.0)  # stands in for training
+    run_dir = tmp_path / "stage3"
+    CheckpointStore(run_dir / "checkpoints").save(6, {"model": objective.trainable.state_dict()})
+    record = {**json.loads((stage2 / "config.json").read_text()), "config": asdict(config)}
+    (run_dir / "config.json").write_text(json.dumps(record))
+    assert repro_main(["--workdir", str(tmp_path), "export", str(run_dir), "--out", str(tmp_path / "out")]) == 0
+    in_memory = write_export(objective.conditioner, config, record, {}, tmp_path / "job", copy_base_mllm=False)
+    assert "mllm/model.safetensors" in _files(in_memory)
+    assert _files(in_memory) == _files(tmp_path / "out")

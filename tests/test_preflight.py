@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from experiments.recipes.diffusion import HELDOUT_CHUNK, heldout_diffusion_loss
-from experiments.recipes.registry import recipe_named
+from experiments.recipes.registry import build_recipe
 from experiments.training.loop import build_optimizer
 from experiments.training.memory import LiveBytes, module_tree, run_steps
 from repro.config import ConfigError, load_matrix
@@ -49,7 +49,7 @@ def test_live_bytes_counts_the_flops_torchs_flop_counter_counts():
 
 def _objective(assets, experiment, **sets):
     config = tiny_config(assets, experiment, {"data.num_workers": 0, **sets})
-    return config, recipe_named(config.recipe).load()(config, None)
+    return config, build_recipe(config, None).objective
 
 
 @pytest.mark.parametrize("experiment", ["aligner-12", "e2e-aligner"])
@@ -120,13 +120,13 @@ def test_the_full_tier_declares_a_32_gb_gpu_and_bad_values_name_the_key(tmp_path
 
 
 def test_a_stage3_run_is_started_from_a_random_aligner_of_its_shape(tiny_assets, tmp_path):
-    from repro.preflight.runner import _preflight_config
+    from experiments.recipes.preflight_steps import preflight_config
 
     config = replace(tiny_config(tiny_assets, "kosmos-g"), train=replace(
         tiny_config(tiny_assets, "kosmos-g").train, init_from="@run/missing"))
-    ready = _preflight_config(config, tmp_path)
+    ready = preflight_config(config, tmp_path)
     assert ready.data.num_workers == 0 and not ready.train.cache_encoder_outputs
-    objective = recipe_named(ready.recipe).load()(ready, None)  # loads the aligner from init_from
+    objective = build_recipe(ready, None).objective  # loads the aligner from init_from
     assert any(p.requires_grad for p in objective.trainable.parameters())
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from experiments.config import RunConfig
+from experiments.config import AlignerConfig, DataConfig, FidConfig, ModelSources, RunConfig, TrainConfig
 from experiments.data.batches import WHOLE, Part
-from experiments.recipes.registry import RECIPES, Recipe, recipe_named
+from experiments.recipes.registry import RECIPES, Recipe, Trains, build_recipe, recipe_named
 from experiments.training.objective import Objective
 from tests.support.workdirs import child_runs, new_workdir, repro
 
@@ -43,9 +43,13 @@ class ToyObjective(Objective):
         return {"mse": self.loss(self.batch(-1))["loss"].item()}
 
 
+def build_toy(config: RunConfig, cache_dir: Path | None) -> Trains:
+    return Trains(ToyObjective(config, cache_dir))
+
+
 @pytest.fixture
 def toy_recipe(monkeypatch) -> Recipe:
-    recipe = Recipe("toy", "a one-weight regression", f"{__name__}:ToyObjective", generates=False)
+    recipe = Recipe("toy", "a one-weight regression", f"{__name__}:build_toy", generates=False)
     monkeypatch.setitem(RECIPES, recipe.name, recipe)
     return recipe
 
@@ -73,3 +77,13 @@ def test_a_registered_recipe_plans_and_runs_through_the_harness(toy_recipe, tmp_
     losses = [m.value for m in client.get_metric_history(run.info.run_id, "train/loss")]
     assert losses[-1] < 0.1 * losses[0]
     assert "eval/fid" not in run.data.metrics  # a recipe that generates nothing is not scored
+
+
+def test_a_build_step_that_builds_what_its_entry_does_not_declare_is_refused(monkeypatch):
+    recipe = Recipe("toy", "declared as scoring without a model", f"{__name__}:build_toy", trains=False,
+                    generates=False)
+    monkeypatch.setitem(RECIPES, recipe.name, recipe)
+    config = RunConfig("toy", ModelSources("", ""), AlignerConfig(), TrainConfig(), DataConfig("", ""),
+                       FidConfig("", ""))
+    with pytest.raises(TypeError, match="recipe 'toy': .*build_toy built a Trains.* declares a Scores"):
+        build_recipe(config, None)

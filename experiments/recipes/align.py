@@ -13,6 +13,7 @@ from experiments.data.items import CaptionItem
 from experiments.data.shards import open_shards
 from experiments.data.stream import StepRows, first_rows
 from experiments.recipes.modules import aligner_for, evaluating, frozen, frozen_mllm, model_sizes, pick_device
+from experiments.recipes.registry import Trains
 from experiments.training.encoder_cache import EncoderCache, checkpoint_fingerprint
 from experiments.training.flops import align_step, nominal_step_flops
 from experiments.training.streaming_objective import StreamingObjective
@@ -20,6 +21,10 @@ from experiments.training.tracker import DataInput
 from models import ClipTextTarget, KosmosGConditioner, alignment_losses
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # source, mask, target
+
+
+def build(config: RunConfig, cache_dir: Path | None) -> Trains:
+    return Trains(AlignObjective(config, cache_dir))
 
 
 class AlignObjective(StreamingObjective):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from experiments.config import RunConfig
-from experiments.recipes.modules import frozen
+from experiments.recipes.modules import frozen, pick_device
+from experiments.recipes.registry import Generates
 from models import ClipTextTarget, ImageDecoder
 
 
@@ -22,8 +25,8 @@ class ClipConditioner:
         return self.text_encoder([""] * batch_size)
 
 
-def baseline_model(config: RunConfig, device: torch.device) -> tuple[ClipConditioner, ImageDecoder]:
+def build(config: RunConfig, cache_dir: Path | None) -> Generates:
     """SD v1.5 as published: its own text encoder and its decoder, both frozen."""
-    sd = config.models.stable_diffusion
+    sd, device = config.models.stable_diffusion, pick_device()
     text_encoder = frozen(ClipTextTarget.from_pretrained(sd), device)
-    return ClipConditioner(text_encoder), frozen(ImageDecoder.from_pretrained(sd), device)
+    return Generates(ClipConditioner(text_encoder), frozen(ImageDecoder.from_pretrained(sd), device))

@@ -18,10 +18,15 @@ from experiments.recipes.diffusion import (
     with_null_conditions,
 )
 from experiments.recipes.modules import aligner_for, evaluating, frozen, frozen_mllm, model_sizes, pick_device
+from experiments.recipes.registry import Trains
 from experiments.training.flops import e2e_step, nominal_step_flops
 from experiments.training.streaming_objective import StreamingObjective
 from experiments.training.tracker import DataInput
 from models import ClipTextTarget, ImageDecoder, KosmosGConditioner
+
+
+def build(config: RunConfig, cache_dir: Path | None) -> Trains:
+    return Trains(E2EObjective(config, cache_dir))
 
 
 class E2EObjective(StreamingObjective):

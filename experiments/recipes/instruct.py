@@ -34,12 +34,18 @@ from experiments.recipes.diffusion import (
     with_null_conditions,
 )
 from experiments.recipes.modules import aligner_for, frozen, pick_device
+from experiments.recipes.registry import Trains
 from experiments.training.checkpoints import trained_weights
 from experiments.training.streaming_objective import StreamingObjective
 from experiments.training.tracker import DataInput
 from models import ClipTextTarget, ImageDecoder, KosmosGConditioner, MLLMEncoder
 
 Batch = tuple[torch.Tensor, list[str], list[list]]  # target images, prompts, prompt images
+
+
+def build(config: RunConfig, cache_dir: Path | None) -> Trains:
+    return Trains(InstructObjective(config, cache_dir))
+
 
 class InstructObjective(StreamingObjective):
     def __init__(self, config: RunConfig, cache_dir: Path | None = None) -> None:

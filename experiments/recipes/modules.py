@@ -1,4 +1,5 @@
-"""The modules recipes build from a RunConfig: the device, frozen parts, the aligner."""
+"""The modules recipes build from a RunConfig: the device, frozen parts, the aligner, and the
+pair that samples from what a recipe built."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from contextlib import contextmanager
 
 import torch
 
-from experiments.config import AlignerConfig, TrainConfig
+from experiments.config import AlignerConfig, RunConfig, TrainConfig
+from experiments.recipes.registry import Generates, Trains
 from experiments.training.flops import ModelSizes, Stack, decoder_cost
 from models import Aligner, ClipTextTarget, ImageDecoder, MLLMEncoder, build_aligner
 
@@ -40,6 +42,18 @@ def evaluating(module: torch.nn.Module) -> Iterator[None]:
     finally:
         for sub, mode in modes.items():
             sub.training = mode
+
+
+def sampling_models(built: Trains | Generates, config: RunConfig) -> Generates:
+    """The conditioner and decoder the evaluations sample with: a trained objective's own, with
+    Stable Diffusion's frozen decoder where the objective trains without one."""
+    if isinstance(built, Generates):
+        return built
+    objective = built.objective
+    decoder = objective.decoder
+    if decoder is None:
+        decoder = frozen(ImageDecoder.from_pretrained(config.models.stable_diffusion), pick_device())
+    return Generates(objective.conditioner.eval(), decoder)
 
 
 def aligner_for(cfg: AlignerConfig, mllm: MLLMEncoder, target: ClipTextTarget) -> Aligner:

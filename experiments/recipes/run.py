@@ -1,5 +1,6 @@
 """One entry point per run: seed everything, build what the config's recipe names (registry.py),
-train it if it trains, then run the evaluations the config turns on (MS-COCO FID, DreamBench)."""
+train it if it trains, then run the evaluations the config turns on (MS-COCO FID, DreamBench).
+The result carries the trained conditioner, which the job exports from memory."""
 
 from __future__ import annotations
 
@@ -13,11 +14,18 @@ import torch
 
 from experiments.config import RunConfig
 from experiments.evaluation.fid import evaluate_fid, fid_tags
-from experiments.recipes.modules import frozen, pick_device
-from experiments.recipes.registry import recipe_named
+from experiments.recipes.modules import sampling_models
+from experiments.recipes.registry import (
+    Generates,
+    Scores,
+    Trains,
+    build_recipe,
+    evaluation_applies,
+    recipe_named,
+)
 from experiments.training.loop import train
 from experiments.training.tracker import DataInput, Tracker
-from models import ImageDecoder
+from models import KosmosGConditioner
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +39,8 @@ class RecipeResult:
     metrics: dict[str, float]
     failure: str | None = None  # why the run counts as failed (diverged), if it does
     params: dict[str, int] = field(default_factory=dict)  # what the evaluations counted
+    # The conditioner a finished run trained, in memory, for its export; None when it trained none.
+    trained: KosmosGConditioner | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -43,22 +53,20 @@ def run_recipe(
     config: RunConfig, run_dir: Path, cache_dir: Path, tracker: Tracker, *, progress: bool
 ) -> RecipeResult:
     seed_everything(config.seed)
-    recipe = recipe_named(config.recipe)
-    if not recipe.trains and not recipe.generates:
-        metrics = recipe.load()(config)
+    # The cache dir is shared by every run of the work dir: rows reading the same frozen
+    # encoders reuse each other's encoder outputs, as they reuse FID reference statistics.
+    built = build_recipe(config, cache_dir)
+    if isinstance(built, Scores):
+        metrics = built.score(config)
         tracker.log_metrics(metrics, step=0)
         return RecipeResult(metrics)
 
-    device = pick_device()
     metrics: dict[str, float] = {}
     step = 0
-    if not recipe.trains:
-        conditioner, decoder = recipe.load()(config, device)
+    if isinstance(built, Generates):
         metrics["compute/device_hours"] = metrics["compute/train_flops"] = 0.0  # nothing to train
     else:
-        # The cache dir is shared by every run of the work dir: rows reading the same frozen
-        # encoders reuse each other's encoder outputs, as they reuse FID reference statistics.
-        objective = recipe.load()(config, cache_dir)
+        objective = built.objective
         tracker.log_inputs(objective.data_inputs())
         outcome = train(objective, config.train, run_dir, tracker, progress=progress)
         # What the objective set aside, on load and while streaming, by reason: never silently lost.
@@ -75,15 +83,14 @@ def run_recipe(
             log.warning("run failed: %s", outcome.failure)
             tracker.log_metrics(metrics, step=step)
             return RecipeResult(metrics, failure=outcome.failure)
-        if not recipe.generates:
+        if not recipe_named(config.recipe).generates:
             tracker.log_metrics(metrics, step=step)
             return RecipeResult(metrics)
-        conditioner = objective.conditioner.eval()  # the trained MLLM + M
-        decoder = objective.decoder
-        if decoder is None:
-            decoder = frozen(ImageDecoder.from_pretrained(config.models.stable_diffusion), device)
+    models = sampling_models(built, config)
+    conditioner, decoder = models.conditioner, models.decoder
+    trained = built.objective.conditioner if isinstance(built, Trains) else None
 
-    if config.fid.enabled:
+    if evaluation_applies(config, "fid"):
         tracker.set_tags(fid_tags(config.fid))
         metrics.update(evaluate_fid(
             conditioner, decoder, config.fid, seed=config.seed, run_dir=run_dir,
@@ -95,7 +102,7 @@ def run_recipe(
         grid = run_dir / "samples" / "grid.png"
         if grid.is_file():  # rank 0 alone draws it
             tracker.log_artifact(grid, "samples")
-    if config.dreambench.enabled:
+    if evaluation_applies(config, "dreambench"):
         # Imported here: only Table 1's runs load the DINO and CLIP scorers.
         from experiments.evaluation.dreambench_scores import (
             dreambench_sheets,
@@ -110,4 +117,4 @@ def run_recipe(
     params = {key: int(metrics.pop(key)) for key in _EVALUATION_COUNTS if key in metrics}
     tracker.log_params(params)
     tracker.log_metrics(metrics, step=step)
-    return RecipeResult(metrics, params=params)
+    return RecipeResult(metrics, params=params, trained=trained)

@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from experiments.config import RunConfig
-from experiments.recipes.registry import recipe_named
+from experiments.config import Evaluation, RunConfig
+from experiments.recipes.registry import evaluation_applies, recipe_named
 from repro.config.fields import leaf_value
 
 TINY_PREFIX = "@tiny/"
@@ -28,7 +28,7 @@ def tiny_assets_dir(workdir: Path) -> Path:
 # The path-valued config leaves. Each recipe declares those its models and data come from
 # (registry.py); an evaluation's inputs are read by a recipe that samples images when the
 # config turns that evaluation on.
-_EVALUATION_PATHS = {
+_EVALUATION_PATHS: dict[Evaluation, tuple[str, ...]] = {
     "fid": ("fid.captions", "fid.images", "fid.inception_weights"),
     "dreambench": ("dreambench.root", "dreambench.prompts", "dreambench.dino", "dreambench.clip"),
 }
@@ -44,7 +44,7 @@ def _needed(config: RunConfig, key: str) -> bool:
     if key in recipe.reads or (key in recipe.may_read and leaf_value(config, key)):
         return True
     section = key.split(".")[0]
-    return section in _EVALUATION_PATHS and recipe.generates and getattr(config, section).enabled
+    return section in _EVALUATION_PATHS and evaluation_applies(config, section)
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

@@ -12,9 +12,15 @@ from repro.config.load import ConfigError
 
 
 def stored_config(run_dir: Path) -> RunConfig:
+    return stored_record(run_dir)[1]
+
+
+def stored_record(run_dir: Path) -> tuple[dict[str, Any], RunConfig]:
+    """The whole config.json (provenance beside the config) and the RunConfig in it, read once."""
     path = run_dir / "config.json"
     try:
-        stored = json.loads(path.read_text())["config"]
+        record = json.loads(path.read_text())
+        stored = record["config"]
     except (OSError, ValueError, KeyError) as bad:
         raise ConfigError(str(path), [f"not a run's config.json: {bad}"]) from None
     sections, problems = {}, []
@@ -26,7 +32,7 @@ def stored_config(run_dir: Path) -> RunConfig:
         problems += found
     if problems:
         raise ConfigError(str(path), problems)
-    return RunConfig(recipe=stored["recipe"], seed=stored["seed"], **sections)
+    return record, RunConfig(recipe=stored["recipe"], seed=stored["seed"], **sections)
 
 
 def _without_nulls(table: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,6 @@ import submitit
 import torch
 from mlflow import MlflowClient
 
-from experiments.recipes.registry import recipe_named
 from experiments.recipes.run import run_recipe
 from experiments.training import preemption
 from experiments.training.distributed import process_group
@@ -32,7 +31,7 @@ from repro.config.paths import localize_runs
 from repro.config.schema import RunSpec
 from repro.launch.failures import clip, failure_reason, headline, is_permanent
 from repro.launch.run_lock import RunLock
-from repro.sharing.export import export_run
+from repro.sharing.export import write_export
 from repro.terminal import quiet_unless_interactive
 from repro.tracking import tags
 from repro.tracking.mlflow_runs import MlflowTracker, open_run
@@ -124,10 +123,11 @@ def _train_tracked(
     tracker.set_tags(_job_tags())
     config_file = run_dir / "config.json"
     try:
-        config_file.write_text(json.dumps(
-            {"experiment": spec.experiment, "table": spec.table, "row": spec.row, "tier": spec.tier,
-             "seed": spec.seed, "sweep_point": dict(spec.sweep_point), "config_hash": spec.config_hash,
-             "git_commit": git_commit(), "config": asdict(spec.config)}, indent=2))
+        # The export carries these facts as written here (one git commit for both).
+        record = {"experiment": spec.experiment, "table": spec.table, "row": spec.row, "tier": spec.tier,
+                  "seed": spec.seed, "sweep_point": dict(spec.sweep_point), "config_hash": spec.config_hash,
+                  "git_commit": git_commit(), "config": asdict(spec.config)}
+        config_file.write_text(json.dumps(record, indent=2))
         tracker.log_artifact(config_file)
         recipe_tracker = wrap_tracker(tracker) if wrap_tracker else tracker
         result = run_recipe(localize_runs(spec.config, ctx.runs_dir), run_dir, ctx.cache_dir, recipe_tracker,
@@ -154,9 +154,11 @@ def _train_tracked(
     if result.failure is not None:
         tracker.set_tags({tags.FAILURE_REASON: result.failure})
         status = "FAILED"
-    elif recipe_named(spec.config.recipe).trains and recipe_named(spec.config.recipe).generates:
-        try:  # what the run trained, shareable from MLflow (repro/sharing/export.py)
-            tracker.log_artifacts(export_run(run_dir, run_dir / "export", copy_base_mllm=False), tags.MODEL_ARTIFACT)
+    elif result.trained is not None:
+        try:  # what the run trained, as it is in memory, shareable from MLflow (repro/sharing/export.py)
+            exported = write_export(result.trained, spec.config, record, result.metrics, run_dir / "export",
+                                    copy_base_mllm=False)
+            tracker.log_artifacts(exported, tags.MODEL_ARTIFACT)
         except Exception as error:
             _record_end(client, run_id, "FAILED", clip(f"exporting the model: {failure_reason(error)}"))
             raise

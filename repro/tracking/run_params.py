@@ -14,8 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from experiments.config import RunConfig
-from experiments.recipes.registry import recipe_named
+from experiments.config import EVALUATIONS, RunConfig
+from experiments.recipes.registry import evaluation_applies, recipe_named
 from repro.config.paths import PATH_KEYS, RUN_PREFIX, TINY_PREFIX, tiny_assets_dir
 from repro.config.schema import RunSpec
 
@@ -39,8 +39,8 @@ def used_sections(config: RunConfig) -> list[str]:
         used += ["aligner", "train"]
     if "data" in read:
         used.append("data")
-    for section in ("fid", "dreambench"):
-        if section in read or (recipe.generates and getattr(config, section).enabled):
+    for section in EVALUATIONS:
+        if section in read or evaluation_applies(config, section):
             used.append(section)
     return used
 
