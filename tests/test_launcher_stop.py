@@ -1,8 +1,8 @@
 """A stop reaches the jobs: with two tiny runs training, SIGTERM to a launcher that a script
 started in the background (SIGINT ignored, as `repro run ... &` inherits it) and Ctrl-C at the
-launcher's terminal (SIGINT to its whole process group) each end the launcher well within the
-30 s grace before its SIGKILL, every run stopped at a step boundary with a checkpoint of the last
-step it logged, and KILLED in MLflow."""
+launcher's terminal (SIGINT to its whole process group) each stop every run within seconds, at a
+step boundary with a checkpoint of the last step it logged, KILLED in MLflow, and the jobs end by
+themselves, before the launcher's 30 s grace runs out and its SIGKILL."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ pytestmark = pytest.mark.slow
 
 # Never reached: the only checkpoint a run can hold is the one its stop writes.
 STEPS = 100_000
-# Far below the launcher's 30 s grace, far above the step and checkpoint a stop waits for.
-STOP_SECONDS = 20.0
+# From the signal to the stop's checkpoint: a step and a save, under a second on an idle box, a
+# few on a loaded one; far below the launcher's 30 s grace.
+STOP_SECONDS = 10.0
 
 
 def _logged_steps(store: Path) -> dict[str, int]:
@@ -61,21 +62,19 @@ def test_a_stop_ends_both_runs_at_a_step_with_a_checkpoint(tmp_path: Path, stop:
         while len(_logged_steps(workdir / "mlflow.db")) < 2:
             assert launcher.poll() is None and time.monotonic() < deadline, "the runs never started training"
             time.sleep(0.5)
-        began = time.monotonic()
+        signalled = time.time()
         if background:
             launcher.send_signal(signal.SIGTERM)
         else:
             os.killpg(launcher.pid, signal.SIGINT)
         status = launcher.wait(timeout=120)
-        took = time.monotonic() - began
     finally:
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
         log.close()
     text = (tmp_path / "launcher.log").read_text()
     assert status == 128 + (signal.SIGTERM if background else signal.SIGINT), text[-3000:]
-    assert "did not stop within" not in text, text[-3000:]
-    assert took < STOP_SECONDS, f"the stop took {took:.1f} s"
+    assert "did not stop within" not in text, text[-3000:]  # no job needed the SIGKILL
 
     client, runs = child_runs(workdir)
     logged = _logged_steps(workdir / "mlflow.db")
@@ -84,6 +83,8 @@ def test_a_stop_ends_both_runs_at_a_step_with_a_checkpoint(tmp_path: Path, stop:
         assert run.info.status == "KILLED"
         assert ("SIGTERM" if background else "SIGINT") in run.data.tags[tags.FAILURE_REASON]
         run_dir = workdir / "runs" / run.data.tags[tags.CONFIG_HASH]
-        saved = [int(p.name.removeprefix("step-")) for p in (run_dir / "checkpoints").glob("step-*")]
-        # The checkpoint is the stop's, at a step boundary after the last step the run logged.
-        assert saved and max(saved) == logged[run.info.run_id] >= 1, (saved, logged)
+        (checkpoint,) = (run_dir / "checkpoints").glob("step-*")
+        # The stop's checkpoint, at the step boundary after the last step the run logged.
+        assert int(checkpoint.name.removeprefix("step-")) == logged[run.info.run_id] >= 1
+        took = max(file.stat().st_mtime for file in checkpoint.iterdir()) - signalled
+        assert took < STOP_SECONDS, f"the run stopped {took:.1f} s after the signal"
