@@ -24,6 +24,9 @@ Evaluation = Literal["fid", "dreambench"]
 EVALUATIONS: tuple[Evaluation, ...] = get_args(Evaluation)
 # torch-fidelity extractors: its FID Inception, or the tiny one experiments.tiny.feature_extractor registers.
 FeatureExtractor = Literal["inception-v3-compat", "tiny-random-conv"]
+# PIL's Image.MAX_IMAGE_PIXELS, its decompression-bomb limit (about 9459 x 9459 pixels): the
+# default and the ceiling of data.max_image_pixels.
+MAX_IMAGE_PIXELS = 89_478_485
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,10 @@ class DataConfig:
     # 128 SentencePiece tokens and images under 384 px on either side (width_height_filter).
     captioned_max_sp_tokens: int = 128
     captioned_min_image_side: int = 384
+    # An image whose header claims more pixels is skipped before it is decoded (a decompression
+    # bomb: a small file that decodes to gigabytes). At most PIL's own limit, past which PIL
+    # warns and, past twice it, refuses: so this key alone decides (experiments/data/untrusted_images.py).
+    max_image_pixels: int = MAX_IMAGE_PIXELS
 
 
 @dataclass(frozen=True)

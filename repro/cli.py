@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from experiments.config import STAGE3_KINDS
+from experiments.config import MAX_IMAGE_PIXELS, STAGE3_KINDS
 from experiments.data.shards import DataError
 from experiments.released.stages import Stage
 from repro.config import ConfigError, SweepSpec, load_matrix, load_sweep, load_sweeps
@@ -163,6 +163,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="a mask pixel above this is the entity (default: 0.3, the official build's)")
     build.add_argument("--segment-size", type=_positive, default=None, metavar="PX",
                        help="side of the two square images written per entity (default: 512, the official)")
+    build.add_argument("--max-image-pixels", type=_max_image_pixels, default=None, metavar="N",
+                       help="an input image or mask with more pixels skips its row, never decoded "
+                            f"(default and most: {MAX_IMAGE_PIXELS}, as data.max_image_pixels)")
     build.add_argument("--device", default="cpu", help="where CLIPSeg runs (default: cpu)")
     build.add_argument("--executor", default=None, choices=EXECUTORS,
                        help="run one task per input manifest on this executor (slurm: a job array); "
@@ -209,6 +212,12 @@ def _seed_list(text: str) -> tuple[int, ...]:
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"takes a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _max_image_pixels(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_IMAGE_PIXELS:
+        raise argparse.ArgumentTypeError(f"takes a whole number in [1, {MAX_IMAGE_PIXELS}], got {text!r}")
     return int(text)
 
 
@@ -469,7 +478,8 @@ def _data_build(args: argparse.Namespace) -> int:
     from repro.data.build_launch import run_build
 
     parts = build_parts(str(args.captioned), args.out, args.clipseg, args.device,
-                        threshold=args.threshold, segment_size=args.segment_size)
+                        threshold=args.threshold, segment_size=args.segment_size,
+                        max_image_pixels=args.max_image_pixels)
     return run_build(parts, args.workdir / "jobs" / "data-build", args.executor, args.timeout_min)
 
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from experiments.config import DataConfig
+from experiments.config import MAX_IMAGE_PIXELS, DataConfig
 from experiments.data.batches import WHOLE
 from experiments.data.items import CaptionItem, ImageCaptionItem
 from experiments.data.shards import DataError, Record, open_shards
@@ -66,10 +66,12 @@ def test_a_garbage_or_truncated_image_is_a_skipped_row(tmp_path: Path):
     buffer = io.BytesIO()
     Image.new("RGB", (16, 16), (200, 0, 0)).save(buffer, format="PNG")
     png = buffer.getvalue()
-    item = ImageCaptionItem(CaptionItem(WordTokenizer(), max_tokens=75), image_root=tmp_path, resolution=8)
+    item = ImageCaptionItem(CaptionItem(WordTokenizer(), max_tokens=75), image_root=tmp_path, resolution=8,
+                            max_pixels=MAX_IMAGE_PIXELS)
     (tmp_path / "garbage.png").write_bytes(b"\x00garbage" * 20)
     (tmp_path / "truncated.png").write_bytes(png[: len(png) // 2])
-    for image in (b"not an image", png[: len(png) // 2], "garbage.png", "truncated.png", "missing.png"):
-        assert item(Record("a red square", image)) == Skip("unreadable_image"), image
+    for image in (b"not an image", png[: len(png) // 2], "garbage.png", "truncated.png"):
+        assert item(Record("a red square", image)) == Skip("corrupt_image"), image
+    assert item(Record("a red square", "missing.png")) == Skip("missing_image")
     tensor, caption = item(Record("a red square", png))
     assert tensor.shape == (3, 8, 8) and caption == "a red square"

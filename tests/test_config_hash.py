@@ -14,6 +14,7 @@ import pytest
 
 from experiments.config import RunConfig
 from repro.config import config_hash, load_matrix
+from repro.config.expand import HASHED_WHEN_CHANGED
 from repro.config.paths import PATH_KEYS
 from tests.support.full_tier import EXPERIMENTS
 
@@ -158,3 +159,13 @@ def test_tiny_paths_are_hashed_in_their_symbolic_form():
 def test_every_leaf_is_covered():
     assert isinstance(BASE.config, RunConfig) and BASE.config.recipe == "e2e"
     assert {"train.optim.betas", "data.train_images", "fid.inception_weights", "seed"} <= set(LEAVES)
+
+
+def test_a_key_added_later_keeps_the_ids_of_earlier_runs_until_it_is_changed():
+    """data.max_image_pixels came after runs existed: at its default, e2e-aligner seed 0 keeps
+    the id it had before the key, and so its run folder, checkpoints and MLflow run."""
+    assert BASE.run_name.startswith("E2E w/ AlignerNet") and BASE.seed == 0
+    assert BASE.config_hash == "e66811b60ffc"
+    for section, key in HASHED_WHEN_CHANGED:
+        config = _replace(BASE.config, f"{section}.{key}", _changed(_value(BASE.config, f"{section}.{key}")))
+        assert _hash(BASE, config=config) != BASE.config_hash

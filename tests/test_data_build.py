@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from experiments.config import MAX_IMAGE_PIXELS
 from experiments.data.batches import WHOLE
 from experiments.data.build import build_compositional, find_span
 from experiments.data.clipseg import ClipSegSegmenter
@@ -206,7 +208,9 @@ def test_a_build_over_input_shards_runs_one_task_each_resumes_per_part_and_strea
     assert f"{parts[0].parent}: already built, skipped" in printed and str(parts[1]) in printed
 
     (kind,) = [Stage3Kind("compositional", open_shards(str(out / "part-*" / "compositional.jsonl"), whole_rows=True),
-                          PARSERS["compositional"], lambda row, rng: compositional_example(row, rng, 0.0, 1.0))]
-    made = MixedStepRows([kind, None, None], (1, 0, 0), batch_size=4, seed=0, resolution=16)(0, WHOLE)
+                          partial(PARSERS["compositional"], max_pixels=MAX_IMAGE_PIXELS),
+                          lambda row, rng: compositional_example(row, rng, 0.0, 1.0, MAX_IMAGE_PIXELS))]
+    made = MixedStepRows([kind, None, None], (1, 0, 0), batch_size=4, seed=0, resolution=16,
+                         max_pixels=MAX_IMAGE_PIXELS)(0, WHOLE)
     assert made.skipped == {} and len(made.items) == 4
     assert {prompt for _, prompt, _ in made.items} >= {"a cat <i> on a table"}  # segments found per part

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from experiments.config import MAX_IMAGE_PIXELS
 from experiments.data.items import CaptionItem, ImageCaptionItem
 from experiments.data.shards import GROUP_ROWS, DataError, open_shards
 from experiments.data.stream import Skip
@@ -90,7 +91,7 @@ def test_webdataset_shards_carry_captions_and_images_and_a_corrupt_image_is_skip
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     (record,) = rows(str(broken))
-    assert ImageCaptionItem(CaptionItem(_words(), 75), None, 32)(record) == Skip("unreadable_image")
+    assert ImageCaptionItem(CaptionItem(_words(), 75), None, 32, MAX_IMAGE_PIXELS)(record) == Skip("corrupt_image")
 
 
 def test_a_spec_that_names_nothing_usable_is_a_clear_error(tmp_path):

@@ -9,6 +9,7 @@ import torch
 import torchvision.transforms as T
 from PIL import Image
 
+from experiments.config import MAX_IMAGE_PIXELS
 from experiments.data.images import image_tensor
 from models.image_preprocessing import clip_pixel_values, resize_center_crop
 
@@ -55,4 +56,4 @@ def test_targets_are_the_official_diff_transform(tmp_path) -> None:
     official = T.Compose([T.Resize(16), T.CenterCrop(16), T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
     with Image.open(tmp_path / "target.png") as img:
         expected = official(img.convert("RGB"))
-    torch.testing.assert_close(image_tensor(tmp_path / "target.png", 16), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(image_tensor(tmp_path / "target.png", 16, MAX_IMAGE_PIXELS), expected, rtol=0, atol=1e-5)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from experiments.config import MAX_IMAGE_PIXELS
 from experiments.data.batches import WHOLE, Part, split_counts
 from experiments.data.shards import open_shards
 from experiments.data.stage3_examples import (
@@ -45,7 +46,7 @@ def mixed_rows(folder: Path, counts=(13, 11, 5), weights=(2, 2, 1), seed: int = 
         kinds.append(Stage3Kind(name, open_shards(str(manifest), whole_rows=True), _fields,
                                 lambda fields, rng, target=target: Example(fields["id"], [], target))
                      if n else None)
-    return MixedStepRows(kinds, weights, batch_size=10, seed=seed, resolution=8)
+    return MixedStepRows(kinds, weights, batch_size=10, seed=seed, resolution=8, max_pixels=MAX_IMAGE_PIXELS)
 
 
 def _fields(fields: dict, folder: Path) -> dict:
@@ -94,11 +95,13 @@ def dog_in_a_hat(folder: Path) -> CompositionalRow:
 
 def test_compositional_prompts_put_each_segment_after_its_word(tmp_path):
     row = dog_in_a_hat(tmp_path)
-    kept = compositional_example(row, random.Random(0), entity_drop_prob=0.0, background_keep_prob=1.0)
+    kept = compositional_example(row, random.Random(0), entity_drop_prob=0.0, background_keep_prob=1.0,
+                                 max_pixels=MAX_IMAGE_PIXELS)
     assert kept.prompt == "a dog <i> wearing a hat <i> in the snow"
     assert len(kept.images) == 2 and kept.target == row.image
     assert [image.getpixel((0, 0)) for image in kept.images] == [(200, 0, 0)] * 2  # backgrounds kept
-    dropped = compositional_example(row, random.Random(0), entity_drop_prob=1.0, background_keep_prob=0.0)
+    dropped = compositional_example(row, random.Random(0), entity_drop_prob=1.0, background_keep_prob=0.0,
+                                    max_pixels=MAX_IMAGE_PIXELS)
     assert dropped.prompt == "a <i> wearing a <i> in the snow"
     assert [image.getpixel((0, 0)) for image in dropped.images] == [(255, 255, 255)] * 2  # on white
 
@@ -106,7 +109,7 @@ def test_compositional_prompts_put_each_segment_after_its_word(tmp_path):
 def test_entity_words_go_all_at_once_and_backgrounds_one_by_one(tmp_path):
     """(code) openimage_loader.py draws drop_object once per caption, the segment variant per entity."""
     row = dog_in_a_hat(tmp_path)
-    examples = [compositional_example(row, random.Random(seed), 0.5, 0.5) for seed in range(300)]
+    examples = [compositional_example(row, random.Random(seed), 0.5, 0.5, MAX_IMAGE_PIXELS) for seed in range(300)]
     words = Counter(e.prompt.count("dog") + e.prompt.count("hat") for e in examples)
     assert set(words) == {0, 2} and 110 < words[0] < 190  # never one word without the other
     backgrounds = Counter(sum(image.getpixel((0, 0)) == (200, 0, 0) for image in e.images) for e in examples)
@@ -117,13 +120,13 @@ def test_edit_rows_drop_their_caption_with_its_probability(tmp_path):
     source = tmp_path / "source.png"
     Image.new("RGB", (8, 8), (0, 0, 255)).save(source)
     row = EditRow(source, "make it red", tmp_path / "edited.png", "a blue square")
-    edit = edit_example(row, random.Random(0), caption_drop_prob=0.0)
+    edit = edit_example(row, random.Random(0), caption_drop_prob=0.0, max_pixels=MAX_IMAGE_PIXELS)
     assert edit.prompt == "a blue square <i> make it red" and edit.target == tmp_path / "edited.png"
     assert edit.images[0].getpixel((0, 0)) == (0, 0, 255)
-    assert edit_example(row, random.Random(0), caption_drop_prob=1.0).prompt == "<i> make it red"
+    assert edit_example(row, random.Random(0), caption_drop_prob=1.0, max_pixels=MAX_IMAGE_PIXELS).prompt == "<i> make it red"
     uncaptioned = EditRow(source, "make it red", source, None)
-    assert edit_example(uncaptioned, random.Random(0), caption_drop_prob=0.0).prompt == "<i> make it red"
-    prompts = Counter(edit_example(row, random.Random(seed), 0.5).prompt for seed in range(300))
+    assert edit_example(uncaptioned, random.Random(0), caption_drop_prob=0.0, max_pixels=MAX_IMAGE_PIXELS).prompt == "<i> make it red"
+    prompts = Counter(edit_example(row, random.Random(seed), 0.5, MAX_IMAGE_PIXELS).prompt for seed in range(300))
     assert 110 < prompts["<i> make it red"] < 190
     plain = captioned_example(CaptionedRow(source, "a blue square", (8, 8)))
     assert (plain.prompt, plain.images) == ("a blue square", [])

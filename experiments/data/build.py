@@ -21,6 +21,7 @@ the same central square) and out_dir/segments/.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from experiments.config import MAX_IMAGE_PIXELS
 from experiments.data.manifest import (
     ManifestError,
     RowError,
@@ -43,6 +45,7 @@ from experiments.data.manifest import (
     required_text,
 )
 from experiments.data.segments import central_square, entity_images
+from experiments.data.untrusted_images import open_untrusted_image
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +101,19 @@ class BuildStats:
 def build_compositional(
     captioned_manifest: str | Path, out_dir: str | Path, segmenter: Segmenter | None,
     threshold: float = DEFAULT_THRESHOLD, segment_size: int = DEFAULT_SEGMENT_SIZE,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> BuildStats:
     """Writes out_dir/compositional.jsonl and its segments from `captioned_manifest` (format in the
-    module docstring); masks come from the rows where given, else from `segmenter`."""
+    module docstring); masks come from the rows where given, else from `segmenter`. An image or
+    mask that cannot be used (experiments/data/untrusted_images.py; over `max_pixels`, say)
+    skips its input row, counted by reason."""
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"the mask threshold is in [0, 1), got {threshold}")
     if segment_size < 1:
         raise ValueError(f"the segment size is at least 1 px, got {segment_size}")
     out_dir = Path(out_dir)
-    loaded = load_manifest(captioned_manifest, _input_row, "entity-annotated captioned")
+    loaded = load_manifest(captioned_manifest, functools.partial(_input_row, max_pixels=max_pixels),
+                           "entity-annotated captioned")
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / MANIFEST_NAME
     partial = manifest.with_suffix(".jsonl.partial")
@@ -116,7 +123,7 @@ def build_compositional(
     # leaves a manifest that looks finished.
     with partial.open("w", encoding="utf-8") as lines:
         for index, row in enumerate(loaded.rows):
-            entities = _segment_row(row, index, out_dir, segmenter, threshold, segment_size, skipped)
+            entities = _segment_row(row, index, out_dir, segmenter, threshold, segment_size, max_pixels, skipped)
             if not entities:
                 continue
             image = Path(os.path.relpath(row.image, out_dir)).as_posix()
@@ -149,7 +156,7 @@ def find_span(caption: str, word: str, taken: list[tuple[int, int]]) -> tuple[in
 
 def _segment_row(
     row: BuildInputRow, index: int, out_dir: Path, segmenter: Segmenter | None, threshold: float,
-    segment_size: int, skipped: Counter[str],
+    segment_size: int, max_pixels: int, skipped: Counter[str],
 ) -> list[dict[str, Any]]:
     """The entity records of one row, in caption order, with their two segment images written."""
     spans: dict[int, tuple[int, int]] = {}
@@ -159,12 +166,11 @@ def _segment_row(
             skipped["entity_not_in_caption"] += 1
         else:
             spans[k] = span
-    with Image.open(row.image) as opened:
-        image = opened.convert("RGB")
+    image = open_untrusted_image(row.image, max_pixels)  # checked on load: it decodes
     top, left, side = central_square(image)
     square = (left, top, left + side, top + side)
     square_image = image.crop(square)
-    masks = _masks(row, image, square, sorted(spans), segmenter)
+    masks = _masks(row, image, square, sorted(spans), segmenter, max_pixels)
     entities = []
     folder = Path("segments", f"{index // _SEGMENTS_PER_FOLDER:05d}")
     (out_dir / folder).mkdir(parents=True, exist_ok=True)
@@ -188,7 +194,7 @@ def _segment_row(
 
 def _masks(
     row: BuildInputRow, image: Image.Image, square: tuple[int, int, int, int], entities: list[int],
-    segmenter: Segmenter | None,
+    segmenter: Segmenter | None, max_pixels: int,
 ) -> dict[int, np.ndarray]:
     """Entity index -> mask in [0, 1] over the image's central `square` (a PIL box), for those of
     `entities` that have one: the given mask (at the image's size) if the row has one, else the
@@ -196,9 +202,9 @@ def _masks(
     masks = {}
     for k in entities:
         if row.masks[k] is not None:
-            with Image.open(row.masks[k]) as given:
-                if given.size == image.size:
-                    masks[k] = np.asarray(given.convert("L").crop(square), dtype=np.float32) / 255.0
+            given = open_untrusted_image(row.masks[k], max_pixels, mode="L")
+            if given.size == image.size:
+                masks[k] = np.asarray(given.crop(square), dtype=np.float32) / 255.0
     to_segment = [k for k in entities if row.masks[k] is None]
     if segmenter is not None and to_segment:
         image = image.crop(square)
@@ -213,7 +219,7 @@ def _masks(
     return masks
 
 
-def _input_row(record: dict[str, Any], folder: Path) -> BuildInputRow:
+def _input_row(record: dict[str, Any], folder: Path, max_pixels: int) -> BuildInputRow:
     caption = required_text(record, "caption")
     entities = required(record, "entities", list)
     if not entities or not all(isinstance(word, str) and word.strip() for word in entities):
@@ -223,6 +229,6 @@ def _input_row(record: dict[str, Any], folder: Path) -> BuildInputRow:
         raise RowError("bad_field", f"'masks' must be a list parallel to 'entities': {masks!r}")
     if not all(mask is None or isinstance(mask, str) for mask in masks):
         raise RowError("bad_field", f"'masks' holds paths or nulls: {masks!r}")
-    image = checked_image(folder, required_text(record, "image"))
-    checked_masks = tuple(None if mask is None else checked_image(folder, mask) for mask in masks)
+    image = checked_image(folder, required_text(record, "image"), max_pixels)
+    checked_masks = tuple(None if mask is None else checked_image(folder, mask, max_pixels) for mask in masks)
     return BuildInputRow(image, caption, tuple(word.strip() for word in entities), checked_masks)

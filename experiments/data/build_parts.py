@@ -10,6 +10,7 @@ import glob
 from dataclasses import dataclass
 from pathlib import Path
 
+from experiments.config import MAX_IMAGE_PIXELS
 from experiments.data.build import (
     DEFAULT_SEGMENT_SIZE,
     DEFAULT_THRESHOLD,
@@ -30,6 +31,7 @@ class BuildPart:
     device: str
     threshold: float
     segment_size: int
+    max_image_pixels: int
 
     @property
     def done(self) -> bool:
@@ -38,16 +40,18 @@ class BuildPart:
 
 def build_parts(
     captioned: str, out: Path, clipseg: Path | None, device: str, *, threshold: float | None = None,
-    segment_size: int | None = None,
+    segment_size: int | None = None, max_image_pixels: int | None = None,
 ) -> list[BuildPart]:
     """One part per input manifest `captioned` names (a file or a glob), in sorted order;
-    threshold and segment_size default to the official build's (experiments/data/build.py)."""
+    threshold and segment_size default to the official build's (experiments/data/build.py),
+    max_image_pixels to data.max_image_pixels's."""
     inputs = sorted(Path(p) for p in glob.glob(captioned)) if any(c in captioned for c in "*?[") else [Path(captioned)]
     if not inputs:
         raise ManifestError(f"--captioned {captioned}: the pattern matches no manifest")
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     segment_size = DEFAULT_SEGMENT_SIZE if segment_size is None else segment_size
-    return [BuildPart(path, Path(out) / f"part-{k:05d}", clipseg, device, threshold, segment_size)
+    max_image_pixels = MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels
+    return [BuildPart(path, Path(out) / f"part-{k:05d}", clipseg, device, threshold, segment_size, max_image_pixels)
             for k, path in enumerate(inputs)]
 
 
@@ -58,4 +62,5 @@ def build_part(part: BuildPart) -> BuildStats:
         from experiments.data.clipseg import ClipSegSegmenter
 
         segmenter = ClipSegSegmenter.from_pretrained(part.clipseg, device=part.device)
-    return build_compositional(part.captioned, part.out_dir, segmenter, part.threshold, part.segment_size)
+    return build_compositional(part.captioned, part.out_dir, segmenter, part.threshold, part.segment_size,
+                               part.max_image_pixels)

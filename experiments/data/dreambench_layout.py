@@ -16,7 +16,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from experiments.config import DreamBenchConfig
+from experiments.config import MAX_IMAGE_PIXELS, DreamBenchConfig
+from experiments.data.untrusted_images import open_untrusted_image
 
 # (code) eval/dreambench_prompts.py: LIVE_OBJECT holds exactly the subjects of these classes
 # (cat, cat2, dog, dog2, dog3, dog5-dog8); every other subject takes the object prompts.
@@ -158,9 +159,9 @@ def subject_photos(root: Path, subject: str) -> tuple[Path, ...]:
 
 
 def open_photo(path: Path) -> Image.Image:
-    """An RGB copy, so the file is closed at once (scoring opens thousands)."""
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    """An RGB copy, so the file is closed at once (scoring opens thousands); UnusableImage, naming
+    the file and why, for one that cannot be used: a benchmark photo is never skipped."""
+    return open_untrusted_image(path, MAX_IMAGE_PIXELS)
 
 
 def load_subject(root: Path, name: str, class_name: str, input_images: Mapping[str, str]) -> Subject:

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import UnidentifiedImageError
 
 from experiments.data.images import image_tensor
 from experiments.data.shards import Record
 from experiments.data.stream import Skip
+from experiments.data.untrusted_images import UnusableImage
 
 
 class CaptionItem:
@@ -47,12 +47,14 @@ def token_count(tokenizer: Any, text: str) -> int:
 
 class ImageCaptionItem:
     """E2E's rows: (image as a (3, r, r) tensor in [-1, 1], caption). The image is the row's own
-    bytes (tar and parquet shards) or a file under `image_root` (caption files)."""
+    bytes (tar and parquet shards) or a file under `image_root` (caption files); one that cannot
+    be used is skipped under its reason (experiments/data/untrusted_images.py)."""
 
-    def __init__(self, captions: CaptionItem, image_root: Path | None, resolution: int) -> None:
+    def __init__(self, captions: CaptionItem, image_root: Path | None, resolution: int, max_pixels: int) -> None:
         self.captions = captions
         self.image_root = image_root
         self.resolution = resolution
+        self.max_pixels = max_pixels
 
     def __call__(self, record: Record) -> tuple[torch.Tensor, str] | Skip:
         caption = self.captions(record)
@@ -68,6 +70,6 @@ class ImageCaptionItem:
         else:
             source = record.image
         try:
-            return image_tensor(source, self.resolution), caption
-        except (OSError, UnidentifiedImageError, ValueError):  # missing, truncated or not an image
-            return Skip("unreadable_image")
+            return image_tensor(source, self.resolution, self.max_pixels), caption
+        except UnusableImage as error:
+            return Skip(error.reason)

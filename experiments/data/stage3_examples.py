@@ -13,7 +13,6 @@ drawn as (code) unilm/data/vl/openimage_loader.py and instructpix2pix_loader.py 
 
 from __future__ import annotations
 
-import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from experiments.data.stage3_rows import CaptionedRow, CompositionalRow, EditRow
+from experiments.data.untrusted_images import open_untrusted_image
 from models.mllm import MLLMEncoder
 
 IMAGE = MLLMEncoder.IMAGE_PLACEHOLDER
@@ -33,13 +33,9 @@ class Example:
     target: Path | bytes  # the image the diffusion loss reconstructs (a file, or its encoded bytes)
 
 
-def _rgb(source: Path | bytes) -> Image.Image:
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-        return image.convert("RGB")
-
-
 def compositional_example(
-    row: CompositionalRow, rng: random.Random, entity_drop_prob: float, background_keep_prob: float
+    row: CompositionalRow, rng: random.Random, entity_drop_prob: float, background_keep_prob: float,
+    max_pixels: int,
 ) -> Example:
     drop_words = rng.random() < entity_drop_prob
     pieces: list[str] = []
@@ -52,16 +48,16 @@ def compositional_example(
         pieces.append(IMAGE)
         cursor = entity.end
         keep_background = rng.random() < background_keep_prob
-        images.append(_rgb(entity.segment if keep_background else entity.segment_white))
+        images.append(open_untrusted_image(entity.segment if keep_background else entity.segment_white, max_pixels))
     pieces.append(row.caption[cursor:])
     return Example("".join(pieces), images, row.image)
 
 
-def edit_example(row: EditRow, rng: random.Random, caption_drop_prob: float) -> Example:
+def edit_example(row: EditRow, rng: random.Random, caption_drop_prob: float, max_pixels: int) -> Example:
     drop_caption = rng.random() < caption_drop_prob
     caption = None if drop_caption else row.caption
     prompt = f"{caption} {IMAGE} {row.instruction}" if caption else f"{IMAGE} {row.instruction}"
-    return Example(prompt, [_rgb(row.source)], row.target)
+    return Example(prompt, [open_untrusted_image(row.source, max_pixels)], row.target)
 
 
 def captioned_example(row: CaptionedRow) -> Example:

@@ -40,12 +40,11 @@ their position in the caption.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from PIL import Image
-
-from experiments.config import STAGE3_KINDS
+from experiments.config import MAX_IMAGE_PIXELS, STAGE3_KINDS
 from experiments.data.manifest import (
     Loaded,
     RowError,
@@ -55,6 +54,7 @@ from experiments.data.manifest import (
     optional_text,
     required,
     required_text,
+    sized_image,
 )
 
 
@@ -89,39 +89,41 @@ class CaptionedRow:
     size: tuple[int, int]  # the image's width and height
 
 
-def load_compositional(path: str | Path) -> Loaded[CompositionalRow]:
-    return load_manifest(path, _compositional_row, "compositional")
+# The loaders and parsers take data.max_image_pixels (experiments/data/untrusted_images.py).
+def load_compositional(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Loaded[CompositionalRow]:
+    return load_manifest(path, partial(_compositional_row, max_pixels=max_pixels), "compositional")
 
 
-def load_edits(path: str | Path) -> Loaded[EditRow]:
-    return load_manifest(path, _edit_row, "edits")
+def load_edits(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Loaded[EditRow]:
+    return load_manifest(path, partial(_edit_row, max_pixels=max_pixels), "edits")
 
 
-def load_captioned(path: str | Path) -> Loaded[CaptionedRow]:
-    return load_manifest(path, _captioned_row, "captioned")
+def load_captioned(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Loaded[CaptionedRow]:
+    return load_manifest(path, partial(_captioned_row, max_pixels=max_pixels), "captioned")
 
 
-def _compositional_row(record: dict[str, Any], folder: Path) -> CompositionalRow:
+def _compositional_row(record: dict[str, Any], folder: Path, max_pixels: int) -> CompositionalRow:
     caption = required_text(record, "caption")
     entities = required(record, "entities", list)
     if not entities:
         raise RowError("bad_field", "'entities' is empty")
-    parsed = sorted((_entity(entity, caption, folder) for entity in entities), key=lambda e: e.start)
+    parsed = sorted((_entity(entity, caption, folder, max_pixels) for entity in entities), key=lambda e: e.start)
     for before, after in zip(parsed, parsed[1:]):
         if after.start < before.end:
             raise RowError("bad_field", f"entities {before.word!r} and {after.word!r} overlap in the caption")
-    return CompositionalRow(caption, checked_image(folder, required_text(record, "image")), tuple(parsed))
+    image = checked_image(folder, required_text(record, "image"), max_pixels)
+    return CompositionalRow(caption, image, tuple(parsed))
 
 
-def _entity(record: Any, caption: str, folder: Path) -> Entity:
+def _entity(record: Any, caption: str, folder: Path, max_pixels: int) -> Entity:
     if not isinstance(record, dict):
         raise RowError("bad_field", f"an entity is a {type(record).__name__}, not an object: {record!r}")
     word = required_text(record, "word")
     start, end = required(record, "start", int), required(record, "end", int)
     if not (0 <= start < end <= len(caption)) or caption[start:end] != word:
         raise RowError("entity_not_in_caption", f"entity {word!r} is not at [{start}, {end}) of {caption!r}")
-    segment = checked_image(folder, required_text(record, "segment"))
-    white = checked_image(folder, required_text(record, "segment_white"))
+    segment = checked_image(folder, required_text(record, "segment"), max_pixels)
+    white = checked_image(folder, required_text(record, "segment_white"), max_pixels)
     return Entity(word, start, end, segment, white)
 
 
@@ -130,26 +132,25 @@ _INSTRUCT_PIX2PIX = {"original_image": "source", "edit_prompt": "instruction", "
                      "original_prompt": "caption"}
 
 
-def _edit_row(record: dict[str, Any], folder: Path) -> EditRow:
+def _edit_row(record: dict[str, Any], folder: Path, max_pixels: int) -> EditRow:
     if "edit_prompt" in record:
-        return _embedded_edit_row(record)
+        return _embedded_edit_row(record, max_pixels)
     instruction = required_text(record, "instruction")
     caption = optional_text(record, "caption")
-    source = checked_image(folder, required_text(record, "source"))
-    return EditRow(source, instruction, checked_image(folder, required_text(record, "target")), caption)
+    source = checked_image(folder, required_text(record, "source"), max_pixels)
+    target = checked_image(folder, required_text(record, "target"), max_pixels)
+    return EditRow(source, instruction, target, caption)
 
 
-def _embedded_edit_row(record: dict[str, Any]) -> EditRow:
+def _embedded_edit_row(record: dict[str, Any], max_pixels: int) -> EditRow:
     fields = {ours: record.get(theirs) for theirs, ours in _INSTRUCT_PIX2PIX.items()}
-    return EditRow(checked_image_bytes(fields, "source"), required_text(fields, "instruction"),
-                   checked_image_bytes(fields, "target"), optional_text(fields, "caption"))
+    return EditRow(checked_image_bytes(fields, "source", max_pixels), required_text(fields, "instruction"),
+                   checked_image_bytes(fields, "target", max_pixels), optional_text(fields, "caption"))
 
 
-def _captioned_row(record: dict[str, Any], folder: Path) -> CaptionedRow:
+def _captioned_row(record: dict[str, Any], folder: Path, max_pixels: int) -> CaptionedRow:
     caption = required_text(record, "caption")
-    image = checked_image(folder, required_text(record, "image"))
-    with Image.open(image) as opened:  # the header only: checked_image has decoded it already
-        size = opened.size
+    image, size = sized_image(folder, required_text(record, "image"), max_pixels)
     return CaptionedRow(image, caption, size)
 
 
@@ -157,7 +158,8 @@ def _captioned_row(record: dict[str, Any], folder: Path) -> CaptionedRow:
 LOADERS: dict[str, Callable[[str | Path], Loaded]] = dict(
     zip(STAGE3_KINDS, (load_compositional, load_edits, load_captioned))
 )
-# One row parser per kind, as the streamed recipe checks each row (raising RowError to skip it).
-PARSERS: dict[str, Callable[[dict[str, Any], Path], Any]] = dict(
+# One row parser per kind, as the streamed recipe checks each row (raising RowError to skip it),
+# given data.max_image_pixels as `max_pixels`.
+PARSERS: dict[str, Callable[..., Any]] = dict(
     zip(STAGE3_KINDS, (_compositional_row, _edit_row, _captioned_row))
 )

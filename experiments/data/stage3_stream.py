@@ -20,6 +20,7 @@ from experiments.data.manifest import RowError
 from experiments.data.shards import Record, Shard
 from experiments.data.stage3_examples import Example
 from experiments.data.stream import ShuffledRows, Skip, StepItems
+from experiments.data.untrusted_images import UnusableImage
 
 # A kind's row -> its example, given the generator seeded for that place in the batch.
 MakeExample = Callable[[Any, random.Random], Example]
@@ -44,7 +45,7 @@ class MixedStepRows:
     prompt images), `batch_size` of them per step, over the kinds that have a share of it."""
 
     def __init__(self, kinds: Sequence[Stage3Kind | None], weights: Sequence[float], batch_size: int,
-                 seed: int, resolution: int) -> None:
+                 seed: int, resolution: int, max_pixels: int) -> None:
         self.counts = split_counts(batch_size, weights)
         missing = [k for k, (kind, n) in enumerate(zip(kinds, self.counts)) if n and kind is None]
         if missing:
@@ -55,6 +56,7 @@ class MixedStepRows:
         self.rows_in_data = {kind.name: rows.total for kind, rows in zip(self.kinds, self.rows)
                              if rows is not None}
         self.batch_size, self.seed, self.resolution = batch_size, seed, resolution
+        self.max_pixels = max_pixels  # data.max_image_pixels (experiments/data/untrusted_images.py)
 
     def places(self, step: int) -> list[tuple[int, int]]:
         """(kind, j) at each position of step `step`'s global batch: the j-th of that kind's rows."""
@@ -90,8 +92,9 @@ class MixedStepRows:
                 if refused is not None:
                     return Skip(f"{kind.name}_{refused}", broken=False)
                 example = kind.make(row, rng)
-            except RowError as error:
+                target = image_tensor(example.target, self.resolution, self.max_pixels)
+            except (RowError, UnusableImage) as error:
                 return Skip(f"{kind.name}_{error.reason}")
-            return image_tensor(example.target, self.resolution), example.prompt, example.images
+            return target, example.prompt, example.images
 
         return convert

@@ -58,7 +58,8 @@ def heldout_pairs(config: RunConfig, clip_tokenizer: Any, cache_dir: Path | None
     if data.heldout_images is None and not holds_images(shards):
         raise ValueError(f"the {config.recipe} recipe evaluates on held-out images: set data.heldout_images")
     pair = ImageCaptionItem(CaptionItem(clip_tokenizer, config.train.max_caption_tokens),
-                            Path(data.heldout_images) if data.heldout_images else None, config.train.resolution)
+                            Path(data.heldout_images) if data.heldout_images else None, config.train.resolution,
+                            data.max_image_pixels)
     seen: set[str] = set()
 
     def first_caption_of_each_image(record: Record) -> tuple[torch.Tensor, str] | Skip:

@@ -51,7 +51,7 @@ class E2EObjective(StreamingObjective):
         captions = CaptionItem(target.tokenizer, train.max_caption_tokens,
                                self.mllm.tokenizer, train.max_caption_sp_tokens)
         images = Path(data.train_images) if data.train_images else None
-        pairs = ImageCaptionItem(captions, images, train.resolution)
+        pairs = ImageCaptionItem(captions, images, train.resolution, data.max_image_pixels)
         self.stream_steps(StepRows(shards, pairs, train.batch_size, config.seed))
         self.heldout_pairs = heldout_pairs(config, target.tokenizer, cache_dir)
 

@@ -74,7 +74,8 @@ class InstructObjective(StreamingObjective):
 
         kinds = [_stage3_kind(config, name, weight, self.mllm.tokenizer, cache_dir)
                  for name, weight in zip(STAGE3_KINDS, config.data.mix)]
-        mixture = MixedStepRows(kinds, config.data.mix, train.batch_size, config.seed, train.resolution)
+        mixture = MixedStepRows(kinds, config.data.mix, train.batch_size, config.seed, train.resolution,
+                                config.data.max_image_pixels)
         self.stream_steps(mixture)
         self.heldout_pairs = heldout_pairs(config, target.tokenizer, cache_dir)
 
@@ -112,19 +113,19 @@ def _stage3_kind(
     path = getattr(config.data, name)
     if path is None:
         raise ValueError(f"data.{name}: the mix gives it a share ({weight:g}) but no manifest is set")
-    train = config.train
+    train, data = config.train, config.data
     examples = {
         "compositional": partial(compositional_example, entity_drop_prob=train.entity_drop_prob,
-                                 background_keep_prob=train.background_keep_prob),
-        "edits": partial(edit_example, caption_drop_prob=train.edit_caption_drop_prob),
+                                 background_keep_prob=train.background_keep_prob, max_pixels=data.max_image_pixels),
+        "edits": partial(edit_example, caption_drop_prob=train.edit_caption_drop_prob,
+                         max_pixels=data.max_image_pixels),
         "captioned": _captioned,
     }
-    data = config.data
     refuse = None
     if name == "captioned":
         refuse = CaptionedFilter(sp_tokenizer, data.captioned_max_sp_tokens, data.captioned_min_image_side)
     shards = open_shards(path, cache_dir=cache_dir, whole_rows=True)
-    return Stage3Kind(name, shards, PARSERS[name], examples[name], refuse)
+    return Stage3Kind(name, shards, partial(PARSERS[name], max_pixels=data.max_image_pixels), examples[name], refuse)
 
 
 def _captioned(row: CaptionedRow, rng: random.Random) -> Example:

@@ -175,10 +175,19 @@ def merge(*layers: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Keys added after runs were made with the config as it was: hashed only when they differ from
+# their default, so those runs keep their ids (their folders, checkpoints and MLflow runs).
+HASHED_WHEN_CHANGED = (("data", "max_image_pixels"),)
+
+
 def config_hash(
     experiment: str, table: str, row: str, tier: str, seed: int, point: SweepPoint, config: RunConfig
 ) -> str:
     """First 12 hex digits of sha256 over canonical JSON: same inputs, same id, any process."""
+    resolved = dataclasses.asdict(config)
+    for section, key in HASHED_WHEN_CHANGED:
+        if resolved[section][key] == _default(type(getattr(config, section)), key):
+            del resolved[section][key]
     payload = {
         "experiment": experiment,
         "table": table,
@@ -186,10 +195,14 @@ def config_hash(
         "tier": tier,
         "seed": seed,
         "sweep_point": [[key, value] for key, value in point],
-        "config": dataclasses.asdict(config),
+        "config": resolved,
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _default(section: type, key: str) -> Any:
+    return {field.name: field.default for field in dataclasses.fields(section)}[key]
 
 
 def _run(

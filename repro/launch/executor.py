@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -28,6 +29,7 @@ import submitit
 from repro.config.launch import EXECUTORS, LaunchConfig
 from repro.config.schema import RunSpec
 from repro.launch.run_job import JobContext, JobResult, RunJob
+from repro.launch.signals import sigint_blocked
 from repro.launch.slurm_params import sbatch_parameters
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,8 @@ def launch(
         return executors[key]
 
     def submit(spec: RunSpec) -> submitit.Job:
-        job = executor_for(spec).submit(RunJob(), spec, ctx)
+        with sigint_blocked():  # the job's processes start with it blocked (repro.launch.signals)
+            job = executor_for(spec).submit(RunJob(), spec, ctx)
         log.info("submitted %s (%s) as job %s", spec.run_name, spec.config_hash, job.job_id)
         record(spec, job)
         return job
@@ -152,12 +155,14 @@ def _wait(
 
 
 def _stop_local(jobs: list[submitit.Job]) -> None:
-    """SIGINT to each local job (submitit's controller passes it on to the tasks, which record
-    their runs as interrupted), then a kill for any still alive after the grace period."""
+    """SIGINT to each local job's tasks, which stop at their next step boundary with a checkpoint
+    and record their runs as interrupted; a kill for any still alive after the grace period.
+    Not through job.cancel(): its SIGINT goes to submitit's controller, which kills the tasks
+    a second later, before they can save."""
     local = [job for job in jobs if isinstance(job, submitit.LocalJob)]
     for job in local:
         log.warning("stopping job %s", job.job_id)
-        job.cancel()
+        _interrupt_tasks(job._process.pid)  # submitit's LocalJob has no public handle on its tasks
     deadline = time.monotonic() + _CANCEL_GRACE_SECONDS
     while any(not job.done() for job in local) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -165,6 +170,20 @@ def _stop_local(jobs: list[submitit.Job]) -> None:
         if not job.done():
             log.error("job %s did not stop within %.0f s; killing it", job.job_id, _CANCEL_GRACE_SECONDS)
             _kill_tree(job._process.pid)  # submitit's LocalJob has no public kill
+
+
+def _interrupt_tasks(controller_pid: int) -> None:
+    """SIGINT to the controller's children, the job's tasks (one per rank); not to their own
+    children, the data loader workers, which end with their task."""
+    try:
+        tasks = psutil.Process(controller_pid).children()
+    except psutil.NoSuchProcess:
+        return
+    for task in tasks:
+        try:
+            task.send_signal(signal.SIGINT)
+        except psutil.NoSuchProcess:
+            pass
 
 
 def _kill_tree(pid: int) -> None:

@@ -15,9 +15,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import FrameType
 
 import submitit
 import torch
@@ -196,13 +198,41 @@ class RunJob(submitit.helpers.Checkpointable):
 
     def __call__(self, spec: RunSpec, ctx: JobContext) -> JobResult:
         defer_preemption()
-        return execute(spec, ctx)
+        with interrupt_at_step_boundary():
+            return execute(spec, ctx)
 
 
 def defer_preemption() -> None:
     """For a Checkpointable job: holds submitit's requeue signal back until the training loop's
     next step boundary, so the job writes a checkpoint before it is requeued."""
     preemption.defer(signal.Signals[f"SIG{submitit.JobEnvironment.USR_SIG}"])
+
+
+@contextmanager
+def interrupt_at_step_boundary() -> Iterator[None]:
+    """SIGINT (the launcher stopping its jobs, a terminal's Ctrl-C) as a KeyboardInterrupt, held
+    back while training until the next step boundary, where a checkpoint is written first; the
+    run then ends KILLED. The job may have started with SIGINT blocked (repro.launch.signals) or
+    ignored (a launcher started in the background by a script), so the handler is installed
+    here whatever it inherited. The signal comes once from the launcher and once more from a
+    terminal: the stop happens once, and a second one must not cut short the run's recording."""
+    stopping = False
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    preemption.defer(signal.SIGINT)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+    try:
+        yield
+    finally:
+        # The debug executor runs jobs inside the launcher, whose own Ctrl-C must work again.
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, previous)
 
 
 def _export_ranks() -> None:
