@@ -128,7 +128,7 @@ def test_e2e_trains_on_the_usable_rows_of_a_shard_and_counts_the_rest_by_reason(
                                                      "train.optim.warmup_steps": 1},
                          steps=2, batch_size=len(samples), log_every=1, eval_every=100, checkpoint_every=100)
     objective = E2EObjective(config)
-    images, captions = zip(*objective.steps.rows(0, WHOLE).items)  # not counted: the training below counts
+    images, captions = zip(*objective.stream.source(0, WHOLE).items)  # not counted: the training below counts
     assert set(captions) == {f"a red {name}" for name in _usable()}
     assert all(image.shape == (3, config.train.resolution, config.train.resolution) for image in images)
 
