@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from experiments.config import DataConfig
@@ -190,8 +191,11 @@ class StepStream:
     ) -> None:
         # Tokenizers forked into workers would each warn that their thread pool was forked.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        # The loader's own generator: seeding its workers from torch's global one would take a draw
+        # from the training's random numbers at each (re)start, and a resumed run would not draw
+        # the noise the uninterrupted one did (items are seeded by step, not by the worker seed).
         loader = DataLoader(_Steps(step_rows, start, parts), batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                            prefetch_factor=2 if workers else None)
+                            prefetch_factor=2 if workers else None, generator=torch.Generator())
         self.step_rows = step_rows
         self.parts = list(parts)
         self._steps = iter(loader)
