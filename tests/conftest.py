@@ -24,6 +24,14 @@ def one_torch_thread_after_each_test():
 
 
 @pytest.fixture(scope="session")
+def slurm_controller() -> None:
+    from tests.support.services import require_service
+    from tests.support.slurm import slurm_is_up
+
+    require_service("a SLURM controller", slurm_is_up(), "run scripts/slurm-local.sh (as root) to start one")
+
+
+@pytest.fixture(scope="session")
 def tiny_assets(tmp_path_factory) -> Path:
     """The tiny tier's models and data, built once per test session."""
     from experiments.tiny.assets import ensure_tiny_assets

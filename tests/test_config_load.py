@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import get_type_hints
 
@@ -243,23 +242,22 @@ def test_plan_lists_every_run(tmp_path):
     assert "12 runs from 6 experiments, tier tiny" in text
 
 
-def test_loading_imports_no_heavy_library_and_is_fast(tmp_path):
+def test_loading_imports_no_heavy_library(tmp_path):
     import subprocess
     import sys
 
     code = (
-        "import sys, time; t = time.perf_counter()\n"
+        "import sys\n"
         "from pathlib import Path\n"
         "from repro.config import load_matrix\nfrom repro.launch.plan_table import format_plan\n"
         f"format_plan(load_matrix({str(EXPERIMENTS)!r}, 'tiny', tiny_assets=Path('a'), env={{}}))\n"
         "heavy = ('torch', 'mlflow', 'diffusers', 'transformers', 'pandas')\n"
         "heavy = [m for m in heavy if m in sys.modules]\n"
-        "print(heavy, time.perf_counter() - t)\n"
+        "print(heavy)\n"
     )
-    start = time.perf_counter()
+    # How long this takes is bench/startup.py's.
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.startswith("[] "), out
-    assert time.perf_counter() - start < 2.0
+    assert out.strip() == "[]", out
 
 
 def test_every_string_field_is_a_known_path():

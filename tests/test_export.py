@@ -10,6 +10,7 @@ import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -119,11 +120,16 @@ def test_a_stock_diffusers_pipeline_generates_with_its_prompt_embeds(exported, t
     pipe = StableDiffusionPipeline.from_pretrained(
         str(tiny_assets / "sd"), safety_checker=None, requires_safety_checker=False, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
-    with torch.no_grad():
-        embeds = conditioner.pipeline_embeds([PROMPT], [[_photo(tiny_assets)]])
-    images = pipe(**embeds, num_inference_steps=2, height=32, width=32, output_type="np",
-                  generator=torch.Generator().manual_seed(0)).images
-    assert images.shape == (1, 32, 32, 3) and images.std() > 0
+    def generated(prompt: str, photos: list) -> np.ndarray:
+        with torch.no_grad():
+            embeds = conditioner.pipeline_embeds([prompt], [photos])
+        return pipe(**embeds, num_inference_steps=2, height=32, width=32, output_type="np",
+                    generator=torch.Generator().manual_seed(0)).images
+
+    images = generated(PROMPT, [_photo(tiny_assets)])
+    assert images.shape == (1, 32, 32, 3)
+    # The same noise under another prompt gives another image: the embeddings steer the pipeline.
+    assert np.abs(images - generated("a red car on the street", [])).max() > 0.01
 
 
 def test_generate_uses_the_export_without_the_run(exported, tiny_assets, tmp_path):

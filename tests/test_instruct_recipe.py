@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -104,11 +105,16 @@ def test_the_conditioner_drives_a_stock_diffusers_pipeline(tiny_assets, stage2_d
     photo = sorted((tiny_assets / "dreambench" / "dog").glob("*.jpg"))[0]
     from PIL import Image
 
-    with torch.no_grad():
-        embeds = conditioner.pipeline_embeds(["<i> on the beach"], [[Image.open(photo)]])
-    images = pipe(**embeds, num_inference_steps=2, height=32, width=32, output_type="np",
-                  generator=torch.Generator().manual_seed(0)).images
-    assert images.shape == (1, 32, 32, 3) and images.std() > 0
+    def generated(prompt: str, photos: list) -> np.ndarray:
+        with torch.no_grad():
+            embeds = conditioner.pipeline_embeds([prompt], [photos])
+        return pipe(**embeds, num_inference_steps=2, height=32, width=32, output_type="np",
+                    generator=torch.Generator().manual_seed(0)).images
+
+    images = generated("<i> on the beach", [Image.open(photo)])
+    assert images.shape == (1, 32, 32, 3)
+    # The same noise under another prompt gives another image: the embeddings steer the pipeline.
+    assert np.abs(images - generated("a red car on the street", [])).max() > 0.01
 
 
 def test_a_seeded_batch_drops_edit_captions_and_whole_entity_captions(tiny_assets, stage2_dir):

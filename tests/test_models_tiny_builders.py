@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -21,12 +20,10 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_builders_are_seeded_and_fast(tmp_path: Path) -> None:
-    start = time.perf_counter()
-    for name, seed in [("a", 0), ("b", 0), ("c", 1)]:
+def test_builders_are_seeded(tmp_path: Path) -> None:
+    for name, seed in [("a", 0), ("b", 0), ("c", 1)]:  # how long a build takes: bench/startup.py
         save_tiny_kosmos2(tmp_path / name / "kosmos2", seed=seed)
         save_tiny_stable_diffusion(tmp_path / name / "sd", seed=seed)
-    assert (time.perf_counter() - start) / 3 < 10.0
     for part in ("kosmos2", "sd"):
         a, b, c = (weights(tmp_path / name / part) for name in "abc")
         assert same(a, b), f"{part}: same seed, different weights"

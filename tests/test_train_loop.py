@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from experiments.config import TrainConfig
-from experiments.data.batches import WHOLE, Part
 from experiments.training.checkpoints import CheckpointStore
 from experiments.training.loop import train
 from experiments.training.tracker import RecordingTracker
+from tests.support.interrupt import train_until
 from tests.support.objectives import Regression, train_config
 
 
@@ -31,7 +30,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     train(straight, train_config(40), tmp_path / "straight", RecordingTracker(), progress=False)
 
     torch.manual_seed(0)
-    _train_until(Regression(), train_config(40), tmp_path / "split", stop_after=20)
+    train_until(Regression(), train_config(40), tmp_path / "split", stop_at=20)
     assert CheckpointStore(tmp_path / "split" / "checkpoints").latest().name == "step-00000020"
 
     resumed = Regression()  # a fresh process would start from a fresh, differently seeded model
@@ -41,22 +40,6 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     steps_logged = [step for step, _ in tracker.metrics["train/loss"]]
     assert steps_logged == [25, 30, 35, 40]  # continues from 20; nothing repeated
     assert torch.allclose(resumed.trainable.weight, straight.trainable.weight, atol=1e-6)
-
-
-def _train_until(objective: Regression, cfg: TrainConfig, run_dir, stop_after: int) -> None:
-    """Runs the loop and kills it (an exception from the batch source) after `stop_after` steps."""
-    original = objective.batch
-
-    def batch(step: int, part: Part = WHOLE) -> torch.Tensor:
-        if step == stop_after:
-            raise KeyboardInterrupt
-        return original(step, part)
-
-    objective.batch = batch
-    try:
-        train(objective, cfg, run_dir, RecordingTracker(), progress=False)
-    except KeyboardInterrupt:
-        pass
 
 
 def test_divergence_ends_the_run_with_a_reason(tmp_path):

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from experiments.config import DataConfig
@@ -220,8 +221,12 @@ class StepStream:
     def streaming(self, start: int, parts: Sequence[Part]) -> Iterator[None]:
         # Tokenizers forked into workers would each warn that their thread pool was forked.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        # The loader's own generator: seeding its workers from torch's global one would take a draw
+        # from the training's random numbers at each (re)start, and a resumed run would not draw
+        # the noise the uninterrupted one did (items are seeded by step, not by the worker seed).
         loader = DataLoader(_StepsAhead(self.source, start, parts), batch_size=None, num_workers=self.workers,
-                            pin_memory=self.pin_memory, prefetch_factor=2 if self.workers else None)
+                            pin_memory=self.pin_memory, prefetch_factor=2 if self.workers else None,
+                            generator=torch.Generator())
         self._ahead, self._parts, self._current = iter(loader), list(parts), None
         try:
             yield
