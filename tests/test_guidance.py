@@ -14,6 +14,7 @@ from experiments.config import TrainConfig
 from experiments.recipes.diffusion import with_null_conditions
 from experiments.tiny.models import save_tiny_kosmos2, save_tiny_stable_diffusion
 from models import KosmosGConditioner, MLLMEncoder, build_aligner
+from models.aligner_config import AlignerConfig
 from models.image_decoder import ImageDecoder
 
 
@@ -74,7 +75,7 @@ def test_sampling_is_eq4_against_the_null_condition(decoder: ImageDecoder, guida
 def test_a_tenth_of_training_conditions_are_the_null_one(tmp_path) -> None:
     save_tiny_kosmos2(tmp_path)
     mllm = MLLMEncoder.from_pretrained(str(tmp_path))
-    conditioner = KosmosGConditioner(mllm, build_aligner("linear", source_dim=32, target_dim=32, target_len=77))
+    conditioner = KosmosGConditioner(mllm, build_aligner(AlignerConfig(kind="linear"), source_dim=32, target_dim=32, target_len=77))
     with torch.no_grad():
         null = conditioner.null(1)
         prob, rows = TrainConfig().null_condition_prob, 10_000
