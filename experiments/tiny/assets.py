@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from experiments.tiny.coco import build_coco_fixture
-from experiments.tiny.dreambench_subjects import build_dreambench_fixture
+from experiments.tiny.dreambench_subjects import ASSET_FOLDER, build_dreambench_fixture
 from experiments.tiny.feature_extractor import save_random_inception
 from experiments.tiny.models import (
     save_tiny_clip,
@@ -38,7 +38,7 @@ def ensure_tiny_assets(root: Path) -> Path:
         if marker.is_file() and marker.read_text() == ASSETS_VERSION:
             return root
         log.info("building tiny-tier assets in %s", root)
-        for child in ("kosmos2", "sd", "coco", "laion", "wds", "inception-random.pth", "dreambench", "dino", "clip",
+        for child in ("kosmos2", "sd", "coco", "laion", "wds", "inception-random.pth", ASSET_FOLDER, "dino", "clip",
                       "instruct"):
             path = root / child
             if path.is_dir():
@@ -52,7 +52,7 @@ def ensure_tiny_assets(root: Path) -> Path:
         write_webdataset(coco.train_captions, coco.train_images, root / "wds")
         save_random_inception(root / "inception-random.pth")
         # Five photos a subject: the tiny subjects' official input photos go up to teapot's 04.jpg.
-        build_dreambench_fixture(root / "dreambench", photos_per_subject=5)
+        build_dreambench_fixture(root / ASSET_FOLDER, photos_per_subject=5)
         save_tiny_dino(root / "dino")
         save_tiny_clip(root / "clip")
         build_instruct_fixture(root / "instruct")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 from experiments.config import RunConfig
 from experiments.data.batches import accumulation_steps
+from experiments.data.dreambench_layout import read_prompts_file, selected_subjects
 from experiments.recipes.registry import recipe_named
+from experiments.tiny.dreambench_subjects import ASSET_FOLDER, PROMPTS_FILE
 from repro.config.fields import leaf_value
+from repro.config.paths import RUN_PREFIX, TINY_PREFIX
 
 _AT_LEAST_ONE = (
     "aligner.layers",
@@ -55,6 +59,7 @@ _RANGES: tuple[Rule, ...] = (
     ("train.background_keep_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("train.trainable_vision_layers", lambda v: v >= 0, "must be >= 0"),
     ("train.micro_batch_size", lambda v: v is None or v >= 1, "must be >= 1"),
+    ("data.num_workers", lambda v: v is None or v >= 0, "must be >= 0 (0 reads in the training process)"),
     ("data.mix", lambda v: all(w >= 0 for w in v) and sum(v) > 0, "weights must be >= 0, not all 0"),
     ("data.max_bad_fraction", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("dreambench.images_per_prompt", lambda v: v >= 1, "must be >= 1"),
@@ -118,6 +123,29 @@ def check_batch_split(config: RunConfig, world_size: int) -> list[str]:
         accumulation_steps(config.train.batch_size, config.train.micro_batch_size, world_size)
     except ValueError as error:
         return [str(error)]
+    return []
+
+
+def check_subjects(config: RunConfig) -> list[str]:
+    """`dreambench.subjects` against the subjects its prompts file lists, where that file can be
+    read before anything runs: a user's file (resolve_paths found it), or the tiny tier's copy of
+    the file experiments/ ships. Call it after resolve_paths, which blanks the prompts of a run
+    that samples no DreamBench."""
+    prompts, wanted = config.dreambench.prompts, config.dreambench.subjects
+    if not (prompts and wanted):
+        return []
+    if prompts == f"{TINY_PREFIX}{ASSET_FOLDER}/{PROMPTS_FILE.name}":
+        path = PROMPTS_FILE
+    elif prompts.startswith((TINY_PREFIX, RUN_PREFIX)):
+        return []
+    else:
+        path = Path(prompts)
+    try:
+        selected_subjects(read_prompts_file(path), wanted)
+    except OSError as bad:
+        return [f"dreambench.prompts: cannot read {path}: {bad.strerror}"]
+    except ValueError as bad:
+        return [str(bad)]
     return []
 
 
