@@ -31,6 +31,7 @@ from torch.utils.flop_counter import flop_registry
 
 from experiments.config import TrainConfig
 from experiments.training.precision import autocast
+from experiments.training.progress import Progress, on_terminal
 
 
 class LiveBytes(TorchDispatchMode):
@@ -168,8 +169,11 @@ def run_steps(
     # Rows are read for real, before fake mode: decoding images and tokenising are not model work.
     items = [objective.items(step, part) for step in range(timed + tracked)]
     seconds, flops, peak = 0.0, 0, 0
+    # A full-size step on a CPU takes minutes, with nothing else to say it is running.
+    desc = "predicted step" if fake else "measured steps"
     try:
-        with faked(modules, device) if fake else nullcontext():
+        with faked(modules, device) if fake else nullcontext(), \
+                Progress(desc, len(items), unit="step", bar=on_terminal()) as progress:
             params = [p for p in objective.trainable.parameters() if p.requires_grad]
             optimizer = build_optimizer(params)
             if not tracked:
@@ -199,6 +203,7 @@ def run_steps(
                         peak = max(peak, before_update + _state_bytes(optimizer))
                 else:
                     seconds += time.perf_counter() - tick
+                progress.update()
             objective.trainable.eval()
             del optimizer, params
     finally:
