@@ -10,7 +10,9 @@ from experiments.training.progress import Progress
 
 
 def _lines(caplog) -> list[str]:
-    return [record.getMessage() for record in caplog.records if record.name == "experiments.training.progress"]
+    return [
+        record.getMessage() for record in caplog.records if record.name == "experiments.training.progress"
+    ]
 
 
 def test_a_stage_off_a_terminal_logs_its_count_and_an_estimate_while_it_runs(caplog):
@@ -23,7 +25,8 @@ def test_a_stage_off_a_terminal_logs_its_count_and_an_estimate_while_it_runs(cap
             time.sleep(0.08)
     lines = _lines(caplog)
     assert "train: 1/5 steps" in lines[0] and "no estimate yet" in lines[0]
-    estimates = [line for line in lines if re.search(r"train: [2-4]/5 steps, .*s/step, ~[\d.]+s left, loss=0.5", line)]
+    estimate = re.compile(r"train: [2-4]/5 steps, .*s/step, ~[\d.]+s left, loss=0.5")
+    estimates = [line for line in lines if estimate.search(line)]
     assert estimates, lines
     assert re.fullmatch(r"train: 5/5 steps done in [\d.]+s", lines[-1])
 

@@ -35,6 +35,7 @@ class ClipSegSegmenter:
         # The processor squashes the image into the model's square; resizing the logits to the
         # image's own height and width undoes that, aspect ratio included.
         logits = torch.nn.functional.interpolate(
-            logits.reshape(len(words), 1, *logits.shape[-2:]), size=(image.height, image.width), mode="bilinear"
+            logits.reshape(len(words), 1, *logits.shape[-2:]), size=(image.height, image.width),
+            mode="bilinear",
         )
         return list(logits[:, 0].sigmoid().float().cpu().numpy())

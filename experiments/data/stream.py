@@ -113,7 +113,9 @@ class RowStream:
         self.rows = ShardRows(shards)
         self.order = StreamOrder([shard.group_sizes() for shard in shards], seed)
 
-    def usable(self, position: int, convert: Convert, skipped: Counter, sources: Counter | None = None) -> Any:
+    def usable(
+        self, position: int, convert: Convert, skipped: Counter, sources: Counter | None = None
+    ) -> Any:
         """sources, where given, counts per file the rows read and those skipped (StepItems.sources)."""
         shard, group, row = self.order.locate(position)
         records = self.rows.group(shard, group)
@@ -170,7 +172,9 @@ class _Steps(IterableDataset):
     """Whole steps: worker w of n makes steps start + w, start + w + n, ...;
     the DataLoader takes one from each worker in turn, so steps arrive in order."""
 
-    def __init__(self, step_rows: Callable[[int, Part], StepItems], start: int, parts: Sequence[Part]) -> None:
+    def __init__(
+        self, step_rows: Callable[[int, Part], StepItems], start: int, parts: Sequence[Part]
+    ) -> None:
         self.step_rows, self.start, self.parts = step_rows, start, list(parts)
 
     def __iter__(self) -> Iterator[tuple[int, list[StepItems]]]:
@@ -190,8 +194,8 @@ class StepStream:
     ) -> None:
         # Tokenizers forked into workers would each warn that their thread pool was forked.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        loader = DataLoader(_Steps(step_rows, start, parts), batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                            prefetch_factor=2 if workers else None)
+        loader = DataLoader(_Steps(step_rows, start, parts), batch_size=None, num_workers=workers,
+                            pin_memory=pin_memory, prefetch_factor=2 if workers else None)
         self.step_rows = step_rows
         self.parts = list(parts)
         self._steps = iter(loader)

@@ -40,7 +40,9 @@ class GeneratedImage:
     path: Path
 
 
-def planned_images(prompts: Sequence[BenchmarkPrompt], images_per_prompt: int, folder: Path) -> list[GeneratedImage]:
+def planned_images(
+    prompts: Sequence[BenchmarkPrompt], images_per_prompt: int, folder: Path
+) -> list[GeneratedImage]:
     return [
         GeneratedImage(p, k, Path(folder) / p.subject / f"{p.template_index:02d}_{k}.png")
         for p in prompts

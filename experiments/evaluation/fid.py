@@ -200,7 +200,8 @@ def compute_fid(
     # random Inception would otherwise share one entry.
     weights_tag = _content_hash(Path(weights)) if weights is not None else "builtin"
     reference_tag = _fingerprint(Path(reference_dir), _image_files(Path(reference_dir)))
-    cache_name = f"reference-{reference_tag}-{preprocessing_tag(fid.resolution, fid.antialias)}-weights-{weights_tag}"
+    preprocessing = preprocessing_tag(fid.resolution, fid.antialias)
+    cache_name = f"reference-{reference_tag}-{preprocessing}-weights-{weights_tag}"
     # What torch-fidelity will unpickle in full, checked first (fidelity_files.py).
     cached = sorted(Path(cache_dir).glob(f"{cache_name}*.pt"))
     require_plain(([Path(weights)] if weights else []) + cached)

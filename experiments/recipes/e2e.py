@@ -48,7 +48,8 @@ class E2EObjective(Objective):
         captions = CaptionItem(target.tokenizer, train.max_caption_tokens,
                                self.mllm.tokenizer, train.max_caption_sp_tokens)
         images = Path(data.train_images) if data.train_images else None
-        rows = StepRows(shards, ImageCaptionItem(captions, images, train.resolution), train.batch_size, config.seed)
+        items = ImageCaptionItem(captions, images, train.resolution)
+        rows = StepRows(shards, items, train.batch_size, config.seed)
         self.steps = StreamedSteps(rows, data, pin_memory=self.device.type == "cuda")
         self.heldout_pairs = heldout_pairs(config, target.tokenizer, cache_dir)
 

@@ -1,6 +1,7 @@
 """The tiny tier's assets: random tiny models, a synthetic COCO-format set (also as LAION-style
-parquet and webdataset shards), DreamBench and stage-3 sets, built once on disk so the tiny tier loads them through the same `from_pretrained` and file readers as the
-full tier loads the real ones."""
+parquet and webdataset shards), DreamBench and stage-3 sets, built once on disk so the tiny tier
+loads them through the same `from_pretrained` and file readers as the full tier loads the real
+ones."""
 
 from __future__ import annotations
 
@@ -38,8 +39,8 @@ def ensure_tiny_assets(root: Path) -> Path:
         if marker.is_file() and marker.read_text() == ASSETS_VERSION:
             return root
         log.info("building tiny-tier assets in %s", root)
-        for child in ("kosmos2", "sd", "coco", "laion", "wds", "inception-random.pth", ASSET_FOLDER, "dino", "clip",
-                      "instruct"):
+        for child in ("kosmos2", "sd", "coco", "laion", "wds", "inception-random.pth", ASSET_FOLDER, "dino",
+                      "clip", "instruct"):
             path = root / child
             if path.is_dir():
                 shutil.rmtree(path)

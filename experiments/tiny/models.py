@@ -280,7 +280,8 @@ def save_tiny_clipseg(path: Path, seed: int = 0) -> None:
     image_processor = ViTImageProcessor(
         size={"height": 32, "width": 32}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
     )
-    CLIPSegProcessor(image_processor=image_processor, tokenizer=CLIPTokenizer.from_pretrained(path)).save_pretrained(path)
+    tokenizer = CLIPTokenizer.from_pretrained(path)
+    CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
 
 
 # Spread of the tiny scorers' random weights. At the usual 0.02 the CLS feature is mostly the
@@ -324,4 +325,5 @@ def save_tiny_clip(path: Path, seed: int = 0) -> None:
     torch.nn.init.normal_(vision.embeddings.class_embedding, std=TINY_SCORER_INIT_STD)
     model.save_pretrained(path)
     image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    CLIPProcessor(image_processor=image_processor, tokenizer=CLIPTokenizer.from_pretrained(path)).save_pretrained(path)
+    tokenizer = CLIPTokenizer.from_pretrained(path)
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)

@@ -219,5 +219,6 @@ def run_steps(
 
 def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
     storages = {id(value.untyped_storage()): value.untyped_storage().nbytes()
-                for state in optimizer.state.values() for value in state.values() if isinstance(value, torch.Tensor)}
+                for state in optimizer.state.values() for value in state.values()
+                if isinstance(value, torch.Tensor)}
     return sum(storages.values())

@@ -81,7 +81,8 @@ class Progress:
         done, left = self._count - self._initial, self._total - self._count
         parts = [f"{self._desc}: {self._count}/{self._total} {self._unit}s", f"{_duration(elapsed)} in"]
         if done:
-            parts.append(f"{_duration(elapsed / done)}/{self._unit}, ~{_duration(elapsed / done * left)} left")
+            pace = elapsed / done
+            parts.append(f"{_duration(pace)}/{self._unit}, ~{_duration(pace * left)} left")
         else:
             parts.append(f"the first {self._unit} still running, no estimate yet")
         parts += [f"{name}={value}" for name, value in self._notes.items()]

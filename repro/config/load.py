@@ -195,7 +195,9 @@ def _check_after(experiments: list[Experiment]) -> list[str]:
         label = f"experiment {experiment.name!r}: after"
         before = by_name.get(experiment.after)
         if before is None:
-            problems.append(f"{label}: no experiment {experiment.after!r}{choices(experiment.after, by_name)}")
+            problems.append(
+                f"{label}: no experiment {experiment.after!r}{choices(experiment.after, by_name)}"
+            )
             continue
         if before.matrix:
             problems.append(f"{label}: {before.name!r} has a matrix, so which of its runs to start "

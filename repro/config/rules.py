@@ -159,6 +159,6 @@ def _image_folders(config: RunConfig, may_read: frozenset[str]) -> list[str]:
     for captions, folder in (("data.train", "data.train_images"), ("data.heldout", "data.heldout_images")):
         source = str(leaf_value(config, captions) or "")
         if folder in may_read and source.endswith(_CAPTION_FILES) and not leaf_value(config, folder):
-            problems.append(f"{folder}: {captions} is a caption file, whose images the {config.recipe} recipe "
-                            f"reads from this folder; set it, or name image shards in {captions}")
+            problems.append(f"{folder}: {captions} is a caption file, whose images the {config.recipe} "
+                            f"recipe reads from this folder; set it, or name image shards in {captions}")
     return problems

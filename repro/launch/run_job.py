@@ -156,7 +156,8 @@ def _train_tracked(
         status = "FAILED"
     elif recipe_named(spec.config.recipe).trains and recipe_named(spec.config.recipe).generates:
         try:  # what the run trained, shareable from MLflow (repro/sharing/export.py)
-            tracker.log_artifacts(export_run(run_dir, run_dir / "export", copy_base_mllm=False), tags.MODEL_ARTIFACT)
+            exported = export_run(run_dir, run_dir / "export", copy_base_mllm=False)
+            tracker.log_artifacts(exported, tags.MODEL_ARTIFACT)
         except Exception as error:
             _record_end(client, run_id, "FAILED", clip(f"exporting the model: {failure_reason(error)}"))
             raise
@@ -171,7 +172,8 @@ def _record_end(client: MlflowClient, run_id: str, status: str, reason: str) -> 
         client.set_tag(run_id, tags.FAILURE_REASON, reason)
         client.set_terminated(run_id, status=status)
     except Exception as store_error:
-        log.error("could not record the run's end in MLflow (%s): %s", headline(store_error), reason.split("\n")[0])
+        log.error("could not record the run's end in MLflow (%s): %s", headline(store_error),
+                  reason.split("\n")[0])
 
 
 def _execute_untracked(spec: RunSpec, ctx: JobContext) -> JobResult:

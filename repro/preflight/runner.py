@@ -78,8 +78,9 @@ def shape_key(spec: RunSpec) -> tuple:
     c = spec.config
     t = c.train
     return (c.recipe, c.models, c.aligner, t.batch_size, t.micro_batch_size, t.precision, t.resolution,
-            t.max_caption_tokens, t.parallelism, t.trainable_vision_layers, c.fid.enabled, c.fid.generate_size,
-            c.dreambench.enabled, c.dreambench.generate_size, spec.launch.world_size, spec.launch.gpu_memory_gb)
+            t.max_caption_tokens, t.parallelism, t.trainable_vision_layers, c.fid.enabled,
+            c.fid.generate_size, c.dreambench.enabled, c.dreambench.generate_size, spec.launch.world_size,
+            spec.launch.gpu_memory_gb)
 
 
 def sampling_key(config: RunConfig) -> tuple:
@@ -141,7 +142,8 @@ def _preflight_run(spec: RunSpec, workdir: Path, options: Options, sampled: dict
                 with stage("dreambench"):
                     _dreambench(config, recipe, held, Path(scratch), options)
         except Exception as error:  # noqa: BLE001 - recorded on the row; the other runs go on
-            log.debug("preflight stage %s of %s failed:\n%s", stage.current, spec.run_name, traceback.format_exc())
+            log.debug("preflight stage %s of %s failed:\n%s", stage.current, spec.run_name,
+                      traceback.format_exc())
             row.failed = f"{stage.current}: {type(error).__name__}: {error}"
         finally:
             held.clear()
@@ -174,7 +176,9 @@ def _train_stages(spec: RunSpec, config: RunConfig, recipe: Any, workdir: Path, 
     def optimizer(params):
         return build_optimizer(params, train.optim, train.steps)[0]
 
-    trainable_bytes = sum(p.numel() * p.element_size() for p in objective.trainable.parameters() if p.requires_grad)
+    trainable_bytes = sum(
+        p.numel() * p.element_size() for p in objective.trainable.parameters() if p.requires_grad
+    )
     sizing = Launch(world, train.parallelism, launch.gpu_memory_gb)
     gpu_budget = launch.gpu_memory_gb * 1e9 if launch.gpu_memory_gb is not None else None
     with stage("predict"):
@@ -187,8 +191,8 @@ def _train_stages(spec: RunSpec, config: RunConfig, recipe: Any, workdir: Path, 
         fits_here = at_configured.peak_bytes <= options.budget_bytes
         small_needed = configured != local and (not fits_gpu or (not fits_here and options.budget_bytes > 0))
         small = local if small_needed else configured
-        at_small = run_steps(objective, train, local, 0, fake=True, build_optimizer=optimizer) if small_needed \
-            else at_configured
+        at_small = (run_steps(objective, train, local, 0, fake=True, build_optimizer=optimizer)
+                    if small_needed else at_configured)
     row.peak_predicted_gib = predicted / GIB
     row.basis.append(f"peak predicted: {at_configured.basis}, {world} rank(s) {train.parallelism}")
     row.micro_batch = f"{configured}"
@@ -196,16 +200,19 @@ def _train_stages(spec: RunSpec, config: RunConfig, recipe: Any, workdir: Path, 
         row.fits = "yes" if fits_gpu else "NO"
         if not fits_gpu:
             small_per_rank = per_rank_peak(at_small.peak_bytes, trainable_bytes, sizing)
-            suggested = suggest_micro_batch(small, small_per_rank, configured, predicted, per_rank, gpu_budget)
+            suggested = suggest_micro_batch(small, small_per_rank, configured, predicted, per_rank,
+                                            gpu_budget)
             row.micro_batch = f"{configured} -> {suggested if suggested else 'none fits'}"
 
     seconds = None
     if at_small.peak_bytes > options.budget_bytes:
-        row.note = (f"estimated, not run: a step at micro-batch {small} needs ~{at_small.peak_bytes / GIB:.1f} GiB, "
-                    f"this machine gives {options.budget_bytes / GIB:.1f} GiB")
+        row.note = (f"estimated, not run: a step at micro-batch {small} needs "
+                    f"~{at_small.peak_bytes / GIB:.1f} GiB, this machine gives "
+                    f"{options.budget_bytes / GIB:.1f} GiB")
     else:
         with stage("train"):
-            measured = run_steps(objective, train, local, options.steps, fake=False, build_optimizer=optimizer)
+            measured = run_steps(objective, train, local, options.steps, fake=False,
+                                 build_optimizer=optimizer)
         row.peak_measured_gib = measured.peak_bytes / GIB
         row.seconds_per_item = measured.seconds_per_item
         row.basis.append(f"measured at micro-batch {local}: {measured.basis}")
@@ -238,9 +245,11 @@ def _random_stage2(config: RunConfig, scratch: Path) -> Path:
     from experiments.recipes.modules import aligner_for
 
     mllm = AutoConfig.from_pretrained(config.models.mllm, local_files_only=True).text_config
-    clip = CLIPTextConfig.from_pretrained(Path(config.models.stable_diffusion) / "text_encoder", local_files_only=True)
+    clip = CLIPTextConfig.from_pretrained(Path(config.models.stable_diffusion) / "text_encoder",
+                                          local_files_only=True)
     aligner = aligner_for(config.aligner, SimpleNamespace(hidden_size=mllm.embed_dim),
-                          SimpleNamespace(hidden_size=clip.hidden_size, max_length=clip.max_position_embeddings))
+                          SimpleNamespace(hidden_size=clip.hidden_size,
+                                          max_length=clip.max_position_embeddings))
     path = scratch / "stage2" / "model.safetensors"
     path.parent.mkdir()
     save_file({k: v.contiguous() for k, v in aligner.state_dict().items()}, path)
@@ -261,8 +270,8 @@ def _decoder(config: RunConfig, held: dict[str, Any]):
     return held["decoder"]
 
 
-def _fid(spec: RunSpec, config: RunConfig, held: dict[str, Any], workdir: Path, scratch: Path, options: Options,
-         sampled: dict[tuple, str]) -> str:
+def _fid(spec: RunSpec, config: RunConfig, held: dict[str, Any], workdir: Path, scratch: Path,
+         options: Options, sampled: dict[tuple, str]) -> str:
     """FID images through the evaluation code, sampled once per sampling_key: a later run on the
     same decoder only has its conditioner encode the prompts, and its conditions checked against
     what the decoder takes. Returns the row's basis line."""
@@ -272,8 +281,8 @@ def _fid(spec: RunSpec, config: RunConfig, held: dict[str, Any], workdir: Path, 
 
     decoder = _decoder(config, held)
     captions = _first_captions(config.fid, options.fid_images, scratch)
-    fid = replace(config.fid, captions=str(captions), num_captions=options.fid_images, steps=options.sampler_steps,
-                  batch_size=options.fid_images)
+    fid = replace(config.fid, captions=str(captions), num_captions=options.fid_images,
+                  steps=options.sampler_steps, batch_size=options.fid_images)
     key = sampling_key(config)
     if key in sampled:
         prompts = [c.caption for c in load_captions(captions)]
@@ -308,7 +317,9 @@ def _check_condition(condition: torch.Tensor, batch: int, width: int) -> None:
         raise ValueError("the conditioner gave non-finite conditions")
 
 
-def _dreambench(config: RunConfig, recipe: Any, held: dict[str, Any], scratch: Path, options: Options) -> None:
+def _dreambench(
+    config: RunConfig, recipe: Any, held: dict[str, Any], scratch: Path, options: Options
+) -> None:
     from experiments.evaluation.dreambench_scores import dreambench_oracle, evaluate_dreambench
 
     root = Path(config.dreambench.root or "")

@@ -17,7 +17,8 @@ from repro.sweep.study import distributions
 
 
 def plot_sweep(
-    sweep: SweepSpec, trials: pd.DataFrame, intermediate: dict[int, dict[int, float]], out_dir: Path, stem: str
+    sweep: SweepSpec, trials: pd.DataFrame, intermediate: dict[int, dict[int, float]], out_dir: Path,
+    stem: str,
 ) -> list[Path]:
     """<stem>_history.png (objective per trial and best so far), _intermediate.png (the metric
     over steps, where pruning shows), _slice.png (objective against each param) and, once two
@@ -43,7 +44,9 @@ def plot_sweep(
     return written
 
 
-def _rebuild(sweep: SweepSpec, trials: pd.DataFrame, intermediate: dict[int, dict[int, float]]) -> optuna.Study:
+def _rebuild(
+    sweep: SweepSpec, trials: pd.DataFrame, intermediate: dict[int, dict[int, float]]
+) -> optuna.Study:
     study = optuna.create_study(study_name=sweep.name, direction=sweep.direction)
     space = distributions(sweep)
     ended = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "FAIL": TrialState.FAIL}

@@ -37,7 +37,9 @@ def export_run(run_dir: Path, out: Path, *, copy_base_mllm: bool = True) -> Path
         raise ConfigError(str(bad)) from None
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    provenance = {key: record.get(key) for key in ("experiment", "table", "row", "tier", "seed", "config_hash")}
+    provenance = {
+        key: record.get(key) for key in ("experiment", "table", "row", "tier", "seed", "config_hash")
+    }
     provenance |= {"recipe": config.recipe, "git_commit": record.get("git_commit", "unknown")}
     trains_mllm = recipe_named(config.recipe).trains_mllm
     partial = out.with_name(f".{out.name}.partial")

@@ -79,7 +79,9 @@ def make_sampler(spec: SamplerSpec, seed_offset: int) -> optuna.samplers.BaseSam
 
 def make_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
     if spec.kind == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=spec.startup_trials, n_warmup_steps=spec.warmup_steps)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=spec.startup_trials, n_warmup_steps=spec.warmup_steps
+        )
     if spec.kind == "hyperband":
         return optuna.pruners.HyperbandPruner(
             min_resource=spec.min_resource, reduction_factor=spec.reduction_factor
