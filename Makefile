@@ -39,6 +39,7 @@ table1: $(STAMP)
 # suite's 20 minutes.
 lint: $(STAMP)
 	$(BIN)/ruff check repro experiments models tests bench
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder

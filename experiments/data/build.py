@@ -26,6 +26,7 @@ import logging
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,7 +63,7 @@ _SEGMENTS_PER_FOLDER = 1000  # rows per segments/ subfolder, so no folder grows 
 class Segmenter(Protocol):
     """Text-prompted segmentation: CLIPSeg in the paper (experiments/data/clipseg.py)."""
 
-    def __call__(self, image: Image.Image, words: list[str]) -> list[np.ndarray | torch.Tensor]:
+    def __call__(self, image: Image.Image, words: list[str]) -> Sequence[np.ndarray | torch.Tensor]:
         """One mask per word, values in [0, 1], each image.height x image.width (a square here)."""
         ...
 
@@ -201,8 +202,9 @@ def _masks(
     segmenter's, which sees the square alone as the official build's CLIPSeg does."""
     masks = {}
     for k in entities:
-        if row.masks[k] is not None:
-            with Image.open(row.masks[k]) as given:
+        given_mask = row.masks[k]
+        if given_mask is not None:
+            with Image.open(given_mask) as given:
                 if given.size == image.size:
                     masks[k] = np.asarray(given.convert("L").crop(square), dtype=np.float32) / 255.0
     to_segment = [k for k in entities if row.masks[k] is None]

@@ -16,7 +16,8 @@ class ClipSegSegmenter:
     saved by `save_tiny_clipseg`."""
 
     def __init__(self, model: CLIPSegForImageSegmentation, processor: CLIPSegProcessor, device: str) -> None:
-        self.model = model.to(device).eval()
+        # transformers' stubs type `to` through a decorator that takes the model for the device.
+        self.model = model.to(device).eval()  # type: ignore[arg-type]
         self.processor = processor
         self.device = device
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -248,9 +249,10 @@ def save_tiny_stable_diffusion(path: Path, seed: int = 0, cross_attention_dim: i
     (path / "model_index.json").write_text(json.dumps(model_index, indent=2))
 
 
-def _tiny_clip_towers(vocab_size: int) -> dict[str, dict[str, int]]:
+def _tiny_clip_towers(vocab_size: int) -> dict[str, Any]:
     """The text and vision towers tiny CLIP-based models (CLIP, CLIPSeg) share: 32-px images
-    in 8-px patches, 77-token text ending in the tokenizer's last two ids."""
+    in 8-px patches, 77-token text ending in the tokenizer's last two ids; the config's keyword
+    arguments."""
     sizes = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
     return {
         "text_config": {

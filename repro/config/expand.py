@@ -230,7 +230,7 @@ def _build(recipe: str, merged: dict[str, Any]) -> tuple[RunConfig | None, list[
         problems += found
     if problems:
         return None, problems
-    return RunConfig(recipe=recipe, **sections), []  # type: ignore[arg-type]
+    return RunConfig(recipe=recipe, **sections), []
 
 
 def _points(experiment: Experiment) -> list[SweepPoint]:

@@ -270,8 +270,8 @@ def _read_experiment(table: Any) -> tuple[Experiment | None, list[str]]:
         paper=None if paper == FAILED else paper,
         overrides=overrides,
         matrix=matrix,
-        after=table.get("after") if isinstance(table.get("after"), str) else None,
-        kind=table.get("kind") if isinstance(table.get("kind"), str) else "",
+        after=after if isinstance(after := table.get("after"), str) else None,
+        kind=kind if isinstance(kind := table.get("kind"), str) else "",
         tier_overrides=tier_overrides,
     )
     starts_from_run = recipe in RECIPES and RECIPES[recipe].starts_from_run

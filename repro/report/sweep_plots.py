@@ -4,7 +4,9 @@ from the trials MLflow recorded, so the report needs no access to the sweep's st
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -26,8 +28,10 @@ def plot_sweep(
     study = _rebuild(sweep, trials, intermediate)
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     vis = optuna.visualization.matplotlib
-    figures = {"history": vis.plot_optimization_history, "intermediate": vis.plot_intermediate_values,
-               "slice": vis.plot_slice}
+    figures: dict[str, Callable[[optuna.Study], Any]] = {
+        "history": vis.plot_optimization_history, "intermediate": vis.plot_intermediate_values,
+        "slice": vis.plot_slice,
+    }
     if complete >= 2:
         figures["importances"] = vis.plot_param_importances
     written = []

@@ -82,6 +82,7 @@ def close_sweep_run(client: MlflowClient, run_id: str, study: optuna.Study) -> N
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if complete:
         best = study.best_trial
+        assert best.value is not None  # the best of complete trials, each with its objective
         client.log_metric(run_id, sweep_tags.METRIC_BEST, best.value, step=len(study.trials))
         client.set_tag(run_id, sweep_tags.BEST_TRIAL, str(best.number))
     client.set_terminated(run_id, status="FINISHED")
