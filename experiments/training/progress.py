@@ -90,8 +90,10 @@ class Progress:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.2f}s"
     if seconds < 60:
-        return f"{seconds:.1f}s"
+        return f"{seconds:.0f}s"
     minutes, seconds = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{seconds:02d}s"
