@@ -169,11 +169,12 @@ def run_steps(
     # Rows are read for real, before fake mode: decoding images and tokenising are not model work.
     items = [objective.items(step, part) for step in range(timed + tracked)]
     seconds, flops, peak = 0.0, 0, 0
-    # A full-size step on a CPU takes minutes, with nothing else to say it is running.
+    # A full-size step on a CPU takes minutes, with nothing else to say it is running; most take
+    # seconds, and preflight takes several per run, so their bars wait.
     desc = "predicted step" if fake else "measured steps"
     try:
         with faked(modules, device) if fake else nullcontext(), \
-                Progress(desc, len(items), unit="step", bar=on_terminal()) as progress:
+                Progress(desc, len(items), unit="step", bar=on_terminal(), bar_after=10) as progress:
             params = [p for p in objective.trainable.parameters() if p.requires_grad]
             optimizer = build_optimizer(params)
             if not tracked:

@@ -25,10 +25,11 @@ def on_terminal() -> bool:
 
 class Progress:
     """Counts a stage's units (steps, images) from `initial` (those done before a resume) to
-    `total`; `silent` for the ranks other than the one that reports."""
+    `total`; `silent` for the ranks other than the one that reports. A bar shows once the stage
+    has run `bar_after` seconds, so stages that are usually short do not litter a terminal."""
 
     def __init__(self, desc: str, total: int, *, unit: str, bar: bool, initial: int = 0, silent: bool = False,
-                 every: float = 60.0) -> None:
+                 every: float = 60.0, bar_after: float = 0.0) -> None:
         self._desc, self._total, self._unit, self._every = desc, total, unit, every
         self._initial = self._count = initial
         self._notes: dict[str, str] = {}
@@ -36,7 +37,8 @@ class Progress:
         self._lines = 0
         from tqdm.auto import tqdm  # imported late: repro's CLI asks on_terminal() at every start
 
-        self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=silent or not bar)
+        self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=silent or not bar,
+                         delay=bar_after)
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         if not (bar or silent):
