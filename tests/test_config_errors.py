@@ -284,3 +284,10 @@ def test_full_tier_subjects_are_checked_against_the_users_prompts_file(tmp_path)
     message = str(caught.value)
     assert "'kosmos-g'" in message and "dreambench.subjects: ['teapot'] not in" in message
     assert "'dog'" in message.partition("subjects [")[2]
+
+
+def test_full_tier_subjects_need_a_prompts_file_that_parses(tmp_path):
+    env = fake_full_env(tmp_path / "world")  # its prompts file is empty
+    with pytest.raises(ConfigError) as caught:
+        load_matrix(EXPERIMENTS, "full", overrides=['dreambench.subjects=["dog"]'], env=env)
+    assert "dreambench.prompts: " in str(caught.value) and "'subject_name,class'" in str(caught.value)

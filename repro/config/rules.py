@@ -141,10 +141,14 @@ def check_subjects(config: RunConfig) -> list[str]:
     else:
         path = Path(prompts)
     try:
-        selected_subjects(read_prompts_file(path), wanted)
+        listed = read_prompts_file(path)
     except OSError as bad:
         return [f"dreambench.prompts: cannot read {path}: {bad.strerror}"]
     except ValueError as bad:
+        return [f"dreambench.prompts: {bad}"]
+    try:
+        selected_subjects(listed, wanted)
+    except ValueError as bad:  # its message names dreambench.subjects and the file's subjects
         return [str(bad)]
     return []
 
