@@ -3,7 +3,7 @@
 # threads, and two busy threads per run on 2 cores thrash.
 #   make table2   regenerate Table 2 on the tiny tier (local executor, local MLflow store)
 #   make table1   regenerate Table 1 on the tiny tier (stage 2 -> stage 3 -> DreamBench + FID)
-#   make test     run the test suite
+#   make test     lint and type-check (make lint), then run the test suite
 #   make install  only create the virtualenv
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 # subprocesses, SLURM or MLflow between bursts of work.
 TEST_WORKERS ?= 2
 
-.PHONY: install table1 table2 test plan ui clean
+.PHONY: install table1 table2 lint test plan ui clean
 
 # pip byte-compiles on one core; compile_dir spreads it over all of them (and, like pip, passes
 # over files for other Python versions). Shells with PYTHONDONTWRITEBYTECODE never write .pyc files
@@ -35,7 +35,13 @@ table2: $(STAMP)
 table1: $(STAMP)
 	$(BIN)/repro run --tier tiny --table table1 --parallel 2
 
-test: $(STAMP)
+# What to check is set in pyproject.toml ([tool.ruff], [tool.mypy]); both fail fast, before the
+# suite's 20 minutes.
+lint: $(STAMP)
+	$(BIN)/ruff check repro experiments models tests bench
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 plan: $(STAMP)

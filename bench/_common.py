@@ -44,7 +44,9 @@ def full_random_checkpoints() -> tuple[str, str]:
     (experiments/fixtures, as `repro fixtures full` builds them), saved once under .cache."""
     from experiments.fixtures.build import build_full_fixtures
 
-    exports = build_full_fixtures(CACHE / "full-fixtures", parts=("kosmos-2-patch14-224", "stable-diffusion-v1-5"))
+    exports = build_full_fixtures(
+        CACHE / "full-fixtures", parts=("kosmos-2-patch14-224", "stable-diffusion-v1-5")
+    )
     return str(exports["KOSMOS_MLLM"]), str(exports["KOSMOS_SD"])
 
 

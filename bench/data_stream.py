@@ -22,7 +22,9 @@ from bench._common import CACHE, ROOT, TINY_ASSETS, parse_args, report
 
 ROWS_PER_FILE = 200_000
 ROW_GROUP = 10_000
-WORDS = ("a", "red", "blue", "dog", "cat", "on", "the", "beach", "in", "snow", "photo", "of", "small", "large")
+WORDS = (
+    "a", "red", "blue", "dog", "cat", "on", "the", "beach", "in", "snow", "photo", "of", "small", "large",
+)
 
 
 def laion_folder(captions: int) -> Path:
@@ -33,7 +35,10 @@ def laion_folder(captions: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for part, first in enumerate(range(0, captions, ROWS_PER_FILE)):
         n = min(ROWS_PER_FILE, captions - first)
-        texts = [" ".join(WORDS[(i * k) % len(WORDS)] for k in range(1, 2 + i % 9)) for i in range(first, first + n)]
+        texts = [
+            " ".join(WORDS[(i * k) % len(WORDS)] for k in range(1, 2 + i % 9))
+            for i in range(first, first + n)
+        ]
         table = pa.table({
             "URL": [f"https://example.invalid/{i}.jpg" for i in range(first, first + n)],
             "TEXT": texts,
@@ -95,7 +100,8 @@ def stage2_run(folder: Path, workdir: Path) -> dict:
     (workdir / "experiments.toml").write_bytes((ROOT / "experiments.toml").read_bytes())
     argv = ["--workdir", str(workdir), "run", "--tier", "tiny", "--only", "aligner-12", "--seeds", "0",
             "--executor", "debug", "--no-report", "--force", "--set", f"data.train={folder}",
-            "--set", "train.steps=5", "--set", "train.optim.warmup_steps=1", "--set", "fid.enabled=false", "--set", "train.cache_encoder_outputs=false"]
+            "--set", "train.steps=5", "--set", "train.optim.warmup_steps=1", "--set", "fid.enabled=false",
+            "--set", "train.cache_encoder_outputs=false"]
     started = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", _MEASURED_RUN, *argv], check=True, capture_output=True,
                          text=True, cwd=ROOT).stdout

@@ -30,7 +30,8 @@ def score(fid: FidConfig, cache: Path, generated: Path) -> tuple[dict[str, float
     if not generated.is_dir():  # first call: the "generated" set is a copy of the reference
         shutil.copytree(reference, generated)
     compute_fid(generated, reference, fid, cache)
-    return {"wall_s": round(time.perf_counter() - wall, 3), "cpu_s": round(time.process_time() - cpu, 3)}, reference
+    figures = {"wall_s": round(time.perf_counter() - wall, 3), "cpu_s": round(time.process_time() - cpu, 3)}
+    return figures, reference
 
 
 def main() -> None:

@@ -26,13 +26,18 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from models.aligner import Aligner, alignment_losses, build_aligner
-    from models.aligner_config import ALIGNER_KINDS
-    from models.aligner_official import official_state_dict_to_ours
-    from models.conditioning import KosmosGConditioner
-    from models.image_decoder import SAMPLERS, ImageDecoder
-    from models.mllm import MLLMEncoder, MLLMInputs
-    from models.text_target import ClipTextTarget
+    # `import X as X` marks a re-export for ruff and mypy, which cannot read the computed `__all__`.
+    from models.aligner import Aligner as Aligner
+    from models.aligner import alignment_losses as alignment_losses
+    from models.aligner import build_aligner as build_aligner
+    from models.aligner_config import ALIGNER_KINDS as ALIGNER_KINDS
+    from models.aligner_official import official_state_dict_to_ours as official_state_dict_to_ours
+    from models.conditioning import KosmosGConditioner as KosmosGConditioner
+    from models.image_decoder import SAMPLERS as SAMPLERS
+    from models.image_decoder import ImageDecoder as ImageDecoder
+    from models.mllm import MLLMEncoder as MLLMEncoder
+    from models.mllm import MLLMInputs as MLLMInputs
+    from models.text_target import ClipTextTarget as ClipTextTarget
 
 
 def __getattr__(name: str) -> Any:

@@ -230,12 +230,15 @@ class AlignerNet(Aligner):
     """The paper's AlignerNet: encoder + query decoder each way (unilm/models/aligner.py:
     encoder_proj, encoder_query + encoder = M; decoder_query + decoder, decoder_proj = N)."""
 
+    m: nn.ModuleDict
+    n: nn.ModuleDict
+
     def __init__(
         self, source_dim: int, target_dim: int, target_len: int, layers: int, width: int, ffn: int,
         heads: int, max_source_len: int, dropout: float,
     ) -> None:
         super().__init__(target_len)
-        stack = dict(layers=layers, width=width, ffn=ffn, heads=heads, dropout=dropout)
+        stack: dict[str, Any] = dict(layers=layers, width=width, ffn=ffn, heads=heads, dropout=dropout)
         input_scale = math.sqrt(math.log(3 * layers) * math.log(2 * layers) / 3)
         output_scale = math.sqrt(math.log(2 * layers))
         self.m = nn.ModuleDict(
@@ -272,12 +275,15 @@ class DecoderOnlyAligner(Aligner):
     drops the Encoders with their learned positions, so M's queries cross-attend to the
     projected MLLM states directly."""
 
+    m: nn.ModuleDict
+    n: nn.ModuleDict
+
     def __init__(
         self, source_dim: int, target_dim: int, target_len: int, layers: int, width: int, ffn: int,
         heads: int, max_source_len: int, dropout: float,
     ) -> None:
         super().__init__(target_len)
-        stack = dict(layers=layers, width=width, ffn=ffn, heads=heads, dropout=dropout)
+        stack: dict[str, Any] = dict(layers=layers, width=width, ffn=ffn, heads=heads, dropout=dropout)
         self.m = nn.ModuleDict(
             {
                 "source_in": nn.Linear(source_dim, width),
@@ -323,7 +329,7 @@ def build_aligner(config: AlignerConfig, source_dim: int, target_dim: int, targe
     """`config`'s aligner from the MLLM's width (`source_dim`) to the U-Net's conditions
     (`target_len` x `target_dim`). A source may have at most config.max_source_len - 2 tokens
     (positions start at 2)."""
-    sizes = dict(
+    sizes: dict[str, Any] = dict(
         source_dim=source_dim, target_dim=target_dim, target_len=target_len, layers=config.layers,
         width=config.width, ffn=config.ffn, heads=config.heads, max_source_len=config.max_source_len,
         dropout=config.dropout,

@@ -59,7 +59,9 @@ class KosmosGConditioner(nn.Module):
         folder = Path(folder)
         config = saved_config(folder)
         if config is None:
-            raise ValueError(f"{folder}: no {CONFIG} with model_type {MODEL_TYPE!r}; not a saved Kosmos-G conditioner")
+            raise ValueError(
+                f"{folder}: no {CONFIG} with model_type {MODEL_TYPE!r}; not a saved Kosmos-G conditioner"
+            )
         mllm_source = folder / MLLM_FOLDER if (folder / MLLM_FOLDER).is_dir() else config["base_mllm"]
         mllm = MLLMEncoder.from_pretrained(str(mllm_source), dtype=dtype)
         aligner = rebuilt_aligner(config["aligner"])

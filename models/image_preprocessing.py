@@ -7,6 +7,8 @@ rounding below, so the pixels are the same without importing torchvision.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from PIL import Image
@@ -33,7 +35,7 @@ def resize_center_crop(image: Image.Image, size: int, resample: Image.Resampling
 
 
 def clip_pixel_values(
-    images: list[Image.Image], size: int, mean: list[float], std: list[float]
+    images: list[Image.Image], size: int, mean: Sequence[float], std: Sequence[float]
 ) -> torch.Tensor:
     """(N, 3, size, size) float pixels for the vision tower: bicubic resize and centre crop, then
     (x / 255 - mean) / std per channel. Stock Kosmos-2 processors squash an image to the square

@@ -9,7 +9,10 @@ prompt.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol, cast
 
 import torch
 from PIL import Image
@@ -17,10 +20,10 @@ from torch import Tensor, nn
 from transformers import (
     AutoImageProcessor,
     AutoTokenizer,
-    BaseImageProcessor,
     Kosmos2Model,
     PreTrainedTokenizerBase,
 )
+from transformers.models.kosmos2.configuration_kosmos2 import Kosmos2TextConfig, Kosmos2VisionConfig
 from transformers.models.kosmos2.modeling_kosmos2 import (
     Kosmos2TextBlock,
     Kosmos2TextFFN,
@@ -29,6 +32,17 @@ from transformers.models.kosmos2.modeling_kosmos2 import (
 )
 
 from models.image_preprocessing import clip_pixel_values
+
+
+class ImageProcessor(Protocol):
+    """What the encoder uses of Kosmos-2's image processor: CLIP's mean and std (its resizing
+    squashes images, where the official code resizes and crops: `tokenize`), and its saving
+    beside an exported model."""
+
+    image_mean: Sequence[float]
+    image_std: Sequence[float]
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str]) -> object: ...
 
 
 @dataclass
@@ -60,17 +74,19 @@ class MLLMEncoder(nn.Module):
     IMAGE_PLACEHOLDER = "<i>"
 
     def __init__(
-        self, model: Kosmos2Model, tokenizer: PreTrainedTokenizerBase, image_processor: BaseImageProcessor
+        self, model: Kosmos2Model, tokenizer: PreTrainedTokenizerBase, image_processor: ImageProcessor
     ) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
-        # Read for its normalisation only, CLIP's mean and std in Kosmos-2's: its resizing
-        # squashes images, where the official code resizes and crops (`tokenize`).
         self.image_processor = image_processor
-        self.hidden_size: int = model.config.text_config.embed_dim
+        # transformers types a sub-config as dict | config | None; Kosmos2Config always builds configs.
+        text_config = cast(Kosmos2TextConfig, model.config.text_config)
+        self.hidden_size: int = text_config.embed_dim
         self.latent_query_num: int = model.config.latent_query_num
-        self.image_size: int = model.config.vision_config.image_size
+        vision_config = cast(Kosmos2VisionConfig, model.config.vision_config)
+        # transformers allows an (h, w) pair; Kosmos-2's vision tower takes square images, one side.
+        self.image_size: int = vision_config.image_size  # type: ignore[assignment]
         self._boi_id = self._token_id("<image>")
         self._eoi_id = self._token_id("</image>")
         # Kosmos2Processor fills an image's slots with the ids right after <unk>; the embeddings
@@ -104,7 +120,7 @@ class MLLMEncoder(nn.Module):
                 module.dropout = attention_dropout
             elif isinstance(module, (Kosmos2TextTransformer, Kosmos2TextBlock, Kosmos2TextFFN)):
                 module.dropout = dropout
-        for config in (self.model.config.text_config, self.model.text_model.config):
+        for config in (cast(Kosmos2TextConfig, self.model.config.text_config), self.model.text_model.config):
             config.dropout, config.attention_dropout = dropout, attention_dropout
         return self
 
@@ -123,7 +139,8 @@ class MLLMEncoder(nn.Module):
 
     def _token_id(self, token: str) -> int:
         token_id = self.tokenizer.convert_tokens_to_ids(token)
-        if token_id is None or token_id == self.tokenizer.unk_token_id:
+        # A single token gives one id, or None where the tokenizer lacks it.
+        if not isinstance(token_id, int) or token_id == self.tokenizer.unk_token_id:
             raise ValueError(f"tokenizer has no {token!r} token; is this a Kosmos-2 checkpoint?")
         return token_id
 

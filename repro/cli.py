@@ -94,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--parallel", type=int, default=None,
                        help="trials in flight at once (default: the sweep's parallel)")
     sweep.add_argument("--n-trials", type=int, default=None,
-                       help="trials the study ends with, counting earlier starts' (default: the sweep's n_trials)")
+                       help="trials the study ends with, counting earlier starts' "
+                            "(default: the sweep's n_trials)")
     sweep.add_argument("--timeout-min", type=int, default=None,
                        help="wall-clock limit per trial in minutes (default: launch.timeout_min)")
     sweep.add_argument("--no-report", action="store_true", help="skip writing reports/ afterwards")
@@ -125,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="a trained run as a self-contained Hugging Face-style folder")
     export.add_argument("run", metavar="RUN",
                         help="a run directory, a config hash under WORKDIR/runs, or an MLflow run id")
-    export.add_argument("--out", type=Path, required=True, help="the folder to write (new, empty or an export)")
+    export.add_argument("--out", type=Path, required=True,
+                        help="the folder to write (new, empty or an export)")
     tracking_options(export)
 
     imported = commands.add_parser(
@@ -146,7 +148,8 @@ def _parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="stage-3 data: build compositional rows, check manifests")
     data_steps = data.add_subparsers(dest="data_step", required=True, metavar="STEP")
-    build = data_steps.add_parser("build", help="segment the entities of captioned images into compositional rows")
+    build = data_steps.add_parser("build",
+                                  help="segment the entities of captioned images into compositional rows")
     build.add_argument("--captioned", required=True,
                        help="captioned manifest(s) whose rows list 'entities' (and optionally 'masks'): a "
                             "file, or a glob of input shards (one output part each); format in "
@@ -155,8 +158,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="folder for the output parts: part-NNNNN/compositional.jsonl and segments/")
     segmenter = build.add_mutually_exclusive_group(required=True)
     segmenter.add_argument("--clipseg", type=Path, metavar="DIR",
-                           help="segment with this local CLIPSeg checkpoint (e.g. CIDAS/clipseg-rd64-refined); "
-                                "masks given in a row still win")
+                           help="segment with this local CLIPSeg checkpoint "
+                                "(e.g. CIDAS/clipseg-rd64-refined); masks given in a row still win")
     segmenter.add_argument("--masks", action="store_true", help="use only the masks given in the rows")
     # Defaults live with the build (experiments/data/build.py), which this parser does not import.
     build.add_argument("--threshold", type=_mask_threshold, default=None,
@@ -190,10 +193,11 @@ def _parser() -> argparse.ArgumentParser:
     preflight.add_argument("--steps", type=int, default=2, help="real training steps per run (default: 2)")
     preflight.add_argument("--micro-batch", type=int, default=1, help="items per real step (default: 1)")
     preflight.add_argument("--fid-images", type=int, default=2, help="FID images per run (default: 2)")
-    preflight.add_argument("--sampler-steps", type=int, default=2, help="sampler steps per image (default: 2)")
+    preflight.add_argument("--sampler-steps", type=int, default=2,
+                           help="sampler steps per image (default: 2)")
     preflight.add_argument("--budget-gb", type=float, default=None,
-                           help="memory a real step may take here; a run predicted above it is estimated only "
-                                "(default: 80%% of the GPU's free memory, else of the RAM available)")
+                           help="memory a real step may take here; a run predicted above it is estimated "
+                                "only (default: 80%% of the GPU's free memory, else of the RAM available)")
     preflight.add_argument("--out", type=Path, default=None, help="table folder (default: WORKDIR/reports)")
 
     ui = commands.add_parser("ui", help="serve the MLflow UI on 127.0.0.1 and print the URL of the runs")
@@ -244,7 +248,8 @@ def _tiny_assets(workdir: Path) -> Path:
 
 
 def _matrix(args: argparse.Namespace) -> Matrix:
-    return _load(args, args.tier, only=args.only, seeds=args.seeds, table=args.table, overrides=args.overrides)
+    return _load(args, args.tier, only=args.only, seeds=args.seeds, table=args.table,
+                 overrides=args.overrides)
 
 
 def _tracking(args: argparse.Namespace) -> tuple[str, str]:
@@ -322,7 +327,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for spec in result.busy:
         print(f"  in progress elsewhere, left to it: {spec.run_name} ({spec.config_hash})", file=sys.stderr)
     if args.no_wait:
-        print(f"submitted; follow with `repro status` (same options); MLflow parent run {result.parent_run_id}")
+        print("submitted; follow with `repro status` (same options); "
+              f"MLflow parent run {result.parent_run_id}")
         return 0
     crashed = [o for o in result.outcomes if o.result is None]
     failed = [o for o in result.outcomes if o.result is not None and o.result.status == "FAILED"
@@ -367,7 +373,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"study {result.study}: {len(states)} trial(s) ran ({len(result.resumed)} resumed): "
           + ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL")))
     if result.best is not None:
-        print(f"best: trial {result.best.number}, {sweep.metric} = {result.best.value:.6g}, {result.best.params}")
+        best = result.best
+        print(f"best: trial {best.number}, {sweep.metric} = {best.value:.6g}, {best.params}")
     print(f"MLflow parent run {result.parent_run_id} at {uri}")
     for failed in result.failed:
         print(f"  fail: trial {failed.number}: {failed.reason}", file=sys.stderr)
@@ -508,7 +515,9 @@ def cmd_fixtures(args: argparse.Namespace) -> int:
 
 def cmd_preflight(args: argparse.Namespace) -> int:
     if min(args.steps, args.micro_batch, args.fid_images - 1, args.sampler_steps) < 1:
-        raise ConfigError("--steps, --micro-batch and --sampler-steps must be at least 1, --fid-images at least 2")
+        raise ConfigError(
+            "--steps, --micro-batch and --sampler-steps must be at least 1, --fid-images at least 2"
+        )
     matrix = _matrix(args)
     _prepare_tiny_assets(args, matrix)
     from repro.preflight.budget import memory_budget
@@ -518,7 +527,8 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
     budget = args.budget_gb * GIB if args.budget_gb is not None else memory_budget()
     options = Options(args.steps, args.micro_batch, args.fid_images, args.sampler_steps, budget)
-    rows = preflight(list(matrix.runs), args.workdir, options, on_row=lambda rows: write(rows, _reports_dir(args)))
+    rows = preflight(list(matrix.runs), args.workdir, options,
+                     on_row=lambda rows: write(rows, _reports_dir(args)))
     print(frame(rows).to_string(index=False))
     for path in write(rows, _reports_dir(args)):
         print(f"wrote {path}")
@@ -538,8 +548,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     experiment_id = ensure_experiment(MlflowClient(uri), experiment, args.workdir / "mlartifacts")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", "127.0.0.1", "--port", str(args.port)]
-    print(f"MLflow UI for {uri}: the {experiment!r} runs at {runs_url(f'http://127.0.0.1:{args.port}', experiment_id)}",
-          flush=True)
+    url = runs_url(f"http://127.0.0.1:{args.port}", experiment_id)
+    print(f"MLflow UI for {uri}: the {experiment!r} runs at {url}", flush=True)
     os.execv(sys.executable, command)
     return 0
 
@@ -604,7 +614,8 @@ def main(argv: list[str] | None = None) -> int:
         from repro.launch.signals import exit_status, signal_name
 
         print(f"repro: stopped by {signal_name(interrupt)}; its local jobs were stopped and their runs "
-              "marked KILLED (SLURM jobs go on: `repro cancel`); `repro run` again resumes them", file=sys.stderr)
+              "marked KILLED (SLURM jobs go on: `repro cancel`); `repro run` again resumes them",
+              file=sys.stderr)
         return exit_status(interrupt)
     except Exception as error:
         # A full disk anywhere in the launcher (MLflow's SQLite says "database or disk is full").

@@ -7,11 +7,13 @@ from __future__ import annotations
 import os
 import sys
 
+from experiments.training.progress import on_terminal
+
 
 def quiet_unless_interactive() -> None:
     """Turns the libraries' bars off unless both stdout and stderr are terminals. Settings the
     user made in the environment win; the environment also reaches the jobs started from here."""
-    if sys.stdout.isatty() and sys.stderr.isatty():
+    if on_terminal():
         return
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # huggingface_hub and transformers
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -65,9 +65,9 @@ def _generate(workdir: Path, checkpoint: str, *options: str) -> int:
 def test_generate_refuses_every_planted_file_and_runs_none(booby_trapped, tmp_path, capsys):
     run_dir, marker = booby_trapped
     weights = run_dir / "checkpoints" / "step-00000004" / "model.safetensors"
+    state, old_format = weights.parent / "state.pt", run_dir / "checkpoints" / "step-00000008.pt"
     for reference, named in ((run_dir, weights), (weights.parent, weights), (weights, weights),
-                             (weights.parent / "state.pt", weights.parent / "state.pt"),
-                             (run_dir / "checkpoints" / "step-00000008.pt", run_dir / "checkpoints" / "step-00000008.pt")):
+                             (state, state), (old_format, old_format)):
         assert _generate(tmp_path, str(reference)) == 2, reference
         error = capsys.readouterr().err
         assert f"{named}: refused" in error, error

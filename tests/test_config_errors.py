@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from experiments.tiny.dreambench_subjects import PROMPTS_FILE
 from repro.config import ConfigError, load_matrix
 from tests.support.full_tier import EXPERIMENTS, fake_full_env
 
@@ -129,6 +130,16 @@ CASES = {
     "async_checkpoint is a bool": Case(
         replace=("compile = false  #", "async_checkpoint = 1\ncompile = false  #"),
         expect=("tier.tiny.train.async_checkpoint", "true or false"),
+    ),
+    "negative DataLoader workers": Case(
+        kwargs={"overrides": ["data.num_workers=-2"]},
+        expect=("'aligner-12'", "data.num_workers", "must be >= 0", "-2"),
+    ),
+    # The tiny tier's assets are not built (tiny_assets is an empty folder): the prompts file is
+    # read from the copy experiments/ ships.
+    "DreamBench subject the prompts file lacks": Case(
+        kwargs={"overrides": ['dreambench.subjects=["unicorn"]']},
+        expect=("'kosmos-g'", "dreambench.subjects", "['unicorn']", "'backpack'", "'wolf_plushie'"),
     ),
     "non-positive step count": Case(
         kwargs={"overrides": ["fid.steps=0"]}, expect=("'sd-v1-5'", "fid.steps", "must be >= 1")
@@ -262,3 +273,21 @@ def test_full_tier_path_set_empty_says_how_to_set_it(tmp_path):
     message = str(caught.value)
     assert "'aligner-12'" in message and "models.mllm: no path given" in message
     assert "--set models.mllm=/path" in message
+
+
+def test_full_tier_subjects_are_checked_against_the_users_prompts_file(tmp_path):
+    env = fake_full_env(tmp_path / "world")
+    prompts = Path(env["KOSMOS_DREAMBENCH"]) / "prompts_and_classes.txt"
+    prompts.write_text(PROMPTS_FILE.read_text().replace("teapot,teapot\n", ""))
+    with pytest.raises(ConfigError) as caught:
+        load_matrix(EXPERIMENTS, "full", overrides=['dreambench.subjects=["dog", "teapot"]'], env=env)
+    message = str(caught.value)
+    assert "'kosmos-g'" in message and "dreambench.subjects: ['teapot'] not in" in message
+    assert "'dog'" in message.partition("subjects [")[2]
+
+
+def test_full_tier_subjects_need_a_prompts_file_that_parses(tmp_path):
+    env = fake_full_env(tmp_path / "world")  # its prompts file is empty
+    with pytest.raises(ConfigError) as caught:
+        load_matrix(EXPERIMENTS, "full", overrides=['dreambench.subjects=["dog"]'], env=env)
+    assert "dreambench.prompts: " in str(caught.value) and "'subject_name,class'" in str(caught.value)

@@ -94,7 +94,8 @@ def test_run_paths_are_rerooted_in_the_work_dir(tmp_path):
     ('after = "aligner-12"', 'after = "kosmos-g"', ["loops back"]),
     ('"eval/fid" = 10.99 }', '"eval/fd" = 10.99 }', ["eval/fd", "not a metric of any panel", "'eval/fid'"]),
     ("paper = 9.55", 'paper = { "eval/fid" = 9.55 }', ["experiment 'aligner-24': paper", "one metric"]),
-    ('reuse = [{ experiment = "sd-v1-5"', 'reuse = [{ experiment = "sd-v15"', ["table.table1.reuse[0].experiment"]),
+    ('reuse = [{ experiment = "sd-v1-5"', 'reuse = [{ experiment = "sd-v15"',
+     ["table.table1.reuse[0].experiment"]),
 ])
 def test_broken_table1_config_names_the_key(tmp_path, old, new, expect):
     with pytest.raises(ConfigError) as error:
@@ -114,7 +115,8 @@ def test_full_tier_stage3_and_dreambench_follow_the_paper(tmp_path):
     matrix = load_matrix(EXPERIMENTS, "full", table="table1", env=fake_full_env(tmp_path / "world"))
     stage3 = next(r.config for r in matrix.runs if r.experiment == "kosmos-g")
     train = stage3.train
-    assert (train.steps, train.batch_size, train.optim.lr, train.optim.warmup_steps) == (200_000, 1_024, 1e-3, 375)
+    assert (train.steps, train.batch_size, train.optim.lr, train.optim.warmup_steps) == (
+        200_000, 1_024, 1e-3, 375)
     assert (train.entity_drop_prob, train.background_keep_prob, train.null_condition_prob) == (0.5, 0.5, 0.1)
     assert train.edit_caption_drop_prob == 0.5  # (code) --random-drop-caption-prob 0.5
     assert stage3.data.mix == (2.0, 2.0, 1.0) and train.trainable_vision_layers == 1
@@ -124,8 +126,10 @@ def test_full_tier_stage3_and_dreambench_follow_the_paper(tmp_path):
     assert (bench.sampler, bench.steps, bench.guidance, bench.images_per_prompt) == ("dpm", 100, 7.5, 4)
     assert bench.subjects == () and bench.templates == () and bench.reference == "input"
     # (code) scripts/remove_dreambench_multiimg.sh: one chosen photo per subject, 26 of 30 not the first
-    assert len(bench.input_images) == 30 and sum(photo != "00.jpg" for photo in bench.input_images.values()) == 26
+    assert len(bench.input_images) == 30
+    assert sum(photo != "00.jpg" for photo in bench.input_images.values()) == 26
     assert (bench.input_images["dog"], bench.input_images["dog3"], bench.input_images["teapot"]) == (
         "02.jpg", "05.jpg", "04.jpg")
-    assert bench.prompts == str((tmp_path / "world" / "kosmos_dreambench" / "prompts_and_classes.txt").resolve())
+    prompts = tmp_path / "world" / "kosmos_dreambench" / "prompts_and_classes.txt"
+    assert bench.prompts == str(prompts.resolve())
     assert (stage3.fid.steps, stage3.fid.guidance, stage3.fid.num_captions) == (250, 3.0, 30_000)

@@ -27,12 +27,15 @@ def _damage(path, how: str) -> None:
     path.write_bytes(b"" if how == "empty" else data[: len(data) // 2])
 
 
-@pytest.mark.parametrize(("name", "how"), [("state.pt", "truncated"), ("state.pt", "empty"),
-                                            ("model.safetensors", "truncated"), ("model.safetensors", "empty")])
+@pytest.mark.parametrize(("name", "how"), [
+    ("state.pt", "truncated"), ("state.pt", "empty"), ("model.safetensors", "truncated"),
+    ("model.safetensors", "empty"),
+])
 def test_a_damaged_newest_checkpoint_falls_back_to_the_older_one(tmp_path, caplog, name, how):
     torch.manual_seed(0)
     straight = Regression()
-    train(straight, train_config(20, **TRAIN_CONFIG), tmp_path / "straight", RecordingTracker(), progress=False)
+    train(straight, train_config(20, **TRAIN_CONFIG), tmp_path / "straight", RecordingTracker(),
+          progress=False)
 
     torch.manual_seed(0)
     run_dir = tmp_path / "damaged"

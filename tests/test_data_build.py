@@ -121,7 +121,9 @@ def test_clipseg_segments_the_central_square_into_both_segment_images(
     assert [(e.word, e.start) for e in dogs.entities] == [("dog", 2), ("dog", 16)]
 
 
-def test_given_masks_win_and_bad_or_empty_or_missing_masks_are_counted(captioned: Path, tmp_path: Path) -> None:
+def test_given_masks_win_and_bad_or_empty_or_missing_masks_are_counted(
+    captioned: Path, tmp_path: Path
+) -> None:
     source = captioned.parent
     (source / "masks").mkdir()
     circle = Image.new("L", (40, 24), 0)
@@ -135,7 +137,9 @@ def test_given_masks_win_and_bad_or_empty_or_missing_masks_are_counted(captioned
     captioned.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
     stats = build_compositional(captioned, tmp_path / "out", segmenter=None, segment_size=SEGMENT_SIZE)
-    assert stats.skipped_entities == {"entity_not_in_caption": 1, "no_mask": 3, "bad_mask": 1, "empty_mask": 1}
+    assert stats.skipped_entities == {
+        "entity_not_in_caption": 1, "no_mask": 3, "bad_mask": 1, "empty_mask": 1
+    }
     [row] = load_compositional(stats.manifest).rows
     [entity] = row.entities
     assert (entity.word, entity.start, entity.end) == ("circle", 6, 12)
@@ -148,7 +152,9 @@ def test_given_masks_win_and_bad_or_empty_or_missing_masks_are_counted(captioned
     assert stats.rows_without_entities == 3
 
 
-def test_input_without_one_usable_row_or_entity_is_an_error_naming_the_file(tmp_path: Path, captioned) -> None:
+def test_input_without_one_usable_row_or_entity_is_an_error_naming_the_file(
+    tmp_path: Path, captioned
+) -> None:
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"image": "nowhere.png", "caption": "a cat", "entities": ["cat"]}\n')
     with pytest.raises(ManifestError, match="broken.jsonl"):
@@ -158,10 +164,12 @@ def test_input_without_one_usable_row_or_entity_is_an_error_naming_the_file(tmp_
     assert not (tmp_path / "out" / "compositional.jsonl").exists()
 
 
-def test_repro_data_build_writes_a_manifest_that_loads(captioned, clipseg_dir, tmp_path: Path, capsys) -> None:
+def test_repro_data_build_writes_a_manifest_that_loads(
+    captioned, clipseg_dir, tmp_path: Path, capsys
+) -> None:
     out = tmp_path / "out"
-    assert main(["data", "build", "--captioned", str(captioned), "--out", str(out), "--clipseg", str(clipseg_dir),
-                 "--threshold", str(THRESHOLD), "--segment-size", "12"]) == 0
+    assert main(["data", "build", "--captioned", str(captioned), "--out", str(out), "--clipseg",
+                 str(clipseg_dir), "--threshold", str(THRESHOLD), "--segment-size", "12"]) == 0
     printed = capsys.readouterr().out
     manifest = out / "part-00000" / "compositional.jsonl"
     assert "entity_not_in_caption=1" in printed and str(manifest) in printed
@@ -181,7 +189,8 @@ def test_repro_data_refuses_bad_input_with_a_message(captioned, tmp_path: Path, 
                  "--masks"]) == EXIT_DATA
     assert "none.jsonl does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["data", "build", "--captioned", str(captioned), "--out", str(tmp_path), "--masks", "--threshold", "1.5"])
+        main(["data", "build", "--captioned", str(captioned), "--out", str(tmp_path), "--masks",
+              "--threshold", "1.5"])
     with pytest.raises(SystemExit):
         main(["data", "build", "--captioned", str(captioned), "--out", str(tmp_path), "--masks",
               "--segment-size", "0"])
@@ -194,8 +203,9 @@ def test_a_build_over_input_shards_runs_one_task_each_resumes_per_part_and_strea
     for k in range(2):  # two input shards beside the images they name
         (captioned.parent / f"entities-{k}.jsonl").write_text("".join(lines[2 * k:2 * k + 2]))
     out = tmp_path / "built"
-    command = ["--workdir", str(tmp_path), "data", "build", "--captioned", str(captioned.parent / "entities-*.jsonl"),
-               "--out", str(out), "--clipseg", str(clipseg_dir), "--threshold", str(THRESHOLD),
+    command = ["--workdir", str(tmp_path), "data", "build", "--captioned",
+               str(captioned.parent / "entities-*.jsonl"), "--out", str(out), "--clipseg", str(clipseg_dir),
+               "--threshold", str(THRESHOLD),
                "--segment-size", str(SEGMENT_SIZE)]
     assert main([*command, "--executor", "debug"]) == 0
     parts = sorted(out.glob("part-*/compositional.jsonl"))

@@ -75,7 +75,8 @@ def test_line_files_span_groups_and_a_bad_line_is_a_row_to_skip(tmp_path):
 
 def test_webdataset_shards_carry_captions_and_images_and_a_corrupt_image_is_skipped(tiny_assets, tmp_path):
     coco = tiny_assets / "coco"
-    shards_dir = write_webdataset(coco / "captions_train.json", coco / "train", tmp_path / "wds", per_shard=10)
+    shards_dir = write_webdataset(coco / "captions_train.json", coco / "train", tmp_path / "wds",
+                                  per_shard=10)
     spec = str(shards_dir / "00000.tar")
     records = rows(spec)
     assert len(records) == 10 and all(r.caption and isinstance(r.image, bytes) for r in records)

@@ -34,7 +34,8 @@ def shards_dir(tmp_path: Path) -> Path:
     first = 0
     for part, n in enumerate((13, 20, 7)):
         texts = [f"caption {i}" for i in range(first, first + n)]
-        pq.write_table(pa.table({"TEXT": texts}), folder / f"part-{part:05d}.snappy.parquet", row_group_size=5)
+        pq.write_table(pa.table({"TEXT": texts}), folder / f"part-{part:05d}.snappy.parquet",
+                       row_group_size=5)
         first += n
     return folder
 
@@ -76,7 +77,8 @@ def test_a_step_reads_only_the_groups_it_needs(shards_dir, monkeypatch):
     reads: list[tuple[str, int]] = []
     for shard in rows.rows.shards:
         original = shard.read_group
-        monkeypatch.setattr(shard, "read_group", lambda g, s=shard, o=original: reads.append((s.path.name, g)) or o(g))
+        monkeypatch.setattr(shard, "read_group",
+                            lambda g, s=shard, o=original: reads.append((s.path.name, g)) or o(g))
     rows(1_000_000, WHOLE)  # deep into epoch 200000: no earlier row is read
     assert 0 < len(reads) <= 4  # 8 rows span at most a few row groups of 5
 
@@ -129,4 +131,5 @@ def test_a_run_killed_and_resumed_draws_what_an_uninterrupted_run_draws(shards_d
     resumed = CaptionLog(shards_dir)
     train(resumed, config, tmp_path / "killed", RecordingTracker(), progress=False)
     assert sorted(resumed.drawn) == list(range(4, 12))  # from the checkpoint's step on, no earlier one
-    assert {step: resumed.drawn[step] for step in range(4, 12)} == {s: straight.drawn[s] for s in range(4, 12)}
+    later = range(4, 12)
+    assert {step: resumed.drawn[step] for step in later} == {step: straight.drawn[step] for step in later}

@@ -72,7 +72,9 @@ def _rank(rank: int, world: int, folder: Path, assets: Path, runs: dict[str, dic
     torch.set_num_threads(1)
     saves: list[str] = []  # the checkpoints whose weights this rank wrote
     save_file = checkpoints.save_file
-    checkpoints.save_file = lambda tensors, path: saves.append(Path(path).parent.name) or save_file(tensors, path)
+    checkpoints.save_file = (
+        lambda tensors, path: saves.append(Path(path).parent.name) or save_file(tensors, path)
+    )
     try:
         for name, train_values in runs.items():
             saves.clear()
@@ -107,7 +109,8 @@ def test_two_ranks_train_like_one_process_on_the_same_global_batch(tiny_assets, 
         assert "train/world_size" not in logged  # a constant of the run, not a metric
         for key in ("train/loss", "train/mse_loss", "heldout/mse_loss"):
             assert len(logged[key]) == len(single.series(key)), key
-            torch.testing.assert_close(logged[key], single.series(key), rtol=1e-4, atol=0, msg=f"{name}: {key}")
+            torch.testing.assert_close(logged[key], single.series(key), rtol=1e-4, atol=0,
+                                       msg=f"{name}: {key}")
         torch.testing.assert_close(rank0["model"], single_model, rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(rank1["model"], rank0["model"], rtol=0, atol=0)  # DDP keeps replicas equal
 

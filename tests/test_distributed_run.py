@@ -18,8 +18,8 @@ def test_a_two_rank_job_is_one_run_logged_once(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     workdir = new_workdir(tmp_path / "work")
     # E2E w/ AlignerNet trains M without N: DDP has to cope with parameters the loss never uses.
-    assert repro(workdir, "run", "--tier", "tiny", "--only", "e2e-aligner", "--seeds", "0", "--executor", "local",
-                 "--set", "launch.cpu_tasks_per_node=2", "--set", "train.micro_batch_size=4",
+    assert repro(workdir, "run", "--tier", "tiny", "--only", "e2e-aligner", "--seeds", "0", "--executor",
+                 "local", "--set", "launch.cpu_tasks_per_node=2", "--set", "train.micro_batch_size=4",
                  # Every experiment's batch has to split, stage 3's (10 captions) included.
                  "--set", "train.batch_size=16", "--no-report",
                  *FAST) == 0

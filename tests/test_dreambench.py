@@ -16,7 +16,9 @@ from experiments.data.dreambench_layout import (
 )
 from experiments.tiny.dreambench_subjects import PROMPTS_FILE, build_dreambench_fixture
 
-SHARED_PROMPTS_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "dreambench" / "prompts_and_classes.txt"
+SHARED_PROMPTS_FILE = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "dreambench" / "prompts_and_classes.txt"
+)
 # (code) eval/dreambench_prompts.py, LIVE_OBJECT
 OFFICIAL_LIVE_SUBJECTS = {"cat", "cat2", "dog", "dog2", "dog3", "dog5", "dog6", "dog7", "dog8"}
 
@@ -65,7 +67,8 @@ def test_benchmark_prompts_give_live_subjects_the_live_list(prompts, tmp_path):
     subjects = load_subjects(config(fixture.root, subjects=("backpack", "dog")), prompts)
     made = benchmark_prompts(prompts, subjects, [10, 20])
     assert [(p.subject, p.template_index, p.input_prompt, p.caption) for p in made] == [
-        ("backpack", 10, "<i> with a wheat field in the background", "a backpack with a wheat field in the background"),
+        ("backpack", 10, "<i> with a wheat field in the background",
+         "a backpack with a wheat field in the background"),
         ("backpack", 20, "<i>, red", "a red backpack"),
         ("dog", 10, "<i> wearing a red hat", "a dog wearing a red hat"),
         ("dog", 20, "<i>, red", "a red dog"),

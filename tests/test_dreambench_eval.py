@@ -43,7 +43,8 @@ METRICS = {"eval/dino", "eval/clip_i", "eval/clip_t", "eval/dreambench_images", 
 
 @pytest.fixture(scope="module")
 def cfg(tiny_assets) -> DreamBenchConfig:
-    return tiny_dreambench(tiny_assets, subjects=("backpack", "dog"), templates=(0, 10, 20), steps=2, generate_size=32, batch_size=2)
+    return tiny_dreambench(tiny_assets, subjects=("backpack", "dog"), templates=(0, 10, 20), steps=2,
+                           generate_size=32, batch_size=2)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,8 @@ def kosmos_g(tiny_assets) -> tuple[KosmosGConditioner, ImageDecoder]:
     mllm = MLLMEncoder.from_pretrained(str(tiny_assets / "kosmos2"))
     target = ClipTextTarget.from_pretrained(str(tiny_assets / "sd"))
     torch.manual_seed(0)
-    aligner = aligner_for(AlignerConfig(layers=1, width=32, ffn=64, heads=2, max_source_len=256), mllm, target)
+    aligner = aligner_for(AlignerConfig(layers=1, width=32, ffn=64, heads=2, max_source_len=256), mllm,
+                          target)
     return KosmosGConditioner(mllm, aligner).eval(), ImageDecoder.from_pretrained(str(tiny_assets / "sd"))
 
 
@@ -116,7 +118,8 @@ def test_the_scores_are_means_over_images_of_the_papers_cosines(evaluated, cfg, 
     cosines: dict[str, list[float]] = {"dino": [], "clip_i": [], "clip_t": [], "dino_all_photos": []}
     subjects = load_subjects(cfg, read_prompts_file(cfg.prompts))
     # (code) the official input photos, not the first
-    assert {subject.name: subject.input_photo.name for subject in subjects} == {"backpack": "02.jpg", "dog": "02.jpg"}
+    input_names = {subject.name: subject.input_photo.name for subject in subjects}
+    assert input_names == {"backpack": "02.jpg", "dog": "02.jpg"}
     inputs = {subject.name: Image.open(subject.input_photo) for subject in subjects}
     for (subject, template), caption in CAPTIONS.items():
         photos = subject_photos(cfg, subject)
@@ -142,7 +145,8 @@ def test_images_do_not_depend_on_how_they_are_batched(evaluated, cfg, kosmos_g, 
         seed=0, folder=tmp_path, progress=False,
     )
     for name in ("backpack/20_0.png", "dog/20_0.png"):
-        assert np.abs(pixels(tmp_path / name) - pixels(run_dir / "dreambench" / "generated" / name)).max() <= 2
+        in_run = run_dir / "dreambench" / "generated" / name
+        assert np.abs(pixels(tmp_path / name) - pixels(in_run)).max() <= 2
 
 
 def test_the_oracle_compares_photos_of_one_subject_and_beats_pairs_of_two(cfg):
@@ -158,6 +162,7 @@ def test_the_oracle_compares_photos_of_one_subject_and_beats_pairs_of_two(cfg):
         features = {subject: encoder.image_features(images) for subject, images in photos.items()}
         within = [float(f[i] @ f[j]) for f in features.values() for i in range(len(f)) for j in range(i)]
         across = [float(features[a][i] @ features[b][j])
-                  for a in photos for b in photos if a < b for i in range(len(features[a])) for j in range(len(features[b]))]
+                  for a in photos for b in photos if a < b
+                  for i in range(len(features[a])) for j in range(len(features[b]))]
         assert oracle[key] == pytest.approx(np.mean(within), abs=1e-5)
         assert oracle[key] > np.mean(across) + 0.1

@@ -24,7 +24,8 @@ def scorers(tmp_path_factory) -> tuple[DinoEncoder, ClipEncoder]:
     root = tmp_path_factory.mktemp("scorers")
     save_tiny_dino(root / "dino")
     save_tiny_clip(root / "clip")
-    return DinoEncoder.from_pretrained(str(root / "dino"), CPU), ClipEncoder.from_pretrained(str(root / "clip"), CPU)
+    dino = DinoEncoder.from_pretrained(str(root / "dino"), CPU)
+    return dino, ClipEncoder.from_pretrained(str(root / "clip"), CPU)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,8 @@ def test_clip_t_is_the_cosine_clip_itself_computes(scorers, photos):
 def test_features_do_not_depend_on_the_batch_split(scorers, photos, monkeypatch):
     dino, clip = scorers
     images = photos["dog"] + photos["teapot"]
-    whole = dino.image_features(images), clip.image_features(images), clip.text_features(["a dog", "a red dog"] * 3)
+    texts = ["a dog", "a red dog"] * 3
+    whole = dino.image_features(images), clip.image_features(images), clip.text_features(texts)
     monkeypatch.setattr("experiments.evaluation.similarity.BATCH_SIZE", 2)
-    split = dino.image_features(images), clip.image_features(images), clip.text_features(["a dog", "a red dog"] * 3)
+    split = dino.image_features(images), clip.image_features(images), clip.text_features(texts)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(whole, split))

@@ -47,7 +47,8 @@ class PhotoCountingConditioner:
 
 @pytest.fixture(scope="module")
 def cfg(tiny_assets) -> DreamBenchConfig:
-    return tiny_dreambench(tiny_assets, subjects=("backpack", "dog", "teapot"), templates=(0, 20, 24), generate_size=16, batch_size=2)
+    return tiny_dreambench(tiny_assets, subjects=("backpack", "dog", "teapot"), templates=(0, 20, 24),
+                           generate_size=16, batch_size=2)
 
 
 def generate(cfg: DreamBenchConfig, folder: Path, shard: tuple[int, int]) -> int:
@@ -55,8 +56,9 @@ def generate(cfg: DreamBenchConfig, folder: Path, shard: tuple[int, int]) -> int
     subjects = load_subjects(cfg, prompts_file)
     decoder = NoiseDecoder()
     generate_dreambench_images(
-        PhotoCountingConditioner(), decoder, cfg, subjects, benchmark_prompts(prompts_file, subjects, cfg.templates),
-        seed=5, folder=folder, progress=False, shard=shard,
+        PhotoCountingConditioner(), decoder, cfg, subjects,
+        benchmark_prompts(prompts_file, subjects, cfg.templates), seed=5, folder=folder, progress=False,
+        shard=shard,
     )
     return decoder.made
 
@@ -73,12 +75,14 @@ def test_shards_make_each_image_once_and_the_single_process_set(cfg, tmp_path):
 
 
 def evaluate(cfg: DreamBenchConfig, run_dir: Path) -> dict[str, float]:
-    return evaluate_dreambench(PhotoCountingConditioner(), NoiseDecoder(), cfg, seed=5, run_dir=run_dir, progress=False)
+    return evaluate_dreambench(PhotoCountingConditioner(), NoiseDecoder(), cfg, seed=5, run_dir=run_dir,
+                               progress=False)
 
 
 def _rank(rank: int, world: int, folder: Path, cfg: DreamBenchConfig) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{folder / 'rendezvous'}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"file://{folder / 'rendezvous'}", rank=rank,
+                            world_size=world)
     try:
         torch.save(evaluate(cfg, folder / "sharded"), folder / f"metrics-{rank}.pt")
     finally:

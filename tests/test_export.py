@@ -81,7 +81,8 @@ def test_the_export_is_safetensors_json_and_text_only(exported):
     config = json.loads((exported / "config.json").read_text())
     assert config["repro"]["config_hash"] == "0123456789ab" and config["repro"]["git_commit"] == "abc123"
     card = (exported / "README.md").read_text()
-    for fact in ("AlignerNet 12 layers", "table2", "0123456789ab", "abc123", "`eval/fid` | 4.5", "from_pretrained"):
+    for fact in ("AlignerNet 12 layers", "table2", "0123456789ab", "abc123", "`eval/fid` | 4.5",
+                 "from_pretrained"):
         assert fact in card, fact
 
 
@@ -158,11 +159,12 @@ def test_generate_on_an_mlflow_run_id_uses_its_logged_export(exported, tiny_asse
     run_id = store.create_run({tags.KIND: "run", tags.CONFIG_HASH: "0123456789ab"})
     store.client.log_artifacts(run_id, str(exported), tags.MODEL_ARTIFACT)
     photo = sorted((tiny_assets / "dreambench" / "dog").glob("*.jpg"))[0]
-    assert repro_main(["--workdir", str(tmp_path), "generate", "--checkpoint", run_id, "--tracking-uri", store.uri,
-                       "--prompt", PROMPT, "--image", str(photo), "-n", "1", "--steps", "2", "--size", "32",
-                       "--out", str(tmp_path / "out")]) == 0
+    assert repro_main(["--workdir", str(tmp_path), "generate", "--checkpoint", run_id, "--tracking-uri",
+                       store.uri, "--prompt", PROMPT, "--image", str(photo), "-n", "1", "--steps", "2",
+                       "--size", "32", "--out", str(tmp_path / "out")]) == 0
     assert [p.name for p in (tmp_path / "out").glob("*.png")] == ["0-0.png"]
-    assert (tmp_path / ".cache" / "mlflow-models" / run_id / tags.MODEL_ARTIFACT / "aligner.safetensors").is_file()
+    downloaded = tmp_path / ".cache" / "mlflow-models" / run_id / tags.MODEL_ARTIFACT
+    assert (downloaded / "aligner.safetensors").is_file()
 
 
 def test_export_refuses_a_folder_holding_other_things(workdir, tmp_path, capsys):
@@ -182,7 +184,8 @@ def test_a_stage3_export_carries_the_trained_mllm(workdir, tiny_assets, tmp_path
     CheckpointStore(run_dir / "checkpoints").save(6, {"model": trainable.state_dict()})
     record = json.loads((stage2 / "config.json").read_text())
     (run_dir / "config.json").write_text(json.dumps({**record, "config": asdict(config)}))
-    assert repro_main(["--workdir", str(tmp_path), "export", str(run_dir), "--out", str(tmp_path / "out")]) == 0
+    command = ["--workdir", str(tmp_path), "export", str(run_dir), "--out", str(tmp_path / "out")]
+    assert repro_main(command) == 0
     loaded = KosmosGConditioner.from_pretrained(tmp_path / "out")
     torch.testing.assert_close(loaded.mllm.model.text_model.model.layer_norm.weight,
                                trainable["mllm"].model.text_model.model.layer_norm.weight, rtol=0, atol=0)

@@ -55,8 +55,8 @@ def tiny_disk(tmp_path: Path):
     """A 256 KiB tmpfs, where this test may mount one (root, a kernel that allows it)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True,
-                          text=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'mount failed'}); needs root in a "
                     "sandbox that allows mounts")
@@ -80,8 +80,8 @@ def test_status_and_report_never_create_a_store(tmp_path: Path, capsys):
     for command in (["status", "--tier", "tiny"], ["report", "--tier", "tiny"]):
         assert repro(workdir, *command) == 2
         error = capsys.readouterr().err
-        assert error.strip() == (f"repro: no MLflow store at {workdir.resolve() / 'mlflow.db'} (is --workdir the "
-                                 "folder `repro run` used? or pass --tracking-uri)")
+        assert error.strip() == (f"repro: no MLflow store at {workdir.resolve() / 'mlflow.db'} "
+                                 "(is --workdir the folder `repro run` used? or pass --tracking-uri)")
     assert not (workdir / "mlflow.db").exists()
 
 
@@ -91,4 +91,5 @@ def test_a_store_that_is_not_a_database_is_named(tmp_path: Path, capsys):
     for command in (["status", "--tier", "tiny"], ["report", "--tier", "tiny"], ["run", "--tier", "tiny"]):
         assert repro(workdir, *command) == 2
         error = capsys.readouterr().err.strip().splitlines()
-        assert error[-1] == f"repro: {workdir.resolve() / 'mlflow.db'} is not an MLflow store: not a SQLite database"
+        database = workdir.resolve() / "mlflow.db"
+        assert error[-1] == f"repro: {database} is not an MLflow store: not a SQLite database"

@@ -224,8 +224,8 @@ def test_shards_split_the_batches_between_them(tmp_path: Path) -> None:
     assert made == [1]  # batches 0..3; every third from batch 1
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["000002.png", "000003.png"]
     with pytest.raises(ValueError, match="shard 3 of 3"):
-        generate_images(generate, captions, tmp_path, batch_size=2, resolution=8, progress=False, shard=(3, 3),
-                        antialias=False)
+        generate_images(generate, captions, tmp_path, batch_size=2, resolution=8, progress=False,
+                        shard=(3, 3), antialias=False)
 
 
 class _Payload:

@@ -18,7 +18,8 @@ class NoiseDecoder:
     """Stands in for the SD decoder: an image that depends only on the generator's seed."""
 
     def sample(self, condition, null_condition, *, guidance, steps, sampler, height, width, generator):
-        pixels = torch.randint(0, 256, (len(condition), height, width, 3), generator=generator, dtype=torch.uint8)
+        pixels = torch.randint(0, 256, (len(condition), height, width, 3), generator=generator,
+                               dtype=torch.uint8)
         return [Image.fromarray(p.numpy()) for p in pixels]
 
 
@@ -42,7 +43,8 @@ def evaluate(run_dir: Path, assets: Path) -> dict[str, float]:
 
 
 def _rank(rank: int, world: int, folder: Path, assets: Path) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{folder / 'rendezvous'}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"file://{folder / 'rendezvous'}", rank=rank,
+                            world_size=world)
     try:
         metrics = evaluate(folder / "sharded", assets)
         torch.save(metrics, folder / f"metrics-{rank}.pt")

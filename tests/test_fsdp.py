@@ -66,11 +66,14 @@ def objective_for(config: RunConfig) -> Objective:
 def instruct_config(assets: Path, stage2_dir: Path, parallelism: str) -> RunConfig:
     # Micro-batches of one row: some put images on one rank and none on the other (asserted).
     # QUICK's 4 warm-up steps would exceed these 3 steps.
-    return stage3_config(assets, stage2_dir, {"train.optim.warmup_steps": 1, **IN_PROCESS}, steps=3, batch_size=4,
-                         micro_batch_size=1, eval_every=3, checkpoint_every=3, parallelism=parallelism)
+    return stage3_config(assets, stage2_dir, {"train.optim.warmup_steps": 1, **IN_PROCESS}, steps=3,
+                         batch_size=4, micro_batch_size=1, eval_every=3, checkpoint_every=3,
+                         parallelism=parallelism)
 
 
-def _train_and_record(config: RunConfig, folder: Path, name: str, rank: int, earlier: dict | None = None) -> None:
+def _train_and_record(
+    config: RunConfig, folder: Path, name: str, rank: int, earlier: dict | None = None
+) -> None:
     objective = objective_for(config)
     tracker = RecordingTracker()
     train(objective, config.train, folder / name, tracker, progress=False)
@@ -109,11 +112,12 @@ def _rank(rank: int, world: int, folder: Path, assets: Path) -> None:
         # written), it ends the same.
         if rank == 0:
             shutil.copytree(folder / "fsdp", folder / "fsdp-fallback")
-            with open(_shard_files(folder / "fsdp-fallback" / "checkpoints" / f"step-{STEPS:08d}")[1], "r+b") as shard:
+            last = folder / "fsdp-fallback" / "checkpoints" / f"step-{STEPS:08d}"
+            with open(_shard_files(last)[1], "r+b") as shard:
                 shard.truncate(100)
         dist.barrier()
-        fallback = align_config(assets, IN_PROCESS, parallelism="fsdp", micro_batch_size=2, async_checkpoint=True,
-                                checkpoint_every=1)
+        fallback = align_config(assets, IN_PROCESS, parallelism="fsdp", micro_batch_size=2,
+                                async_checkpoint=True, checkpoint_every=1)
         _train_and_record(fallback, folder, "fsdp-fallback", rank)
         for parallelism in ("ddp", "fsdp"):  # stage 3 from the FSDP run's checkpoint
             config = instruct_config(assets, folder / "fsdp", parallelism)
@@ -143,7 +147,8 @@ def test_two_fsdp_ranks_train_checkpoint_resume_and_evaluate_like_one_process(ti
     with torch.no_grad():
         single_alone = single.conditioner(PROMPT)
     single_model = single.trainable.state_dict()
-    single_optimizer = load_state(tmp_path / "single" / "checkpoints" / "step-00000006" / "state.pt")["optimizer"]
+    single_state = load_state(tmp_path / "single" / "checkpoints" / "step-00000006" / "state.pt")
+    single_optimizer = single_state["optimizer"]
     trainable_names = [name for name, param in single.trainable.named_parameters() if param.requires_grad]
     mp.spawn(_rank, args=(2, tmp_path, tiny_assets), nprocs=2, join=True)
 
@@ -153,11 +158,14 @@ def test_two_fsdp_ranks_train_checkpoint_resume_and_evaluate_like_one_process(ti
         for key in ("train/loss", "train/mse_loss", "train/grad_norm", "heldout/mse_loss"):
             expected = single_tracker.series(key)
             resumed = _series(rank0, key)  # logged from the step after the checkpoint it resumed from
-            torch.testing.assert_close(resumed, expected[-len(resumed):], rtol=1e-4, atol=0, msg=f"{name}: {key}")
+            torch.testing.assert_close(resumed, expected[-len(resumed):], rtol=1e-4, atol=0,
+                                       msg=f"{name}: {key}")
             if rank0["earlier"] and key in rank0["earlier"]:  # the interrupted run's, up to its end
                 before = [value for _, value in rank0["earlier"][key]]
-                torch.testing.assert_close(before, expected[:len(before)], rtol=1e-4, atol=0, msg=f"{name}: {key}")
-        assert [step for step, _ in rank0["metrics"]["train/loss"]] == list(range(RESUMED_FROM + 1, STEPS + 1))
+                torch.testing.assert_close(before, expected[:len(before)], rtol=1e-4, atol=0,
+                                           msg=f"{name}: {key}")
+        logged_steps = [step for step, _ in rank0["metrics"]["train/loss"]]
+        assert logged_steps == list(range(RESUMED_FROM + 1, STEPS + 1))
         assert not any(isinstance(value, DTensor) for value in rank0["model"].values())
         torch.testing.assert_close(rank0["model"], single_model, rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(rank1["model"], rank0["model"], rtol=0, atol=0)  # both whole again
@@ -169,7 +177,8 @@ def test_two_fsdp_ranks_train_checkpoint_resume_and_evaluate_like_one_process(ti
         written = tmp_path / name / "checkpoints" / "step-00000006"
         files = _shard_files(written)
         assert len(files) == 2 and not (written / "model.safetensors").exists()
-        assert sorted(p.name for p in (written / SHARDED).iterdir()) == sorted([LAYOUT, *(p.name for p in files)])
+        assert sorted(p.name for p in (written / SHARDED).iterdir()) == sorted(
+            [LAYOUT, *(p.name for p in files)])
         sizes = [p.stat().st_size for p in files]
         assert all(size < 0.75 * sum(sizes) for size in sizes), sizes
         fresh_objective(config).trainable.load_state_dict(trained_weights(written))
@@ -184,7 +193,8 @@ def test_two_fsdp_ranks_train_checkpoint_resume_and_evaluate_like_one_process(ti
                                                      for group in _groups(single_optimizer)]
     # keep = 2 of the asynchronous checkpoints at 4, 5 and 6, beside the damaged one set aside.
     older, newest, aside = sorted(p.name for p in (tmp_path / "fsdp-fallback" / "checkpoints").iterdir())
-    assert (older, newest) == ("step-00000005", "step-00000006") and aside.startswith("step-00000006.corrupt-")
+    assert (older, newest) == ("step-00000005", "step-00000006")
+    assert aside.startswith("step-00000006.corrupt-")
     assert [step for step, _ in torch.load(tmp_path / "fsdp-0.pt")["earlier"]["train/loss"]] == list(
         range(1, STOPPED_AT))
     _refuses_damaged_and_planted_shards(tmp_path / "fsdp" / "checkpoints", tmp_path)

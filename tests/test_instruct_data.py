@@ -30,7 +30,10 @@ CIRCLE = {"word": "circle", "start": 6, "end": 12, "segment": "segments/circle.p
 SQUARE = {"word": "square", "start": 24, "end": 30, "segment": "segments/square.png",
           "segment_white": "segments/square_white.png"}
 COMPOSITIONAL = {"caption": CAPTION, "image": "images/a.png", "entities": [SQUARE, CIRCLE]}
-EDIT = {"source": "images/a.png", "instruction": "make the circle blue", "target": "images/b.png", "caption": CAPTION}
+EDIT = {
+    "source": "images/a.png", "instruction": "make the circle blue", "target": "images/b.png",
+    "caption": CAPTION,
+}
 CAPTIONED = {"image": "images/b.png", "caption": "a small green triangle"}
 
 
@@ -68,7 +71,9 @@ def test_each_kind_loads_its_fields_with_paths_under_the_manifest_folder(folder:
             Entity("square", 24, 30, folder / "segments/square.png", folder / "segments/square_white.png"),
         )),
     )
-    edits = load_edits(write_jsonl(folder / "e.jsonl", [EDIT, {**EDIT, "caption": None}, {**EDIT, "caption": 1}]))
+    edits = load_edits(
+        write_jsonl(folder / "e.jsonl", [EDIT, {**EDIT, "caption": None}, {**EDIT, "caption": 1}])
+    )
     assert edits.rows == (
         EditRow(folder / "images/a.png", "make the circle blue", folder / "images/b.png", CAPTION),
         EditRow(folder / "images/a.png", "make the circle blue", folder / "images/b.png", None),
@@ -84,11 +89,12 @@ def test_each_kind_loads_its_fields_with_paths_under_the_manifest_folder(folder:
     [
         (load_captioned, CAPTIONED, {**CAPTIONED, "image": "images/corrupt.png"}, "corrupt_image"),
         (load_captioned, CAPTIONED, {**CAPTIONED, "image": "images/truncated.png"}, "corrupt_image"),
-        (load_captioned, {**CAPTIONED, "image": "images/whole.jpg"}, {**CAPTIONED, "image": "images/truncated.jpg"},
-         "corrupt_image"),
+        (load_captioned, {**CAPTIONED, "image": "images/whole.jpg"},
+         {**CAPTIONED, "image": "images/truncated.jpg"}, "corrupt_image"),
         (load_captioned, CAPTIONED, {**CAPTIONED, "image": "images/gone.png"}, "missing_image"),
         (load_edits, EDIT, {**EDIT, "target": "images/corrupt.png"}, "corrupt_image"),
-        (load_compositional, COMPOSITIONAL, {**COMPOSITIONAL, "image": "images/corrupt.png"}, "corrupt_image"),
+        (load_compositional, COMPOSITIONAL, {**COMPOSITIONAL, "image": "images/corrupt.png"},
+         "corrupt_image"),
         (load_compositional, COMPOSITIONAL,
          {**COMPOSITIONAL, "entities": [CIRCLE, {**SQUARE, "segment_white": "images/corrupt.png"}]},
          "corrupt_image"),
@@ -102,7 +108,8 @@ def test_each_kind_loads_its_fields_with_paths_under_the_manifest_folder(folder:
          {**COMPOSITIONAL, "entities": [{**SQUARE, "start": 24, "end": 99}]}, "entity_not_in_caption"),
         (load_compositional, COMPOSITIONAL, {**COMPOSITIONAL, "entities": [CIRCLE, CIRCLE]}, "bad_field"),
         (load_compositional, COMPOSITIONAL, {**COMPOSITIONAL, "entities": []}, "bad_field"),
-        (load_compositional, COMPOSITIONAL, {**COMPOSITIONAL, "entities": [{**CIRCLE, "start": True}]}, "bad_field"),
+        (load_compositional, COMPOSITIONAL, {**COMPOSITIONAL, "entities": [{**CIRCLE, "start": True}]},
+         "bad_field"),
         (load_compositional, COMPOSITIONAL, {"caption": CAPTION, "image": "images/a.png"}, "missing_field"),
         (load_edits, EDIT, {**EDIT, "instruction": None}, "missing_field"),
         (load_edits, EDIT, {**EDIT, "instruction": "  "}, "bad_field"),

@@ -73,7 +73,9 @@ def test_stage3_trains_the_mllm_and_m_only_and_evaluates_both_benchmarks(tiny_as
     assert any(k.startswith("mllm.model.text_model.") for k in changed)
     assert any(k.startswith("mllm.model.image_to_text_projection.") for k in changed)
     assert not any(k.startswith("aligner.n.") for k in changed)  # N is stage 2's alone
-    layers = len({k.split(".layers.")[1].split(".")[0] for k in trained if "vision_model.model.encoder.layers." in k})
+    layers = len(
+        {k.split(".layers.")[1].split(".")[0] for k in trained if "vision_model.model.encoder.layers." in k}
+    )
     last = f"mllm.model.vision_model.model.encoder.layers.{layers - 1}."
     vision = {k for k in changed if "vision_model" in k}
     assert vision and all(k.startswith(last) or "post_layernorm" in k for k in vision)
@@ -84,7 +86,8 @@ def test_generate_writes_images_from_a_run_and_two_input_images(tiny_assets, sta
     out = tmp_path / "out"
     command = ["--workdir", str(tmp_path), "generate", "--checkpoint", str(stage2_dir),
                "--prompt", "<i> wearing <i> in the jungle", "-n", "3", "--steps", "2", "--size", "32"]
-    assert repro_main([*command, "--image", str(photos[0]), "--image", str(photos[1]), "--out", str(out)]) == 0
+    assert repro_main([*command, "--image", str(photos[0]), "--image", str(photos[1]),
+                       "--out", str(out)]) == 0
     assert sorted(p.name for p in out.glob("*.png")) == ["0-0.png", "0-1.png", "0-2.png"]
     # One image too few for the prompt's placeholders: a clear error, nothing written.
     assert repro_main([*command, "--image", str(photos[0]), "--out", str(tmp_path / "none")]) == 2

@@ -27,15 +27,17 @@ def test_tiers_and_overrides_layer_the_launch_settings(tmp_path):
     assert all(run.launch == LaunchConfig() for run in tiny(tmp_path).runs)
     paper = full(tmp_path).runs[0].launch
     assert (paper.executor, paper.nodes, paper.gpus_per_node, paper.world_size) == ("slurm", 4, 8, 32)
-    changed = full(tmp_path / "again", overrides=["launch.partition=a100", "launch.sbatch={ exclusive = \"\" }",
-                                        "launch.setup=[\"module load cuda\"]"]).runs[0].launch
+    changed = full(tmp_path / "again", overrides=[
+        "launch.partition=a100", "launch.sbatch={ exclusive = \"\" }", "launch.setup=[\"module load cuda\"]",
+    ]).runs[0].launch
     assert (changed.partition, changed.sbatch, changed.setup, changed.nodes) == (
         "a100", {"exclusive": ""}, ("module load cuda",), 4)
 
 
 def test_launch_settings_do_not_change_a_runs_id(tmp_path):
     local = {run.config_hash for run in tiny(tmp_path).runs}
-    slurm = {run.config_hash for run in tiny(tmp_path, overrides=["launch.executor=slurm", "launch.nodes=2"]).runs}
+    on_slurm = tiny(tmp_path, overrides=["launch.executor=slurm", "launch.nodes=2"])
+    slurm = {run.config_hash for run in on_slurm.runs}
     assert local == slurm
 
 
@@ -56,7 +58,8 @@ def test_paper_scale_sbatch_asks_for_what_the_config_says(tmp_path):
     matrix = full(tmp_path, only=["aligner-12", "aligner-24"],
                   overrides=["launch.partition=a100", "launch.account=kosmos", "launch.qos=high",
                              "launch.constraint=a100-80g", "launch.array_parallelism=1",
-                             "launch.sbatch={ mail-type = \"END\" }", "launch.setup=[\"module load cuda/12.1\"]"])
+                             "launch.sbatch={ mail-type = \"END\" }",
+                             "launch.setup=[\"module load cuda/12.1\"]"])
     (group,) = slurm_arrays(list(matrix.runs))
     assert len(group) == 2
     script = sbatch_script(group[0].launch, tmp_path / "jobs" / "%j", array_size=len(group))

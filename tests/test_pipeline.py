@@ -88,10 +88,13 @@ def test_table2_matrix_end_to_end(workdir, monkeypatch):
 
     # Read back from MLflow into a log file: no progress bars (artifact downloads, model loading).
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    report = subprocess.run([sys.executable, "-m", "repro.cli", "--workdir", str(workdir), "report", "--tier", "tiny"],
-                            cwd=ROOT, env=env, capture_output=True, text=True)
+    report = subprocess.run(
+        [sys.executable, "-m", "repro.cli", "--workdir", str(workdir), "report", "--tier", "tiny"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
     assert report.returncode == 0 and "table2.md" in report.stdout, report.stderr[-2000:]
-    assert not [line for line in (report.stdout + report.stderr).splitlines() if "it/s]" in line or "%|" in line]
+    printed = (report.stdout + report.stderr).splitlines()
+    assert not [line for line in printed if "it/s]" in line or "%|" in line]
 
     # Running the same plan again launches nothing: every config already finished.
     assert repro(workdir, "run", "--tier", "tiny", "--table", "table2", "--seeds", "0",
@@ -104,10 +107,14 @@ def test_killed_run_resumes_into_the_same_mlflow_run(workdir):
     env.pop("MLFLOW_TRACKING_URI", None)
     command = [sys.executable, "-m", "repro.cli", "--workdir", str(workdir), "run", "--tier", "tiny",
                "--only", "aligner-12", "--seeds", "1", "--executor", "debug", "--no-report",
-               *ONE_THREAD, "--set", "train.steps=200", "--set", "train.checkpoint_every=10", *QUICK_LOGS_AND_FID]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               *ONE_THREAD, "--set", "train.steps=200", "--set", "train.checkpoint_every=10",
+               *QUICK_LOGS_AND_FID]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     try:
-        checkpoint = _wait_for(lambda: sorted(workdir.glob("runs/*/checkpoints/step-00000020/model.safetensors")), process)
+        checkpoint = _wait_for(
+            lambda: sorted(workdir.glob("runs/*/checkpoints/step-00000020/model.safetensors")), process
+        )
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()

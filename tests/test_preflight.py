@@ -150,17 +150,19 @@ def test_the_command_samples_fid_once_and_a_failed_stage_names_its_run(tmp_path,
     monkeypatch.setattr(fid, "evaluate_fid", first_one_fails)
     workdir = new_workdir(tmp_path / "work")
     status = repro(workdir, "preflight", "--only", "sd-v1-5", "--only", "decoder-12", "--only", "aligner-12",
-                   "--seeds", "0", "--set", "aligner.layers=2", "--set", "fid.feature_extractor=tiny-random-conv",
-                   "--budget-gb", "4")
+                   "--seeds", "0", "--set", "aligner.layers=2",
+                   "--set", "fid.feature_extractor=tiny-random-conv", "--budget-gb", "4")
     assert status == 1
     rows = {row["run"]: row for row in json.loads((workdir / "reports" / "preflight.json").read_text())}
-    baseline, aligner, decoder = rows["SD v1.5 seed=0"], rows["12-Layers AlignerNet seed=0"], rows["12-Layers Decoder seed=0"]
+    baseline = rows["SD v1.5 seed=0"]
+    aligner, decoder = rows["12-Layers AlignerNet seed=0"], rows["12-Layers Decoder seed=0"]
     assert baseline["failed"] == "fid: RuntimeError: planted"
     assert f"preflight failed: SD v1.5 seed=0 ({baseline['config_hash']}): fid: RuntimeError: planted" in (
         capsys.readouterr().err)
     assert not aligner["failed"] and not decoder["failed"] and len(calls) == 2
     assert any(line.startswith("FID images: 2 at") for line in decoder["basis"])  # plan order: decoder first
-    assert any(line.startswith("FID images: sampled in 12-Layers Decoder seed=0") for line in aligner["basis"])
+    assert any(line.startswith("FID images: sampled in 12-Layers Decoder seed=0")
+               for line in aligner["basis"])
     for row in (decoder, aligner):
         assert set(row["seconds"]) == {"load", "predict", "train", "fid"}
         assert row["seconds_per_item"] > 0 and row["peak_measured_gib"] > 0 and row["peak_predicted_gib"] > 0

@@ -60,7 +60,9 @@ def test_the_clip_limit_is_tested_before_the_sentencepiece_one(tiny_assets):
     assert CaptionItem(clip, 75, mllm, 100)(Record(long)) == long
 
 
-@pytest.mark.parametrize("experiment, kind", [("e2e-linear", "linear"), ("e2e-aligner", "aligner"), ("sd-v1-5", "aligner")])
+@pytest.mark.parametrize(
+    "experiment, kind", [("e2e-linear", "linear"), ("e2e-aligner", "aligner"), ("sd-v1-5", "aligner")]
+)
 def test_recipes_train_then_score_fid(tiny_assets, tmp_path, experiment, kind):
     config = tiny_config(tiny_assets, experiment, steps=6, log_every=1, eval_every=3, checkpoint_every=3)
     config = replace(config, aligner=replace(config.aligner, kind=kind))

@@ -61,7 +61,8 @@ def test_constants_are_params_and_inputs_are_datasets(tmp_path):
     captions.write_text('{"caption": "a dog"}\n{"caption": "a cat"}\n')
     tracker.log_inputs([DataInput("data.train", "training", str(captions), 2)])
     run = client.get_run(run_id)
-    assert run.data.params == {"train/world_size": "2", "train/grad_accumulation": "1"} and not run.data.metrics
+    assert run.data.params == {"train/world_size": "2", "train/grad_accumulation": "1"}
+    assert not run.data.metrics
     (used,) = run.inputs.dataset_inputs
     assert (used.dataset.name, used.tags[0].value) == ("data.train", "training")
     assert str(captions) in used.dataset.source and '"num_rows": 2' in used.dataset.profile
@@ -82,7 +83,7 @@ def test_ui_prints_the_runs_table_of_mlflow_3(tmp_path, monkeypatch, capsys):
     (command,) = executed
     assert command[2:4] == ["mlflow", "ui"] and command[command.index("--host") + 1] == "127.0.0.1"
     # The installed UI has that route and reads that parameter (MLflow 3 otherwise opens GenAI's overview).
-    bundle = "".join(p.read_text(errors="ignore") for p in
-                     (Path(mlflow.__file__).parent / "server" / "js" / "build" / "static" / "js").glob("*.js"))
+    scripts = Path(mlflow.__file__).parent / "server" / "js" / "build" / "static" / "js"
+    bundle = "".join(p.read_text(errors="ignore") for p in scripts.glob("*.js"))
     assert "/experiments/:experimentId/runs" in bundle and '"workflowType"' in bundle
     assert 'MACHINE_LEARNING="machine_learning"' in bundle

@@ -58,10 +58,14 @@ BAD = {
                         ("metirc: unknown key", "did you mean 'metric'")),
     "unknown space key": (('"train.optim.lr" = {', '"train.optim.lrr" = {'),
                           ("space.train.optim.lrr", "did you mean 'lr'")),
-    "range on a text field": (('"aligner.layers" = { choices = [1, 2] }', '"aligner.kind" = { low = 1, high = 2 }'),
-                              ("space.aligner.kind", "use choices")),
-    "launch setting in the space": (('"aligner.layers" = { choices = [1, 2] }', '"launch.nodes" = { choices = [1, 2] }'),
-                                    ("space.launch.nodes", "cannot be searched")),
+    "range on a text field": (
+        ('"aligner.layers" = { choices = [1, 2] }', '"aligner.kind" = { low = 1, high = 2 }'),
+        ("space.aligner.kind", "use choices"),
+    ),
+    "launch setting in the space": (
+        ('"aligner.layers" = { choices = [1, 2] }', '"launch.nodes" = { choices = [1, 2] }'),
+        ("space.launch.nodes", "cannot be searched"),
+    ),
     "float bound on an int field": (("low = 0, high = 5", "low = 0.5, high = 5"),
                                     ("space.train.optim.warmup_steps.low", "expected an integer")),
     "log range from zero": (("low = 1e-4, high = 3e-3", "low = 0.0, high = 3e-3"),
@@ -82,7 +86,8 @@ BAD = {
     "bad override": (("train = { steps = 20 }", 'train = { steps = "many" }'),
                      ("train.steps", "expected an integer")),
     "no space": (('\n[sweep.space]\n"train.optim.lr" = { low = 1e-4, high = 3e-3, log = true }\n'
-                  'train.optim.warmup_steps = { low = 0, high = 5 }\n"aligner.layers" = { choices = [1, 2] }\n', "\n"),
+                  'train.optim.warmup_steps = { low = 0, high = 5 }\n'
+                  '"aligner.layers" = { choices = [1, 2] }\n', "\n"),
                  ("space: required",)),
 }
 
@@ -101,7 +106,8 @@ def test_bad_sweeps_are_rejected_naming_the_sweep_and_key(tmp_path, case):
 
 
 def test_a_sweep_over_an_experiment_with_a_matrix_is_rejected(tmp_path):
-    text = TEXT.replace("aligner = { layers = 12 }", "aligner = { layers = 12 }\nmatrix = { \"train.optim.lr\" = [1e-3, 2e-3] }")
+    text = TEXT.replace("aligner = { layers = 12 }",
+                        "aligner = { layers = 12 }\nmatrix = { \"train.optim.lr\" = [1e-3, 2e-3] }")
     with pytest.raises(ConfigError, match="sweep 'probe': experiment: 'aligner-12' has a matrix"):
         load_sweep(_write(tmp_path, text + GOOD), "probe")
 
@@ -119,13 +125,14 @@ def test_an_unknown_sweep_name_lists_the_sweeps(tmp_path, capsys):
 
 def test_a_trial_is_the_base_run_with_its_params_applied_last(tmp_path):
     path = _write(tmp_path, TEXT + GOOD)
-    runs = TrialRuns(path, load_sweep(path, "probe"), "tiny", ("train.optim.lr=0.5", "train.steps=12"), tmp_path)
+    runs = TrialRuns(path, load_sweep(path, "probe"), "tiny", ("train.optim.lr=0.5", "train.steps=12"),
+                     tmp_path)
     base = runs.base()
     assert (base.config.train.steps, base.config.train.optim.lr) == (12, 0.5)  # --set over the sweep's own
     params = {"train.optim.lr": 2e-4, "train.optim.warmup_steps": 3, "aligner.layers": 2}
     trial = runs.trial("probe.tiny.x", 4, params)
-    assert (trial.config.train.optim.lr, trial.config.train.optim.warmup_steps, trial.config.aligner.layers) == (
-        2e-4, 3, 2)
+    chosen = trial.config
+    assert (chosen.train.optim.lr, chosen.train.optim.warmup_steps, chosen.aligner.layers) == (2e-4, 3, 2)
     assert (trial.table, trial.row, trial.experiment) == ("sweep:probe.tiny.x", "probe #4", "aligner-12")
     assert dict(trial.sweep_point) == params
     # Same params, another trial number or study: another run folder and MLflow run.
@@ -147,7 +154,8 @@ def test_a_sweeps_layers_are_checked_against_its_experiment_only(tmp_path):
 
 def test_a_sweep_of_multi_rank_trials_is_rejected_before_anything_runs(tmp_path, capsys):
     (tmp_path / "experiments.toml").write_text(TEXT)
-    assert main(["--workdir", str(tmp_path), "sweep", "align-lr", "--set", "launch.cpu_tasks_per_node=2"]) == 2
+    command = ["--workdir", str(tmp_path), "sweep", "align-lr", "--set", "launch.cpu_tasks_per_node=2"]
+    assert main(command) == 2
     assert "launch: a trial runs as one rank, not 2" in capsys.readouterr().err
     assert not (tmp_path / ".cache").exists()  # stopped before building the tiny tier's assets
 
@@ -167,8 +175,8 @@ def test_a_space_the_base_config_cannot_take_is_rejected_before_any_trial(tmp_pa
 def test_every_choice_is_checked_too(tmp_path):
     path = _write(tmp_path, TEXT + GOOD.replace("choices = [1, 2]", "choices = [1, 0]"))
     runs = TrialRuns(path, load_sweep(path, "probe"), "tiny", (), tmp_path)
-    with pytest.raises(ConfigError, match=r"space.aligner.layers: 0 is a value of the space, but .*aligner.layers: "
-                                          r"must be >= 1"):
+    with pytest.raises(ConfigError, match=r"space.aligner.layers: 0 is a value of the space, but "
+                                          r".*aligner.layers: must be >= 1"):
         runs.check_space()
     path = _write(tmp_path, TEXT + GOOD)
     TrialRuns(path, load_sweep(path, "probe"), "tiny", (), tmp_path).check_space()  # every end fits

@@ -96,7 +96,8 @@ def repro(workdir: Path, *args: str) -> int:
 def trial_runs(workdir: Path, name: str) -> TrialRuns:
     """What `repro sweep NAME` with SMALL builds its trials from."""
     config = workdir / "experiments.toml"
-    return TrialRuns(config, load_sweep(config, name), "tiny", tuple(SMALL), workdir / ".cache" / "tiny-assets")
+    return TrialRuns(config, load_sweep(config, name), "tiny", tuple(SMALL),
+                     workdir / ".cache" / "tiny-assets")
 
 
 def name_of(runs: TrialRuns) -> str:
@@ -115,8 +116,8 @@ def mlflow(workdir: Path) -> MlflowClient:
 def runs_by_trial(workdir: Path, name: str) -> dict[int, Run]:
     client = mlflow(workdir)
     experiment = client.get_experiment_by_name("kosmos-g")
-    found = client.search_runs([experiment.experiment_id],
-                               filter_string=f"tags.`{sweep_tags.SWEEP}` = '{name}' and tags.`{tags.KIND}` = 'run'")
+    query = f"tags.`{sweep_tags.SWEEP}` = '{name}' and tags.`{tags.KIND}` = 'run'"
+    found = client.search_runs([experiment.experiment_id], filter_string=query)
     return {int(run.data.tags[sweep_tags.TRIAL]): run for run in found}
 
 
@@ -143,7 +144,8 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(workdir, capsy
 
     assert repro(workdir, "sweep", "resume", "--executor", "debug", "--parallel", "1") == 0
     # One word per state, Optuna's: the trials this start ran.
-    assert f"({len(orphans)} resumed): {3 - len(done_before)} complete, 0 pruned, 0 fail" in capsys.readouterr().out
+    summary = f"({len(orphans)} resumed): {3 - len(done_before)} complete, 0 pruned, 0 fail"
+    assert summary in capsys.readouterr().out
 
     after = study(workdir, "resume").trials
     assert [t.number for t in after] == [0, 1, 2]
@@ -173,7 +175,8 @@ def test_each_trial_is_a_child_run_with_its_number_params_and_objective(workdir)
         assert run.info.status == "FINISHED" and run.data.tags[sweep_tags.STATE] == "COMPLETE"
         assert float(run.data.params["sweep.train.optim.lr"]) == trial.params["train.optim.lr"]
         assert float(run.data.params["train.optim.lr"]) == trial.params["train.optim.lr"]
-        assert run.data.metrics[sweep_tags.METRIC_OBJECTIVE] == trial.value == run.data.metrics["heldout/mse_loss"]
+        metrics = run.data.metrics
+        assert metrics[sweep_tags.METRIC_OBJECTIVE] == trial.value == metrics["heldout/mse_loss"]
     # What optuna-dashboard shows: the metric's name, and each trial's run and run folder.
     assert study(workdir, "resume").metric_names == ["heldout/mse_loss"]
     for trial in trials:
@@ -245,9 +248,12 @@ def _finished_and_checkpointed(workdir: Path) -> bool:
     except KeyError:  # the study is not created yet
         return False
     runs = trial_runs(workdir, "resume")
+    def checkpointed(trial) -> bool:
+        run_dir = workdir / "runs" / runs.trial(name_of(runs), trial.number, trial.params).config_hash
+        return bool(list(run_dir.glob("checkpoints/step-*/model.safetensors")))
+
     return any(t.state == TrialState.COMPLETE for t in trials) and any(
-        list((workdir / "runs" / runs.trial(name_of(runs), t.number, t.params).config_hash).glob("checkpoints/step-*/model.safetensors"))
-        for t in trials if t.state == TrialState.RUNNING
+        checkpointed(t) for t in trials if t.state == TrialState.RUNNING
     )
 
 

@@ -34,7 +34,8 @@ def trial_job(tmp_path) -> TrialJob:
     storage = str(tmp_path / "optuna.journal")
     trial = optuna.create_study(study_name=name, storage=open_storage(storage)).ask(distributions(runs.sweep))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    ctx = JobContext(uri, ensure_experiment(MlflowClient(uri), "kosmos-g", tmp_path / "mlartifacts"), "", tmp_path)
+    experiment_id = ensure_experiment(MlflowClient(uri), "kosmos-g", tmp_path / "mlartifacts")
+    ctx = JobContext(uri, experiment_id, "", tmp_path)
     return TrialJob(runs.trial(name, trial.number, trial.params), ctx, storage, runs.sweep, name,
                     trial.number, trial._trial_id, trial.params)
 
@@ -71,7 +72,8 @@ def test_only_a_real_crash_ends_the_trial(trial_job, monkeypatch, ending, state)
         assert trial.user_attrs[sweep_tags.ATTR_FAILURE] == "crashed: RuntimeError: out of disk"
         run = MlflowClient(trial_job.ctx.tracking_uri).get_run(trial.user_attrs[sweep_tags.ATTR_RUN_ID])
         assert run.info.status == "FAILED" and run.data.tags[sweep_tags.STATE] == "FAIL"
-        assert run.data.tags[sweep_tags.TRIAL] == "0" and run.data.tags["config_hash"] == trial_job.spec.config_hash
+        assert run.data.tags[sweep_tags.TRIAL] == "0"
+        assert run.data.tags["config_hash"] == trial_job.spec.config_hash
 
 
 def test_a_kill_while_settling_leaves_the_trial_for_a_resumed_sweep(trial_job, monkeypatch):

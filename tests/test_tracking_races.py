@@ -17,7 +17,8 @@ RUNS = 6
 
 def _log_after_all_arrive(uri: str, run_id: str, source: str, barrier, errors) -> None:
     client = MlflowClient(uri)
-    inputs = [DataInput("data.train", "training", source, 100), DataInput("data.heldout", "heldout", source, 8)]
+    inputs = [DataInput("data.train", "training", source, 100),
+              DataInput("data.heldout", "heldout", source, 8)]
     barrier.wait()
     try:
         MlflowTracker(client, run_id).log_inputs(inputs)

@@ -43,9 +43,11 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
 
 
 def test_divergence_ends_the_run_with_a_reason(tmp_path):
-    outcome = train(Regression(scale=float("nan")), train_config(20), tmp_path, RecordingTracker(), progress=False)
+    outcome = train(Regression(scale=float("nan")), train_config(20), tmp_path, RecordingTracker(),
+                    progress=False)
     assert outcome.failure is not None and outcome.failure.startswith("diverged at step 1")
-    exploding = train(Regression(scale=1e9), train_config(20), tmp_path / "b", RecordingTracker(), progress=False)
+    exploding = train(Regression(scale=1e9), train_config(20), tmp_path / "b", RecordingTracker(),
+                      progress=False)
     assert exploding.failure is not None and "diverged" in exploding.failure
 
 

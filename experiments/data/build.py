@@ -27,6 +27,7 @@ import logging
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,7 +66,7 @@ _SEGMENTS_PER_FOLDER = 1000  # rows per segments/ subfolder, so no folder grows 
 class Segmenter(Protocol):
     """Text-prompted segmentation: CLIPSeg in the paper (experiments/data/clipseg.py)."""
 
-    def __call__(self, image: Image.Image, words: list[str]) -> list[np.ndarray | torch.Tensor]:
+    def __call__(self, image: Image.Image, words: list[str]) -> Sequence[np.ndarray | torch.Tensor]:
         """One mask per word, values in [0, 1], each image.height x image.width (a square here)."""
         ...
 
@@ -89,13 +90,17 @@ class BuildStats:
     rows_without_entities: int  # rows dropped because every entity was skipped
 
     def summary(self) -> str:
-        skipped_rows = ", ".join(f"{reason}={n}" for reason, n in self.skipped_input_rows.items() if n) or "none"
-        skipped_entities = ", ".join(f"{reason}={n}" for reason, n in self.skipped_entities.items() if n) or "none"
+        skipped_rows = _counts(self.skipped_input_rows)
+        skipped_entities = _counts(self.skipped_entities)
         return (
             f"wrote {self.rows_written} row(s) with {self.segments_written} segment(s) to {self.manifest} "
             f"from {self.rows_read} usable input row(s); input rows skipped: {skipped_rows}; entities "
             f"skipped: {skipped_entities}; rows left without any entity: {self.rows_without_entities}"
         )
+
+
+def _counts(by_reason: dict[str, int]) -> str:
+    return ", ".join(f"{reason}={n}" for reason, n in by_reason.items() if n) or "none"
 
 
 def build_compositional(
@@ -137,7 +142,9 @@ def build_compositional(
     )
     if not rows_written:
         partial.unlink()
-        raise ManifestError(f"no compositional row could be built from {captioned_manifest}: {stats.summary()}")
+        raise ManifestError(
+            f"no compositional row could be built from {captioned_manifest}: {stats.summary()}"
+        )
     partial.replace(manifest)
     if loaded.total_skipped or any(skipped.values()):
         log.warning("%s", stats.summary())
@@ -214,7 +221,9 @@ def _masks(
         for k, mask in zip(to_segment, made):
             mask = mask.detach().float().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
             if mask.shape != (image.height, image.width):
-                raise ValueError(f"the segmenter gave a {mask.shape} mask for a {image.width}x{image.height} image")
+                raise ValueError(
+                    f"the segmenter gave a {mask.shape} mask for a {image.width}x{image.height} image"
+                )
             masks[k] = mask
     return masks
 

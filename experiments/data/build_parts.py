@@ -45,7 +45,8 @@ def build_parts(
     """One part per input manifest `captioned` names (a file or a glob), in sorted order;
     threshold and segment_size default to the official build's (experiments/data/build.py),
     max_image_pixels to data.max_image_pixels's."""
-    inputs = sorted(Path(p) for p in glob.glob(captioned)) if any(c in captioned for c in "*?[") else [Path(captioned)]
+    is_pattern = any(c in captioned for c in "*?[")
+    inputs = sorted(Path(p) for p in glob.glob(captioned)) if is_pattern else [Path(captioned)]
     if not inputs:
         raise ManifestError(f"--captioned {captioned}: the pattern matches no manifest")
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold

@@ -16,7 +16,8 @@ class ClipSegSegmenter:
     saved by `save_tiny_clipseg`."""
 
     def __init__(self, model: CLIPSegForImageSegmentation, processor: CLIPSegProcessor, device: str) -> None:
-        self.model = model.to(device).eval()
+        # transformers' stubs type `to` through a decorator that takes the model for the device.
+        self.model = model.to(device).eval()  # type: ignore[arg-type]
         self.processor = processor
         self.device = device
 
@@ -35,6 +36,7 @@ class ClipSegSegmenter:
         # The processor squashes the image into the model's square; resizing the logits to the
         # image's own height and width undoes that, aspect ratio included.
         logits = torch.nn.functional.interpolate(
-            logits.reshape(len(words), 1, *logits.shape[-2:]), size=(image.height, image.width), mode="bilinear"
+            logits.reshape(len(words), 1, *logits.shape[-2:]), size=(image.height, image.width),
+            mode="bilinear",
         )
         return list(logits[:, 0].sigmoid().float().cpu().numpy())

@@ -121,14 +121,18 @@ def _read_templates(lines: list[str], header: str, path: str | Path) -> tuple[Te
             break
         match = _TEMPLATE_LINE.match(line)
         if match is None:
-            raise ValueError(f"{path}: {line!r} under {header!r} is not a '...'.format(unique_token, class_token) line")
+            raise ValueError(
+                f"{path}: {line!r} under {header!r} is not a '...'.format(unique_token, class_token) line"
+            )
         text = ast.literal_eval(match.group(1))
         before, slot, after = text.partition(_SUBJECT_SLOT)
         if not slot or _SUBJECT_SLOT in after:
             raise ValueError(f"{path}: template {text!r} needs exactly one {_SUBJECT_SLOT!r}")
         templates.append(Template(before, after))
     if len(templates) != TEMPLATES_PER_KIND:
-        raise ValueError(f"{path}: {len(templates)} templates under {header!r}, expected {TEMPLATES_PER_KIND}")
+        raise ValueError(
+            f"{path}: {len(templates)} templates under {header!r}, expected {TEMPLATES_PER_KIND}"
+        )
     return tuple(templates)
 
 
@@ -136,7 +140,9 @@ def selected_subjects(prompts: PromptsFile, wanted: Sequence[str]) -> list[str]:
     """`wanted` in its order, or every subject of the file when it is empty."""
     unknown = [name for name in wanted if name not in prompts.classes]
     if unknown:
-        raise ValueError(f"dreambench.subjects: {unknown} not in the prompts file's subjects {sorted(prompts.classes)}")
+        raise ValueError(
+            f"dreambench.subjects: {unknown} not in the prompts file's subjects {sorted(prompts.classes)}"
+        )
     return list(wanted) if wanted else list(prompts.classes)
 
 
@@ -154,7 +160,9 @@ def subject_photos(root: Path, subject: str) -> tuple[Path, ...]:
         raise FileNotFoundError(f"DreamBench subject {subject!r}: no folder {folder}")
     photos = tuple(sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES))
     if not photos:
-        raise FileNotFoundError(f"DreamBench subject {subject!r}: no photos ({', '.join(PHOTO_SUFFIXES)}) in {folder}")
+        raise FileNotFoundError(
+            f"DreamBench subject {subject!r}: no photos ({', '.join(PHOTO_SUFFIXES)}) in {folder}"
+        )
     return photos
 
 

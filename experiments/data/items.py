@@ -34,8 +34,9 @@ class CaptionItem:
             return Skip("no_caption")
         if token_count(self.tokenizer, record.caption) > self.max_tokens:
             return Skip("caption_too_long", broken=False)
-        if self.sp_tokenizer is not None and token_count(self.sp_tokenizer, record.caption) > self.max_sp_tokens:
-            return Skip("caption_too_long_sp", broken=False)
+        if self.sp_tokenizer is not None and self.max_sp_tokens is not None:
+            if token_count(self.sp_tokenizer, record.caption) > self.max_sp_tokens:
+                return Skip("caption_too_long_sp", broken=False)
         return record.caption
 
 

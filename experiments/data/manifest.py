@@ -65,7 +65,9 @@ class Loaded(Generic[T]):
 
     def summary(self) -> str:
         text = f"{self.path}: kept {len(self.rows)} row(s), skipped {self.total_skipped}"
-        reasons = [f"{reason}={n} (first: {self.first_skip[reason]})" for reason, n in self.skipped.items() if n]
+        reasons = [
+            f"{reason}={n} (first: {self.first_skip[reason]})" for reason, n in self.skipped.items() if n
+        ]
         return text + (": " + "; ".join(reasons) if reasons else "")
 
 
@@ -88,7 +90,9 @@ def load_manifest(path: str | Path, parse_row: Callable[[dict[str, Any], Path], 
     with ThreadPoolExecutor(_IMAGE_CHECK_THREADS) as pool:
         for start in range(0, len(records), _ROWS_IN_FLIGHT):
             parsed.extend(pool.map(parse, [record for _, record in records[start : start + _ROWS_IN_FLIGHT]]))
-    rows, skipped, first_skip = [], Counter({reason: 0 for reason in SKIP_REASONS}), {}
+    rows: list[T] = []
+    skipped = Counter({reason: 0 for reason in SKIP_REASONS})
+    first_skip: dict[str, str] = {}
     for (where, _), result in zip(records, parsed):
         if isinstance(result, RowError):
             skipped[result.reason] += 1

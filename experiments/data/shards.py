@@ -75,8 +75,8 @@ def open_shards(
         return [LineShard(p, cache_dir) for p in paths]
     if suffix == ".json":
         return [CocoShard(p) for p in paths]
-    raise DataError(f"{spec}: unknown data format {suffix!r}; expected .parquet, .tar shards, .tsv, .jsonl or "
-                    "a COCO captions .json")
+    raise DataError(f"{spec}: unknown data format {suffix!r}; expected .parquet, .tar shards, .tsv, "
+                    ".jsonl or a COCO captions .json")
 
 
 def _suffix(path: Path) -> str:
@@ -86,7 +86,9 @@ def _suffix(path: Path) -> str:
 def _expand(spec: str) -> list[Path]:
     path = Path(spec)
     if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.is_file() and _suffix(p) in (".parquet", ".tar", ".jsonl"))
+        found = sorted(
+            p for p in path.iterdir() if p.is_file() and _suffix(p) in (".parquet", ".tar", ".jsonl")
+        )
         if not found:
             raise DataError(f"{spec}: a folder without .parquet, .tar or .jsonl shards")
         return found
@@ -120,7 +122,9 @@ class ParquetShard:
         found = [name for name in wanted if name in names]
         if not found:
             hint = "set data.text_column" if not text_column else "check data.text_column"
-            raise DataError(f"{path}: no caption column {' or '.join(wanted)} among {', '.join(names)}; {hint}")
+            raise DataError(
+                f"{path}: no caption column {' or '.join(wanted)} among {', '.join(names)}; {hint}"
+            )
         self.text_column = found[0]
         self.image_column = next((name for name in ("image", "jpg") if name in names), None)
 

@@ -75,12 +75,15 @@ class MixedStepRows:
             # Seeded by (seed, step, position): a resumed run makes the very same prompts.
             rng = random.Random(f"{self.seed}:{step}:{position}")
             convert = self.converter(kind, rng)
-            items.append(self.rows[kind].usable(step * self.counts[kind] + j, convert, skipped, sources))
+            rows = self.rows[kind]
+            assert rows is not None  # places() names only kinds with a share, whose rows are open
+            items.append(rows.usable(step * self.counts[kind] + j, convert, skipped, sources))
         return StepItems(items, dict(skipped), dict(sources))
 
     def converter(self, k: int, rng: random.Random) -> Callable[[Record], Any]:
         """Kind k's rows -> items, with `rng` for the example's random choices."""
         kind = self.kinds[k]
+        assert kind is not None  # __init__ refused a kind with a share of the batch but no manifest
 
         def convert(record: Record) -> tuple | Skip:
             if record.fields is None or record.source is None:

@@ -16,12 +16,12 @@ from typing import Protocol
 
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from experiments.config import DreamBenchConfig
 from experiments.data.dreambench_layout import BenchmarkPrompt, Subject, open_photo
 from experiments.evaluation.image_files import intact, save_png
 from experiments.training.precision import sampling_autocast
+from experiments.training.progress import Progress
 from models import ImageDecoder
 
 
@@ -40,7 +40,9 @@ class GeneratedImage:
     path: Path
 
 
-def planned_images(prompts: Sequence[BenchmarkPrompt], images_per_prompt: int, folder: Path) -> list[GeneratedImage]:
+def planned_images(
+    prompts: Sequence[BenchmarkPrompt], images_per_prompt: int, folder: Path
+) -> list[GeneratedImage]:
     return [
         GeneratedImage(p, k, Path(folder) / p.subject / f"{p.template_index:02d}_{k}.png")
         for p in prompts
@@ -78,7 +80,7 @@ def generate_dreambench_images(
     input_photos = {s.name: s.input_photo for s in subjects}
     per_batch = cfg.batch_size * cfg.images_per_prompt
     done = len(mine) - len(pending)
-    with tqdm(total=len(mine), initial=done, unit="img", desc="dreambench", disable=not progress) as bar:
+    with Progress("dreambench", len(mine), initial=done, unit="image", bar=progress) as bar:
         for start in range(0, len(pending), per_batch):
             batch = pending[start:start + per_batch]
             for image, pixels in zip(batch, _sample(conditioner, decoder, cfg, batch, input_photos, seed)):

@@ -122,14 +122,16 @@ def _score(
     # One subject at a time keeps at most one subject's generated images in memory.
     for subject in subjects:
         mine = [image for image in images if image.prompt.subject == subject.name]
-        references = [open_photo(path) for path in ([subject.input_photo] if reference == "input" else subject.photos)]
+        reference_photos = [subject.input_photo] if reference == "input" else subject.photos
+        references = [open_photo(path) for path in reference_photos]
         generated = [open_photo(image.path) for image in mine]
         clip_features = clip.image_features(generated)
         captions = sorted({image.prompt.caption for image in mine})
         caption_features = dict(zip(captions, clip.text_features(captions)))
         texts = torch.stack([caption_features[image.prompt.caption] for image in mine])
         # Rows: generated images; columns: reference photos, averaged ("subject") or just one ("input").
-        totals["eval/dino"] += float((dino.image_features(generated) @ dino.image_features(references).T).mean(1).sum())
+        dino_features = dino.image_features(generated) @ dino.image_features(references).T
+        totals["eval/dino"] += float(dino_features.mean(1).sum())
         totals["eval/clip_i"] += float((clip_features @ clip.image_features(references).T).mean(1).sum())
         totals["eval/clip_t"] += float((clip_features * texts).sum(1).sum())
     return {key: max(total / len(images), 0.0) for key, total in totals.items()}

@@ -27,7 +27,6 @@ import torch
 import torch.distributed as dist
 import torch_fidelity
 from PIL import Image
-from tqdm import tqdm
 
 from experiments.config import FidConfig
 from experiments.data.captions import load_captions, sample_captions
@@ -36,6 +35,7 @@ from experiments.evaluation.fidelity_files import require_plain
 from experiments.evaluation.image_files import intact, save_png
 from experiments.evaluation.sheets import save_grid
 from experiments.training.precision import sampling_autocast
+from experiments.training.progress import Progress
 from models import ImageDecoder
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def generate_images(
     pending = [b for b in mine if not all(intact(_png(out_dir, i)) for i in batches[b])]
     total = sum(len(batches[b]) for b in mine)
     done = total - sum(len(batches[b]) for b in pending)
-    with tqdm(total=total, initial=done, unit="img", desc="generating", disable=not progress) as bar:
+    with Progress("FID sampling", total, initial=done, unit="image", bar=progress) as bar:
         for b in pending:
             indices = batches[b]
             images = generate([captions[i] for i in indices], b)
@@ -200,7 +200,8 @@ def compute_fid(
     # random Inception would otherwise share one entry.
     weights_tag = _content_hash(Path(weights)) if weights is not None else "builtin"
     reference_tag = _fingerprint(Path(reference_dir), _image_files(Path(reference_dir)))
-    cache_name = f"reference-{reference_tag}-{preprocessing_tag(fid.resolution, fid.antialias)}-weights-{weights_tag}"
+    preprocessing = preprocessing_tag(fid.resolution, fid.antialias)
+    cache_name = f"reference-{reference_tag}-{preprocessing}-weights-{weights_tag}"
     # What torch-fidelity will unpickle in full, checked first (fidelity_files.py).
     cached = sorted(Path(cache_dir).glob(f"{cache_name}*.pt"))
     require_plain(([Path(weights)] if weights else []) + cached)

@@ -7,6 +7,7 @@ anything more is refused, naming it, before torch-fidelity ever opens it."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,7 +15,7 @@ import torch
 from experiments.training.checkpoints import load_state
 
 # What pickling a plain numpy array of numbers takes: its reconstructor, the class, the dtype.
-_NUMPY_ARRAYS = [np.zeros(1).__reduce__()[0], np.ndarray, np.dtype, type(np.dtype(np.float64)),
+_NUMPY_ARRAYS: list[Any] = [np.zeros(1).__reduce__()[0], np.ndarray, np.dtype, type(np.dtype(np.float64)),
                  type(np.dtype(np.float32))]
 
 

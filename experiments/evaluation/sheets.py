@@ -24,7 +24,8 @@ PANEL_INCHES = 2.0
 
 def save_subject_sheet(subject: Subject, images: Sequence[GeneratedImage], path: Path) -> Path:
     """The first image (k = 0) of each of the subject's first IMAGES_PER_SHEET prompts."""
-    shown = [image for image in images if image.prompt.subject == subject.name and image.k == 0][:IMAGES_PER_SHEET]
+    firsts = [image for image in images if image.prompt.subject == subject.name and image.k == 0]
+    shown = firsts[:IMAGES_PER_SHEET]
     panels = [(subject.input_photo, f"input: {subject.input_photo.name}")]
     panels += [(image.path, image.prompt.input_prompt) for image in shown]
     # A bare Figure, not pyplot: no global figure registry and no GUI backend in a headless job.

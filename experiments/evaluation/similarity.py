@@ -31,7 +31,8 @@ def _batches(items: Sequence, size: int) -> list[Sequence]:
 class DinoEncoder:
     def __init__(self, model: ViTModel) -> None:
         self.model = model.eval().requires_grad_(False)
-        crop = model.config.image_size
+        # transformers allows an (h, w) pair; DINO's ViT takes square images, one side.
+        crop: int = model.config.image_size  # type: ignore[assignment]
         self.preprocess = transforms.Compose([
             transforms.Resize(round(crop * 256 / 224), interpolation=transforms.InterpolationMode.BICUBIC),
             transforms.CenterCrop(crop),
@@ -43,7 +44,8 @@ class DinoEncoder:
     def from_pretrained(cls, path: str, device: torch.device) -> DinoEncoder:
         # DINO was trained without ViTModel's pooler; skipping it avoids a randomly initialised head.
         model = ViTModel.from_pretrained(path, add_pooling_layer=False, local_files_only=True)
-        return cls(model.to(device))
+        # transformers' stubs type `to` through a decorator that takes the model for the device.
+        return cls(model.to(device))  # type: ignore[arg-type]
 
     @torch.no_grad()
     def image_features(self, images: Sequence[Image.Image]) -> Tensor:
@@ -65,7 +67,8 @@ class ClipEncoder:
     @classmethod
     def from_pretrained(cls, path: str, device: torch.device) -> ClipEncoder:
         model = CLIPModel.from_pretrained(path, local_files_only=True)
-        return cls(model.to(device), CLIPProcessor.from_pretrained(path, local_files_only=True))
+        processor = CLIPProcessor.from_pretrained(path, local_files_only=True)
+        return cls(model.to(device), processor)  # type: ignore[arg-type]  # as DinoEncoder's `to`
 
     @torch.no_grad()
     def image_features(self, images: Sequence[Image.Image]) -> Tensor:

@@ -45,21 +45,25 @@ def heldout_diffusion_loss(
     for start in range(0, len(texts), HELDOUT_CHUNK):
         chunk = slice(start, start + HELDOUT_CHUNK)
         generator = torch.Generator(device).manual_seed(_HELDOUT_NOISE_SEED + start)
-        loss = decoder.diffusion_loss(images[chunk].to(device), conditioner(texts[chunk]), generator=generator)
+        loss = decoder.diffusion_loss(
+            images[chunk].to(device), conditioner(texts[chunk]), generator=generator
+        )
         total += loss.item() * len(texts[chunk])
     return total / len(texts)
 
 
-def heldout_pairs(config: RunConfig, clip_tokenizer: Any, cache_dir: Path | None) -> tuple[torch.Tensor, list[str]]:
+def heldout_pairs(
+    config: RunConfig, clip_tokenizer: Any, cache_dir: Path | None
+) -> tuple[torch.Tensor, list[str]]:
     """The first `heldout_size` held-out (image, caption) pairs in file order, one caption per
     image: the same set for every run and every evaluation."""
     data = config.data
     shards = open_shards(data.heldout, text_column=data.text_column, cache_dir=cache_dir)
     if data.heldout_images is None and not holds_images(shards):
         raise ValueError(f"the {config.recipe} recipe evaluates on held-out images: set data.heldout_images")
-    pair = ImageCaptionItem(CaptionItem(clip_tokenizer, config.train.max_caption_tokens),
-                            Path(data.heldout_images) if data.heldout_images else None, config.train.resolution,
-                            data.max_image_pixels)
+    images = Path(data.heldout_images) if data.heldout_images else None
+    pair = ImageCaptionItem(CaptionItem(clip_tokenizer, config.train.max_caption_tokens), images,
+                            config.train.resolution, data.max_image_pixels)
     seen: set[str] = set()
 
     def first_caption_of_each_image(record: Record) -> tuple[torch.Tensor, str] | Skip:

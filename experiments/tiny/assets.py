@@ -1,6 +1,7 @@
 """The tiny tier's assets: random tiny models, a synthetic COCO-format set (also as LAION-style
-parquet and webdataset shards), DreamBench and stage-3 sets, built once on disk so the tiny tier loads them through the same `from_pretrained` and file readers as the
-full tier loads the real ones."""
+parquet and webdataset shards), DreamBench and stage-3 sets, built once on disk so the tiny tier
+loads them through the same `from_pretrained` and file readers as the full tier loads the real
+ones."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from experiments.tiny.coco import build_coco_fixture
-from experiments.tiny.dreambench_subjects import build_dreambench_fixture
+from experiments.tiny.dreambench_subjects import ASSET_FOLDER, build_dreambench_fixture
 from experiments.tiny.feature_extractor import save_random_inception
 from experiments.tiny.models import (
     save_tiny_clip,
@@ -38,8 +39,8 @@ def ensure_tiny_assets(root: Path) -> Path:
         if marker.is_file() and marker.read_text() == ASSETS_VERSION:
             return root
         log.info("building tiny-tier assets in %s", root)
-        for child in ("kosmos2", "sd", "coco", "laion", "wds", "inception-random.pth", "dreambench", "dino", "clip",
-                      "instruct"):
+        for child in ("kosmos2", "sd", "coco", "laion", "wds", "inception-random.pth", ASSET_FOLDER, "dino",
+                      "clip", "instruct"):
             path = root / child
             if path.is_dir():
                 shutil.rmtree(path)
@@ -52,7 +53,7 @@ def ensure_tiny_assets(root: Path) -> Path:
         write_webdataset(coco.train_captions, coco.train_images, root / "wds")
         save_random_inception(root / "inception-random.pth")
         # Five photos a subject: the tiny subjects' official input photos go up to teapot's 04.jpg.
-        build_dreambench_fixture(root / "dreambench", photos_per_subject=5)
+        build_dreambench_fixture(root / ASSET_FOLDER, photos_per_subject=5)
         save_tiny_dino(root / "dino")
         save_tiny_clip(root / "clip")
         build_instruct_fixture(root / "instruct")

@@ -12,6 +12,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -65,7 +66,8 @@ def _write_split(image_dir: Path, captions_file: Path, n: int, size: int, seed: 
     # One random stream per split: growing one split leaves the other's images unchanged.
     rng = random.Random(seed)
     image_dir.mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image_id in range(first_id, first_id + n):
         file_name = f"{image_id:012d}.png"
         colour, background = rng.sample(sorted(COLOURS), 2)

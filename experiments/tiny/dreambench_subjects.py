@@ -18,6 +18,9 @@ from PIL import Image, ImageDraw
 from experiments.tiny.coco import COLOURS, SHAPES, draw_shape
 
 PROMPTS_FILE = Path(__file__).parent / "prompts_and_classes.txt"
+# The tiny tier's asset folder keeps DreamBench here (assets.py), so its prompts file there is a
+# verbatim copy of PROMPTS_FILE, which `repro plan` reads before any asset is built.
+ASSET_FOLDER = "dreambench"
 # Objects and a live subject, so both template lists are exercised.
 DEFAULT_SUBJECTS = ("backpack", "dog", "teapot")
 

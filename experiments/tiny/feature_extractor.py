@@ -56,7 +56,8 @@ class TinyFeatureExtractor(FeatureExtractorBase):
         for module in self.net:
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu", generator=generator)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
         self.requires_grad_(False)
         self.eval()
 

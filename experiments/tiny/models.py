@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -248,9 +249,10 @@ def save_tiny_stable_diffusion(path: Path, seed: int = 0, cross_attention_dim: i
     (path / "model_index.json").write_text(json.dumps(model_index, indent=2))
 
 
-def _tiny_clip_towers(vocab_size: int) -> dict[str, dict[str, int]]:
+def _tiny_clip_towers(vocab_size: int) -> dict[str, Any]:
     """The text and vision towers tiny CLIP-based models (CLIP, CLIPSeg) share: 32-px images
-    in 8-px patches, 77-token text ending in the tokenizer's last two ids."""
+    in 8-px patches, 77-token text ending in the tokenizer's last two ids; the config's keyword
+    arguments."""
     sizes = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
     return {
         "text_config": {
@@ -280,7 +282,8 @@ def save_tiny_clipseg(path: Path, seed: int = 0) -> None:
     image_processor = ViTImageProcessor(
         size={"height": 32, "width": 32}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
     )
-    CLIPSegProcessor(image_processor=image_processor, tokenizer=CLIPTokenizer.from_pretrained(path)).save_pretrained(path)
+    tokenizer = CLIPTokenizer.from_pretrained(path)
+    CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
 
 
 # Spread of the tiny scorers' random weights. At the usual 0.02 the CLS feature is mostly the
@@ -324,4 +327,5 @@ def save_tiny_clip(path: Path, seed: int = 0) -> None:
     torch.nn.init.normal_(vision.embeddings.class_embedding, std=TINY_SCORER_INIT_STD)
     model.save_pretrained(path)
     image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    CLIPProcessor(image_processor=image_processor, tokenizer=CLIPTokenizer.from_pretrained(path)).save_pretrained(path)
+    tokenizer = CLIPTokenizer.from_pretrained(path)
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)

@@ -81,7 +81,9 @@ def _write_compositional(folder: Path, n: int, size: int, rng: random.Random) ->
         words = {"colour": colour, "shape": shape, "other_colour": other_colour, "other_shape": other_shape,
                  "background": background}
         caption = rng.choice(PAIR_TEMPLATES).format(**words)
-        rows.append({"image": f"images/{i}.png", "caption": caption, "entities": [shape, other_shape], "masks": masks})
+        rows.append(
+            {"image": f"images/{i}.png", "caption": caption, "entities": [shape, other_shape], "masks": masks}
+        )
     _write_jsonl(source / "entities.jsonl", rows)
     # Segments at the images' own size: upscaled to the official 512 px they would only cost time.
     manifest = build_compositional(source / "entities.jsonl", folder, None, segment_size=size).manifest

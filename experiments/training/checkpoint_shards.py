@@ -126,7 +126,9 @@ def _check(folder: Path, expected: dict[str, list[int]] | None = None) -> Any:
     for key, shape in layout.items():
         entry = stored.get(key)
         if entry is None or list(entry.size) != shape:
-            raise DamagedShardsError(f"{folder}: {key} missing or cut short: a rank's shard file is lost or damaged")
+            raise DamagedShardsError(
+                f"{folder}: {key} missing or cut short: a rank's shard file is lost or damaged"
+            )
         covered = sum(math.prod(chunk.sizes) for chunk in entry.chunks)
         if covered != math.prod(shape):
             raise DamagedShardsError(f"{folder}: {key} has {covered} of {math.prod(shape)} values: "

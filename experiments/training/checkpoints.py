@@ -77,7 +77,9 @@ class CheckpointStore:
     """Every rank of a run makes one, with the same arguments; `save`, `wait` and `load_latest`
     are collective (every rank calls them at the same point)."""
 
-    def __init__(self, folder: Path, keep: int = 2, world: World = World(), asynchronous: bool = False) -> None:
+    def __init__(
+        self, folder: Path, keep: int = 2, world: World = World(), asynchronous: bool = False
+    ) -> None:
         self.folder = Path(folder)
         self.keep = keep
         self.world = world
@@ -186,7 +188,9 @@ class CheckpointStore:
         if _disk_full(error, self.folder):
             raise OSError(errno.ENOSPC, "disk full", str(partial)) from error
 
-    def load_latest(self, apply: Callable[[dict[str, Any]], None] = lambda state: None) -> dict[str, Any] | None:
+    def load_latest(
+        self, apply: Callable[[dict[str, Any]], None] = lambda state: None
+    ) -> dict[str, Any] | None:
         """Collective: the newest checkpoint that reads back whole, handed to `apply` (which
         puts it into the run: a sharded checkpoint's state has its folder under SHARDED, for
         `read_shards`); damaged newer ones are moved aside."""
@@ -240,8 +244,9 @@ def _refuse_foreign(folder: Path) -> None:
     for file in sorted(folder.iterdir()) if folder.is_dir() else ():
         if file.suffix != ".safetensors" and file.name != checkpoint_shards.LAYOUT:
             raise UnsafeCheckpointError(
-                f"{file}: refused: a sharded checkpoint holds safetensors files and {checkpoint_shards.LAYOUT} only; "
-                "this file may be a pickle, and unpickling it could run arbitrary code")
+                f"{file}: refused: a sharded checkpoint holds safetensors files and "
+                f"{checkpoint_shards.LAYOUT} only; this file may be a pickle, and unpickling it could run "
+                "arbitrary code")
 
 
 def trained_weights(source: str | Path) -> dict[str, torch.Tensor]:
@@ -254,8 +259,8 @@ def trained_weights(source: str | Path) -> dict[str, torch.Tensor]:
             folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
             latest = CheckpointStore(folder).latest()
             if latest is None:
-                raise FileNotFoundError(
-                    f"no checkpoint (step-*/{WEIGHTS} or step-*/{SHARDED}/) in {folder}; has that run trained yet?")
+                raise FileNotFoundError(f"no checkpoint (step-*/{WEIGHTS} or step-*/{SHARDED}/) in {folder}; "
+                                        "has that run trained yet?")
             path = latest
         if (path / SHARDED).is_dir():
             return sharded_weights(path / SHARDED)
@@ -268,12 +273,15 @@ def trained_weights(source: str | Path) -> dict[str, torch.Tensor]:
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix != ".safetensors":
         raise UnsafeCheckpointError(
-            f"{path}: refused: weights are read from .safetensors files only; a {path.suffix or 'suffix-less'} "
-            "file may be a pickle, and unpickling it could run arbitrary code")
+            f"{path}: refused: weights are read from .safetensors files only; a "
+            f"{path.suffix or 'suffix-less'} file may be a pickle, and unpickling it could run arbitrary "
+            "code")
     try:
         return load_file(path)
     except (SafetensorError, OSError) as bad:
-        raise CorruptCheckpointError(f"{path}: refused: not a safetensors file ({bad}); nothing in it was run") from None
+        raise CorruptCheckpointError(
+            f"{path}: refused: not a safetensors file ({bad}); nothing in it was run"
+        ) from None
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -282,12 +290,16 @@ def load_state(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as bad:
         if "weights only" not in str(bad).lower():
-            raise CorruptCheckpointError(f"{path}: refused: not a state file this harness writes ({bad})") from None
+            raise CorruptCheckpointError(
+                f"{path}: refused: not a state file this harness writes ({bad})"
+            ) from None
         raise UnsafeCheckpointError(
             f"{path}: refused: it holds more than tensors and plain values, and loading it would need "
             "arbitrary unpickling, which can run any code; nothing in it was run") from None
     except (RuntimeError, EOFError, OSError) as bad:
-        raise CorruptCheckpointError(f"{path}: refused: not a state file this harness writes ({bad})") from None
+        raise CorruptCheckpointError(
+            f"{path}: refused: not a state file this harness writes ({bad})"
+        ) from None
 
 
 def _disk_full(error: BaseException, folder: Path) -> bool:

@@ -141,8 +141,9 @@ class Replicated:
 
     def load(self, state: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
         if "model" not in state:
-            raise ValueError("this checkpoint is sharded (an FSDP run's): it resumes with train.parallelism = "
-                             "\"fsdp\" on two or more ranks; its weights alone are read by one process")
+            raise ValueError("this checkpoint is sharded (an FSDP run's): it resumes with "
+                             "train.parallelism = \"fsdp\" on two or more ranks; its weights alone are read "
+                             "by one process")
         self.trainable.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
 

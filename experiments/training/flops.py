@@ -50,7 +50,8 @@ def feed_forward(tokens: int, width: int, hidden: int) -> int:
 def encoder(stack: Stack, tokens: int) -> int:
     """Self-attention layers; also a decoder-only LM's forward (the causal mask saves no work in
     the dense kernels the count describes)."""
-    return stack.layers * (attention(tokens, tokens, stack.width) + feed_forward(tokens, stack.width, stack.ffn))
+    per_layer = attention(tokens, tokens, stack.width) + feed_forward(tokens, stack.width, stack.ffn)
+    return stack.layers * per_layer
 
 
 def query_decoder(stack: Stack, queries: int, memory: int) -> int:

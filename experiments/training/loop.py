@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from experiments.config import OptimConfig, TrainConfig
@@ -28,6 +27,7 @@ from experiments.training.distributed import Replicated, World, rank_parts
 from experiments.training.flops import peak_flops
 from experiments.training.objective import Objective
 from experiments.training.precision import autocast, enable_tf32
+from experiments.training.progress import Progress
 from experiments.training.tracker import Tracker
 
 
@@ -100,7 +100,7 @@ def train(
         "train/grad_accumulation": len(parts),
     })
     objective.trainable.train()
-    bar = tqdm(total=cfg.steps, initial=start, disable=not progress or world.rank != 0, desc="train", unit="step")
+    bar = Progress("train", cfg.steps, initial=start, unit="step", bar=progress, silent=world.rank != 0)
     # A crash keeps the checkpoint being written when it came (settling).
     with preemption.training(), objective.prefetching(start, parts), checkpoints.settling():
         for step in range(start, cfg.steps):
@@ -162,7 +162,7 @@ def train(
                 if flops is not None and peak is not None:
                     metrics["train/mfu"] = world.total(flops) / step_seconds / (peak * world.size)
                 tracker.log_metrics(metrics, step=done)
-                bar.set_postfix(loss=f"{value:.4f}")
+                bar.note(loss=f"{value:.4f}")
             if done % cfg.eval_every == 0 or done == cfg.steps:
                 objective.trainable.eval()
                 with autocast(objective.device, cfg.precision):

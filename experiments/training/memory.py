@@ -31,6 +31,7 @@ from torch.utils.flop_counter import flop_registry
 
 from experiments.config import TrainConfig
 from experiments.training.precision import autocast
+from experiments.training.progress import Progress, on_terminal
 
 
 class LiveBytes(TorchDispatchMode):
@@ -168,7 +169,11 @@ def run_steps(
     # Rows are read for real, before fake mode: decoding images and tokenising are not model work.
     items = [objective.items(step, part) for step in range(timed + tracked)]
     seconds, flops, peak = 0.0, 0, 0
-    with faked(modules, device) if fake else nullcontext():
+    # A full-size step on a CPU takes minutes, with nothing else to say it is running; most take
+    # seconds, and preflight takes several per run, so their bars wait.
+    desc = "predicted step" if fake else "measured steps"
+    with faked(modules, device) if fake else nullcontext(), \
+            Progress(desc, len(items), unit="step", bar=on_terminal(), bar_after=10) as progress:
         params = [p for p in objective.trainable.parameters() if p.requires_grad]
         optimizer = build_optimizer(params)
         if not tracked:
@@ -198,6 +203,7 @@ def run_steps(
                     peak = max(peak, before_update + _state_bytes(optimizer))
             else:
                 seconds += time.perf_counter() - tick
+            progress.update()
         objective.trainable.eval()
         del optimizer, params
     if not tracked:
@@ -211,5 +217,6 @@ def run_steps(
 
 def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
     storages = {id(value.untyped_storage()): value.untyped_storage().nbytes()
-                for state in optimizer.state.values() for value in state.values() if isinstance(value, torch.Tensor)}
+                for state in optimizer.state.values() for value in state.values()
+                if isinstance(value, torch.Tensor)}
     return sum(storages.values())

@@ -21,7 +21,7 @@ from repro.config.launch import LaunchConfig, check_launch
 from repro.config.load import ConfigError, Document, Experiment, check_seeds
 from repro.config.overrides import nest
 from repro.config.paths import RUN_PREFIX, localize, needs_assets, resolve_paths
-from repro.config.rules import check_batch_split, check_run
+from repro.config.rules import check_batch_split, check_run, check_subjects
 from repro.config.schema import ExperimentSpec, Matrix, RunSpec
 
 SweepPoint = tuple[tuple[str, Any], ...]
@@ -87,7 +87,7 @@ def expand(
                 seeded, after, found = _start_from(config, experiment, seed, runs)
                 problems.add(where, found)
                 seeded, found = resolve_paths(seeded, env)
-                problems.add(where, found)
+                problems.add(where, found or check_subjects(seeded))
                 if tiny_assets is None:
                     problems.add(where, needs_assets(seeded))
                 runs.append(_run(experiment, tier, seed, point, seeded, launch, tiny_assets, after))
@@ -243,7 +243,7 @@ def _build(recipe: str, merged: dict[str, Any]) -> tuple[RunConfig | None, list[
         problems += found
     if problems:
         return None, problems
-    return RunConfig(recipe=recipe, **sections), []  # type: ignore[arg-type]
+    return RunConfig(recipe=recipe, **sections), []
 
 
 def _points(experiment: Experiment) -> list[SweepPoint]:

@@ -19,7 +19,9 @@ from repro.config.launch import LaunchConfig
 # RunConfig's own scalars (recipe, seed) come from the experiment and the seed list, not from
 # a section, so only its dataclass-typed fields are sections.
 SECTIONS: dict[str, type] = {
-    name: hint for name, hint in get_type_hints(RunConfig).items() if is_dataclass(hint)
+    name: hint
+    for name, hint in get_type_hints(RunConfig).items()
+    if isinstance(hint, type) and is_dataclass(hint)
 }
 # Every section a layer may set: the run's config plus the harness's own launch settings.
 LAYERED: dict[str, type] = {**SECTIONS, "launch": LaunchConfig}

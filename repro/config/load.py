@@ -195,7 +195,9 @@ def _check_after(experiments: list[Experiment]) -> list[str]:
         label = f"experiment {experiment.name!r}: after"
         before = by_name.get(experiment.after)
         if before is None:
-            problems.append(f"{label}: no experiment {experiment.after!r}{choices(experiment.after, by_name)}")
+            problems.append(
+                f"{label}: no experiment {experiment.after!r}{choices(experiment.after, by_name)}"
+            )
             continue
         if before.matrix:
             problems.append(f"{label}: {before.name!r} has a matrix, so which of its runs to start "
@@ -268,8 +270,8 @@ def _read_experiment(table: Any) -> tuple[Experiment | None, list[str]]:
         paper=None if paper == FAILED else paper,
         overrides=overrides,
         matrix=matrix,
-        after=table.get("after") if isinstance(table.get("after"), str) else None,
-        kind=table.get("kind") if isinstance(table.get("kind"), str) else "",
+        after=after if isinstance(after := table.get("after"), str) else None,
+        kind=kind if isinstance(kind := table.get("kind"), str) else "",
         tier_overrides=tier_overrides,
     )
     starts_from_run = recipe in RECIPES and RECIPES[recipe].starts_from_run

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 from experiments.config import MAX_IMAGE_PIXELS, RunConfig
 from experiments.data.batches import accumulation_steps
+from experiments.data.dreambench_layout import read_prompts_file, selected_subjects
 from experiments.recipes.registry import recipe_named
+from experiments.tiny.dreambench_subjects import ASSET_FOLDER, PROMPTS_FILE
 from repro.config.fields import leaf_value
+from repro.config.paths import RUN_PREFIX, TINY_PREFIX
 
 _AT_LEAST_ONE = (
     "aligner.layers",
@@ -55,6 +59,7 @@ _RANGES: tuple[Rule, ...] = (
     ("train.background_keep_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("train.trainable_vision_layers", lambda v: v >= 0, "must be >= 0"),
     ("train.micro_batch_size", lambda v: v is None or v >= 1, "must be >= 1"),
+    ("data.num_workers", lambda v: v is None or v >= 0, "must be >= 0 (0 reads in the training process)"),
     ("data.mix", lambda v: all(w >= 0 for w in v) and sum(v) > 0, "weights must be >= 0, not all 0"),
     ("data.max_bad_fraction", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("data.max_image_pixels", lambda v: 1 <= v <= MAX_IMAGE_PIXELS,
@@ -123,6 +128,33 @@ def check_batch_split(config: RunConfig, world_size: int) -> list[str]:
     return []
 
 
+def check_subjects(config: RunConfig) -> list[str]:
+    """`dreambench.subjects` against the subjects its prompts file lists, where that file can be
+    read before anything runs: a user's file (resolve_paths found it), or the tiny tier's copy of
+    the file experiments/ ships. Call it after resolve_paths, which blanks the prompts of a run
+    that samples no DreamBench."""
+    prompts, wanted = config.dreambench.prompts, config.dreambench.subjects
+    if not (prompts and wanted):
+        return []
+    if prompts == f"{TINY_PREFIX}{ASSET_FOLDER}/{PROMPTS_FILE.name}":
+        path = PROMPTS_FILE
+    elif prompts.startswith((TINY_PREFIX, RUN_PREFIX)):
+        return []
+    else:
+        path = Path(prompts)
+    try:
+        listed = read_prompts_file(path)
+    except OSError as bad:
+        return [f"dreambench.prompts: cannot read {path}: {bad.strerror}"]
+    except ValueError as bad:
+        return [f"dreambench.prompts: {bad}"]
+    try:
+        selected_subjects(listed, wanted)
+    except ValueError as bad:  # its message names dreambench.subjects and the file's subjects
+        return [str(bad)]
+    return []
+
+
 # Formats that name their images by path instead of carrying them (experiments/data/shards.py).
 _CAPTION_FILES = (".json", ".jsonl", ".tsv")
 
@@ -133,6 +165,6 @@ def _image_folders(config: RunConfig, may_read: frozenset[str]) -> list[str]:
     for captions, folder in (("data.train", "data.train_images"), ("data.heldout", "data.heldout_images")):
         source = str(leaf_value(config, captions) or "")
         if folder in may_read and source.endswith(_CAPTION_FILES) and not leaf_value(config, folder):
-            problems.append(f"{folder}: {captions} is a caption file, whose images the {config.recipe} recipe "
-                            f"reads from this folder; set it, or name image shards in {captions}")
+            problems.append(f"{folder}: {captions} is a caption file, whose images the {config.recipe} "
+                            f"recipe reads from this folder; set it, or name image shards in {captions}")
     return problems

@@ -124,7 +124,9 @@ def _read_sweep(table: Any, experiments: dict[str, Experiment]) -> tuple[SweepSp
     elif experiment.matrix:
         problems.append(f"experiment: {experiment.name!r} has a matrix; a sweep needs one run per trial")
     elif not RECIPES[experiment.recipe].trains and table["metric"].startswith("heldout/"):
-        problems.append(f"metric: the {experiment.recipe} recipe trains nothing, so it logs no heldout/ metrics")
+        problems.append(
+            f"metric: the {experiment.recipe} recipe trains nothing, so it logs no heldout/ metrics"
+        )
     values, found = _read_scalars(table)
     problems += found
     sampler, found = _read_settings(table.get("sampler", {}), SamplerSpec, "sampler")

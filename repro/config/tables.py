@@ -134,7 +134,8 @@ def _reused_rows(
     for index, raw in enumerate(_entries(table.get("reuse", []), f"{where}.reuse", problems)):
         at = f"{where}.reuse[{index}]"
         problems += unknown_keys(raw, _REUSE_KEYS, at)
-        source = by_name.get(raw.get("experiment"))
+        named = raw.get("experiment")
+        source = by_name.get(named) if isinstance(named, str) else None
         if source is None:
             problems.append(f"{at}.experiment: no experiment {raw.get('experiment')!r}")
             continue

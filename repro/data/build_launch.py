@@ -29,7 +29,8 @@ def run_build(parts: list[BuildPart], jobs_folder: Path, executor: str | None, t
             print(job.result().summary())
         except Exception as error:  # the task's own exception, re-raised by submitit
             failed += 1
-            print(f"repro: data build of {part.captioned} failed (job {job.job_id}): {error}", file=sys.stderr)
+            print(f"repro: data build of {part.captioned} failed (job {job.job_id}): {error}",
+                  file=sys.stderr)
     if failed:
         print(f"repro: {failed} of {len(todo)} part(s) failed; run the same command again to redo them",
               file=sys.stderr)

@@ -34,9 +34,12 @@ class CampaignResult:
     def ok(self) -> bool:
         """Every run it launched ended with a result: finished, diverged (the table's verdict),
         or left to the process already training it."""
-        return all(outcome.result is not None and (outcome.result.status in ("FINISHED", IN_PROGRESS)
-                                                    or (outcome.result.failure or "").startswith(tags.STATUS_DIVERGED))
-                   for outcome in self.outcomes)
+        return all(
+            outcome.result is not None
+            and (outcome.result.status in ("FINISHED", IN_PROGRESS)
+                 or (outcome.result.failure or "").startswith(tags.STATUS_DIVERGED))
+            for outcome in self.outcomes
+        )
 
 
 def campaign_id(runs: tuple[RunSpec, ...]) -> str:
@@ -62,27 +65,30 @@ def run_campaign(
         previous = runs_with_hash(client, experiment_id, spec.config_hash)
         if previous and is_done(previous[0]) and not force:
             skipped.append(spec)
-            log.info("skipping %s: config %s already finished (--force reruns it)", spec.run_name, spec.config_hash)
+            log.info("skipping %s: config %s already finished (--force reruns it)", spec.run_name,
+                     spec.config_hash)
             continue
         holder = in_progress(workdir / "runs" / spec.config_hash)
         if holder is not None:  # checked before --force removes anything
             busy.append(spec)
-            log.warning("skipping %s: config %s is in progress (%s trains it)", spec.run_name, spec.config_hash,
-                        holder)
+            log.warning("skipping %s: config %s is in progress (%s trains it)", spec.run_name,
+                        spec.config_hash, holder)
             continue
         if force:
             shutil.rmtree(workdir / "runs" / spec.config_hash, ignore_errors=True)
         todo.append(spec)
 
     # Split the cores between concurrent jobs rather than letting each grab all of them.
-    ctx = JobContext(tracking_uri, experiment_id, parent, workdir.resolve(), threads or threads_per_job(parallel))
+    ctx = JobContext(tracking_uri, experiment_id, parent, workdir.resolve(),
+                     threads or threads_per_job(parallel))
 
     job_ids: dict[str, str] = {}
 
     def record(spec: RunSpec, job: submitit.Job) -> None:
         # What `repro status` and `repro cancel` read back; a retry overwrites its predecessor.
         job_ids[spec.config_hash] = str(job.job_id)
-        client.set_tag(parent, f"{tags.CAMPAIGN_JOB}{spec.config_hash}", f"{spec.launch.executor}:{job.job_id}")
+        client.set_tag(parent, f"{tags.CAMPAIGN_JOB}{spec.config_hash}",
+                       f"{spec.launch.executor}:{job.job_id}")
 
     # Runs that start from another run (stage 3 after stage 2) go out once it has finished: in
     # a later wave, or, when not waiting, as SLURM jobs that depend on the earlier ones.
@@ -106,7 +112,9 @@ def run_campaign(
             _record_interrupt(client, experiment_id, parent, interrupted)
             raise interrupted.cause from None
         busy += [o.spec for o in launched if o.result is not None and o.result.status == IN_PROGRESS]
-        finished |= {o.spec.config_hash for o in launched if o.result is not None and o.result.status == "FINISHED"}
+        finished |= {
+            o.spec.config_hash for o in launched if o.result is not None and o.result.status == "FINISHED"
+        }
         outcomes += launched
     for outcome in outcomes:
         if outcome.result is None:
@@ -134,7 +142,9 @@ def _give_up(client: MlflowClient, experiment_id: str, outcome: LaunchOutcome) -
     client.set_terminated(runs[0].info.run_id, status="FAILED")
 
 
-def _record_interrupt(client: MlflowClient, experiment_id: str, parent: str, interrupted: Interrupted) -> None:
+def _record_interrupt(
+    client: MlflowClient, experiment_id: str, parent: str, interrupted: Interrupted
+) -> None:
     """The runs whose jobs the launcher stopped end KILLED, saying why (a re-run resumes them);
     SLURM jobs go on without it, and `repro cancel` is what stops those."""
     name = signal_name(interrupted.cause)

@@ -140,7 +140,8 @@ def _wait(
         for job in finished:
             spec, attempt = running.pop(job)
             outcome = _collect(job, spec)
-            if outcome.result is None and attempt <= spec.launch.max_retries and _DISK_FULL not in outcome.error:
+            if (outcome.result is None and attempt <= spec.launch.max_retries
+                    and _DISK_FULL not in outcome.error):
                 log.warning("%s: attempt %d of %d failed; resubmitting", spec.run_name, attempt,
                             spec.launch.max_retries + 1)
                 if spec.launch.executor == "slurm":

@@ -34,7 +34,9 @@ def is_permanent(error: BaseException) -> bool:
     checkpoints, and UnicodeDecodeError; a missing or unreadable file stays so on retry too."""
     if disk_full_path(error) is not None:
         return True
-    return isinstance(error, (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError))
+    return isinstance(
+        error, (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+    )
 
 
 def headline(error: BaseException) -> str:

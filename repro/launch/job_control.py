@@ -34,7 +34,9 @@ def campaign_states(matrix: Matrix, workdir: Path, tracking_uri: str, experiment
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
-        return [RunState(spec, _NOT_STARTED, _NOT_STARTED, _NOT_STARTED, _NOT_STARTED) for spec in matrix.runs]
+        return [
+            RunState(spec, _NOT_STARTED, _NOT_STARTED, _NOT_STARTED, _NOT_STARTED) for spec in matrix.runs
+        ]
     parent = find_campaign(client, experiment.experiment_id, campaign_id(matrix.runs))
     recorded = parent.data.tags if parent is not None else {}
     states = []
@@ -54,7 +56,9 @@ def format_states(states: list[RunState]) -> str:
     rows += [(s.spec.config_hash, s.spec.run_name.rsplit(" seed=", 1)[0], str(s.spec.seed), s.executor,
               s.job_id, s.job_state, s.mlflow_status) for s in states]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows
+    )
 
 
 def cancel_campaign(states: list[RunState]) -> list[str]:

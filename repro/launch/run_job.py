@@ -175,7 +175,8 @@ def _record_end(client: MlflowClient, run_id: str, status: str, reason: str) -> 
         client.set_tag(run_id, tags.FAILURE_REASON, reason)
         client.set_terminated(run_id, status=status)
     except Exception as store_error:
-        log.error("could not record the run's end in MLflow (%s): %s", headline(store_error), reason.split("\n")[0])
+        log.error("could not record the run's end in MLflow (%s): %s", headline(store_error),
+                  reason.split("\n")[0])
 
 
 def _execute_untracked(spec: RunSpec, ctx: JobContext) -> JobResult:

@@ -77,8 +77,9 @@ def shape_key(spec: RunSpec) -> tuple:
     c = spec.config
     t = c.train
     return (c.recipe, c.models, c.aligner, t.batch_size, t.micro_batch_size, t.precision, t.resolution,
-            t.max_caption_tokens, t.parallelism, t.trainable_vision_layers, c.fid.enabled, c.fid.generate_size,
-            c.dreambench.enabled, c.dreambench.generate_size, spec.launch.world_size, spec.launch.gpu_memory_gb)
+            t.max_caption_tokens, t.parallelism, t.trainable_vision_layers, c.fid.enabled,
+            c.fid.generate_size, c.dreambench.enabled, c.dreambench.generate_size, spec.launch.world_size,
+            spec.launch.gpu_memory_gb)
 
 
 def sampling_key(config: RunConfig) -> tuple:
@@ -140,7 +141,8 @@ def _preflight_run(spec: RunSpec, workdir: Path, options: Options, sampled: dict
                 with stage("dreambench"):
                     run.sample_dreambench(options.sampler_steps, Path(scratch))
         except Exception as error:  # noqa: BLE001 - recorded on the row; the other runs go on
-            log.debug("preflight stage %s of %s failed:\n%s", stage.current, spec.run_name, traceback.format_exc())
+            log.debug("preflight stage %s of %s failed:\n%s", stage.current, spec.run_name,
+                      traceback.format_exc())
             row.failed = f"{stage.current}: {type(error).__name__}: {error}"
         finally:
             run = None  # its models go before the next run's load
@@ -180,13 +182,15 @@ def _train_stages(spec: RunSpec, run: PreflightRun, options: Options, row: Row, 
         row.fits = "yes" if fits_gpu else "NO"
         if not fits_gpu:
             small_per_rank = per_rank_peak(at_small.peak_bytes, trainable_bytes, sizing)
-            suggested = suggest_micro_batch(small, small_per_rank, configured, predicted, per_rank, gpu_budget)
+            suggested = suggest_micro_batch(small, small_per_rank, configured, predicted, per_rank,
+                                            gpu_budget)
             row.micro_batch = f"{configured} -> {suggested if suggested else 'none fits'}"
 
     seconds = None
     if at_small.peak_bytes > options.budget_bytes:
-        row.note = (f"estimated, not run: a step at micro-batch {small} needs ~{at_small.peak_bytes / GIB:.1f} GiB, "
-                    f"this machine gives {options.budget_bytes / GIB:.1f} GiB")
+        row.note = (f"estimated, not run: a step at micro-batch {small} needs "
+                    f"~{at_small.peak_bytes / GIB:.1f} GiB, this machine gives "
+                    f"{options.budget_bytes / GIB:.1f} GiB")
     else:
         with stage("train"):
             measured = run.steps(local, options.steps, fake=False)

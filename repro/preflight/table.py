@@ -26,7 +26,9 @@ def frame(rows: list[Row]) -> pd.DataFrame:
     records = []
     for row in rows:
         record = asdict(row)
-        record["params"] = "" if row.trainable is None else f"{_millions(row.trainable)} / {_millions(row.frozen)}"
+        record["params"] = (
+            "" if row.trainable is None else f"{_millions(row.trainable)} / {_millions(row.frozen)}"
+        )
         record["status"] = f"FAILED {row.failed}" if row.failed else (row.note or "ok")
         records.append(record)
     table = pd.DataFrame.from_records(records)

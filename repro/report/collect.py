@@ -53,7 +53,9 @@ def collect_runs(
     tagged with does not matter: Table 1 reuses Table 2's SD v1.5 runs."""
     experiment = MlflowClient(tracking_uri).get_experiment_by_name(experiment_name)
     if experiment is None:
-        raise StoreError(f"no MLflow experiment named {experiment_name!r} at {tracking_uri}; nothing has run there")
+        raise StoreError(
+            f"no MLflow experiment named {experiment_name!r} at {tracking_uri}; nothing has run there"
+        )
     query = f"tags.`{tags.KIND}` = 'run' and tags.`{tags.TIER}` = '{tier}'"
     with _tracking_uri(tracking_uri):
         found = mlflow.search_runs(experiment_ids=[experiment.experiment_id], filter_string=query)

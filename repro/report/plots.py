@@ -91,7 +91,7 @@ def _bars(axes: Axes, lines: pd.DataFrame, spec: TableSpec) -> None:
         if (line.row, line.metric) in paper_failed:
             notes.append("paper: Failed")
         if notes:
-            axes.text(position, 0.02, "\n".join(notes), transform=along_bottom, ha="center",
+            axes.text(float(position), 0.02, "\n".join(notes), transform=along_bottom, ha="center",
                       va="bottom", rotation=90, fontsize="small",
                       bbox={"facecolor": "white", "alpha": 0.8})
     axes.set_xticks(positions, lines["row"], rotation=60, ha="right", fontsize="small")

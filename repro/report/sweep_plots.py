@@ -4,7 +4,9 @@ from the trials MLflow recorded, so the report needs no access to the sweep's st
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,7 +19,8 @@ from repro.sweep.study import distributions
 
 
 def plot_sweep(
-    sweep: SweepSpec, trials: pd.DataFrame, intermediate: dict[int, dict[int, float]], out_dir: Path, stem: str
+    sweep: SweepSpec, trials: pd.DataFrame, intermediate: dict[int, dict[int, float]], out_dir: Path,
+    stem: str,
 ) -> list[Path]:
     """<stem>_history.png (objective per trial and best so far), _intermediate.png (the metric
     over steps, where pruning shows), _slice.png (objective against each param) and, once two
@@ -25,8 +28,10 @@ def plot_sweep(
     study = _rebuild(sweep, trials, intermediate)
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     vis = optuna.visualization.matplotlib
-    figures = {"history": vis.plot_optimization_history, "intermediate": vis.plot_intermediate_values,
-               "slice": vis.plot_slice}
+    figures: dict[str, Callable[[optuna.Study], Any]] = {
+        "history": vis.plot_optimization_history, "intermediate": vis.plot_intermediate_values,
+        "slice": vis.plot_slice,
+    }
     if complete >= 2:
         figures["importances"] = vis.plot_param_importances
     written = []
@@ -43,7 +48,9 @@ def plot_sweep(
     return written
 
 
-def _rebuild(sweep: SweepSpec, trials: pd.DataFrame, intermediate: dict[int, dict[int, float]]) -> optuna.Study:
+def _rebuild(
+    sweep: SweepSpec, trials: pd.DataFrame, intermediate: dict[int, dict[int, float]]
+) -> optuna.Study:
     study = optuna.create_study(study_name=sweep.name, direction=sweep.direction)
     space = distributions(sweep)
     ended = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "FAIL": TrialState.FAIL}

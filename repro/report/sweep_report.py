@@ -47,7 +47,9 @@ def write_sweep_report(
     return [markdown, csv, *figures]
 
 
-def collect_trials(tracking_uri: str, experiment_name: str, sweep: SweepSpec, tier: str) -> SweepTrials | None:
+def collect_trials(
+    tracking_uri: str, experiment_name: str, sweep: SweepSpec, tier: str
+) -> SweepTrials | None:
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
@@ -68,7 +70,9 @@ def collect_trials(tracking_uri: str, experiment_name: str, sweep: SweepSpec, ti
     columns = TRIAL_COLUMNS + [param.key for param in sweep.space]
     trials = pd.DataFrame(rows, columns=columns).sort_values("trial", kind="stable").reset_index(drop=True)
     intermediate = {
-        row["trial"]: {point.step: point.value for point in client.get_metric_history(row["run_id"], sweep.metric)}
+        row["trial"]: {
+            point.step: point.value for point in client.get_metric_history(row["run_id"], sweep.metric)
+        }
         for row in rows
     }
     return SweepTrials(parent.data.tags[sweep_tags.STUDY], parent.info.run_id, trials, intermediate)

@@ -20,6 +20,8 @@ _SCHEMAS = (
     "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
     "qnms(Tensor dets, Tensor scores, float iou_threshold, float scale, int zero_point) -> Tensor",
 )
+# The library that defines them, kept alive: dropping it would unregister the schemas.
+_library: object = None
 
 
 def _define_missing_ops(package_dir: str) -> None:
@@ -33,8 +35,8 @@ def _define_missing_ops(package_dir: str) -> None:
     library = torch.library.Library("torchvision", "DEF")
     for schema in _SCHEMAS:
         library.define(schema)
-    # Keep the library object alive: dropping it would unregister the schemas.
-    sys.modules[__name__]._library = library
+    global _library
+    _library = library
 
 
 class _TorchvisionImportHook(importlib.abc.MetaPathFinder):

@@ -9,6 +9,8 @@ from typing import Any
 def model_card(provenance: dict[str, Any], metrics: dict[str, float], stable_diffusion: str) -> str:
     row, table = provenance.get("row") or provenance.get("experiment"), provenance.get("table")
     metric_rows = "\n".join(f"| `{name}` | {value:.6g} |" for name, value in sorted(metrics.items()))
+    source = " | ".join(f"{provenance.get(key)}" for key in ("experiment", "recipe", "tier", "seed"))
+    config_hash = provenance.get("config_hash")
     return f"""---
 tags: [kosmos-g, text-to-image, subject-driven-generation, reproduction]
 base_model: {stable_diffusion}
@@ -22,7 +24,7 @@ replaces Stable Diffusion's text encoder, so that a prompt can interleave text a
 
 | table | row | experiment | recipe | tier | seed |
 | --- | --- | --- | --- | --- | --- |
-| {table} | {row} | {provenance.get("experiment")} | {provenance.get("recipe")} | {provenance.get("tier")} | {provenance.get("seed")} |
+| {table} | {row} | {source} |
 
 ## Metrics
 
@@ -32,7 +34,7 @@ replaces Stable Diffusion's text encoder, so that a prompt can interleave text a
 
 ## Provenance
 
-- config hash: `{provenance.get("config_hash")}` (the run's id in the harness and its MLflow tag `config_hash`)
+- config hash: `{config_hash}` (the run's id in the harness and its MLflow tag `config_hash`)
 - git commit: `{provenance.get("git_commit")}`
 - Stable Diffusion the conditions are for: `{stable_diffusion}`
 

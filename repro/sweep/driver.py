@@ -97,7 +97,9 @@ def run_sweep(
             except ConfigError as error:
                 # Params that clash only together (the space's ends were checked one by one
                 # before the sweep began) fail their trial alone, which still gets its run.
-                outcomes.append(_invalid(client, ctx, study, sweep, name, number, trial_id, params, str(error)))
+                outcomes.append(
+                    _invalid(client, ctx, study, sweep, name, number, trial_id, params, str(error))
+                )
                 continue
             annotate(study, trial_id, {sweep_tags.ATTR_CONFIG_HASH: spec.config_hash})
             job = TrialJob(spec, ctx, storage, sweep, name, number, trial_id, params)
@@ -136,7 +138,9 @@ def _invalid(
     return TrialOutcome(number, TrialState.FAIL.name, None, run_id, reason)
 
 
-def _collect(submitted: submitit.Job, job: TrialJob, study: optuna.Study, client: MlflowClient) -> TrialOutcome:
+def _collect(
+    submitted: submitit.Job, job: TrialJob, study: optuna.Study, client: MlflowClient
+) -> TrialOutcome:
     """The trial's outcome; for a job that raised, FAIL with its error and where its log is."""
     try:
         outcome: TrialOutcome = submitted.result()
@@ -145,7 +149,8 @@ def _collect(submitted: submitit.Job, job: TrialJob, study: optuna.Study, client
         log.error("trial %d: FAIL: %s", job.number, reason)
         frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == job.number)
         if frozen.state.is_finished():  # the job told the study itself before it raised
-            return TrialOutcome(job.number, frozen.state.name, None, frozen.user_attrs.get(sweep_tags.ATTR_RUN_ID),
+            return TrialOutcome(job.number, frozen.state.name, None,
+                                frozen.user_attrs.get(sweep_tags.ATTR_RUN_ID),
                                 frozen.user_attrs.get(sweep_tags.ATTR_FAILURE, reason))
         # It died before telling the study (killed, out of memory): its trial must not stay
         # RUNNING, or the next start would resume it as orphaned.

@@ -24,7 +24,9 @@ from repro.tracking.provenance import git_commit
 def open_sweep_run(client: MlflowClient, experiment_id: str, sweep: SweepSpec, study: str, tier: str) -> str:
     found = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.`{tags.KIND}` = '{sweep_tags.SWEEP_KIND}' and tags.`{sweep_tags.STUDY}` = '{study}'",
+        filter_string=(
+            f"tags.`{tags.KIND}` = '{sweep_tags.SWEEP_KIND}' and tags.`{sweep_tags.STUDY}` = '{study}'"
+        ),
         max_results=1,
     )
     if found:
@@ -65,8 +67,12 @@ def failed_trial_run(
             "mlflow.parentRunId": ctx.parent_run_id, tags.KIND: "run", tags.TABLE: f"sweep:{study}",
             tags.EXPERIMENT: sweep.experiment, tags.GIT_COMMIT: git_commit(),
         }).info.run_id
-        client.log_batch(run_id, params=[MlflowParam(f"sweep.{key}", str(value)) for key, value in params.items()])
-    values = {**trial_tags(sweep.name, study, number), sweep_tags.STATE: "FAIL", tags.FAILURE_REASON: clip(reason)}
+        client.log_batch(
+            run_id, params=[MlflowParam(f"sweep.{key}", str(value)) for key, value in params.items()]
+        )
+    values = {
+        **trial_tags(sweep.name, study, number), sweep_tags.STATE: "FAIL", tags.FAILURE_REASON: clip(reason)
+    }
     client.log_batch(run_id, tags=[RunTag(key, value) for key, value in values.items()])
     client.set_terminated(run_id, status="FAILED")
     return run_id
@@ -76,6 +82,7 @@ def close_sweep_run(client: MlflowClient, run_id: str, study: optuna.Study) -> N
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if complete:
         best = study.best_trial
+        assert best.value is not None  # the best of complete trials, each with its objective
         client.log_metric(run_id, sweep_tags.METRIC_BEST, best.value, step=len(study.trials))
         client.set_tag(run_id, sweep_tags.BEST_TRIAL, str(best.number))
     client.set_terminated(run_id, status="FINISHED")

@@ -31,7 +31,8 @@ class TrialRuns:
             # Pruning and telling the study happen in rank 0's job code alone: other ranks would
             # neither stop with a pruned trial nor keep out of the study.
             raise ConfigError(f"sweep {self.sweep.name!r}", [
-                f"launch: a trial runs as one rank, not {base.launch.world_size} (launch.nodes x tasks per node)"])
+                f"launch: a trial runs as one rank, not {base.launch.world_size} "
+                "(launch.nodes x tasks per node)"])
         return base
 
     def trial(self, study: str, number: int, params: dict[str, Any]) -> RunSpec:
@@ -55,7 +56,8 @@ class TrialRuns:
             values = param.choices if param.kind == "categorical" else (param.low, param.high)
             for value in values:
                 try:
-                    self._expand(f"sweep:{self.sweep.name}", f"{self.sweep.name} space check", {param.key: value})
+                    self._expand(f"sweep:{self.sweep.name}", f"{self.sweep.name} space check",
+                                 {param.key: value})
                 except ConfigError as error:
                     problems += [f"space.{param.key}: {value!r} is a value of the space, but {problem}"
                                  for problem in error.problems or [str(error)]]

@@ -58,9 +58,11 @@ def annotate(study: optuna.Study, trial_id: int, attributes: dict[str, str]) -> 
 def distribution(param: Param) -> BaseDistribution:
     if param.kind == "categorical":
         return CategoricalDistribution(param.choices)
+    low, high = param.low, param.high
+    assert low is not None and high is not None  # a range's bounds are required (config/sweep.py)
     if param.kind == "int":
-        return IntDistribution(int(param.low), int(param.high), log=param.log, step=int(param.step or 1))
-    return FloatDistribution(param.low, param.high, log=param.log, step=param.step)
+        return IntDistribution(int(low), int(high), log=param.log, step=int(param.step or 1))
+    return FloatDistribution(low, high, log=param.log, step=param.step)
 
 
 def distributions(sweep: SweepSpec) -> dict[str, BaseDistribution]:
@@ -79,7 +81,9 @@ def make_sampler(spec: SamplerSpec, seed_offset: int) -> optuna.samplers.BaseSam
 
 def make_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
     if spec.kind == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=spec.startup_trials, n_warmup_steps=spec.warmup_steps)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=spec.startup_trials, n_warmup_steps=spec.warmup_steps
+        )
     if spec.kind == "hyperband":
         return optuna.pruners.HyperbandPruner(
             min_resource=spec.min_resource, reduction_factor=spec.reduction_factor

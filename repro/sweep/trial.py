@@ -91,6 +91,7 @@ def run_trial(job: TrialJob) -> TrialOutcome:
         # Another job holds the trial's run (a second start of the sweep, a stray requeue): that
         # job tells the study, and this one must neither touch the run nor end the trial.
         return TrialOutcome(job.number, TrialState.RUNNING.name, None, None, result.failure)
+    assert result.run_id is not None  # a trial runs as one rank (sweep/runs.py), rank 0, which tracks
     return _settle(study, client, job, result.run_id, result.failure)
 
 

@@ -142,7 +142,9 @@ def is_done(run: Run) -> bool:
     return run.info.status == "FAILED" and reason.startswith(tags.STATUS_DIVERGED)
 
 
-def open_run(client: MlflowClient, experiment_id: str, parent_run_id: str, spec: RunSpec, workdir: Path) -> str:
+def open_run(
+    client: MlflowClient, experiment_id: str, parent_run_id: str, spec: RunSpec, workdir: Path
+) -> str:
     """Reopens the newest unfinished run of this config (a resume), or creates a new one, with
     the params of repro.tracking.run_params (paths relative to the work directory's roots)."""
     for run in runs_with_hash(client, experiment_id, spec.config_hash):

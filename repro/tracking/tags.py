@@ -25,5 +25,6 @@ METRIC_DEVICE_HOURS = "compute/device_hours"
 METRIC_TRAIN_FLOPS = "compute/train_flops"  # counted (experiments/training/flops.py), not timed
 SAMPLE_GRID_ARTIFACT = "samples/grid.png"
 DREAMBENCH_SHEETS = "dreambench"  # artifact folder: one sample sheet per subject, <subject>.png
-MODEL_ARTIFACT = "model"  # artifact folder on a finished run that trained a model: its export (repro/sharing/export.py)
+# Artifact folder on a finished run that trained a model: its export (repro/sharing/export.py).
+MODEL_ARTIFACT = "model"
 REPORTS_ARTIFACT = "reports"  # artifact folder on a campaign's or sweep's parent run: its tables and plots

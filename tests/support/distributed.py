@@ -17,7 +17,8 @@ PREEMPTED_AT = 4  # the step boundary at which rank 0 holds the warning signal
 
 
 def align_config(assets: Path, sets: dict[str, object] | None = None, **train_values) -> RunConfig:
-    values = dict(steps=STEPS, batch_size=8, rec_weight=0.0, log_every=1, eval_every=STEPS, checkpoint_every=3)
+    values = dict(steps=STEPS, batch_size=8, rec_weight=0.0, log_every=1, eval_every=STEPS,
+                  checkpoint_every=3)
     return tiny_config(assets, "aligner-12", sets, **{**values, **train_values})
 
 
@@ -28,5 +29,5 @@ def fresh_objective(config: RunConfig) -> AlignObjective:
 
 def join_gloo(rank: int, world: int, folder: Path) -> None:
     # A rank left waiting by a broken loop fails the test within a minute instead of hanging it.
-    dist.init_process_group("gloo", init_method=f"file://{folder / 'rendezvous'}", rank=rank, world_size=world,
-                            timeout=timedelta(seconds=60))
+    dist.init_process_group("gloo", init_method=f"file://{folder / 'rendezvous'}", rank=rank,
+                            world_size=world, timeout=timedelta(seconds=60))

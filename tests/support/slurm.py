@@ -36,7 +36,8 @@ def preempt(workdir: Path, job_id: str) -> None:
 
 
 def _pending_reason(job_id: str) -> str:
-    answer = subprocess.run(["squeue", "-h", "-j", job_id, "-t", "PD", "-o", "%r"], capture_output=True, text=True)
+    answer = subprocess.run(["squeue", "-h", "-j", job_id, "-t", "PD", "-o", "%r"], capture_output=True,
+                            text=True)
     return answer.stdout.strip()
 
 

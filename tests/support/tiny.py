@@ -26,7 +26,9 @@ QUICK: dict[str, object] = {
 }
 
 
-def tiny_config(assets: Path, experiment: str, sets: dict[str, object] | None = None, **train: object) -> RunConfig:
+def tiny_config(
+    assets: Path, experiment: str, sets: dict[str, object] | None = None, **train: object
+) -> RunConfig:
     """Seed 0's run of `experiment` on the tiny tier built in `assets`, with QUICK, then `sets`
     (dotted keys), then `train` (train.* fields) applied, each checked as `--set` checks it."""
     values = {**QUICK, **(sets or {}), **{f"train.{key}": value for key, value in train.items()}}
@@ -42,15 +44,18 @@ def _toml(value: object) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
-def stage3_config(assets: Path, stage2_dir: Path, sets: dict[str, object] | None = None, **train_values) -> RunConfig:
+def stage3_config(
+    assets: Path, stage2_dir: Path, sets: dict[str, object] | None = None, **train_values
+) -> RunConfig:
     """A short stage-3 run from the stage-2 run in `stage2_dir`, with a DreamBench of one subject;
     `sets` and `train_values` as tiny_config takes them."""
     values = dict(steps=6, batch_size=5, log_every=1, eval_every=3, checkpoint_every=3,
                   init_from=str(stage2_dir))
     values.update(train_values)
     config = tiny_config(assets, "kosmos-g", sets, **values)
-    return replace(config, dreambench=replace(config.dreambench, subjects=("dog",), templates=(0, 20), steps=2,
-                                              images_per_prompt=2, batch_size=4))
+    bench = replace(config.dreambench, subjects=("dog",), templates=(0, 20), steps=2, images_per_prompt=2,
+                    batch_size=4)
+    return replace(config, dreambench=bench)
 
 
 def tiny_dreambench(assets: Path, **values: object) -> DreamBenchConfig:
