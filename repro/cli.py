@@ -164,6 +164,16 @@ def _parser() -> argparse.ArgumentParser:
                       help="folder to build in; a part already complete there is kept")
     full.add_argument("--seed", type=int, default=0, help="seed of every random weight and image")
 
+    mini = commands.add_parser("mini", help="the mini world (a compositional shapes world) and its models")
+    mini_kinds = mini.add_subparsers(dest="mini_kind", required=True, metavar="KIND")
+    world = mini_kinds.add_parser(
+        "world", help="the mini world in every format the full tier reads (COCO, LAION parquet, webdataset, "
+                      "DreamBench, stage-3 manifests), with each image's attribute labels")
+    world.add_argument("--out", type=Path, required=True, help="folder to write (made if missing)")
+    world.add_argument("--seed", type=int, default=0, help="seed of every scene (same seed, same bytes)")
+    world.add_argument("--train-images", type=_positive, default=4096)
+    world.add_argument("--heldout-images", type=_positive, default=512)
+
     preflight = commands.add_parser(
         "preflight", help="every planned run loaded, stepped, sampled and sized on this machine: one table")
     matrix_options(preflight)
@@ -470,6 +480,15 @@ def cmd_fixtures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mini(args: argparse.Namespace) -> int:
+    from experiments.mini.world import WorldSizes, build_world
+
+    sizes = WorldSizes(train_images=args.train_images, heldout_images=args.heldout_images)
+    world = build_world(args.out, args.seed, sizes)
+    print(f"wrote the mini world to {world.root}")
+    return 0
+
+
 def cmd_preflight(args: argparse.Namespace) -> int:
     if min(args.steps, args.micro_batch, args.fid_images - 1, args.sampler_steps) < 1:
         raise ConfigError("--steps, --micro-batch and --sampler-steps must be at least 1, --fid-images at least 2")
@@ -543,7 +562,7 @@ def _reports_dir(args: argparse.Namespace) -> Path:
 
 COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "cancel": cmd_cancel,
             "sweep": cmd_sweep, "report": cmd_report, "generate": cmd_generate, "export": cmd_export,
-            "data": cmd_data, "fixtures": cmd_fixtures, "preflight": cmd_preflight, "ui": cmd_ui}
+            "data": cmd_data, "fixtures": cmd_fixtures, "mini": cmd_mini, "preflight": cmd_preflight, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:
