@@ -173,6 +173,14 @@ def _parser() -> argparse.ArgumentParser:
     world.add_argument("--seed", type=int, default=0, help="seed of every scene (same seed, same bytes)")
     world.add_argument("--train-images", type=_positive, default=4096)
     world.add_argument("--heldout-images", type=_positive, default=512)
+    classifier = mini_kinds.add_parser(
+        "classifier", help="train the attribute classifier (attribute accuracy, FID features) on a mini world; "
+                           "prints its loss and held-out accuracy as JSON lines")
+    classifier.add_argument("--world", type=Path, required=True, help="a folder `repro mini world` wrote")
+    classifier.add_argument("--out", type=Path, required=True, help="folder for its safetensors and JSON")
+    classifier.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches")
+    classifier.add_argument("--steps", type=_positive, default=1500)
+    classifier.add_argument("--batch-size", type=_positive, default=64)
 
     preflight = commands.add_parser(
         "preflight", help="every planned run loaded, stepped, sampled and sized on this machine: one table")
@@ -481,11 +489,29 @@ def cmd_fixtures(args: argparse.Namespace) -> int:
 
 
 def cmd_mini(args: argparse.Namespace) -> int:
-    from experiments.mini.world import WorldSizes, build_world
+    if args.mini_kind == "world":
+        from experiments.mini.world import WorldSizes, build_world
 
-    sizes = WorldSizes(train_images=args.train_images, heldout_images=args.heldout_images)
-    world = build_world(args.out, args.seed, sizes)
-    print(f"wrote the mini world to {world.root}")
+        sizes = WorldSizes(train_images=args.train_images, heldout_images=args.heldout_images)
+        world = build_world(args.out, args.seed, sizes)
+        print(f"wrote the mini world to {world.root}")
+        return 0
+    import json
+    import shlex
+
+    from experiments.mini.heldout import heldout_accuracy
+    from experiments.mini.train_classifier import ClassifierTraining, train_classifier
+
+    coco = args.world / "coco"
+    for path in (coco / "captions_train.json", coco / "captions_val.json"):
+        if not path.is_file():
+            raise ConfigError(f"--world {args.world}: no {path.relative_to(args.world)}; build it with `repro mini world`")
+    training = ClassifierTraining(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    command = shlex.join(["repro", "mini", "classifier", "--world", str(args.world), "--out", str(args.out), "--seed",
+                          str(args.seed), "--steps", str(args.steps), "--batch-size", str(args.batch_size)])
+    weights, _ = train_classifier(coco / "captions_train.json", coco / "train", args.out, training, command)
+    print(json.dumps({"heldout_attribute_accuracy": heldout_accuracy(weights, coco / "captions_val.json", coco / "val")}))
+    print(f"wrote {weights}")
     return 0
 
 

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 from experiments.mini.scenes import Scene
 from experiments.mini.version import WORLD_VERSION
 
@@ -15,6 +17,11 @@ from experiments.mini.version import WORLD_VERSION
 class LabelledImage:
     path: Path
     scene: Scene
+
+    def rgb(self) -> Image.Image:
+        """The image, read whole so the file is closed at once."""
+        with Image.open(self.path) as image:
+            return image.convert("RGB")
 
 
 def labelled_images(captions_file: Path, images: Path) -> list[LabelledImage]:
