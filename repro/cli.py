@@ -171,16 +171,18 @@ def _parser() -> argparse.ArgumentParser:
                       "DreamBench, stage-3 manifests), with each image's attribute labels")
     world.add_argument("--out", type=Path, required=True, help="folder to write (made if missing)")
     world.add_argument("--seed", type=int, default=0, help="seed of every scene (same seed, same bytes)")
-    world.add_argument("--train-images", type=_positive, default=4096)
-    world.add_argument("--heldout-images", type=_positive, default=512)
+    # Left unset, a size or step count is the builder's or trainer's own default.
+    world.add_argument("--train-images", type=_positive, help="images in the training split")
+    world.add_argument("--heldout-images", type=_positive,
+                       help="images in the held-out split (FID, attribute accuracy)")
     classifier = mini_kinds.add_parser(
         "classifier", help="train the attribute classifier (attribute accuracy, FID features) on a mini world; "
                            "prints its loss and held-out accuracy as JSON lines")
     classifier.add_argument("--world", type=Path, required=True, help="a folder `repro mini world` wrote")
     classifier.add_argument("--out", type=Path, required=True, help="folder for its safetensors and JSON")
     classifier.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches")
-    classifier.add_argument("--steps", type=_positive, default=1500)
-    classifier.add_argument("--batch-size", type=_positive, default=64)
+    classifier.add_argument("--steps", type=_positive, help="optimiser steps")
+    classifier.add_argument("--batch-size", type=_positive, help="images per step")
 
     preflight = commands.add_parser(
         "preflight", help="every planned run loaded, stepped, sampled and sized on this machine: one table")
@@ -492,7 +494,7 @@ def cmd_mini(args: argparse.Namespace) -> int:
     if args.mini_kind == "world":
         from experiments.mini.world import WorldSizes, build_world
 
-        sizes = WorldSizes(train_images=args.train_images, heldout_images=args.heldout_images)
+        sizes = WorldSizes(**_given(args, "train_images", "heldout_images"))
         world = build_world(args.out, args.seed, sizes)
         print(f"wrote the mini world to {world.root}")
         return 0
@@ -506,13 +508,18 @@ def cmd_mini(args: argparse.Namespace) -> int:
     for path in (coco / "captions_train.json", coco / "captions_val.json"):
         if not path.is_file():
             raise ConfigError(f"--world {args.world}: no {path.relative_to(args.world)}; build it with `repro mini world`")
-    training = ClassifierTraining(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    training = ClassifierTraining(seed=args.seed, **_given(args, "steps", "batch_size"))
     command = shlex.join(["repro", "mini", "classifier", "--world", str(args.world), "--out", str(args.out), "--seed",
-                          str(args.seed), "--steps", str(args.steps), "--batch-size", str(args.batch_size)])
+                          str(training.seed), "--steps", str(training.steps), "--batch-size", str(training.batch_size)])
     weights, _ = train_classifier(coco / "captions_train.json", coco / "train", args.out, training, command)
     print(json.dumps({"heldout_attribute_accuracy": heldout_accuracy(weights, coco / "captions_val.json", coco / "val")}))
     print(f"wrote {weights}")
     return 0
+
+
+def _given(args: argparse.Namespace, *names: str) -> dict[str, object]:
+    """The options among `names` the user set: the others keep the callee's defaults."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:

@@ -49,8 +49,8 @@ ABSENT = -100  # the target of a slot with no object: cross_entropy's ignore_ind
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    width: int = 32  # channels of the first block; each later block doubles them
-    features: int = 256  # the penultimate layer: FID's feature dimension
+    width: int = 16  # channels of the first block; each later block doubles them
+    features: int = 128  # the penultimate layer: FID's feature dimension
 
 
 @dataclass(frozen=True)
