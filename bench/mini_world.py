@@ -2,7 +2,7 @@
 time and held-out attribute accuracy at a given width and step count. Times are wall clock and
 process CPU time, the latter barely moved by other processes on a shared box.
 
-    python -m bench.mini_world --steps 1500 --width 32
+    python -m bench.mini_world --steps 3000 --width 16
 """
 
 from __future__ import annotations
