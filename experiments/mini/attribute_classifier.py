@@ -24,6 +24,7 @@ from torch import nn
 from experiments.mini.scenes import (
     BACKGROUNDS,
     COUNTS,
+    IMAGE_SIZE,
     MAX_OBJECTS,
     OBJECT_COLOURS,
     POSITIONS,
@@ -34,7 +35,6 @@ from experiments.mini.scenes import (
 from experiments.mini.version import WORLD_VERSION
 
 WEIGHTS_FILE = "attribute_classifier.safetensors"
-INPUT_SIZE = 32
 OBJECT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "shape": SHAPES, "colour": tuple(OBJECT_COLOURS), "size": tuple(SIZES), "position": tuple(POSITIONS),
 }
@@ -75,15 +75,15 @@ class AttributeClassifier(nn.Module):
                        nn.Conv2d(c_out, c_out, 3, stride=2, padding=1), nn.ReLU()]
         self.trunk = nn.Sequential(*blocks, nn.Flatten())
         # Flattened rather than pooled: position is an attribute, so where a feature fired matters.
-        spatial = INPUT_SIZE // 8
+        spatial = IMAGE_SIZE // 8
         self.features = nn.Sequential(nn.Linear(4 * w * spatial * spatial, config.features), nn.ReLU())
         self.heads = nn.Linear(config.features, sum(len(choices) for _, choices in HEADS))
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Penultimate features of uint8-range pixels [N, 3, H, W] (resized to INPUT_SIZE)."""
+        """Penultimate features of uint8-range pixels [N, 3, H, W] (resized to IMAGE_SIZE)."""
         x = pixels.float()
-        if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", antialias=True, align_corners=False)
+        if x.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
+            x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", antialias=True, align_corners=False)
         return self.features(self.trunk((x - 127.5) / 127.5))
 
     def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -21,8 +21,8 @@ from experiments.mini.attribute_classifier import (
     targets,
 )
 from experiments.mini.labelled_images import labelled_images
+from experiments.mini.scenes import IMAGE_SIZE
 from experiments.mini.version import WORLD_VERSION
-from experiments.mini.world import IMAGE_SIZE
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 
-from experiments.mini import captions, scenes
+from experiments.mini import captions, scenes, subjects
 
 
 def _parameters() -> dict:
     return {
         "shapes": scenes.SHAPES, "object_colours": scenes.OBJECT_COLOURS, "backgrounds": scenes.BACKGROUNDS,
         "sizes": scenes.SIZES, "positions": scenes.POSITIONS, "counts": scenes.COUNTS, "jitter": scenes.JITTER,
-        "drawing": scenes.DRAWING_REVISION,
+        "drawing": scenes.DRAWING_REVISION, "image_size": scenes.IMAGE_SIZE, "patterns": subjects.PATTERNS,
         "templates": [captions.ONE_OBJECT_TEMPLATES, captions.TWO_OBJECT_TEMPLATES, captions.EDIT_TEMPLATES],
         "where": captions.WHERE, "relations": captions.RELATIONS,
     }

@@ -26,6 +26,7 @@ from experiments.data.dreambench_layout import read_prompts_file
 from experiments.mini.captions import EDIT_TEMPLATES, caption, captions_of
 from experiments.mini.scenes import (
     BACKGROUNDS,
+    IMAGE_SIZE,
     OBJECT_COLOURS,
     POSITIONS,
     Scene,
@@ -39,9 +40,6 @@ from experiments.tiny.coco import VAL_ID_OFFSET
 from experiments.tiny.dreambench_subjects import PROMPTS_FILE
 from experiments.tiny.paper_formats import write_laion_parquet, write_webdataset
 
-# Rendered sheets at 32 and 64 px were compared: the small (8 px) circle, square, triangle and
-# cross stay distinct at 32, so the world needs no more pixels than that.
-IMAGE_SIZE = 32
 CAPTIONS_PER_IMAGE = (2, 4)  # fewest, most
 
 
@@ -68,8 +66,9 @@ class MiniWorld:
     captioned: Path
 
 
-def build_world(root: Path, seed: int = 0, sizes: WorldSizes = WorldSizes(), size: int = IMAGE_SIZE) -> MiniWorld:
+def build_world(root: Path, seed: int = 0, sizes: WorldSizes = WorldSizes()) -> MiniWorld:
     root = Path(root)
+    size = IMAGE_SIZE  # part of WORLD_VERSION: weights trained at one size are refused at another
     coco = root / "coco"
     world = MiniWorld(
         root, coco / "captions_train.json", coco / "captions_val.json", coco / "train", coco / "val",
