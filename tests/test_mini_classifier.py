@@ -90,6 +90,9 @@ def test_a_briefly_trained_classifier_reads_held_out_images_and_not_shuffled_lab
         # Against shuffled labels a reader can only score what the labels share by chance.
         assert other[attribute] == pytest.approx(_agreement(scenes, shuffled, attribute), abs=0.1), attribute
     assert own["overall"] > 0.2 > other["overall"]
+    # A generator's larger images are scaled down to the world's size before they are read.
+    larger = attribute_accuracy(classifier, [image.resize((64, 64), Image.NEAREST) for image in images], scenes)
+    assert larger["overall"] == pytest.approx(own["overall"], abs=0.05)
 
 
 def _agreement(scenes: list, others: list, attribute: str) -> float:
@@ -150,3 +153,13 @@ def test_repro_mini_classifier_trains_saves_and_scores(world, tmp_path, capsys):
     assert record["command"] == f"repro mini classifier --world {world.root} --out {out} --seed 0 --steps 2 --batch-size 4"
     assert main(["mini", "classifier", "--world", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "coco/captions_train.json; build it with `repro mini world`" in capsys.readouterr().err
+
+
+def test_training_names_an_image_not_of_the_worlds_size(tmp_path):
+    small = build_world(tmp_path / "w", sizes=WorldSizes(train_images=4, heldout_images=1, photos_per_subject=1,
+                                                         stage3_rows=1))
+    odd = sorted(small.train_images.iterdir())[2]
+    Image.new("RGB", (64, 64)).save(odd)
+    with pytest.raises(ValueError, match=f"{odd.name}: not 32 px square"):
+        train_classifier(small.train_captions, small.train_images, tmp_path / "clf", ClassifierTraining(steps=1),
+                         "pytest", log=lambda line: None)

@@ -111,8 +111,11 @@ def loss(logits: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> to
 
 
 def pixels_of(images: list[Image.Image]) -> torch.Tensor:
-    """uint8 [N, 3, H, W] of RGB images of one size."""
-    return torch.from_numpy(np.stack([np.asarray(image.convert("RGB")) for image in images])).permute(0, 3, 1, 2)
+    """uint8 [N, 3, IMAGE_SIZE, IMAGE_SIZE]; images of another size (a generator's) are scaled to it."""
+    square = (IMAGE_SIZE, IMAGE_SIZE)
+    arrays = [np.asarray(image.convert("RGB").resize(square, Image.BILINEAR) if image.size != square
+                         else image.convert("RGB")) for image in images]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
 
 
 def save_classifier(model: AttributeClassifier, record: TrainingRecord, folder: Path) -> Path:

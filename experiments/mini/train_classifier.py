@@ -41,9 +41,11 @@ def train_classifier(
 ) -> tuple[Path, list[float]]:
     """Writes out/attribute_classifier.{safetensors,json}; returns the weights file and every step's loss."""
     labelled = labelled_images(captions_file, images)
-    pixels = pixels_of([item.rgb() for item in labelled])
-    if pixels.shape[-1] != IMAGE_SIZE:
-        raise ValueError(f"{images}: {pixels.shape[-1]}-px images, the classifier reads {IMAGE_SIZE}-px ones")
+    originals = [item.rgb() for item in labelled]
+    odd = next((item.path for item, image in zip(labelled, originals) if image.size != (IMAGE_SIZE, IMAGE_SIZE)), None)
+    if odd is not None:
+        raise ValueError(f"{odd}: not {IMAGE_SIZE} px square; the classifier trains on the world's own images")
+    pixels = pixels_of(originals)
     target = targets([item.scene for item in labelled])
     with torch.random.fork_rng(devices=[]):  # seeded init without moving the caller's global RNG
         torch.manual_seed(training.seed)
