@@ -60,6 +60,8 @@ class TrainingRecord:
     command: str
     seed: int
     steps: int
+    batch_size: int
+    learning_rate: float
     world_version: str
     config: ClassifierConfig
 

@@ -63,5 +63,6 @@ def train_classifier(
         losses.append(value.item())
         if step % training.log_every == 0 or step == training.steps:
             log(json.dumps({"step": step, "loss": round(losses[-1], 5)}))
-    record = TrainingRecord(command, training.seed, training.steps, WORLD_VERSION, training.config)
+    record = TrainingRecord(command, training.seed, training.steps, training.batch_size, training.learning_rate,
+                            WORLD_VERSION, training.config)
     return save_classifier(model.eval(), record, out), losses
