@@ -507,12 +507,16 @@ def cmd_mini(args: argparse.Namespace) -> int:
     coco = args.world / "coco"
     for path in (coco / "captions_train.json", coco / "captions_val.json"):
         if not path.is_file():
-            raise ConfigError(f"--world {args.world}: no {path.relative_to(args.world)}; build it with `repro mini world`")
+            where = path.relative_to(args.world)
+            raise ConfigError(f"--world {args.world}: no {where}; build it with `repro mini world`")
     training = ClassifierTraining(seed=args.seed, **_given(args, "steps", "batch_size"))
-    command = shlex.join(["repro", "mini", "classifier", "--world", str(args.world), "--out", str(args.out), "--seed",
-                          str(training.seed), "--steps", str(training.steps), "--batch-size", str(training.batch_size)])
+    command = shlex.join([
+        "repro", "mini", "classifier", "--world", str(args.world), "--out", str(args.out), "--seed",
+        str(training.seed), "--steps", str(training.steps), "--batch-size", str(training.batch_size),
+    ])
     weights, _ = train_classifier(coco / "captions_train.json", coco / "train", args.out, training, command)
-    print(json.dumps({"heldout_attribute_accuracy": heldout_accuracy(weights, coco / "captions_val.json", coco / "val")}))
+    accuracy = heldout_accuracy(weights, coco / "captions_val.json", coco / "val")
+    print(json.dumps({"heldout_attribute_accuracy": accuracy}))
     print(f"wrote {weights}")
     return 0
 

@@ -65,11 +65,21 @@ def test_coco_captions_name_their_images_labels(world):
 def test_parquet_and_webdataset_read_through_open_shards(world):
     scenes = _scenes_by_file(world.train_captions, world.train_images)
     texts = {c.caption for c in load_captions(world.train_captions)}
-    parquet = [r for shard in open_shards(str(world.laion), text_column="TEXT")
-               for g in range(len(shard.group_sizes())) for r in shard.read_group(g)]
-    assert sorted(r.caption for r in parquet) == sorted(c.caption for c in load_captions(world.train_captions))
-    samples = [r for shard in open_shards(str(world.webdataset))
-               for g in range(len(shard.group_sizes())) for r in shard.read_group(g)]
+    parquet = [
+        r
+        for shard in open_shards(str(world.laion), text_column="TEXT")
+        for g in range(len(shard.group_sizes()))
+        for r in shard.read_group(g)
+    ]
+    assert sorted(r.caption for r in parquet) == sorted(
+        c.caption for c in load_captions(world.train_captions)
+    )
+    samples = [
+        r
+        for shard in open_shards(str(world.webdataset))
+        for g in range(len(shard.group_sizes()))
+        for r in shard.read_group(g)
+    ]
     assert len(samples) == len(scenes)
     for record in samples:
         assert record.caption in texts
@@ -84,7 +94,9 @@ def test_stage3_manifests_read_through_stage3_rows(world):
     compositional = load_compositional(world.compositional)
     assert len(compositional.rows) == SIZES.stage3_rows and compositional.total_skipped == 0
     for row in compositional.rows:
-        assert sorted(e.word for e in row.entities) == sorted(obj.shape for obj in scene_of(row.caption).objects)
+        assert sorted(e.word for e in row.entities) == sorted(
+            obj.shape for obj in scene_of(row.caption).objects
+        )
         assert all(e.word in SHAPES and e.segment.is_file() for e in row.entities)
     edits = load_edits(world.edits)
     assert len(edits.rows) == SIZES.stage3_rows and edits.total_skipped == 0
@@ -110,7 +122,7 @@ def test_same_seed_same_bytes_and_another_seed_other_images(tmp_path, world):
     assert files == sorted(p.relative_to(again.root) for p in again.root.rglob("*") if p.is_file())
     assert all((world.root / f).read_bytes() == (again.root / f).read_bytes() for f in files)
     other = build_world(tmp_path / "other", seed=1, sizes=SIZES)
-    assert (other.val_captions.read_bytes() != world.val_captions.read_bytes())
+    assert other.val_captions.read_bytes() != world.val_captions.read_bytes()
 
 
 def test_labels_of_another_world_version_are_refused(tmp_path, world):
@@ -123,6 +135,9 @@ def test_labels_of_another_world_version_are_refused(tmp_path, world):
 
 
 def test_repro_mini_world_writes_the_world(tmp_path, capsys):
-    assert main(["mini", "world", "--out", str(tmp_path / "w"), "--train-images", "4", "--heldout-images", "2"]) == 0
+    assert (
+        main(["mini", "world", "--out", str(tmp_path / "w"), "--train-images", "4", "--heldout-images", "2"])
+        == 0
+    )
     assert len(load_captions(tmp_path / "w" / "coco" / "captions_train.json")) >= 8
     assert "wrote the mini world" in capsys.readouterr().out

@@ -32,19 +32,29 @@ BATCH = 256
 
 
 def attribute_accuracy(
-    classifier: AttributeClassifier, images: Sequence[Image.Image], captions_or_scenes: Sequence[str | Scene],
+    classifier: AttributeClassifier,
+    images: Sequence[Image.Image],
+    captions_or_scenes: Sequence[str | Scene],
 ) -> dict[str, float]:
     """Accuracy per name of ATTRIBUTES, over `images` against what `captions_or_scenes` says."""
     if len(images) != len(captions_or_scenes) or not images:
-        raise ValueError(f"attribute accuracy needs one caption per image and at least one image; got "
-                         f"{len(images)} images and {len(captions_or_scenes)} captions")
+        raise ValueError(
+            f"attribute accuracy needs one caption per image and at least one image; got "
+            f"{len(images)} images and {len(captions_or_scenes)} captions"
+        )
     scenes = [item if isinstance(item, Scene) else scene_of(item) for item in captions_or_scenes]
     wanted = targets(scenes)
     with torch.no_grad():
-        chunks = [classifier(pixels_of(list(images[start:start + BATCH]))) for start in range(0, len(images), BATCH)]
+        chunks = [
+            classifier(pixels_of(list(images[start : start + BATCH])))
+            for start in range(0, len(images), BATCH)
+        ]
     predicted = {name: torch.cat([chunk[name] for chunk in chunks]).argmax(dim=1) for name in wanted}
     right = {name: predicted[name] == wanted[name] for name in wanted}
-    scores = {"count": right["count"].float().mean().item(), "background": right["background"].float().mean().item()}
+    scores = {
+        "count": right["count"].float().mean().item(),
+        "background": right["background"].float().mean().item(),
+    }
     every = right["count"] & right["background"]
     for attribute in OBJECT_ATTRIBUTES:
         named = torch.stack([wanted[f"slot{k}.{attribute}"] != ABSENT for k in range(MAX_OBJECTS)])

@@ -36,13 +36,20 @@ from experiments.mini.version import WORLD_VERSION
 
 WEIGHTS_FILE = "attribute_classifier.safetensors"
 OBJECT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
-    "shape": SHAPES, "colour": tuple(OBJECT_COLOURS), "size": tuple(SIZES), "position": tuple(POSITIONS),
+    "shape": SHAPES,
+    "colour": tuple(OBJECT_COLOURS),
+    "size": tuple(SIZES),
+    "position": tuple(POSITIONS),
 }
 # Every head, in the order of the logits: (name, its choices); slot heads are "slot{k}.{attribute}".
 HEADS: tuple[tuple[str, tuple], ...] = (
     ("count", COUNTS),
     ("background", tuple(BACKGROUNDS)),
-    *((f"slot{k}.{name}", choices) for k in range(MAX_OBJECTS) for name, choices in OBJECT_ATTRIBUTES.items()),
+    *(
+        (f"slot{k}.{name}", choices)
+        for k in range(MAX_OBJECTS)
+        for name, choices in OBJECT_ATTRIBUTES.items()
+    ),
 )
 ABSENT = -100  # the target of a slot with no object: cross_entropy's ignore_index
 
@@ -73,8 +80,12 @@ class AttributeClassifier(nn.Module):
         w = config.width
         blocks = []
         for c_in, c_out in ((3, w), (w, 2 * w), (2 * w, 4 * w)):
-            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(),
-                       nn.Conv2d(c_out, c_out, 3, stride=2, padding=1), nn.ReLU()]
+            blocks += [
+                nn.Conv2d(c_in, c_out, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(c_out, c_out, 3, stride=2, padding=1),
+                nn.ReLU(),
+            ]
         self.trunk = nn.Sequential(*blocks, nn.Flatten())
         # Flattened rather than pooled: position is an attribute, so where a feature fired matters.
         spatial = IMAGE_SIZE // 8
@@ -85,7 +96,9 @@ class AttributeClassifier(nn.Module):
         """Penultimate features of uint8-range pixels [N, 3, H, W] (resized to IMAGE_SIZE)."""
         x = pixels.float()
         if x.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
-            x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", antialias=True, align_corners=False)
+            x = F.interpolate(
+                x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", antialias=True, align_corners=False
+            )
         return self.features(self.trunk((x - 127.5) / 127.5))
 
     def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -109,14 +122,22 @@ def targets(scenes: list[Scene]) -> dict[str, torch.Tensor]:
 
 def loss(logits: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean over heads of each head's cross-entropy (absent slots left out)."""
-    return torch.stack([F.cross_entropy(logits[name], target[name], ignore_index=ABSENT) for name, _ in HEADS]).mean()
+    return torch.stack(
+        [F.cross_entropy(logits[name], target[name], ignore_index=ABSENT) for name, _ in HEADS]
+    ).mean()
 
 
 def pixels_of(images: list[Image.Image]) -> torch.Tensor:
     """uint8 [N, 3, IMAGE_SIZE, IMAGE_SIZE]; images of another size (a generator's) are scaled to it."""
     square = (IMAGE_SIZE, IMAGE_SIZE)
-    arrays = [np.asarray(image.convert("RGB").resize(square, Image.BILINEAR) if image.size != square
-                         else image.convert("RGB")) for image in images]
+    arrays = [
+        np.asarray(
+            image.convert("RGB").resize(square, Image.BILINEAR)
+            if image.size != square
+            else image.convert("RGB")
+        )
+        for image in images
+    ]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
 
 
@@ -136,12 +157,14 @@ def load_classifier(weights: Path) -> AttributeClassifier:
         weights = weights / WEIGHTS_FILE
     record_file = weights.with_suffix(".json")
     if not weights.is_file() or not record_file.is_file():
-        raise FileNotFoundError(f"no attribute classifier at {weights} (needs it and {record_file.name} beside it)")
+        raise FileNotFoundError(
+            f"no attribute classifier at {weights} (needs it and {record_file.name} beside it)"
+        )
     record = json.loads(record_file.read_text())
     if record.get("world_version") != WORLD_VERSION:
         raise ValueError(
-            f"{weights} was trained on mini world version {record.get('world_version')!r}, but this code draws "
-            f"version {WORLD_VERSION!r}: retrain it with `repro mini classifier` on a world rebuilt by "
+            f"{weights} was trained on mini world version {record.get('world_version')!r}, but this code "
+            f"draws version {WORLD_VERSION!r}: retrain it with `repro mini classifier` on a world rebuilt by "
             "`repro mini world`"
         )
     model = AttributeClassifier(ClassifierConfig(**record["config"]))

@@ -18,8 +18,13 @@ from experiments.mini.scenes import (
     WorldObject,
 )
 
-WHERE = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom",
-         "centre": "in the centre"}
+WHERE = {
+    "left": "on the left",
+    "right": "on the right",
+    "top": "at the top",
+    "bottom": "at the bottom",
+    "centre": "in the centre",
+}
 # Where the object named first stands relative to the one named second.
 RELATIONS = {"left": "left of", "right": "right of", "top": "above", "bottom": "below"}
 ONE_OBJECT_TEMPLATES = (
@@ -50,8 +55,9 @@ def caption(scene: Scene, template: int, first: int = 0) -> str:
         return ONE_OBJECT_TEMPLATES[template].format(**words, **_words(obj), where=WHERE[obj.position])
     named, other = scene.objects[first], scene.objects[1 - first]
     second = {f"{key}2": value for key, value in _words(other).items()}
-    return TWO_OBJECT_TEMPLATES[template].format(**words, **_words(named), **second,
-                                                 relation=RELATIONS[named.position])
+    return TWO_OBJECT_TEMPLATES[template].format(
+        **words, **_words(named), **second, relation=RELATIONS[named.position]
+    )
 
 
 def captions_of(scene: Scene, rng: random.Random, n: int) -> list[str]:
@@ -67,8 +73,10 @@ def scene_of(text: str) -> Scene:
     found = _OBJECT.findall(text)
     background = _BACKGROUND.search(text)
     if not found or len(found) > 2 or background is None:
-        raise ValueError(f"not a mini-world caption (needs one or two 'SIZE COLOUR SHAPE' and "
-                         f"'COLOUR background'): {text!r}")
+        raise ValueError(
+            f"not a mini-world caption (needs one or two 'SIZE COLOUR SHAPE' and "
+            f"'COLOUR background'): {text!r}"
+        )
     if len(found) == 1:
         where = [position for position, phrase in WHERE.items() if re.search(rf"\b{phrase}\b", text)]
         if len(where) != 1:
@@ -79,8 +87,10 @@ def scene_of(text: str) -> Scene:
         if len(relation) != 1:
             raise ValueError(f"a two-object caption names one of {sorted(RELATIONS.values())}: {text!r}")
         positions = [relation[0], OPPOSITE[relation[0]]]
-    objects = [WorldObject(shape, colour, size, position)
-               for (size, colour, shape), position in zip(found, positions)]
+    objects = [
+        WorldObject(shape, colour, size, position)
+        for (size, colour, shape), position in zip(found, positions)
+    ]
     order = list(POSITIONS)
     scene = Scene(tuple(sorted(objects, key=lambda obj: order.index(obj.position))), background.group(1))
     scene.check()

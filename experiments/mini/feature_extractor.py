@@ -18,13 +18,20 @@ MINI_EXTRACTOR = "mini-attribute-classifier"
 class MiniFeatureExtractor(FeatureExtractorBase):
     FEATURE = "penultimate"
 
-    def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None,
-                 **kwargs: object) -> None:
+    def __init__(
+        self,
+        name: str,
+        features_list: list[str],
+        feature_extractor_weights_path: str | None = None,
+        **kwargs: object,
+    ) -> None:
         # torch-fidelity hands every calculate_metrics argument to the constructor; only the weights apply.
         super().__init__(name, features_list)
         if feature_extractor_weights_path is None:
-            raise ValueError(f"the {MINI_EXTRACTOR!r} FID feature extractor needs feature_extractor_weights_path: "
-                             "the attribute classifier's weights file")
+            raise ValueError(
+                f"the {MINI_EXTRACTOR!r} FID feature extractor needs feature_extractor_weights_path: "
+                "the attribute classifier's weights file"
+            )
         self.classifier = load_classifier(feature_extractor_weights_path)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:

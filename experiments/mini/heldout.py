@@ -12,5 +12,6 @@ from experiments.mini.labelled_images import labelled_images
 
 def heldout_accuracy(weights: Path, captions_file: Path, images: Path) -> dict[str, float]:
     labelled = labelled_images(captions_file, images)
-    return attribute_accuracy(load_classifier(weights), [item.rgb() for item in labelled],
-                              [item.scene for item in labelled])
+    return attribute_accuracy(
+        load_classifier(weights), [item.rgb() for item in labelled], [item.scene for item in labelled]
+    )

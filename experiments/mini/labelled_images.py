@@ -30,8 +30,10 @@ def labelled_images(captions_file: Path, images: Path) -> list[LabelledImage]:
     data = json.loads(Path(captions_file).read_text())
     version = data.get("info", {}).get("world_version")
     if version != WORLD_VERSION:
-        raise ValueError(f"{captions_file} was written by mini world version {version!r}, this code draws "
-                         f"version {WORLD_VERSION!r}: rebuild it with `repro mini world`")
+        raise ValueError(
+            f"{captions_file} was written by mini world version {version!r}, this code draws "
+            f"version {WORLD_VERSION!r}: rebuild it with `repro mini world`"
+        )
     out = []
     for entry in data["images"]:
         if "labels" not in entry:

@@ -84,21 +84,33 @@ class Scene:
         if self.background not in BACKGROUNDS:
             raise ValueError(f"background {self.background!r} is not one of {sorted(BACKGROUNDS)}")
         for obj in self.objects:
-            for field, known in (("shape", SHAPES), ("colour", OBJECT_COLOURS), ("size", SIZES),
-                                 ("position", POSITIONS)):
+            for field, known in (
+                ("shape", SHAPES),
+                ("colour", OBJECT_COLOURS),
+                ("size", SIZES),
+                ("position", POSITIONS),
+            ):
                 if getattr(obj, field) not in known:
                     raise ValueError(f"object {field} {getattr(obj, field)!r} is not one of {sorted(known)}")
         if len(self.objects) == 2:
             first, second = (obj.position for obj in self.objects)
             if first not in ("left", "top") or OPPOSITE[first] != second:
-                raise ValueError(f"two objects stand left/right or top/bottom in that order, got {first}/{second}")
+                raise ValueError(
+                    f"two objects stand left/right or top/bottom in that order, got {first}/{second}"
+                )
 
 
 def random_scene(rng: random.Random, count: int | None = None) -> Scene:
     count = count if count is not None else rng.choice(COUNTS)
-    positions = [rng.choice(sorted(POSITIONS))] if count == 1 else list(rng.choice((("left", "right"), ("top", "bottom"))))
+    positions = (
+        [rng.choice(sorted(POSITIONS))]
+        if count == 1
+        else list(rng.choice((("left", "right"), ("top", "bottom"))))
+    )
     objects = tuple(
-        WorldObject(rng.choice(SHAPES), rng.choice(sorted(OBJECT_COLOURS)), rng.choice(sorted(SIZES)), position)
+        WorldObject(
+            rng.choice(SHAPES), rng.choice(sorted(OBJECT_COLOURS)), rng.choice(sorted(SIZES)), position
+        )
         for position in positions
     )
     return Scene(objects, rng.choice(sorted(BACKGROUNDS)))

@@ -25,7 +25,12 @@ class Subject:
 
 def assign_subjects(names: list[str], seed: int) -> list[Subject]:
     """A distinct (shape, colour, pattern) per name, drawn from the seed."""
-    looks = [(shape, colour, pattern) for shape in SHAPES for colour in sorted(OBJECT_COLOURS) for pattern in PATTERNS]
+    looks = [
+        (shape, colour, pattern)
+        for shape in SHAPES
+        for colour in sorted(OBJECT_COLOURS)
+        for pattern in PATTERNS
+    ]
     if len(names) > len(looks):
         raise ValueError(f"{len(names)} subjects but the world has only {len(looks)} distinct looks")
     rng = random.Random(f"{seed}/subjects")
@@ -54,4 +59,3 @@ def texture(subject: Subject, size: int, rng: random.Random) -> Image.Image:
             elif subject.pattern == "checks" and ((a - phase) // period + (b - phase) // period) % 2 == 0:
                 draw.rectangle((b, a, b + period - 1, a + period - 1), fill=ink)
     return image
-

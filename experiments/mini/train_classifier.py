@@ -36,15 +36,24 @@ class ClassifierTraining:
 
 
 def train_classifier(
-    captions_file: Path, images: Path, out: Path, training: ClassifierTraining, command: str,
+    captions_file: Path,
+    images: Path,
+    out: Path,
+    training: ClassifierTraining,
+    command: str,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stdout, flush=True),
 ) -> tuple[Path, list[float]]:
     """Writes out/attribute_classifier.{safetensors,json}; returns the weights file and every step's loss."""
     labelled = labelled_images(captions_file, images)
     originals = [item.rgb() for item in labelled]
-    odd = next((item.path for item, image in zip(labelled, originals) if image.size != (IMAGE_SIZE, IMAGE_SIZE)), None)
+    odd = next(
+        (item.path for item, image in zip(labelled, originals) if image.size != (IMAGE_SIZE, IMAGE_SIZE)),
+        None,
+    )
     if odd is not None:
-        raise ValueError(f"{odd}: not {IMAGE_SIZE} px square; the classifier trains on the world's own images")
+        raise ValueError(
+            f"{odd}: not {IMAGE_SIZE} px square; the classifier trains on the world's own images"
+        )
     pixels = pixels_of(originals)
     target = targets([item.scene for item in labelled])
     with torch.random.fork_rng(devices=[]):  # seeded init without moving the caller's global RNG
@@ -63,6 +72,13 @@ def train_classifier(
         losses.append(value.item())
         if step % training.log_every == 0 or step == training.steps:
             log(json.dumps({"step": step, "loss": round(losses[-1], 5)}))
-    record = TrainingRecord(command, training.seed, training.steps, training.batch_size, training.learning_rate,
-                            WORLD_VERSION, training.config)
+    record = TrainingRecord(
+        command,
+        training.seed,
+        training.steps,
+        training.batch_size,
+        training.learning_rate,
+        WORLD_VERSION,
+        training.config,
+    )
     return save_classifier(model.eval(), record, out), losses

@@ -11,11 +11,19 @@ from experiments.mini import captions, scenes, subjects
 
 def _parameters() -> dict:
     return {
-        "shapes": scenes.SHAPES, "object_colours": scenes.OBJECT_COLOURS, "backgrounds": scenes.BACKGROUNDS,
-        "sizes": scenes.SIZES, "positions": scenes.POSITIONS, "counts": scenes.COUNTS, "jitter": scenes.JITTER,
-        "drawing": scenes.DRAWING_REVISION, "image_size": scenes.IMAGE_SIZE, "patterns": subjects.PATTERNS,
+        "shapes": scenes.SHAPES,
+        "object_colours": scenes.OBJECT_COLOURS,
+        "backgrounds": scenes.BACKGROUNDS,
+        "sizes": scenes.SIZES,
+        "positions": scenes.POSITIONS,
+        "counts": scenes.COUNTS,
+        "jitter": scenes.JITTER,
+        "drawing": scenes.DRAWING_REVISION,
+        "image_size": scenes.IMAGE_SIZE,
+        "patterns": subjects.PATTERNS,
         "templates": [captions.ONE_OBJECT_TEMPLATES, captions.TWO_OBJECT_TEMPLATES, captions.EDIT_TEMPLATES],
-        "where": captions.WHERE, "relations": captions.RELATIONS,
+        "where": captions.WHERE,
+        "relations": captions.RELATIONS,
     }
 
 

@@ -71,16 +71,26 @@ def build_world(root: Path, seed: int = 0, sizes: WorldSizes = WorldSizes()) -> 
     size = IMAGE_SIZE  # part of WORLD_VERSION: weights trained at one size are refused at another
     coco = root / "coco"
     world = MiniWorld(
-        root, coco / "captions_train.json", coco / "captions_val.json", coco / "train", coco / "val",
-        root / "laion", root / "wds", root / "dreambench", root / "stage3" / "compositional" / "compositional.jsonl",
-        root / "stage3" / "edits" / "edits.jsonl", root / "stage3" / "captioned" / "captioned.jsonl",
+        root,
+        coco / "captions_train.json",
+        coco / "captions_val.json",
+        coco / "train",
+        coco / "val",
+        root / "laion",
+        root / "wds",
+        root / "dreambench",
+        root / "stage3" / "compositional" / "compositional.jsonl",
+        root / "stage3" / "edits" / "edits.jsonl",
+        root / "stage3" / "captioned" / "captioned.jsonl",
     )
 
     def rng(part: str) -> random.Random:
         return random.Random(f"{seed}/{part}")
 
     _write_coco_split(world.train_images, world.train_captions, sizes.train_images, size, rng("train"), 0)
-    _write_coco_split(world.val_images, world.val_captions, sizes.heldout_images, size, rng("val"), VAL_ID_OFFSET)
+    _write_coco_split(
+        world.val_images, world.val_captions, sizes.heldout_images, size, rng("val"), VAL_ID_OFFSET
+    )
     write_laion_parquet(world.train_captions, world.laion, size=size)
     write_webdataset(world.train_captions, world.train_images, world.webdataset)
     _write_dreambench(world.dreambench, sizes.photos_per_subject, size, seed)
@@ -91,15 +101,18 @@ def build_world(root: Path, seed: int = 0, sizes: WorldSizes = WorldSizes()) -> 
     return world
 
 
-def _write_coco_split(folder: Path, captions_file: Path, n: int, size: int, rng: random.Random, first_id: int) -> None:
+def _write_coco_split(
+    folder: Path, captions_file: Path, n: int, size: int, rng: random.Random, first_id: int
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for image_id in range(first_id, first_id + n):
         scene = random_scene(rng)
         file_name = f"{image_id:012d}.png"
         render(scene, size, rng)[0].save(folder / file_name)
-        images.append({"id": image_id, "file_name": file_name, "width": size, "height": size,
-                       "labels": scene.labels()})
+        images.append(
+            {"id": image_id, "file_name": file_name, "width": size, "height": size, "labels": scene.labels()}
+        )
         for text in captions_of(scene, rng, rng.randint(*CAPTIONS_PER_IMAGE)):
             annotations.append({"image_id": image_id, "id": first_id + len(annotations), "caption": text})
     info = {"description": "mini world (experiments/mini/world.py)", "world_version": WORLD_VERSION}
@@ -136,9 +149,14 @@ def _write_compositional(folder: Path, n: int, size: int, rng: random.Random) ->
         order = (first, 1 - first)
         for k in order:
             masks[k].save(source / "masks" / f"{i}_{k}.png")
-        rows.append({"image": f"images/{i}.png", "caption": caption(scene, rng.randrange(3), first),
-                     "entities": [scene.objects[k].shape for k in order],
-                     "masks": [f"masks/{i}_{k}.png" for k in order]})
+        rows.append(
+            {
+                "image": f"images/{i}.png",
+                "caption": caption(scene, rng.randrange(3), first),
+                "entities": [scene.objects[k].shape for k in order],
+                "masks": [f"masks/{i}_{k}.png" for k in order],
+            }
+        )
     _write_jsonl(source / "entities.jsonl", rows)
     # Segments at the images' own size: upscaled to the official 512 px they would only cost time.
     build_compositional(source / "entities.jsonl", folder, None, segment_size=size)
@@ -156,9 +174,17 @@ def _write_edits(manifest: Path, n: int, size: int, rng: random.Random) -> None:
         placement = rng.random()  # the same jitter for both, so only the colour changes
         render(scene, size, random.Random(placement))[0].save(images / f"{i}_before.png")
         render(after, size, random.Random(placement))[0].save(images / f"{i}_after.png")
-        instruction = rng.choice(EDIT_TEMPLATES).format(shape=obj.shape, colour=obj.colour, new_colour=new_colour)
-        rows.append({"source": f"images/{i}_before.png", "instruction": instruction,
-                     "target": f"images/{i}_after.png", "caption": caption(scene, rng.randrange(3))})
+        instruction = rng.choice(EDIT_TEMPLATES).format(
+            shape=obj.shape, colour=obj.colour, new_colour=new_colour
+        )
+        rows.append(
+            {
+                "source": f"images/{i}_before.png",
+                "instruction": instruction,
+                "target": f"images/{i}_after.png",
+                "caption": caption(scene, rng.randrange(3)),
+            }
+        )
     _write_jsonl(manifest, rows)
 
 
@@ -175,4 +201,3 @@ def _write_captioned(manifest: Path, n: int, size: int, rng: random.Random) -> N
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-

@@ -100,7 +100,8 @@ def _draw(
 def draw_shape(
     draw: ImageDraw.ImageDraw, shape: str, left: int, top: int, extent: int, fill: tuple[int, ...] | int
 ) -> None:
-    """A circle, square, triangle or cross in the square of side `extent` whose top-left pixel is (left, top)."""
+    """A circle, square, triangle or cross in the square of side `extent` whose top-left pixel is
+    (left, top)."""
     box = (left, top, left + extent - 1, top + extent - 1)
     if shape == "circle":
         draw.ellipse(box, fill=fill)
