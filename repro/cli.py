@@ -187,6 +187,26 @@ def _parser() -> argparse.ArgumentParser:
                       help="folder to build in; a part already complete there is kept")
     full.add_argument("--seed", type=int, default=0, help="seed of every random weight and image")
 
+    mini = commands.add_parser("mini", help="the mini world (a compositional shapes world) and its models")
+    mini_kinds = mini.add_subparsers(dest="mini_kind", required=True, metavar="KIND")
+    world = mini_kinds.add_parser(
+        "world", help="the mini world in every format the full tier reads (COCO, LAION parquet, webdataset, "
+                      "DreamBench, stage-3 manifests), with each image's attribute labels")
+    world.add_argument("--out", type=Path, required=True, help="folder to write (made if missing)")
+    world.add_argument("--seed", type=int, default=0, help="seed of every scene (same seed, same bytes)")
+    # Left unset, a size or step count is the builder's or trainer's own default.
+    world.add_argument("--train-images", type=_positive, help="images in the training split")
+    world.add_argument("--heldout-images", type=_positive,
+                       help="images in the held-out split (FID, attribute accuracy)")
+    classifier = mini_kinds.add_parser(
+        "classifier", help="train the attribute classifier (attribute accuracy, FID features) on a mini world; "
+                           "prints its loss and held-out accuracy as JSON lines")
+    classifier.add_argument("--world", type=Path, required=True, help="a folder `repro mini world` wrote")
+    classifier.add_argument("--out", type=Path, required=True, help="folder for its safetensors and JSON")
+    classifier.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches")
+    classifier.add_argument("--steps", type=_positive, help="optimiser steps")
+    classifier.add_argument("--batch-size", type=_positive, help="images per step")
+
     preflight = commands.add_parser(
         "preflight", help="every planned run loaded, stepped, sampled and sized on this machine: one table")
     matrix_options(preflight)
@@ -513,6 +533,42 @@ def cmd_fixtures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mini(args: argparse.Namespace) -> int:
+    if args.mini_kind == "world":
+        from experiments.mini.world import WorldSizes, build_world
+
+        sizes = WorldSizes(**_given(args, "train_images", "heldout_images"))
+        world = build_world(args.out, args.seed, sizes)
+        print(f"wrote the mini world to {world.root}")
+        return 0
+    import json
+    import shlex
+
+    from experiments.mini.heldout import heldout_accuracy
+    from experiments.mini.train_classifier import ClassifierTraining, train_classifier
+
+    coco = args.world / "coco"
+    for path in (coco / "captions_train.json", coco / "captions_val.json"):
+        if not path.is_file():
+            where = path.relative_to(args.world)
+            raise ConfigError(f"--world {args.world}: no {where}; build it with `repro mini world`")
+    training = ClassifierTraining(seed=args.seed, **_given(args, "steps", "batch_size"))
+    command = shlex.join([
+        "repro", "mini", "classifier", "--world", str(args.world), "--out", str(args.out), "--seed",
+        str(training.seed), "--steps", str(training.steps), "--batch-size", str(training.batch_size),
+    ])
+    weights, _ = train_classifier(coco / "captions_train.json", coco / "train", args.out, training, command)
+    accuracy = heldout_accuracy(weights, coco / "captions_val.json", coco / "val")
+    print(json.dumps({"heldout_attribute_accuracy": accuracy}))
+    print(f"wrote {weights}")
+    return 0
+
+
+def _given(args: argparse.Namespace, *names: str) -> dict[str, object]:
+    """The options among `names` the user set: the others keep the callee's defaults."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def cmd_preflight(args: argparse.Namespace) -> int:
     if min(args.steps, args.micro_batch, args.fid_images - 1, args.sampler_steps) < 1:
         raise ConfigError(
@@ -589,7 +645,8 @@ def _reports_dir(args: argparse.Namespace) -> Path:
 
 COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "cancel": cmd_cancel,
             "sweep": cmd_sweep, "report": cmd_report, "generate": cmd_generate, "export": cmd_export,
-            "import": cmd_import, "data": cmd_data, "fixtures": cmd_fixtures, "preflight": cmd_preflight, "ui": cmd_ui}
+            "import": cmd_import, "data": cmd_data, "fixtures": cmd_fixtures, "mini": cmd_mini,
+            "preflight": cmd_preflight, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:

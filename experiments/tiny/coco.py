@@ -102,11 +102,20 @@ def _draw(
 def draw_shape(
     draw: ImageDraw.ImageDraw, shape: str, left: int, top: int, extent: int, fill: tuple[int, ...] | int
 ) -> None:
-    """One of SHAPES in the square of side `extent` whose top-left pixel is (left, top)."""
+    """A circle, square, triangle or cross in the square of side `extent` whose top-left pixel is
+    (left, top)."""
     box = (left, top, left + extent - 1, top + extent - 1)
     if shape == "circle":
         draw.ellipse(box, fill=fill)
     elif shape == "square":
         draw.rectangle(box, fill=fill)
-    else:
+    elif shape == "triangle":
         draw.polygon([(left + extent / 2, top), (left, box[3]), (box[2], box[3])], fill=fill)
+    elif shape == "cross":
+        # Arms a third of the extent wide: at 8 px still a plus sign, not a blob.
+        arm = max(1, round(extent / 3))
+        inner = left + (extent - arm) // 2, top + (extent - arm) // 2
+        draw.rectangle((inner[0], top, inner[0] + arm - 1, box[3]), fill=fill)
+        draw.rectangle((left, inner[1], box[2], inner[1] + arm - 1), fill=fill)
+    else:
+        raise ValueError(f"unknown shape {shape!r}; known: circle, square, triangle, cross")

@@ -19,8 +19,9 @@ from experiments.data.captions import load_captions
 ROW_GROUP = 100  # small, so that every tiny run reads across row-group and file boundaries
 
 
-def write_laion_parquet(captions_file: Path, out: Path, files: int = 2) -> Path:
-    """Every caption of a COCO captions file as LAION metadata rows, split over `files` parts."""
+def write_laion_parquet(captions_file: Path, out: Path, files: int = 2, size: int = 32) -> Path:
+    """Every caption of a COCO captions file as LAION metadata rows (of `size`-px images), split
+    over `files` parts."""
     captions = load_captions(captions_file)
     out.mkdir(parents=True, exist_ok=True)
     per_file = -(-len(captions) // files)
@@ -29,8 +30,8 @@ def write_laion_parquet(captions_file: Path, out: Path, files: int = 2) -> Path:
         table = pa.table({
             "URL": [f"https://example.invalid/{c.image_file}" for c in chunk],
             "TEXT": [c.caption for c in chunk],
-            "WIDTH": pa.array([32] * len(chunk), pa.int32()),
-            "HEIGHT": pa.array([32] * len(chunk), pa.int32()),
+            "WIDTH": pa.array([size] * len(chunk), pa.int32()),
+            "HEIGHT": pa.array([size] * len(chunk), pa.int32()),
             "similarity": pa.array([0.3] * len(chunk), pa.float64()),
         })
         pq.write_table(table, out / f"part-{part:05d}-tiny.snappy.parquet", row_group_size=ROW_GROUP)
