@@ -47,11 +47,13 @@ def runs_url(server: str, experiment_id: str) -> str:
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> str:
     """Creates the store and the experiment once, in the launching process: array tasks that
-    each create a fresh SQLite schema at the same moment race on it."""
+    each create a fresh SQLite schema at the same moment race on it. Behind a tracking server
+    the artifacts go where the server keeps them (its --artifacts-destination)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_root.resolve().as_uri())
+    served = client.tracking_uri.startswith(("http://", "https://"))
+    return client.create_experiment(name, artifact_location=None if served else artifact_root.resolve().as_uri())
 
 
 class MlflowTracker:
