@@ -194,8 +194,10 @@ def _parser() -> argparse.ArgumentParser:
                            "creates the user admin with the password in $MLFLOW_AUTH_ADMIN_PASSWORD")
     auth.add_argument("--no-auth", action="store_true", help="anyone who reaches the port may write")
 
-    ui = commands.add_parser("ui", help="serve the MLflow UI on 127.0.0.1 and print the URL of the runs")
+    ui = commands.add_parser("ui", help="serve the MLflow UI on 127.0.0.1 and print the URL of the runs table")
     ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--tier", default="tiny", help="tier from experiments.toml whose tables' metrics the "
+                                                  "runs table shows (default: tiny)")
     tracking_options(ui)
     return parser
 
@@ -514,14 +516,19 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
     from repro.tracking.mlflow_runs import ensure_experiment, runs_url
+    from repro.tracking.runs_view import share_runs_view
 
+    metrics = [metric for table in _load(args, args.tier).tables for panel in table.panels for metric in panel.metrics]
     uri, experiment = _tracking(args)
+    client = MlflowClient(uri)
     # Created if need be, so the URL names it before the first run exists.
-    experiment_id = ensure_experiment(MlflowClient(uri), experiment, args.workdir / "mlartifacts")
+    experiment_id = ensure_experiment(client, experiment, args.workdir / "mlartifacts")
+    url = runs_url(f"http://127.0.0.1:{args.port}", experiment_id, share_runs_view(client, experiment_id, metrics))
+    # MLflow's job runner serves GenAI evaluation jobs, which the harness never submits.
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", "127.0.0.1", "--port", str(args.port)]
-    print(f"MLflow UI for {uri}: the {experiment!r} runs at {runs_url(f'http://127.0.0.1:{args.port}', experiment_id)}",
-          flush=True)
+    print(f"MLflow UI for {uri}: the {experiment!r} runs at {url}", flush=True)
     os.execv(sys.executable, command)
     return 0
 

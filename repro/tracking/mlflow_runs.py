@@ -38,11 +38,13 @@ def default_tracking_uri(workdir: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workdir.resolve() / 'mlflow.db'}"
 
 
-def runs_url(server: str, experiment_id: str) -> str:
-    """The experiment's runs table in the MLflow UI at `server`. MLflow 3 opens an experiment on
-    its GenAI overview (traces) unless the URL asks for the machine-learning workflow, whatever
-    the experiment's tags say (its routes: mlflow/server/js, experimentPageTabRuns)."""
-    return f"{server}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+def runs_url(server: str, experiment_id: str, share_key: str | None = None) -> str:
+    """The experiment's runs table in the MLflow UI at `server`, in the view stored under
+    `share_key` (repro.tracking.runs_view). MLflow 3 opens an experiment on its GenAI overview
+    (traces) unless the URL asks for the machine-learning workflow, whatever the experiment's
+    tags say (its routes: mlflow/server/js, experimentPageTabRuns)."""
+    view = f"&viewStateShareKey={share_key}" if share_key else ""
+    return f"{server}/#/experiments/{experiment_id}/runs?workflowType=machine_learning{view}"
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> str:

@@ -44,8 +44,11 @@ def server_command(options: ServerOptions) -> list[str]:
 
 def server_environment(options: ServerOptions, config_folder: Path) -> dict[str, str]:
     """os.environ plus what the auth app reads: its ini file (written into config_folder) and a
-    form-signing key, one per start unless the caller set one."""
+    form-signing key, one per start unless the caller set one. MLflow's job runner (a dozen
+    worker processes for GenAI evaluation jobs, which the harness never submits) stays off unless
+    the caller turns it on."""
     environment = dict(os.environ)
+    environment.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     if options.auth_database_uri is None:
         return environment
     config_folder.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """What the team set-up's tests share: whether a PostgreSQL server answers (scripts/postgres-local.sh
 starts one), a database of their own on it, and `repro server` started, stopped and started again
-as a subprocess on 127.0.0.1."""
+as a subprocess on 127.0.0.1. A missing service skips its tests, or fails them in CI."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _postgres_answers() -> str | None:
     try:
         import psycopg
     except ImportError:
-        return "the psycopg driver is not installed (pip install -e '.[test]')"
+        return "the psycopg driver is not installed (make install)"
     try:
         psycopg.connect(POSTGRES, connect_timeout=5).close()
     except psycopg.Error as error:
@@ -40,8 +40,18 @@ def _postgres_answers() -> str | None:
     return None
 
 
-_WHY_NOT = _postgres_answers()
-POSTGRES_ONLY = [pytest.mark.postgres, pytest.mark.skipif(_WHY_NOT is not None, reason=_WHY_NOT or "")]
+def unavailable(reason: str) -> None:
+    """A service a test needs is missing: the test skips, except in CI (CI=true), which
+    starts every service and must not pass with one that failed to start."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_postgres() -> None:
+    why_not = _postgres_answers()
+    if why_not is not None:
+        unavailable(why_not)
 
 
 @contextlib.contextmanager
