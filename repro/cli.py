@@ -188,6 +188,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="address to listen on (default: 127.0.0.1, this machine only)")
     server.add_argument("--port", type=int, default=5000)
     server.add_argument("--workers", type=_positive, default=None, help="server processes (default: MLflow's)")
+    server.add_argument("--allowed-hosts", default=None, metavar="HOST[:PORT],...",
+                        help="names clients on other machines reach it by (MLflow answers localhost only "
+                             "otherwise); with --host 0.0.0.0")
     auth = server.add_mutually_exclusive_group()
     auth.add_argument("--auth-db", default=None, metavar="URL",
                       help="the logins' database (default: sqlite:///WORKDIR/basic_auth.db); the first start "
@@ -540,7 +543,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     auth_db = None if args.no_auth else args.auth_db or f"sqlite:///{workdir / 'basic_auth.db'}"
     options = ServerOptions(args.backend_store_uri or f"sqlite:///{workdir / 'mlflow.db'}",
                             args.artifacts_destination or workdir / "mlartifacts", args.host, args.port, auth_db,
-                            args.workers)
+                            args.workers, args.allowed_hosts)
     environment = server_environment(options, workdir / ".cache")
     logins = ("; clients log in with MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
               if auth_db else "; no logins (--no-auth)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ class ServerOptions:
     port: int
     auth_database_uri: str | None  # None: no authentication
     workers: int | None = None  # None: MLflow's default
+    # Host headers MLflow answers beyond localhost's, e.g. "mlflow.cluster.example,10.0.0.5:5000"
+    allowed_hosts: str | None = None
 
 
 def server_command(options: ServerOptions) -> list[str]:
@@ -37,6 +40,8 @@ def server_command(options: ServerOptions) -> list[str]:
                "--host", options.host, "--port", str(options.port)]
     if options.workers is not None:
         command += ["--workers", str(options.workers)]
+    if options.allowed_hosts is not None:
+        command += ["--allowed-hosts", options.allowed_hosts]
     if options.auth_database_uri is not None:
         command += ["--app-name", "basic-auth"]
     return command
@@ -66,5 +71,6 @@ def server_environment(options: ServerOptions, config_folder: Path) -> dict[str,
 
 
 def tracking_uri(options: ServerOptions) -> str:
-    host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
+    """What clients set MLFLOW_TRACKING_URI to: a server on every interface by this machine's name."""
+    host = socket.getfqdn() if options.host in ("0.0.0.0", "::") else options.host
     return f"http://{host}:{options.port}"
