@@ -22,6 +22,7 @@ from repro.terminal import quiet_unless_interactive
 EXIT_CONFIG = 2
 EXIT_DATA = 3
 EXIT_DISK = 4
+EXIT_TRACKING = 5
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -220,8 +221,30 @@ def _parser() -> argparse.ArgumentParser:
                                 "only (default: 80%% of the GPU's free memory, else of the RAM available)")
     preflight.add_argument("--out", type=Path, default=None, help="table folder (default: WORKDIR/reports)")
 
-    ui = commands.add_parser("ui", help="serve the MLflow UI on 127.0.0.1 and print the URL of the runs")
+    server = commands.add_parser(
+        "server", help="start the team's MLflow tracking server: a database, an artifact folder, logins")
+    server.add_argument("--backend-store-uri", default=None, metavar="URL",
+                        help="the runs' database, e.g. postgresql://user:password@db-host/mlflow "
+                             "(default: sqlite:///WORKDIR/mlflow.db)")
+    server.add_argument("--artifacts-destination", type=Path, default=None, metavar="DIR",
+                        help="folder the server writes artifacts into (default: WORKDIR/mlartifacts)")
+    server.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1, this machine only)")
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--workers", type=_positive, default=None, help="server processes (default: MLflow's)")
+    server.add_argument("--allowed-hosts", default=None, metavar="HOST[:PORT],...",
+                        help="names clients on other machines reach it by (MLflow answers localhost only "
+                             "otherwise); with --host 0.0.0.0")
+    auth = server.add_mutually_exclusive_group()
+    auth.add_argument("--auth-db", default=None, metavar="URL",
+                      help="the logins' database (default: sqlite:///WORKDIR/basic_auth.db); the first start "
+                           "creates the user admin with the password in $MLFLOW_AUTH_ADMIN_PASSWORD")
+    auth.add_argument("--no-auth", action="store_true", help="anyone who reaches the port may write")
+
+    ui = commands.add_parser("ui", help="serve the MLflow UI on 127.0.0.1 and print the URL of the runs table")
     ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--tier", default="tiny", help="tier from experiments.toml whose tables' metrics the "
+                                                  "runs table shows (default: tiny)")
     tracking_options(ui)
     return parser
 
@@ -598,15 +621,37 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
     from repro.tracking.mlflow_runs import ensure_experiment, runs_url
+    from repro.tracking.runs_view import share_runs_view
 
+    metrics = [metric for table in _load(args, args.tier).tables for panel in table.panels for metric in panel.metrics]
     uri, experiment = _tracking(args)
+    client = MlflowClient(uri)
     # Created if need be, so the URL names it before the first run exists.
-    experiment_id = ensure_experiment(MlflowClient(uri), experiment, args.workdir / "mlartifacts")
+    experiment_id = ensure_experiment(client, experiment, args.workdir / "mlartifacts")
+    url = runs_url(f"http://127.0.0.1:{args.port}", experiment_id, share_runs_view(client, experiment_id, metrics))
+    # MLflow's job runner serves GenAI evaluation jobs, which the harness never submits.
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", "127.0.0.1", "--port", str(args.port)]
-    url = runs_url(f"http://127.0.0.1:{args.port}", experiment_id)
     print(f"MLflow UI for {uri}: the {experiment!r} runs at {url}", flush=True)
     os.execv(sys.executable, command)
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from repro.tracking.server import ServerOptions, server_command, server_environment, tracking_uri
+
+    workdir = args.workdir.resolve()
+    auth_db = None if args.no_auth else args.auth_db or f"sqlite:///{workdir / 'basic_auth.db'}"
+    options = ServerOptions(args.backend_store_uri or f"sqlite:///{workdir / 'mlflow.db'}",
+                            args.artifacts_destination or workdir / "mlartifacts", args.host, args.port, auth_db,
+                            args.workers, args.allowed_hosts)
+    environment = server_environment(options, workdir / ".cache")
+    logins = ("; clients log in with MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+              if auth_db else "; no logins (--no-auth)")
+    print(f"MLflow tracking server: export MLFLOW_TRACKING_URI={tracking_uri(options)}{logins}", flush=True)
+    command = server_command(options)
+    os.execve(command[0], command, environment)
     return 0
 
 
@@ -646,7 +691,7 @@ def _reports_dir(args: argparse.Namespace) -> Path:
 COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "cancel": cmd_cancel,
             "sweep": cmd_sweep, "report": cmd_report, "generate": cmd_generate, "export": cmd_export,
             "import": cmd_import, "data": cmd_data, "fixtures": cmd_fixtures, "mini": cmd_mini,
-            "preflight": cmd_preflight, "ui": cmd_ui}
+            "preflight": cmd_preflight, "server": cmd_server, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -654,7 +699,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     quiet_unless_interactive()
     from repro.launch.failures import disk_full_path
+    from repro.tracking.http_retries import server_gone_message, use_patient_client
     from repro.tracking.store import StoreError
+
+    use_patient_client()
 
     try:
         return COMMANDS[args.command](args)
@@ -675,6 +723,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return exit_status(interrupt)
     except Exception as error:
+        gone = server_gone_message(error)
+        if gone is not None:
+            print(f"repro: {gone}", file=sys.stderr)
+            return EXIT_TRACKING
         # A full disk anywhere in the launcher (MLflow's SQLite says "database or disk is full").
         full = disk_full_path(error)
         if full is None and "database or disk is full" not in str(error):

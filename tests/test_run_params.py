@@ -4,7 +4,9 @@ the data files it read as dataset inputs; and `repro ui` landing on the runs tab
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -17,7 +19,9 @@ from repro.config import load_matrix
 from repro.config.paths import tiny_assets_dir
 from repro.tracking.mlflow_runs import MlflowTracker
 from repro.tracking.run_params import run_params
+from repro.tracking.runs_view import SHARE_KEY_PARAMETER, SHARED_VIEW_TAG
 from tests.support.full_tier import EXPERIMENTS
+from tests.support.workdirs import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -72,18 +76,24 @@ def test_constants_are_params_and_inputs_are_datasets(tmp_path):
     assert len(digests) == 2  # the digest follows the contents
 
 
-def test_ui_prints_the_runs_table_of_mlflow_3(tmp_path, monkeypatch, capsys):
+def test_ui_prints_the_runs_table_of_mlflow_3_in_the_tables_view(tmp_path, monkeypatch, capsys):
     executed = []
     monkeypatch.setattr(cli.os, "execv", lambda path, command: executed.append(command))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    shutil.copy(ROOT / "experiments.toml", tmp_path / "experiments.toml")
     assert cli.main(["--workdir", str(tmp_path), "ui", "--port", "5123"]) == 0
     url = re.search(r"http://\S+", capsys.readouterr().out).group(0)
     experiment = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("kosmos-g")
-    assert url == f"http://127.0.0.1:5123/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+    (key,) = [name.removeprefix(SHARED_VIEW_TAG) for name in experiment.tags if name.startswith(SHARED_VIEW_TAG)]
+    assert url == (f"http://127.0.0.1:5123/#/experiments/{experiment.experiment_id}/runs"
+                   f"?workflowType=machine_learning&viewStateShareKey={key}")
+    view = json.loads(experiment.tags[SHARED_VIEW_TAG + key])
+    assert {"metrics.`eval/fid`", "metrics.`eval/dino`", "tags.`row`", "tags.`seed`"} <= set(view["selectedColumns"])
     (command,) = executed
     assert command[2:4] == ["mlflow", "ui"] and command[command.index("--host") + 1] == "127.0.0.1"
-    # The installed UI has that route and reads that parameter (MLflow 3 otherwise opens GenAI's overview).
+    # The installed UI has that route and reads those parameters (MLflow 3 otherwise opens GenAI's overview).
     scripts = Path(mlflow.__file__).parent / "server" / "js" / "build" / "static" / "js"
     bundle = "".join(p.read_text(errors="ignore") for p in scripts.glob("*.js"))
     assert "/experiments/:experimentId/runs" in bundle and '"workflowType"' in bundle
+    assert f'"{SHARE_KEY_PARAMETER}"' in bundle and f'"{SHARED_VIEW_TAG}"' in bundle
     assert 'MACHINE_LEARNING="machine_learning"' in bundle

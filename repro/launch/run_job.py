@@ -36,6 +36,7 @@ from repro.launch.run_lock import RunLock
 from repro.sharing.export import write_export
 from repro.terminal import quiet_unless_interactive
 from repro.tracking import tags
+from repro.tracking.http_retries import server_gone_message, unanswered_request, use_patient_client
 from repro.tracking.mlflow_runs import MlflowTracker, open_run
 from repro.tracking.provenance import git_commit
 
@@ -90,6 +91,7 @@ def execute(
     to watch the held-out metric); the recipe gets the run's tracker itself when None."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     quiet_unless_interactive()
+    use_patient_client()
     _export_ranks()
     threads = _torch_threads(ctx)
     if threads:
@@ -112,6 +114,13 @@ def _execute_tracked(
         return JobResult(spec.config_hash, None, IN_PROGRESS, {}, reason)
     try:
         return _train_tracked(spec, ctx, wrap_tracker, run_dir)
+    except Exception as error:
+        # Retried again, the job would only wait out the client's retries once more.
+        gone = server_gone_message(error)
+        if gone is None:
+            raise
+        log.error("%s: %s", spec.run_name, gone)
+        return JobResult(spec.config_hash, None, "FAILED", {}, gone)
     finally:
         lock.release()
 
@@ -143,6 +152,8 @@ def _train_tracked(
         if interrupted:
             reason = "interrupted (preempted, timed out or cancelled); resumes when requeued"
         status = "KILLED" if stopped or interrupted else "FAILED"
+        if unanswered_request(error) is not None:
+            raise  # the server is not there to record it; the run stays open for the resume
         _record_end(client, run_id, status, reason)
         if status == "FAILED" and is_permanent(error):
             # Ended here rather than raised: the launcher resubmits what raises, and this cannot pass.

@@ -38,20 +38,24 @@ def default_tracking_uri(workdir: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workdir.resolve() / 'mlflow.db'}"
 
 
-def runs_url(server: str, experiment_id: str) -> str:
-    """The experiment's runs table in the MLflow UI at `server`. MLflow 3 opens an experiment on
-    its GenAI overview (traces) unless the URL asks for the machine-learning workflow, whatever
-    the experiment's tags say (its routes: mlflow/server/js, experimentPageTabRuns)."""
-    return f"{server}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+def runs_url(server: str, experiment_id: str, share_key: str | None = None) -> str:
+    """The experiment's runs table in the MLflow UI at `server`, in the view stored under
+    `share_key` (repro.tracking.runs_view). MLflow 3 opens an experiment on its GenAI overview
+    (traces) unless the URL asks for the machine-learning workflow, whatever the experiment's
+    tags say (its routes: mlflow/server/js, experimentPageTabRuns)."""
+    view = f"&viewStateShareKey={share_key}" if share_key else ""
+    return f"{server}/#/experiments/{experiment_id}/runs?workflowType=machine_learning{view}"
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> str:
     """Creates the store and the experiment once, in the launching process: array tasks that
-    each create a fresh SQLite schema at the same moment race on it."""
+    each create a fresh SQLite schema at the same moment race on it. Behind a tracking server
+    the artifacts go where the server keeps them (its --artifacts-destination)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_root.resolve().as_uri())
+    served = client.tracking_uri.startswith(("http://", "https://"))
+    return client.create_experiment(name, artifact_location=None if served else artifact_root.resolve().as_uri())
 
 
 class MlflowTracker:
