@@ -175,6 +175,21 @@ def merge(*layers: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Keys added after runs had finished, left out of the hash while they hold their default: a run
+# that does not set one keeps the id (and so the finished run) it had before the key existed.
+HASHED_ONLY_WHEN_SET: tuple[str, ...] = ("models.released",)
+
+
+def hashed_config(config: RunConfig) -> dict[str, Any]:
+    tree = dataclasses.asdict(config)
+    for key in HASHED_ONLY_WHEN_SET:
+        section, name = key.split(".")
+        default = next(f.default for f in dataclasses.fields(getattr(config, section)) if f.name == name)
+        if tree[section][name] == default:
+            del tree[section][name]
+    return tree
+
+
 def config_hash(
     experiment: str, table: str, row: str, tier: str, seed: int, point: SweepPoint, config: RunConfig
 ) -> str:
@@ -186,7 +201,7 @@ def config_hash(
         "tier": tier,
         "seed": seed,
         "sweep_point": [[key, value] for key, value in point],
-        "config": dataclasses.asdict(config),
+        "config": hashed_config(config),
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
