@@ -329,4 +329,6 @@ def test_preflight_runs_every_table_run_on_the_fixtures(full_fixtures, monkeypat
     # The released rows: the imported exports (full-width stand-ins) sampled, nothing trained.
     for run in ("KOSMOS-G (released checkpoint)", "12-Layers AlignerNet (released checkpoint)"):
         assert table[run]["trainable"] == 0 and table[run]["frozen"] > 1e9 and "no training" in table[run]["basis"]
-    assert "dreambench" in table["KOSMOS-G (released checkpoint)"]["seconds"]
+        assert "30,000 fid images at" in "; ".join(table[run]["basis"]) and table[run]["gpu_hours"] > 0
+    final, stage2 = table["KOSMOS-G (released checkpoint)"], table["12-Layers AlignerNet (released checkpoint)"]
+    assert "3,000 dreambench images at" in "; ".join(final["basis"]) and final["gpu_hours"] > stage2["gpu_hours"]

@@ -15,7 +15,8 @@ from tests.support.tiny import tiny_config
 
 
 def test_the_final_row_samples_the_released_weights_and_scores_both_panels(tiny_assets, tmp_path):
-    config = tiny_config(tiny_assets, "kosmos-g-released", {"dreambench.steps": 2, "dreambench.templates": [0]})
+    quick = {"dreambench.steps": 2, "dreambench.templates": [0]}
+    config = tiny_config(tiny_assets, "kosmos-g-released", quick)
     built = build_recipe(config, tmp_path / "cache")
     assert isinstance(built, Generates)
     official = read_fairseq_checkpoint(tiny_assets / "released" / "files" / "checkpoint_final.pt")["model"]
@@ -28,7 +29,8 @@ def test_the_final_row_samples_the_released_weights_and_scores_both_panels(tiny_
 
 
 def test_an_export_checked_against_another_stable_diffusion_is_refused_naming_both(tiny_assets, tmp_path):
-    config = tiny_config(tiny_assets, "aligner-12-released", {"models.stable_diffusion": str(tiny_assets / "sd")})
-    with pytest.raises(ValueError, match=r"released/stage2 was imported against Stable Diffusion .*released/sd, "
-                                         r"but models.stable_diffusion is .*/sd:"):
+    other = {"models.stable_diffusion": str(tiny_assets / "sd")}
+    config = tiny_config(tiny_assets, "aligner-12-released", other)
+    with pytest.raises(ValueError, match=r"released/stage2 was imported against Stable Diffusion "
+                                         r".*released/sd, but models.stable_diffusion is .*/sd:"):
         build_recipe(config, tmp_path / "cache")

@@ -44,13 +44,14 @@ def build_released_fixture(root: Path) -> None:
     save_tiny_stable_diffusion(sd, cross_attention_dim=ALIGNER_WIDTH)
     vocabulary = save_official_vocabulary(root / "vocabulary")
     stage1 = scramble(OfficialKosmosGMLLM(
-        vocabulary=official_vocabulary_size(*vocabulary), width=MLLM_WIDTH, layers=2, heads=MLLM_HEADS, ffn=64,
-        vision_width=64, vision_layers=2, vision_heads=2, image_size=28, patch=14, queries=4), seed=0)
+        vocabulary=official_vocabulary_size(*vocabulary), width=MLLM_WIDTH, layers=2, heads=MLLM_HEADS,
+        ffn=64, vision_width=64, vision_layers=2, vision_heads=2, image_size=28, patch=14, queries=4), seed=0)
     torch.manual_seed(0)
-    aligner = build_aligner(AlignerConfig(kind="aligner", layers=1, width=ALIGNER_WIDTH, ffn=2 * ALIGNER_WIDTH,
-                                          heads=OFFICIAL_ALIGNER_HEADS, max_source_len=128),
-                            MLLM_WIDTH, ALIGNER_WIDTH)
-    aligner_keys = {f"aligner.{key}": value for key, value in our_state_dict_to_official(aligner.state_dict()).items()}
+    config = AlignerConfig(kind="aligner", layers=1, width=ALIGNER_WIDTH, ffn=2 * ALIGNER_WIDTH,
+                           heads=OFFICIAL_ALIGNER_HEADS, max_source_len=128)
+    aligner = build_aligner(config, MLLM_WIDTH, ALIGNER_WIDTH)
+    aligner_keys = {f"aligner.{key}": value
+                    for key, value in our_state_dict_to_official(aligner.state_dict()).items()}
     sd_parts = official_sd_parts(sd)
     files = root / "files"
     first = save_fairseq_checkpoint(stage1.state_dict(), MLLM_HEADS, files / "checkpoint_stage1.pt")
