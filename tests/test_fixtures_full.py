@@ -171,7 +171,8 @@ def test_finished_parts_are_kept_and_unfinished_ones_rebuilt(tmp_path, monkeypat
 
 @pytest.fixture(scope="session")
 def full_fixtures(tmp_path_factory):
-    """The exports `repro fixtures full` prints; the ~6 GB folder goes when the session ends."""
+    """The exports `repro fixtures full` prints; the folder (~6 GB, and 9.6 GB of released
+    stand-ins) goes when the session ends."""
     out = tmp_path_factory.mktemp("full-fixtures")
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
