@@ -165,6 +165,20 @@ def test_finished_parts_are_kept_and_unfinished_ones_rebuilt(tmp_path, monkeypat
         fixtures_build.build_full_fixtures(tmp_path, parts=["c"])
 
 
+def test_a_part_brings_the_parts_it_reads(tmp_path, monkeypatch):
+    def build(folder: Path, seed: int) -> None:
+        (folder / "made").write_text("")
+
+    def reads_a(folder: Path, seed: int) -> None:
+        (folder / "made").write_text((folder.parent / "a" / "made").read_text())
+
+    parts = (fixtures_build.Part("a", build, {"KOSMOS_A": ""}), fixtures_build.Part("b", build, {"KOSMOS_B": ""}),
+             fixtures_build.Part("c", reads_a, {"KOSMOS_C": ""}, needs=("a",)))
+    monkeypatch.setattr(fixtures_build, "PARTS", parts)
+    assert set(fixtures_build.build_full_fixtures(tmp_path, parts=["c"])) == {"KOSMOS_A", "KOSMOS_C"}
+    assert not (tmp_path / "b").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Full size: one build per session, through the CLI.
 
