@@ -1,6 +1,7 @@
-"""(g) `repro import stage1` on a released-layout checkpoint: seconds to read the fairseq pickle
+"""(g) `repro import stage1` on a released-layout checkpoint: seconds to build and write it (what
+`repro fixtures full` would spend on a stand-in) and the writer's peak RSS, seconds to read the fairseq pickle
 safely (torch's weights_only unpickler with stand-ins, memory-mapped), seconds for the whole
-import (renaming, float32 copy, tokenizer, safetensors), the import's peak RSS, and the sizes.
+import (renaming, float32 copy, tokenizer, safetensors), the import's peak RSS (Linux's VmHWM), and the sizes.
 
 The checkpoint is an official-named MLLM (experiments/fixtures/kosmos_g_official.py) at the
 paper's widths with random weights, saved as fairseq saves it (fp16); --layers shrinks the depth
@@ -25,21 +26,15 @@ from pathlib import Path
 import torch
 
 from bench._common import parse_args, report
-from experiments.fixtures.kosmos_g_official import OfficialKosmosGMLLM, save_fairseq_checkpoint
-from experiments.fixtures.xlmr_tokenizer import SPM_FILE, train_sentencepiece
+from experiments.fixtures.kosmos_g_official import (
+    OfficialKosmosGMLLM,
+    save_fairseq_checkpoint,
+    save_official_vocabulary,
+)
+from experiments.fixtures.xlmr_tokenizer import SPM_FILE
 from experiments.released.fairseq_pickle import read_fairseq_checkpoint
 from experiments.released.import_stage1 import import_stage1
-from experiments.released.official_dictionary import SPM_CONTROLS, official_vocabulary_size
-
-
-def _stand_in_vocabulary(folder: Path) -> tuple[Path, Path]:
-    import sentencepiece
-
-    spm_file = train_sentencepiece(folder / SPM_FILE, model_type="unigram")
-    model = sentencepiece.SentencePieceProcessor(model_file=str(spm_file))
-    (folder / "dict.txt").write_text("".join(f"{model.id_to_piece(i)} 1\n"
-                                             for i in range(SPM_CONTROLS, model.get_piece_size())))
-    return spm_file, folder / "dict.txt"
+from experiments.released.official_dictionary import official_vocabulary_size
 
 
 def _import(checkpoint: Path, spm_file: Path, dict_file: Path, out: Path, seconds) -> None:
@@ -50,6 +45,9 @@ def _import(checkpoint: Path, spm_file: Path, dict_file: Path, out: Path, second
     started = time.perf_counter()
     import_stage1(checkpoint, spm_file, dict_file, out)
     seconds["import_s"] = time.perf_counter() - started
+    # VmHWM starts afresh at exec, unlike ru_maxrss, which a spawned child inherits from its parent.
+    status = Path("/proc/self/status").read_text()
+    seconds["peak_mb"] = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
 
 
 def main() -> None:
@@ -63,7 +61,8 @@ def main() -> None:
         if args.vocabulary:
             spm_file, dict_file = args.vocabulary / SPM_FILE, args.vocabulary / "dict.txt"
         else:
-            spm_file, dict_file = _stand_in_vocabulary(scratch)
+            spm_file, dict_file = save_official_vocabulary(scratch)
+        started = time.perf_counter()
         official = OfficialKosmosGMLLM(
             vocabulary=official_vocabulary_size(spm_file, dict_file), width=2048, layers=args.layers, heads=32,
             ffn=8192, vision_width=1024, vision_layers=args.layers, vision_heads=16, image_size=224, patch=14,
@@ -71,6 +70,8 @@ def main() -> None:
         parameters = sum(p.numel() for p in official.parameters())
         checkpoint = save_fairseq_checkpoint(official.state_dict(), 32, scratch / "checkpoint_stage1.pt")
         del official
+        write_s = time.perf_counter() - started
+        write_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         with multiprocessing.Manager() as manager:
             seconds = manager.dict()
             child = multiprocessing.get_context("spawn").Process(
@@ -82,8 +83,9 @@ def main() -> None:
         report("released_import", {
             "layers": args.layers, "parameters": parameters, "vocabulary": "official" if args.vocabulary else "stand-in",
             "checkpoint_mb": round(checkpoint.stat().st_size / 2**20, 1), "imported_mb": round(out_bytes / 2**20, 1),
+            "write_s": round(write_s, 2), "write_peak_rss_mb": round(write_peak_mb, 1),
             "read_s": round(figures["read_s"], 2), "import_s": round(figures["import_s"], 2),
-            "import_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+            "import_peak_rss_mb": round(figures["peak_mb"], 1),
         }, load)
 
 

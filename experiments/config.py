@@ -35,6 +35,8 @@ class ModelSources:
 
     mllm: str  # Kosmos-2 checkpoint: Kosmos2Model weights + tokenizer + image processor
     stable_diffusion: str  # SD v1.5 layout: unet/ vae/ text_encoder/ tokenizer/ scheduler/
+    # A released Kosmos-G checkpoint as `repro import stage2|final` wrote it (the "released" recipe).
+    released: str = ""
 
 
 @dataclass(frozen=True)

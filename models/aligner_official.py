@@ -67,3 +67,17 @@ def official_state_dict_to_ours(state_dict: Mapping[str, Tensor]) -> dict[str, T
     if unknown:
         raise KeyError(f"official aligner keys with no counterpart: {', '.join(sorted(unknown))}")
     return ours
+
+
+def our_state_dict_to_official(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """AlignerNet weights under the official Aligner's names (without the `aligner.` prefix), for
+    writing a file in the released layout; the inverse of official_state_dict_to_ours."""
+    # Longer of our prefixes first: "m.decoder.queries" before "m.decoder.".
+    inverse = sorted(((mine, official) for official, mine in _PREFIXES), key=lambda pair: -len(pair[0]))
+    official = {}
+    for key, value in state_dict.items():
+        mine, theirs = next(((m, o) for m, o in inverse if key.startswith(m)), (None, None))
+        if mine is None:
+            raise KeyError(f"an AlignerNet key with no official counterpart: {key}")
+        official[theirs + key[len(mine):]] = value
+    return official

@@ -29,7 +29,8 @@ def hashes(path: Path, assets: Path, **kwargs) -> dict[str, str]:
 
 def test_hashes_are_distinct_12_hex_digits(tmp_path):
     found = hashes(EXPERIMENTS, tmp_path)
-    assert len(set(found.values())) == len(found) == 15  # Table 2: 6 x 2 seeds; Table 1: 2 + 1
+    # Table 2: 6 x 2 seeds and its released row; Table 1: 2 + 1 and its released row
+    assert len(set(found.values())) == len(found) == 17
     assert all(len(h) == 12 and int(h, 16) >= 0 for h in found.values())
 
 
@@ -166,6 +167,22 @@ def test_a_key_added_later_keeps_the_ids_of_earlier_runs_until_it_is_changed():
     the id it had before the key, and so its run folder, checkpoints and MLflow run."""
     assert BASE.run_name.startswith("E2E w/ AlignerNet") and BASE.seed == 0
     assert BASE.config_hash == "e66811b60ffc"
-    for section, key in HASHED_WHEN_CHANGED:
-        config = _replace(BASE.config, f"{section}.{key}", _changed(_value(BASE.config, f"{section}.{key}")))
-        assert _hash(BASE, config=config) != BASE.config_hash
+    assert "data.max_image_pixels" in HASHED_WHEN_CHANGED
+    config = _replace(BASE.config, "data.max_image_pixels", _changed(_value(BASE.config, "data.max_image_pixels")))
+    assert _hash(BASE, config=config) != BASE.config_hash
+
+
+def test_a_key_added_later_enters_the_hash_only_where_a_run_sets_it(tmp_path):
+    """models.released came after runs had finished: a run that leaves it at its default keeps
+    the id it had before the key existed; the released rows' ids follow its value."""
+    from repro.config.expand import hashed_config
+
+    runs = {run.experiment: run for run in tiny_runs(EXPERIMENTS, tmp_path, seeds=[0])}
+    assert "models.released" in HASHED_WHEN_CHANGED
+    assert "released" not in hashed_config(runs["aligner-12"].config)["models"]
+    assert hashed_config(runs["aligner-12-released"].config)["models"]["released"].endswith("released/stage2")
+    assert runs["aligner-12"].config.models.released == ""
+    other = {run.experiment: run.config_hash for run in tiny_runs(
+        EXPERIMENTS, tmp_path, seeds=[0], overrides=["models.released=@tiny/released/final"])}
+    assert other["aligner-12"] == runs["aligner-12"].config_hash  # unread by align: blanked, left out
+    assert other["aligner-12-released"] != runs["aligner-12-released"].config_hash

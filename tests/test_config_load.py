@@ -22,7 +22,9 @@ TABLE2 = {
     "12-Layers Decoder": ("align", None),
     "12-Layers AlignerNet": ("align", 9.89),
     "24-Layers AlignerNet": ("align", 9.55),
+    "12-Layers AlignerNet (released checkpoint)": ("released", 9.89),
 }
+RELEASED_ROWS = 1  # one seed: the released rows train nothing
 
 
 def tiny(tmp_path: Path, **kwargs):
@@ -41,8 +43,9 @@ def config_of(matrix, experiment: str, seed: int = 0) -> RunConfig:
 def test_tiny_tier_has_every_table2_row_at_each_seed(tmp_path):
     matrix = tiny(tmp_path, table="table2")
     assert matrix.tier == "tiny"
-    assert len(matrix.runs) == 6 * 2
-    assert {(run.row, run.seed) for run in matrix.runs} == {(row, s) for row in TABLE2 for s in (0, 1)}
+    assert len(matrix.runs) == 6 * 2 + RELEASED_ROWS
+    assert {(run.row, run.seed) for run in matrix.runs} == {
+        (row, s) for row, (recipe, _) in TABLE2.items() for s in ((0,) if recipe == "released" else (0, 1))}
     for run in matrix.runs:
         assert run.config.recipe == TABLE2[run.row][0]
         assert run.config.seed == run.seed
@@ -107,7 +110,7 @@ def test_table2_ablations_differ_only_where_the_paper_says(tmp_path):
 
 def test_full_tier_is_the_papers_protocol(tmp_path):
     matrix = full(tmp_path, table="table2")
-    assert len(matrix.runs) == 6  # seed 0 only
+    assert len(matrix.runs) == 7  # seed 0 only
     align = config_of(matrix, "aligner-12")
     optim = align.train.optim
     assert (optim.lr, optim.betas, optim.weight_decay, optim.eps) == (1e-3, (0.9, 0.98), 0.01, 1e-6)
@@ -200,7 +203,7 @@ def test_only_filters_by_name_or_row_and_seeds_replace_the_tiers(tmp_path):
     assert {(run.experiment, run.seed) for run in matrix.runs} == {("aligner-24", 5), ("sd-v1-5", 5)}
     assert [spec.name for spec in matrix.experiments] == ["sd-v1-5", "aligner-24"]
     assert all(spec.seeds == (5,) for spec in matrix.experiments)
-    assert len(matrix.tables[0].rows) == 6  # the report still shows the whole table
+    assert len(matrix.tables[0].rows) == 7  # the report still shows the whole table
 
 
 def test_only_checks_paths_of_selected_experiments_only(tmp_path):
@@ -239,7 +242,7 @@ def test_plan_lists_every_run(tmp_path):
     for run in matrix.runs:
         assert any(line.startswith(run.config_hash) and run.row in line for line in lines)
     assert "decoder_only x12" in text and "aligner x24" in text
-    assert "12 runs from 6 experiments, tier tiny" in text
+    assert "13 runs from 7 experiments, tier tiny" in text
 
 
 def test_loading_imports_no_heavy_library(tmp_path):

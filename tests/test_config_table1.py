@@ -32,7 +32,7 @@ def test_table1_plans_stage2_then_stage3_and_reuses_the_sd_baseline(tmp_path):
     for run in matrix.runs:
         by_experiment.setdefault(run.experiment, []).append(run)
     assert {k: len(v) for k, v in by_experiment.items()} == {
-        "sd-v1-5": 2, "aligner-12": 2, "kosmos-g": 2, "real-images": 1}
+        "sd-v1-5": 2, "aligner-12": 2, "kosmos-g": 2, "kosmos-g-released": 1, "real-images": 1}
     for run in by_experiment["kosmos-g"]:
         (stage2,) = [r for r in by_experiment["aligner-12"] if r.seed == run.seed]
         assert run.after == (stage2.config_hash,)
@@ -43,6 +43,9 @@ def test_table1_plans_stage2_then_stage3_and_reuses_the_sd_baseline(tmp_path):
     (oracle,) = by_experiment["real-images"]
     assert not oracle.config.fid.enabled and oracle.config.dreambench.enabled
     assert all(not r.config.dreambench.enabled for r in by_experiment["aligner-12"])
+    (released,) = by_experiment["kosmos-g-released"]
+    assert released.config.dreambench.enabled and released.config.fid.enabled and not released.after
+    assert released.config.models.released == str((tmp_path / "assets" / "released" / "final").resolve())
 
 
 def test_table1_spec_keeps_cited_rows_apart(tmp_path):
@@ -51,9 +54,12 @@ def test_table1_spec_keeps_cited_rows_apart(tmp_path):
     assert [p.name for p in spec.panels] == ["DreamBench", "MS-COCO"]
     assert spec.panels[0].labels == ("DINO", "CLIP-I", "CLIP-T") and spec.panels[1].lower_is_better
     assert {r.name: r.experiment for r in spec.reproduced} == {
-        "KOSMOS-G": "kosmos-g", "Real images (oracle)": "real-images", "SD v1.5": "sd-v1-5"}
-    assert dict(next(r for r in spec.reproduced if r.experiment == "kosmos-g").paper) == {
-        "eval/dino": 0.694, "eval/clip_i": 0.847, "eval/clip_t": 0.287, "eval/fid": 10.99}
+        "KOSMOS-G": "kosmos-g", "KOSMOS-G (released checkpoint)": "kosmos-g-released",
+        "Real images (oracle)": "real-images", "SD v1.5": "sd-v1-5"}
+    # The released model's row shows the paper's KOSMOS-G beside what this protocol measures.
+    for experiment in ("kosmos-g", "kosmos-g-released"):
+        assert dict(next(r for r in spec.reproduced if r.experiment == experiment).paper) == {
+            "eval/dino": 0.694, "eval/clip_i": 0.847, "eval/clip_t": 0.287, "eval/fid": 10.99}
     cited = {r.name: dict(r.paper) for r in spec.cited}
     assert len(cited) == 12 and cited["SuTI"]["eval/dino"] == 0.741 and cited["GLIDE"] == {"eval/fid": 12.24}
 

@@ -173,13 +173,28 @@ def test_finished_parts_are_kept_and_unfinished_ones_rebuilt(tmp_path, monkeypat
         fixtures_build.build_full_fixtures(tmp_path, parts=["c"])
 
 
+def test_a_part_brings_the_parts_it_reads(tmp_path, monkeypatch):
+    def build(folder: Path, seed: int) -> None:
+        (folder / "made").write_text("")
+
+    def reads_a(folder: Path, seed: int) -> None:
+        (folder / "made").write_text((folder.parent / "a" / "made").read_text())
+
+    parts = (fixtures_build.Part("a", build, {"KOSMOS_A": ""}), fixtures_build.Part("b", build, {"KOSMOS_B": ""}),
+             fixtures_build.Part("c", reads_a, {"KOSMOS_C": ""}, needs=("a",)))
+    monkeypatch.setattr(fixtures_build, "PARTS", parts)
+    assert set(fixtures_build.build_full_fixtures(tmp_path, parts=["c"])) == {"KOSMOS_A", "KOSMOS_C"}
+    assert not (tmp_path / "b").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Full size: one build per session, through the CLI.
 
 
 @pytest.fixture(scope="session")
 def full_fixtures(tmp_path_factory):
-    """The exports `repro fixtures full` prints; the ~6 GB folder goes when the session ends."""
+    """The exports `repro fixtures full` prints; the folder (~6 GB, and 9.6 GB of released
+    stand-ins) goes when the session ends."""
     out = tmp_path_factory.mktemp("full-fixtures")
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
@@ -198,7 +213,7 @@ def test_exports_resolve_the_full_tier_plan(full_fixtures, monkeypatch, capsys):
     for name, path in full_fixtures.items():
         monkeypatch.setenv(name, path)
     assert main(["plan", "--tier", "full"]) == 0
-    assert "8 runs from 8 experiments, tier full" in capsys.readouterr().out
+    assert "10 runs from 10 experiments, tier full" in capsys.readouterr().out
 
 
 @pytest.mark.preflight
@@ -237,6 +252,30 @@ def test_stable_diffusion_loads_as_published(full_fixtures):
     # 64 px: an 8 x 8 latent, every U-Net block at a size the CPU passes quickly.
     loss = decoder.diffusion_loss(torch.zeros(1, 3, 64, 64), condition, torch.Generator().manual_seed(0))
     assert torch.isfinite(loss)
+
+
+@pytest.mark.preflight
+def test_released_stage1_stand_in_imports_at_the_published_size(full_fixtures):
+    """The stage-1 file written at full size in the official layout (fp16, fairseq's pickle) and
+    imported by `repro import`'s code: every Kosmos-2 weight at the published shape (read from the
+    safetensors headers, without loading 6 GB), 1.53B of them: the published model less the
+    embedding rows of the pieces the stand-in SentencePiece model does not have."""
+    from safetensors import safe_open
+    from transformers import Kosmos2Config, Kosmos2Model
+
+    folder = Path(full_fixtures["KOSMOS_RELEASED_STAGE1"])
+    config = Kosmos2Config.from_pretrained(folder, local_files_only=True)
+    text, vision = config.text_config, config.vision_config
+    assert (text.embed_dim, text.layers, text.attention_heads, text.ffn_dim) == (2048, 24, 32, 8192)
+    assert (vision.hidden_size, vision.num_hidden_layers, config.latent_query_num) == (1024, 24, 64)
+    with torch.device("meta"):
+        expected = {key: tuple(value.shape) for key, value in Kosmos2Model(config).state_dict().items()}
+    saved = {}
+    for file in folder.glob("*.safetensors"):
+        with safe_open(file, "pt") as weights:
+            saved |= {key: tuple(weights.get_slice(key).get_shape()) for key in weights.keys()}
+    assert saved == expected and sum(torch.Size(shape).numel() for shape in saved.values()) > 1.5e9
+    assert json.loads((folder / "released.json").read_text())["imported_from"]["file"] == "checkpoint_stage1.pt"
 
 
 @pytest.mark.preflight
@@ -292,7 +331,8 @@ def test_preflight_runs_every_table_run_on_the_fixtures(full_fixtures, monkeypat
     table = {row["run"].removesuffix(" seed=0"): row for row in
              json.loads((tmp_path / "reports" / "preflight.json").read_text())}
     assert status == 0, {run: row["failed"] for run, row in table.items() if row["failed"]}
-    assert {row["recipe"] for row in table.values()} == {"baseline", "e2e", "align", "instruct", "oracle"}
+    assert {row["recipe"] for row in table.values()} == {
+        "baseline", "e2e", "align", "instruct", "oracle", "released"}
     # The oracle loads no model.
     assert all("load" in row["seconds"] for row in table.values() if row["recipe"] != "oracle")
 
@@ -313,5 +353,11 @@ def test_preflight_runs_every_table_run_on_the_fixtures(full_fixtures, monkeypat
     # FID images are sampled once through the shared decoder; every other run encodes its prompts.
     sampled = [run for run, row in table.items() if "FID images: 2 at 512 px" in "; ".join(row["basis"])]
     encoded = [run for run, row in table.items() if "FID images: sampled in" in "; ".join(row["basis"])]
-    assert len(sampled) == 1 and len(encoded) == 6, (sampled, encoded)
+    assert len(sampled) == 1 and len(encoded) == 8, (sampled, encoded)
     assert "KOSMOS-G" in capsys.readouterr().out
+    # The released rows: the imported exports (full-width stand-ins) sampled, nothing trained.
+    for run in ("KOSMOS-G (released checkpoint)", "12-Layers AlignerNet (released checkpoint)"):
+        assert table[run]["trainable"] == 0 and table[run]["frozen"] > 1e9 and "no training" in table[run]["basis"]
+        assert "30,000 fid images at" in "; ".join(table[run]["basis"]) and table[run]["gpu_hours"] > 0
+    final, stage2 = table["KOSMOS-G (released checkpoint)"], table["12-Layers AlignerNet (released checkpoint)"]
+    assert "3,000 dreambench images at" in "; ".join(final["basis"]) and final["gpu_hours"] > stage2["gpu_hours"]

@@ -37,18 +37,19 @@ def test_table2_matrix_end_to_end(workdir, monkeypatch):
                  "--executor", "debug", *FAST) == 0
 
     client, runs = child_runs(workdir)
-    assert len(runs) == 6
+    assert len(runs) == 7
     rows = {run.data.tags[tags.ROW] for run in runs}
     assert rows == {"SD v1.5", "E2E w/o AlignerNet", "E2E w/ AlignerNet", "12-Layers Decoder",
-                    "12-Layers AlignerNet", "24-Layers AlignerNet"}
+                    "12-Layers AlignerNet", "24-Layers AlignerNet",
+                    "12-Layers AlignerNet (released checkpoint)"}
     parents = {run.data.tags["mlflow.parentRunId"] for run in runs}
     assert len(parents) == 1
     for run in runs:
         assert run.info.status == "FINISHED", run.data.tags[tags.ROW]  # no Table 2 row is meant to fail
         for key in (tags.TABLE, tags.EXPERIMENT, tags.TIER, tags.SEED, tags.CONFIG_HASH, tags.GIT_COMMIT):
             assert run.data.tags[key], key
-        trains = run.data.params["recipe"] != "baseline"
-        # Params for the sections the recipe uses; the baseline trains nothing.
+        trains = run.data.params["recipe"] not in ("baseline", "released")
+        # Params for the sections the recipe uses; the baseline and the released model train nothing.
         assert ("train.optim.lr" in run.data.params) == trains
         assert ("aligner.kind" in run.data.params) == trains
         assert not any(key.startswith("dreambench.") for key in run.data.params)  # off in Table 2
@@ -99,7 +100,7 @@ def test_table2_matrix_end_to_end(workdir, monkeypatch):
     # Running the same plan again launches nothing: every config already finished.
     assert repro(workdir, "run", "--tier", "tiny", "--table", "table2", "--seeds", "0",
                  "--executor", "debug", "--no-report", *FAST) == 0
-    assert len(child_runs(workdir)[1]) == 6
+    assert len(child_runs(workdir)[1]) == 7
 
 
 def test_killed_run_resumes_into_the_same_mlflow_run(workdir):

@@ -25,7 +25,7 @@ def test_table1_end_to_end(tmp_path, monkeypatch):
 
     client, runs = child_runs(workdir)
     by_experiment = {run.data.tags[tags.EXPERIMENT]: run for run in runs}
-    assert set(by_experiment) == {"sd-v1-5", "aligner-12", "kosmos-g", "real-images"}
+    assert set(by_experiment) == {"sd-v1-5", "aligner-12", "kosmos-g", "kosmos-g-released", "real-images"}
     assert all(run.info.status == "FINISHED" for run in runs)
     stage2, stage3 = by_experiment["aligner-12"], by_experiment["kosmos-g"]
     # Stage 3 started from stage 2's run, named by its config hash (re-rooted in runs/ in the job).
@@ -41,10 +41,12 @@ def test_table1_end_to_end(tmp_path, monkeypatch):
     table = (workdir / "reports" / "table1.md").read_text()
     assert "### DreamBench" in table and "### MS-COCO" in table
     assert "| SuTI | zero-shot | paper (cited) | 0.741 (cited)" in table
-    kosmos = next(line for line in table.splitlines() if line.startswith("| KOSMOS-G") and "0.694" in line)
-    assert "reproduced (tier tiny, n=1)" in kosmos
+    # The released model's row: measured here, the paper's KOSMOS-G beside it.
+    for row in ("KOSMOS-G", "KOSMOS-G (released checkpoint)"):
+        line = next(line for line in table.splitlines() if line.startswith(f"| {row} |") and "0.694" in line)
+        assert "reproduced (tier tiny, n=1)" in line
     assert (workdir / "reports" / "table1_dreambench_samples.png").stat().st_size > 10_000
 
     # Everything finished: a second run launches nothing.
     assert repro(workdir, "run", *options, "--executor", "debug", "--no-report") == 0
-    assert len(child_runs(workdir)[1]) == 4
+    assert len(child_runs(workdir)[1]) == 5

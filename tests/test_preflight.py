@@ -170,3 +170,17 @@ def test_the_command_samples_fid_once_and_a_failed_stage_names_its_run(tmp_path,
     (reference,) = (p for p in (workdir / ".cache").glob("reference-*") if p.is_dir())
     assert 1 <= len(list(reference.glob("*.png"))) <= 2
     assert (workdir / "reports" / "preflight.md").is_file()
+
+
+def test_a_run_that_trains_nothing_is_sized_by_the_images_its_evaluations_sample(tiny_assets, tmp_path):
+    from experiments.recipes.preflight_steps import PreflightRun
+
+    config = tiny_config(tiny_assets, "kosmos-g-released")
+    cost = PreflightRun(config, tmp_path).sampling_cost()
+    bench = config.dreambench
+    images = len(bench.subjects) * len(bench.templates) * bench.images_per_prompt
+    assert cost.images == {"fid": 8, "dreambench": images}
+    longer = replace(config, fid=replace(config.fid, steps=2 * config.fid.steps))
+    doubled = PreflightRun(longer, tmp_path).sampling_cost()
+    assert doubled.flops["fid"] == 2 * cost.flops["fid"] > 0
+    assert doubled.flops["dreambench"] == cost.flops["dreambench"] > 0

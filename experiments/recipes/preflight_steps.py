@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,11 +18,32 @@ from experiments.config import FidConfig, RunConfig
 from experiments.data.captions import load_captions, sample_captions
 from experiments.evaluation import fid
 from experiments.recipes.modules import aligner_for, sampling_models
-from experiments.recipes.registry import Generates, Scores, Trains, build_recipe, recipe_named
+from experiments.recipes.registry import (
+    Generates,
+    Scores,
+    Trains,
+    build_recipe,
+    evaluation_applies,
+    recipe_named,
+)
+from experiments.training.flops import decoder_cost
 from experiments.training.loop import build_optimizer
 from experiments.training.memory import StepCost, module_tree, parameter_counts, run_steps
 from experiments.training.objective import Objective
 from experiments.training.precision import sampling_autocast
+
+# Classifier-free guidance: a conditional and a null U-Net prediction every sampler step.
+GUIDED_PREDICTIONS = 2
+CONDITION_TOKENS = 77  # SD v1.5's conditions, which every conditioner here gives
+
+
+@dataclass(frozen=True)
+class SamplingCost:
+    """The images a run's evaluations sample and their U-Net FLOPs (the VAE decode, once an
+    image, left out)."""
+
+    images: dict[str, int]  # evaluation -> images
+    flops: dict[str, int]  # evaluation -> their FLOPs
 
 
 def preflight_config(config: RunConfig, scratch: Path) -> RunConfig:
@@ -135,6 +156,32 @@ class PreflightRun:
         models = self._sampling_models()
         evaluate_dreambench(models.conditioner, models.decoder, bench, seed=self.config.seed,
                             run_dir=scratch / "run", progress=False)
+
+    def sampling_cost(self) -> SamplingCost:
+        """What the run's evaluations sample at its protocol's settings (30,000 COCO images of
+        250 steps, 3,000 DreamBench images of 100 in the full tier), counted on the meta device."""
+        from experiments.data.dreambench_layout import (
+            read_prompts_file,
+            selected_subjects,
+            selected_templates,
+        )
+
+        decoder = self._sampling_models().decoder
+        images: dict[str, tuple[int, int, int]] = {}  # evaluation -> (images, steps, size)
+        if evaluation_applies(self.config, "fid"):
+            fid_config = self.config.fid
+            images["fid"] = (fid_config.num_captions, fid_config.steps, fid_config.generate_size)
+        if evaluation_applies(self.config, "dreambench"):
+            bench = self.config.dreambench
+            subjects = selected_subjects(read_prompts_file(bench.prompts or ""), bench.subjects)
+            count = len(subjects) * len(selected_templates(bench.templates)) * bench.images_per_prompt
+            images["dreambench"] = (count, bench.steps, bench.generate_size)
+        flops = {}
+        for name, (count, steps, size) in images.items():
+            unet = decoder_cost(type(decoder.unet), decoder.unet.config, type(decoder.vae),
+                                decoder.vae.config, size, target_len=CONDITION_TOKENS).unet
+            flops[name] = count * steps * GUIDED_PREDICTIONS * unet
+        return SamplingCost({name: count for name, (count, _, _) in images.items()}, flops)
 
     def _sampling_models(self) -> Generates:
         if isinstance(self.built, Scores):

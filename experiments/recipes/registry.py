@@ -150,3 +150,8 @@ register(Recipe(
     "experiments.recipes.oracle:build", trains=False, generates=False, takes_images=False,
     reads=frozenset({"dreambench.root", "dreambench.prompts", "dreambench.dino", "dreambench.clip"}),
 ))
+register(Recipe(
+    "released", "a released Kosmos-G checkpoint, as `repro import stage2|final` wrote it: nothing to train",
+    "experiments.recipes.released:build", trains=False,
+    reads=frozenset({"models.released", _SD}),
+))

@@ -98,7 +98,7 @@ def import_aligned(checkpoint: Path, stage: Stage, stable_diffusion: Path, out: 
         conditioner = KosmosGConditioner(MLLMEncoder.from_pretrained(str(mllm_folder)), aligner)
         record_keys = {"file": checkpoint.name, "stage": stage.value}
         conditioner.save_pretrained(
-            partial, stable_diffusion=str(stable_diffusion),
+            partial, stable_diffusion=str(Path(stable_diffusion).resolve()),  # runs check it is theirs
             base_mllm=str(Path(base_mllm).resolve()) if stage is Stage.STAGE2 else None,
             extra={"released": record_keys, "sample_size": native_size(stable_diffusion)})
     if has_n:

@@ -1,7 +1,7 @@
 """The tiny tier's assets: random tiny models, a synthetic COCO-format set (also as LAION-style
-parquet and webdataset shards), DreamBench and stage-3 sets, built once on disk so the tiny tier
-loads them through the same `from_pretrained` and file readers as the full tier loads the real
-ones."""
+parquet and webdataset shards), DreamBench and stage-3 sets, and imports of released-layout
+checkpoints, built once on disk so the tiny tier loads them through the same `from_pretrained`
+and file readers as the full tier loads the real ones."""
 
 from __future__ import annotations
 
@@ -20,12 +20,13 @@ from experiments.tiny.models import (
     save_tiny_stable_diffusion,
 )
 from experiments.tiny.paper_formats import write_laion_parquet, write_webdataset
+from experiments.tiny.released import build_released_fixture
 from experiments.tiny.stage3 import build_instruct_fixture
 
 log = logging.getLogger(__name__)
 
 # Bump when a builder changes, so stale assets are rebuilt rather than silently reused.
-ASSETS_VERSION = "5"
+ASSETS_VERSION = "6"
 _MARKER = "COMPLETE"
 
 
@@ -40,7 +41,7 @@ def ensure_tiny_assets(root: Path) -> Path:
             return root
         log.info("building tiny-tier assets in %s", root)
         for child in ("kosmos2", "sd", "coco", "laion", "wds", "inception-random.pth", ASSET_FOLDER, "dino",
-                      "clip", "instruct"):
+                      "clip", "instruct", "released"):
             path = root / child
             if path.is_dir():
                 shutil.rmtree(path)
@@ -57,5 +58,6 @@ def ensure_tiny_assets(root: Path) -> Path:
         save_tiny_dino(root / "dino")
         save_tiny_clip(root / "clip")
         build_instruct_fixture(root / "instruct")
+        build_released_fixture(root / "released")
         marker.write_text(ASSETS_VERSION)
     return root

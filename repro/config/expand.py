@@ -175,19 +175,25 @@ def merge(*layers: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# Keys added after runs were made with the config as it was: hashed only when they differ from
-# their default, so those runs keep their ids (their folders, checkpoints and MLflow runs).
-HASHED_WHEN_CHANGED = (("data", "max_image_pixels"),)
+# Keys added after runs had finished, left out of the hash while they hold their default: a run
+# that does not set one keeps the id (its folder, checkpoints and MLflow run) it had before the
+# key existed.
+HASHED_WHEN_CHANGED: tuple[str, ...] = ("data.max_image_pixels", "models.released")
+
+
+def hashed_config(config: RunConfig) -> dict[str, Any]:
+    tree = dataclasses.asdict(config)
+    for key in HASHED_WHEN_CHANGED:
+        section, name = key.split(".")
+        if tree[section][name] == _default(type(getattr(config, section)), name):
+            del tree[section][name]
+    return tree
 
 
 def config_hash(
     experiment: str, table: str, row: str, tier: str, seed: int, point: SweepPoint, config: RunConfig
 ) -> str:
     """First 12 hex digits of sha256 over canonical JSON: same inputs, same id, any process."""
-    resolved = dataclasses.asdict(config)
-    for section, key in HASHED_WHEN_CHANGED:
-        if resolved[section][key] == _default(type(getattr(config, section)), key):
-            del resolved[section][key]
     payload = {
         "experiment": experiment,
         "table": table,
@@ -195,7 +201,7 @@ def config_hash(
         "tier": tier,
         "seed": seed,
         "sweep_point": [[key, value] for key, value in point],
-        "config": resolved,
+        "config": hashed_config(config),
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

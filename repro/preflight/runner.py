@@ -140,6 +140,9 @@ def _preflight_run(spec: RunSpec, workdir: Path, options: Options, sampled: dict
             if config.dreambench.enabled:
                 with stage("dreambench"):
                     run.sample_dreambench(options.sampler_steps, Path(scratch))
+            if recipe.generates and not recipe.trains:
+                with stage("size"):
+                    _sampling_hours(spec, run, row)
         except Exception as error:  # noqa: BLE001 - recorded on the row; the other runs go on
             log.debug("preflight stage %s of %s failed:\n%s", stage.current, spec.run_name,
                       traceback.format_exc())
@@ -152,6 +155,20 @@ def _preflight_run(spec: RunSpec, workdir: Path, options: Options, sampled: dict
     log.info("preflight: %s done in %.0f s (%s)%s", spec.run_name, time.perf_counter() - started, stages,
              f" (failed: {row.failed})" if row.failed else "")
     return row
+
+
+def _sampling_hours(spec: RunSpec, run: PreflightRun, row: Row) -> None:
+    """A run that trains nothing costs its evaluations' sampling: their U-Net FLOPs at the
+    launch's TFLOP/s per GPU."""
+    cost = run.sampling_cost()
+    tflops = spec.launch.gpu_tflops
+    if tflops is None:
+        row.basis.append("hours: sampling not sized (no launch.gpu_tflops)")
+        return
+    rates = ", ".join(f"{count:,} {name} images at {count * tflops * 1e12 / cost.flops[name]:.3g} images/s"
+                      for name, count in cost.images.items())
+    row.gpu_hours = sum(cost.flops.values()) / (tflops * 1e12) / 3600
+    row.basis.append(f"hours: sampling {rates} (U-Net FLOPs at {tflops:g} TFLOP/s per GPU)")
 
 
 def _train_stages(spec: RunSpec, run: PreflightRun, options: Options, row: Row, stage: _Stages) -> None:

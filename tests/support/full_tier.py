@@ -24,6 +24,8 @@ FULL_TIER_ENV = {
     "KOSMOS_DREAMBENCH": True,
     "KOSMOS_DINO": True,
     "KOSMOS_CLIP": True,
+    "KOSMOS_RELEASED_STAGE2": True,
+    "KOSMOS_RELEASED_FINAL": True,
 }
 
 
