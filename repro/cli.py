@@ -134,12 +134,15 @@ def _parser() -> argparse.ArgumentParser:
         "import", help="a released Kosmos-G checkpoint (xichenpan/Kosmos-G) as a folder the harness reads; "
                        "nothing in the file is run")
     imported.add_argument("stage", choices=[stage.value for stage in Stage],
-                          help="stage1: checkpoint_stage1.pt -> a Kosmos-2 folder for models.mllm; stage2, final: "
+                          help="stage1: checkpoint_stage1.pt -> a Kosmos-2 folder for models.mllm; "
+                               "stage2, final: "
                                "checkpoint_stage2.pt, checkpoint_final.pt -> exports like `repro export`'s")
     imported.add_argument("file", type=Path, help="the released .pt file")
-    imported.add_argument("--out", type=Path, required=True, help="the folder to write (new, empty or an import)")
+    imported.add_argument("--out", type=Path, required=True,
+                          help="the folder to write (new, empty or an import)")
     imported.add_argument("--vocabulary", type=Path, default=None, metavar="DIR",
-                          help="the official repository's data/ (sentencepiece.bpe.model, dict.txt); stage1, final")
+                          help="the official repository's data/ (sentencepiece.bpe.model, dict.txt); "
+                               "stage1, final")
     imported.add_argument("--base-mllm", type=Path, default=None, metavar="DIR",
                           help="stage2: the imported stage 1, which the file's frozen MLLM must equal")
     imported.add_argument("--stable-diffusion", type=Path, default=None, metavar="DIR",
@@ -589,7 +592,8 @@ def _reports_dir(args: argparse.Namespace) -> Path:
 
 COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "cancel": cmd_cancel,
             "sweep": cmd_sweep, "report": cmd_report, "generate": cmd_generate, "export": cmd_export,
-            "import": cmd_import, "data": cmd_data, "fixtures": cmd_fixtures, "preflight": cmd_preflight, "ui": cmd_ui}
+            "import": cmd_import, "data": cmd_data, "fixtures": cmd_fixtures, "preflight": cmd_preflight,
+            "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:

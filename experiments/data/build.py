@@ -128,7 +128,8 @@ def build_compositional(
     # leaves a manifest that looks finished.
     with partial.open("w", encoding="utf-8") as lines:
         for index, row in enumerate(loaded.rows):
-            entities = _segment_row(row, index, out_dir, segmenter, threshold, segment_size, max_pixels, skipped)
+            entities = _segment_row(row, index, out_dir, segmenter, threshold, segment_size, max_pixels,
+                                    skipped)
             if not entities:
                 continue
             image = Path(os.path.relpath(row.image, out_dir)).as_posix()

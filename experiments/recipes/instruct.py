@@ -116,7 +116,8 @@ def _stage3_kind(
     train, data = config.train, config.data
     examples = {
         "compositional": partial(compositional_example, entity_drop_prob=train.entity_drop_prob,
-                                 background_keep_prob=train.background_keep_prob, max_pixels=data.max_image_pixels),
+                                 background_keep_prob=train.background_keep_prob,
+                                 max_pixels=data.max_image_pixels),
         "edits": partial(edit_example, caption_drop_prob=train.edit_caption_drop_prob,
                          max_pixels=data.max_image_pixels),
         "captioned": _captioned,
@@ -125,7 +126,8 @@ def _stage3_kind(
     if name == "captioned":
         refuse = CaptionedFilter(sp_tokenizer, data.captioned_max_sp_tokens, data.captioned_min_image_side)
     shards = open_shards(path, cache_dir=cache_dir, whole_rows=True)
-    return Stage3Kind(name, shards, partial(PARSERS[name], max_pixels=data.max_image_pixels), examples[name], refuse)
+    parse = partial(PARSERS[name], max_pixels=data.max_image_pixels)
+    return Stage3Kind(name, shards, parse, examples[name], refuse)
 
 
 def _captioned(row: CaptionedRow, rng: random.Random) -> Example:

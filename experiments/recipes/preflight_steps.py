@@ -42,9 +42,11 @@ def _random_stage2(config: RunConfig, scratch: Path) -> Path:
     from transformers import AutoConfig, CLIPTextConfig
 
     mllm = AutoConfig.from_pretrained(config.models.mllm, local_files_only=True).text_config
-    clip = CLIPTextConfig.from_pretrained(Path(config.models.stable_diffusion) / "text_encoder", local_files_only=True)
+    clip = CLIPTextConfig.from_pretrained(Path(config.models.stable_diffusion) / "text_encoder",
+                                          local_files_only=True)
     aligner = aligner_for(config.aligner, SimpleNamespace(hidden_size=mllm.embed_dim),
-                          SimpleNamespace(hidden_size=clip.hidden_size, max_length=clip.max_position_embeddings))
+                          SimpleNamespace(hidden_size=clip.hidden_size,
+                                          max_length=clip.max_position_embeddings))
     path = scratch / "stage2" / "model.safetensors"
     path.parent.mkdir()
     save_file({k: v.contiguous() for k, v in aligner.state_dict().items()}, path)
@@ -83,7 +85,8 @@ class PreflightRun:
 
     @property
     def trainable_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.objective.trainable.parameters() if p.requires_grad)
+        return sum(p.numel() * p.element_size()
+                   for p in self.objective.trainable.parameters() if p.requires_grad)
 
     @property
     def on_gpu(self) -> bool:
@@ -117,7 +120,8 @@ class PreflightRun:
                     f"this run's conditioner encoded {len(prompts)} prompts")
         fid.evaluate_fid(models.conditioner, models.decoder, settings, seed=self.config.seed,
                          run_dir=scratch / "run", cache_dir=self.cache_dir, progress=False)
-        return f"FID images: {settings.num_captions} at {settings.generate_size} px, {settings.steps} sampler step(s)"
+        return (f"FID images: {settings.num_captions} at {settings.generate_size} px, "
+                f"{settings.steps} sampler step(s)")
 
     def sample_dreambench(self, sampler_steps: int, scratch: Path) -> None:
         """One subject, one prompt, one image of `sampler_steps` steps through DreamBench's

@@ -90,7 +90,8 @@ def conversion_of(name: str) -> Conversion | None:
 def _pickle_member(archive: zipfile.ZipFile, path: Path) -> str:
     members = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
     if len(members) != 1:
-        raise UnsafeCheckpointError(f"{path}: refused: not a torch zip file with one data.pkl (found {members})")
+        raise UnsafeCheckpointError(f"{path}: refused: not a torch zip file with one data.pkl "
+                                    f"(found {members})")
     return members[0]
 
 
@@ -108,7 +109,8 @@ def pickled_globals(path: Path) -> set[str]:
             if opcode.name == "GLOBAL":
                 names.add(argument.replace(" ", "."))
             elif opcode.name in ("STACK_GLOBAL", "INST", "OBJ"):
-                raise UnsafeCheckpointError(f"{path}: refused: opcode {opcode.name} names its class off the stack")
+                raise UnsafeCheckpointError(f"{path}: refused: opcode {opcode.name} names its class "
+                                            "off the stack")
     except ValueError as bad:
         raise UnsafeCheckpointError(f"{path}: refused: a damaged pickle ({bad})") from None
     return names
@@ -122,7 +124,8 @@ def read_fairseq_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint as plain dicts, lists, numbers, strings and (memory-mapped, CPU) tensors."""
     path = Path(path)
     names = pickled_globals(path)
-    refused = sorted(name for name in names if conversion_of(name) is None and not name.startswith(TORCH_MODULES))
+    refused = sorted(name for name in names
+                     if conversion_of(name) is None and not name.startswith(TORCH_MODULES))
     if refused:
         raise UnsafeCheckpointError(
             f"{path}: refused: its pickle calls or builds {', '.join(refused)}, which a fairseq checkpoint "

@@ -39,7 +39,8 @@ def import_released(stage: Stage, checkpoint: Path, out: Path, *, vocabulary: Pa
     words = (vocabulary / SPM_FILE, vocabulary / DICT_FILE) if vocabulary else None
     for file in words or ():
         if not file.is_file():
-            raise ConfigError(f"--vocabulary {vocabulary}: no {file.name} (the official repository's data/ holds it)")
+            raise ConfigError(f"--vocabulary {vocabulary}: no {file.name} "
+                              "(the official repository's data/ holds it)")
     try:
         if stage is Stage.STAGE1:
             import_stage1(checkpoint, *words, out, stable_diffusion)
