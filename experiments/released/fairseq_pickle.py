@@ -17,7 +17,7 @@ import enum
 import pickletools
 import zipfile
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy
 import torch
@@ -68,6 +68,8 @@ class StandIn:
 
     name: ClassVar[str]
     conversion: ClassVar[Conversion]
+    args: tuple[Any, ...]
+    state: Any
 
     def __new__(cls, *args: Any) -> StandIn:
         instance = object.__new__(cls)
@@ -107,6 +109,9 @@ def pickled_globals(path: Path) -> set[str]:
     try:
         for opcode, argument, _ in pickletools.genops(data):
             if opcode.name == "GLOBAL":
+                if not isinstance(argument, str):
+                    raise UnsafeCheckpointError(f"{path}: refused: a GLOBAL opcode without its module "
+                                                "and name")
                 names.add(argument.replace(" ", "."))
             elif opcode.name in ("STACK_GLOBAL", "INST", "OBJ"):
                 raise UnsafeCheckpointError(f"{path}: refused: opcode {opcode.name} names its class "
@@ -130,7 +135,8 @@ def read_fairseq_checkpoint(path: Path) -> dict[str, Any]:
         raise UnsafeCheckpointError(
             f"{path}: refused: its pickle calls or builds {', '.join(refused)}, which a fairseq checkpoint "
             "does not hold; nothing in it was run")
-    stand_ins = [(_stand_in_class(name, kind), name) for name in names if (kind := conversion_of(name))]
+    stand_ins: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
+        (_stand_in_class(name, kind), name) for name in names if (kind := conversion_of(name))]
     try:
         with torch.serialization.safe_globals(stand_ins):
             loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

@@ -74,7 +74,7 @@ def check_frozen_part(part: FrozenPart, official: Mapping[str, Tensor], stable_d
 
 def check_frozen_parts(model_state: Mapping[str, Tensor], stable_diffusion: Path | None) -> dict[str, str]:
     """Every frozen part the file carries checked; returns its keys, each with why it is dropped."""
-    dropped = {}
+    dropped: dict[str, str] = {}
     for part in FROZEN_PARTS:
         keys = {key: value for key, value in model_state.items() if key.startswith(part.prefix)}
         if not keys:

@@ -103,7 +103,7 @@ def import_aligned(checkpoint: Path, stage: Stage, stable_diffusion: Path, out: 
         record_keys = {"file": checkpoint.name, "stage": stage.value}
         conditioner.save_pretrained(
             partial, stable_diffusion=str(stable_diffusion),
-            base_mllm=str(Path(base_mllm).resolve()) if stage is Stage.STAGE2 else None,
+            base_mllm=str(mllm_folder.resolve()) if stage is Stage.STAGE2 else None,
             extra={"released": record_keys, "sample_size": native_size(stable_diffusion)})
     if has_n:
         save_file({key: value.contiguous() for key, value in aligner.state_dict().items()

@@ -81,11 +81,12 @@ def rename_mllm(official: Mapping[str, Tensor]) -> RenamedMLLM:
     dropped: dict[str, str] = {}
     unknown = []
     for key, value in official.items():
-        rule, match = next(((rule, m) for rule in MLLM_RULES if (m := re.fullmatch(rule.official, key))),
-                           (None, None))
-        if rule is None:
+        found = next(((rule, m) for rule in MLLM_RULES if (m := re.fullmatch(rule.official, key))), None)
+        if found is None:
             unknown.append(key)
-        elif rule.target is None:
+            continue
+        rule, match = found
+        if rule.target is None:
             dropped[key] = rule.why
         else:
             weights[match.expand(rule.target)] = value
@@ -97,7 +98,11 @@ def rename_mllm(official: Mapping[str, Tensor]) -> RenamedMLLM:
 def check_tied(official: Mapping[str, Tensor]) -> None:
     """The dropped output projection must be the embedding it is tied to."""
     output, embed = (official.get(key) for key in _TIED)
-    if output is not None and not torch.equal(output, embed):
+    if output is None:
+        return
+    if embed is None:
+        raise KeyError(f"{_TIED[0]} without the {_TIED[1]} it is tied to")
+    if not torch.equal(output, embed):
         raise ValueError(f"{_TIED[0]} differs from {_TIED[1]}: the output projection is not tied")
 
 

@@ -12,7 +12,7 @@ backward computes input gradients, no weight gradients).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -116,8 +116,14 @@ class DecoderCost:
     vae_encoder: int  # one training image to its latent
 
 
-def decoder_cost(unet_class: type, unet_config: Any, vae_class: type, vae_config: Any, resolution: int,
-                 target_len: int) -> DecoderCost:
+class _FromConfig(Protocol):
+    """A diffusers model class (ConfigMixin.from_config), whose models are read by their attributes."""
+
+    def from_config(self, config: Any) -> Any: ...
+
+
+def decoder_cost(unet_class: _FromConfig, unet_config: Any, vae_class: _FromConfig, vae_config: Any,
+                 resolution: int, target_len: int) -> DecoderCost:
     """Counted on meta tensors: the U-Net and VAE rebuilt from their configs (diffusers' classes and
     `.config`s) without weights, so even SD v1.5's cost nothing to count."""
     with torch.device("meta"):
