@@ -10,19 +10,19 @@ import gc
 import json
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
 from experiments.config import FidConfig, RunConfig
 from experiments.data.captions import load_captions, sample_captions
 from experiments.evaluation import fid
-from experiments.recipes.modules import aligner_for, sampling_models
+from experiments.recipes.modules import sampling_models
 from experiments.recipes.registry import Generates, Scores, Trains, build_recipe, recipe_named
 from experiments.training.loop import build_optimizer
 from experiments.training.memory import StepCost, module_tree, parameter_counts, run_steps
 from experiments.training.objective import Objective
 from experiments.training.precision import sampling_autocast
+from models import build_aligner
 
 
 def preflight_config(config: RunConfig, scratch: Path) -> RunConfig:
@@ -44,9 +44,8 @@ def _random_stage2(config: RunConfig, scratch: Path) -> Path:
     mllm = AutoConfig.from_pretrained(config.models.mllm, local_files_only=True).text_config
     clip = CLIPTextConfig.from_pretrained(Path(config.models.stable_diffusion) / "text_encoder",
                                           local_files_only=True)
-    aligner = aligner_for(config.aligner, SimpleNamespace(hidden_size=mllm.embed_dim),
-                          SimpleNamespace(hidden_size=clip.hidden_size,
-                                          max_length=clip.max_position_embeddings))
+    # aligner_for's sizes, read from the configs alone: no weights are loaded.
+    aligner = build_aligner(config.aligner, mllm.embed_dim, clip.hidden_size, clip.max_position_embeddings)
     path = scratch / "stage2" / "model.safetensors"
     path.parent.mkdir()
     save_file({k: v.contiguous() for k, v in aligner.state_dict().items()}, path)
@@ -137,8 +136,10 @@ class PreflightRun:
             self.built.score(replace(self.config, dreambench=bench))
             return
         models = self._sampling_models()
-        evaluate_dreambench(models.conditioner, models.decoder, bench, seed=self.config.seed,
-                            run_dir=scratch / "run", progress=False)
+        # As in experiments.recipes.run: DreamBench is on only where the conditioner takes images.
+        evaluate_dreambench(models.conditioner,  # type: ignore[arg-type]
+                            models.decoder, bench, seed=self.config.seed, run_dir=scratch / "run",
+                            progress=False)
 
     def _sampling_models(self) -> Generates:
         if isinstance(self.built, Scores):

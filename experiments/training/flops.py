@@ -12,7 +12,7 @@ backward computes input gradients, no weight gradients).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -116,13 +116,7 @@ class DecoderCost:
     vae_encoder: int  # one training image to its latent
 
 
-class _FromConfig(Protocol):
-    """A diffusers model class (ConfigMixin.from_config), whose models are read by their attributes."""
-
-    def from_config(self, config: Any) -> Any: ...
-
-
-def decoder_cost(unet_class: _FromConfig, unet_config: Any, vae_class: _FromConfig, vae_config: Any,
+def decoder_cost(unet_class: type[Any], unet_config: Any, vae_class: type[Any], vae_config: Any,
                  resolution: int, target_len: int) -> DecoderCost:
     """Counted on meta tensors: the U-Net and VAE rebuilt from their configs (diffusers' classes and
     `.config`s) without weights, so even SD v1.5's cost nothing to count."""
