@@ -334,12 +334,13 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"MLflow parent run {result.parent_run_id}")
         return 0
     crashed = [o for o in result.outcomes if o.result is None]
-    failed = [o for o in result.outcomes if o.result is not None and o.result.status == "FAILED"
+    failed = [(o.spec, o.result) for o in result.outcomes
+              if o.result is not None and o.result.status == "FAILED"
               and not (o.result.failure or "").startswith("diverged")]
     print(f"{len(result.outcomes)} run(s) launched, {len(result.skipped)} already finished, "
           f"{len(failed)} failed, {len(crashed)} crashed; MLflow parent run {result.parent_run_id} at {uri}")
-    for outcome in failed:
-        print(f"  failed: {outcome.spec.run_name}: {outcome.result.failure}", file=sys.stderr)
+    for spec, run in failed:
+        print(f"  failed: {spec.run_name}: {run.failure}", file=sys.stderr)
     for outcome in crashed:
         print(f"  crashed: {outcome.spec.run_name}: {outcome.error}", file=sys.stderr)
     if not args.no_report:
