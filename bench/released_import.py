@@ -64,7 +64,8 @@ def main() -> None:
             spm_file, dict_file = save_official_vocabulary(scratch)
         started = time.perf_counter()
         official = OfficialKosmosGMLLM(
-            vocabulary=official_vocabulary_size(spm_file, dict_file), width=2048, layers=args.layers, heads=32,
+            vocabulary=official_vocabulary_size(spm_file, dict_file), width=2048, layers=args.layers,
+            heads=32,
             ffn=8192, vision_width=1024, vision_layers=args.layers, vision_heads=16, image_size=224, patch=14,
             queries=64)
         parameters = sum(p.numel() for p in official.parameters())
@@ -81,8 +82,10 @@ def main() -> None:
             figures = dict(seconds)
         out_bytes = sum(f.stat().st_size for f in (scratch / "imported").rglob("*") if f.is_file())
         report("released_import", {
-            "layers": args.layers, "parameters": parameters, "vocabulary": "official" if args.vocabulary else "stand-in",
-            "checkpoint_mb": round(checkpoint.stat().st_size / 2**20, 1), "imported_mb": round(out_bytes / 2**20, 1),
+            "layers": args.layers, "parameters": parameters,
+            "vocabulary": "official" if args.vocabulary else "stand-in",
+            "checkpoint_mb": round(checkpoint.stat().st_size / 2**20, 1),
+            "imported_mb": round(out_bytes / 2**20, 1),
             "write_s": round(write_s, 2), "write_peak_rss_mb": round(write_peak_mb, 1),
             "read_s": round(figures["read_s"], 2), "import_s": round(figures["import_s"], 2),
             "import_peak_rss_mb": round(figures["peak_mb"], 1),

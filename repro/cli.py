@@ -135,12 +135,15 @@ def _parser() -> argparse.ArgumentParser:
         "import", help="a released Kosmos-G checkpoint (xichenpan/Kosmos-G) as a folder the harness reads; "
                        "nothing in the file is run")
     imported.add_argument("stage", choices=[stage.value for stage in Stage],
-                          help="stage1: checkpoint_stage1.pt -> a Kosmos-2 folder for models.mllm; stage2, final: "
+                          help="stage1: checkpoint_stage1.pt -> a Kosmos-2 folder for models.mllm; "
+                               "stage2, final: "
                                "checkpoint_stage2.pt, checkpoint_final.pt -> exports like `repro export`'s")
     imported.add_argument("file", type=Path, help="the released .pt file")
-    imported.add_argument("--out", type=Path, required=True, help="the folder to write (new, empty or an import)")
+    imported.add_argument("--out", type=Path, required=True,
+                          help="the folder to write (new, empty or an import)")
     imported.add_argument("--vocabulary", type=Path, default=None, metavar="DIR",
-                          help="the official repository's data/ (sentencepiece.bpe.model, dict.txt); stage1, final")
+                          help="the official repository's data/ (sentencepiece.bpe.model, dict.txt); "
+                               "stage1, final")
     imported.add_argument("--base-mllm", type=Path, default=None, metavar="DIR",
                           help="stage2: the imported stage 1, which the file's frozen MLLM must equal")
     imported.add_argument("--stable-diffusion", type=Path, default=None, metavar="DIR",
@@ -374,12 +377,13 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"MLflow parent run {result.parent_run_id}")
         return 0
     crashed = [o for o in result.outcomes if o.result is None]
-    failed = [o for o in result.outcomes if o.result is not None and o.result.status == "FAILED"
+    failed = [(o.spec, o.result) for o in result.outcomes
+              if o.result is not None and o.result.status == "FAILED"
               and not (o.result.failure or "").startswith("diverged")]
     print(f"{len(result.outcomes)} run(s) launched, {len(result.skipped)} already finished, "
           f"{len(failed)} failed, {len(crashed)} crashed; MLflow parent run {result.parent_run_id} at {uri}")
-    for outcome in failed:
-        print(f"  failed: {outcome.spec.run_name}: {outcome.result.failure}", file=sys.stderr)
+    for spec, run in failed:
+        print(f"  failed: {spec.run_name}: {run.failure}", file=sys.stderr)
     for outcome in crashed:
         print(f"  crashed: {outcome.spec.run_name}: {outcome.error}", file=sys.stderr)
     if not args.no_report:

@@ -37,7 +37,8 @@ def test_the_loop_compiles_its_loss_with_inductor(tmp_path, monkeypatch):
         tracker = RecordingTracker()
         train(objective, train_config(4, log_every=1, compile=compiled), tmp_path / str(compiled), tracker,
               progress=False)
-        losses[compiled], weights[compiled] = tracker.series("train/loss"), objective.trainable.weight.detach()
+        losses[compiled] = tracker.series("train/loss")
+        weights[compiled] = objective.trainable.weight.detach()
     assert len(compiled_losses) == 1
     assert losses[True] == pytest.approx(losses[False], rel=1e-5)
     torch.testing.assert_close(weights[True], weights[False])

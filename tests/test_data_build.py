@@ -217,7 +217,8 @@ def test_a_build_over_input_shards_runs_one_task_each_resumes_per_part_and_strea
     printed = capsys.readouterr().out
     assert f"{parts[0].parent}: already built, skipped" in printed and str(parts[1]) in printed
 
-    (kind,) = [Stage3Kind("compositional", open_shards(str(out / "part-*" / "compositional.jsonl"), whole_rows=True),
+    shards = open_shards(str(out / "part-*" / "compositional.jsonl"), whole_rows=True)
+    (kind,) = [Stage3Kind("compositional", shards,
                           partial(PARSERS["compositional"], max_pixels=MAX_IMAGE_PIXELS),
                           lambda row, rng: compositional_example(row, rng, 0.0, 1.0, MAX_IMAGE_PIXELS))]
     made = MixedStepRows([kind, None, None], (1, 0, 0), batch_size=4, seed=0, resolution=16,

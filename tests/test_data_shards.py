@@ -92,7 +92,8 @@ def test_webdataset_shards_carry_captions_and_images_and_a_corrupt_image_is_skip
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     (record,) = rows(str(broken))
-    assert ImageCaptionItem(CaptionItem(_words(), 75), None, 32, MAX_IMAGE_PIXELS)(record) == Skip("corrupt_image")
+    item = ImageCaptionItem(CaptionItem(_words(), 75), None, 32, MAX_IMAGE_PIXELS)
+    assert item(record) == Skip("corrupt_image")
 
 
 def test_a_spec_that_names_nothing_usable_is_a_clear_error(tmp_path):

@@ -86,7 +86,8 @@ def test_the_export_is_safetensors_json_and_text_only(exported):
         assert fact in card, fact
 
 
-def test_a_run_exports_from_memory_what_repro_export_writes_from_its_checkpoint(stage2_run, exported, tmp_path):
+def test_a_run_exports_from_memory_what_repro_export_writes_from_its_checkpoint(stage2_run, exported,
+                                                                                tmp_path):
     """A finished job writes its export from the conditioner it holds; `repro export` loads the
     run's checkpoint: the two folders hold the same files, byte for byte."""
     workdir, result = stage2_run
@@ -198,12 +199,15 @@ def test_a_stage3_run_exports_from_memory_what_repro_export_writes(workdir, tiny
     config = stage3_config(tiny_assets, stage2)
     objective = InstructObjective(config)
     with torch.no_grad():
-        objective.trainable["mllm"].model.text_model.model.layer_norm.weight.add_(1.0)  # stands in for training
+        # stands in for training
+        objective.trainable["mllm"].model.text_model.model.layer_norm.weight.add_(1.0)
     run_dir = tmp_path / "stage3"
     CheckpointStore(run_dir / "checkpoints").save(6, {"model": objective.trainable.state_dict()})
     record = {**json.loads((stage2 / "config.json").read_text()), "config": asdict(config)}
     (run_dir / "config.json").write_text(json.dumps(record))
-    assert repro_main(["--workdir", str(tmp_path), "export", str(run_dir), "--out", str(tmp_path / "out")]) == 0
-    in_memory = write_export(objective.conditioner, config, record, {}, tmp_path / "job", copy_base_mllm=False)
+    command = ["--workdir", str(tmp_path), "export", str(run_dir), "--out", str(tmp_path / "out")]
+    assert repro_main(command) == 0
+    in_memory = write_export(objective.conditioner, config, record, {}, tmp_path / "job",
+                             copy_base_mllm=False)
     assert "mllm/model.safetensors" in _files(in_memory)
     assert _files(in_memory) == _files(tmp_path / "out")

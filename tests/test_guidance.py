@@ -30,7 +30,8 @@ def conditions(seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def ddim_by_hand(decoder: ImageDecoder, condition, null, guidance: float, steps: int, seed: int) -> np.ndarray:
+def ddim_by_hand(decoder: ImageDecoder, condition, null, guidance: float, steps: int,
+                 seed: int) -> np.ndarray:
     """Eq. 4, w eps(z, C) - (w - 1) eps(z, null), in a DDIM loop of its own; uint8 images as the
     pipeline's PIL output holds them."""
     scheduler = DDIMScheduler.from_config(decoder.samplers["ddim"].config)
@@ -75,7 +76,8 @@ def test_sampling_is_eq4_against_the_null_condition(decoder: ImageDecoder, guida
 def test_a_tenth_of_training_conditions_are_the_null_one(tmp_path) -> None:
     save_tiny_kosmos2(tmp_path)
     mllm = MLLMEncoder.from_pretrained(str(tmp_path))
-    conditioner = KosmosGConditioner(mllm, build_aligner(AlignerConfig(kind="linear"), source_dim=32, target_dim=32, target_len=77))
+    aligner = build_aligner(AlignerConfig(kind="linear"), source_dim=32, target_dim=32, target_len=77)
+    conditioner = KosmosGConditioner(mllm, aligner)
     with torch.no_grad():
         null = conditioner.null(1)
         prob, rows = TrainConfig().null_condition_prob, 10_000

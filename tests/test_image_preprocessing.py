@@ -56,4 +56,5 @@ def test_targets_are_the_official_diff_transform(tmp_path) -> None:
     official = T.Compose([T.Resize(16), T.CenterCrop(16), T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
     with Image.open(tmp_path / "target.png") as img:
         expected = official(img.convert("RGB"))
-    torch.testing.assert_close(image_tensor(tmp_path / "target.png", 16, MAX_IMAGE_PIXELS), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(image_tensor(tmp_path / "target.png", 16, MAX_IMAGE_PIXELS), expected,
+                               rtol=0, atol=1e-5)

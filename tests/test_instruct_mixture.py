@@ -109,7 +109,8 @@ def test_compositional_prompts_put_each_segment_after_its_word(tmp_path):
 def test_entity_words_go_all_at_once_and_backgrounds_one_by_one(tmp_path):
     """(code) openimage_loader.py draws drop_object once per caption, the segment variant per entity."""
     row = dog_in_a_hat(tmp_path)
-    examples = [compositional_example(row, random.Random(seed), 0.5, 0.5, MAX_IMAGE_PIXELS) for seed in range(300)]
+    examples = [compositional_example(row, random.Random(seed), 0.5, 0.5, MAX_IMAGE_PIXELS)
+                for seed in range(300)]
     words = Counter(e.prompt.count("dog") + e.prompt.count("hat") for e in examples)
     assert set(words) == {0, 2} and 110 < words[0] < 190  # never one word without the other
     backgrounds = Counter(sum(image.getpixel((0, 0)) == (200, 0, 0) for image in e.images) for e in examples)
@@ -123,10 +124,13 @@ def test_edit_rows_drop_their_caption_with_its_probability(tmp_path):
     edit = edit_example(row, random.Random(0), caption_drop_prob=0.0, max_pixels=MAX_IMAGE_PIXELS)
     assert edit.prompt == "a blue square <i> make it red" and edit.target == tmp_path / "edited.png"
     assert edit.images[0].getpixel((0, 0)) == (0, 0, 255)
-    assert edit_example(row, random.Random(0), caption_drop_prob=1.0, max_pixels=MAX_IMAGE_PIXELS).prompt == "<i> make it red"
+    made = edit_example(row, random.Random(0), caption_drop_prob=1.0, max_pixels=MAX_IMAGE_PIXELS)
+    assert made.prompt == "<i> make it red"
     uncaptioned = EditRow(source, "make it red", source, None)
-    assert edit_example(uncaptioned, random.Random(0), caption_drop_prob=0.0, max_pixels=MAX_IMAGE_PIXELS).prompt == "<i> make it red"
-    prompts = Counter(edit_example(row, random.Random(seed), 0.5, MAX_IMAGE_PIXELS).prompt for seed in range(300))
+    made = edit_example(uncaptioned, random.Random(0), caption_drop_prob=0.0, max_pixels=MAX_IMAGE_PIXELS)
+    assert made.prompt == "<i> make it red"
+    prompts = Counter(edit_example(row, random.Random(seed), 0.5, MAX_IMAGE_PIXELS).prompt
+                      for seed in range(300))
     assert 110 < prompts["<i> make it red"] < 190
     plain = captioned_example(CaptionedRow(source, "a blue square", (8, 8)))
     assert (plain.prompt, plain.images) == ("a blue square", [])

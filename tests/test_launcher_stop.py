@@ -32,7 +32,8 @@ def _logged_steps(store: Path) -> dict[str, int]:
     """Each run's last train/loss step so far (MLflow's SQLite schema)."""
     try:
         with sqlite3.connect(store, timeout=5) as db:
-            rows = db.execute("SELECT run_uuid, MAX(step) FROM metrics WHERE key = 'train/loss' GROUP BY run_uuid")
+            rows = db.execute("SELECT run_uuid, MAX(step) FROM metrics WHERE key = 'train/loss' "
+                              "GROUP BY run_uuid")
             return dict(rows.fetchall())
     except sqlite3.OperationalError:  # the store's tables are not made yet
         return {}

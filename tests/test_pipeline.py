@@ -55,7 +55,8 @@ def test_table2_matrix_end_to_end(workdir, monkeypatch):
         assert not any(key.startswith("dreambench.") for key in run.data.params)  # off in Table 2
         assert "None" not in run.data.params.values()
         assert run.data.params["fid.captions"].startswith("@tiny/")
-        assert ("train/world_size" in run.data.params) == trains and "train/world_size" not in run.data.metrics
+        assert ("train/world_size" in run.data.params) == trains
+        assert "train/world_size" not in run.data.metrics
         assert run.data.metrics[tags.METRIC_FID] > 0
         assert run.data.params["eval/num_images"] == "16" and "eval/num_images" not in run.data.metrics
         assert "fid.captions" in {item.dataset.name for item in run.inputs.dataset_inputs}
@@ -69,7 +70,8 @@ def test_table2_matrix_end_to_end(workdir, monkeypatch):
             # Held-out data and noise are fixed: a loss that moves from one eval to the next is the
             # trained M moving (an optimiser that never reached it would leave them equal).
             heldout = [key for key in run.data.metrics if key.startswith("heldout/")]
-            histories = [[m.value for m in client.get_metric_history(run.info.run_id, key)] for key in heldout]
+            histories = [[m.value for m in client.get_metric_history(run.info.run_id, key)]
+                         for key in heldout]
             assert any(len(set(values)) > 1 for values in histories), run.data.tags[tags.ROW]
         if run.data.tags[tags.EXPERIMENT] == "aligner-12":
             losses = [m.value for m in client.get_metric_history(run.info.run_id, "train/mse_loss")]

@@ -86,13 +86,15 @@ def test_the_import_says_where_it_came_from(stage1):
 
     file, folder = stage1
     record = json.loads((folder / "released.json").read_text())
-    assert record["imported_from"] == {"file": file.name, "sha256": hashlib.sha256(file.read_bytes()).hexdigest()}
+    sha256 = hashlib.sha256(file.read_bytes()).hexdigest()
+    assert record["imported_from"] == {"file": file.name, "sha256": sha256}
     assert set(record["dropped_keys"]) == {"gpt_model.decoder.output_projection.weight",
                                            "gpt_model.decoder.embed_positions._float_tensor",
                                            "gpt_model.decoder.self_attn_sope.scale",
                                            *(f"img_model.visual.transformer.resblocks.{i}.attn.{name}"
-                                             for i in range(2) for name in ("in_proj_weight", "in_proj_bias",
-                                                                            "out_proj.weight", "out_proj.bias"))}
+                                             for i in range(2)
+                                             for name in ("in_proj_weight", "in_proj_bias",
+                                                          "out_proj.weight", "out_proj.bias"))}
     assert record["official"]["commit"] in (folder / "README.md").read_text()
 
 
@@ -102,7 +104,8 @@ def test_imported_tokenizer_has_the_official_dictionary_ids(stage1, vocabulary):
     spm_file, dict_file = vocabulary
     _, folder = stage1
     tokenizer = MLLMEncoder.from_pretrained(str(folder)).tokenizer
-    fairseq_index = {line.rsplit(" ", 1)[0]: 4 + i for i, line in enumerate(dict_file.read_text().splitlines())}
+    fairseq_index = {line.rsplit(" ", 1)[0]: 4 + i
+                     for i, line in enumerate(dict_file.read_text().splitlines())}
     text = "a dog and a cat in the red car"
     pieces = sentencepiece.SentencePieceProcessor(model_file=str(spm_file)).encode(text, out_type=str)
     assert tokenizer(text, add_special_tokens=False).input_ids == [fairseq_index[p] for p in pieces]
@@ -110,7 +113,8 @@ def test_imported_tokenizer_has_the_official_dictionary_ids(stage1, vocabulary):
 
 def test_unknown_and_missing_keys_are_errors_naming_them(stage1, vocabulary, reference, tmp_path):
     state = reference.state_dict()
-    with_extra = save_fairseq_checkpoint({**state, "gpt_model.decoder.chunk_emb.weight": torch.zeros(2)}, HEADS,
+    with_extra = save_fairseq_checkpoint({**state, "gpt_model.decoder.chunk_emb.weight": torch.zeros(2)},
+                                         HEADS,
                                          tmp_path / "extra.pt", with_optimizer=False)
     with pytest.raises(KeyError, match=r"gpt_model\.decoder\.chunk_emb\.weight"):
         import_stage1(with_extra, *vocabulary, tmp_path / "out")
@@ -151,7 +155,8 @@ def _sd_as_official(stable_diffusion: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     def weights(sub: str) -> dict[str, torch.Tensor]:
-        return {k: v for file in sorted((stable_diffusion / sub).glob("*.safetensors")) for k, v in load_file(file).items()}
+        files = sorted((stable_diffusion / sub).glob("*.safetensors"))
+        return {k: v for file in files for k, v in load_file(file).items()}
 
     legacy = {".to_q.": ".query.", ".to_k.": ".key.", ".to_v.": ".value.", ".to_out.0.": ".proj_attn."}
     vae = {}
@@ -204,11 +209,13 @@ def test_stage2_and_final_exports_condition_as_the_official_modules(
     record = import_aligned(stage2, Stage.STAGE2, stable_diffusion, tmp_path / "stage2", base_mllm=stage1[1])
     assert (tmp_path / "stage2" / N_WEIGHTS).is_file() and not (tmp_path / "stage2" / "mllm").exists()
     assert "aligner.clip_encoder.text_model.embeddings.position_ids" in record["dropped_keys"]
-    ours, theirs = _conditions(tmp_path / "stage2", copy.deepcopy(reference), copy.deepcopy(official_aligner_net))
+    ours, theirs = _conditions(tmp_path / "stage2", copy.deepcopy(reference),
+                               copy.deepcopy(official_aligner_net))
     torch.testing.assert_close(ours, theirs, atol=2e-4, rtol=1e-4)
 
     tuned = scramble(copy.deepcopy(reference), seed=5)  # stage 3 trained the MLLM
-    m_only = {k: v for k, v in aligner_keys.items() if k.startswith(("aligner.encoder", "aligner.encoder_proj"))}
+    m_only = {k: v for k, v in aligner_keys.items()
+              if k.startswith(("aligner.encoder", "aligner.encoder_proj"))}
     final = save_fairseq_checkpoint({**tuned.state_dict(), **m_only, **sd_parts}, HEADS,
                                     tmp_path / "checkpoint_final.pt", with_optimizer=False)
     assert repro_main(["import", "final", str(final), "--vocabulary", str(vocabulary[0].parent),
@@ -216,8 +223,9 @@ def test_stage2_and_final_exports_condition_as_the_official_modules(
     assert "checkpoint_final.pt" in (tmp_path / "final" / "README.md").read_text()
     assert (tmp_path / "final" / "mllm" / "model.safetensors").is_file()
     _images(1, 6)[0].save(tmp_path / "subject.png")
-    assert repro_main(["--workdir", str(tmp_path), "generate", "--checkpoint", str(tmp_path / "final"), "--prompt",
-                       "<i> on the grass", "--image", str(tmp_path / "subject.png"), "-n", "1", "--steps", "1",
+    assert repro_main(["--workdir", str(tmp_path), "generate", "--checkpoint", str(tmp_path / "final"),
+                       "--prompt", "<i> on the grass", "--image", str(tmp_path / "subject.png"),
+                       "-n", "1", "--steps", "1",
                        "--out", str(tmp_path / "made")]) == 0
     with Image.open(tmp_path / "made" / "0-0.png") as made:
         assert made.size == (32, 32)  # the tiny U-Net's native size, which the export records
@@ -246,7 +254,8 @@ def test_a_file_made_with_another_stable_diffusion_is_refused_naming_the_part(
     aligner_keys = {f"aligner.{k}": v for k, v in official_aligner_net.state_dict().items()}
     file = save_fairseq_checkpoint({**reference.state_dict(), **aligner_keys, **sd_parts}, HEADS,
                                    tmp_path / "checkpoint_stage2.pt")
-    with pytest.raises(ValueError, match=rf"diffusion_unet\.unet\.\* differs .* at 1 keys \({re.escape(key[20:])}\)"):
+    differs = rf"diffusion_unet\.unet\.\* differs .* at 1 keys \({re.escape(key[20:])}\)"
+    with pytest.raises(ValueError, match=differs):
         import_aligned(file, Stage.STAGE2, stable_diffusion, tmp_path / "out", base_mllm=tmp_path)
     assert not (tmp_path / "out").exists()
 
@@ -271,5 +280,6 @@ def test_full_size_official_keys_fill_the_published_kosmos2_exactly():
 
 
 def test_repro_import_names_the_options_a_stage_needs(tmp_path, capsys):
-    assert repro_main(["import", "stage2", str(tmp_path / "checkpoint_stage2.pt"), "--out", str(tmp_path / "o")]) == 2
+    command = ["import", "stage2", str(tmp_path / "checkpoint_stage2.pt"), "--out", str(tmp_path / "o")]
+    assert repro_main(command) == 2
     assert "repro import stage2 needs --base-mllm and --stable-diffusion" in capsys.readouterr().err

@@ -96,10 +96,12 @@ def test_a_fairseq_trainer_dict_reads_as_plain_data(tmp_path, monkeypatch):
     assert state["cfg"] == {"decoder_embed_dim": 2048, "optimizer": "adam"}
     assert state["extra_state"]["metrics"]["loss"] == {"val": 2.5, "count": 7}
     buffered = state["extra_state"]["train_iterator"]["buffer"][0]  # an array: a record, not rebuilt
-    assert buffered["__global__"].endswith("multiarray._reconstruct") and buffered["args"][0] == "numpy.ndarray"
+    assert buffered["__global__"].endswith("multiarray._reconstruct")
+    assert buffered["args"][0] == "numpy.ndarray"
     assert state["optimizer_history"] == [{"num_updates": 1000, "ref": "typing.Any"}]
     loaded = state["model"]["gpt_model.decoder.embed_tokens.weight"]
-    assert loaded.dtype == torch.float16 and torch.equal(loaded, weights["gpt_model.decoder.embed_tokens.weight"])
+    assert loaded.dtype == torch.float16
+    assert torch.equal(loaded, weights["gpt_model.decoder.embed_tokens.weight"])
 
 
 def test_repro_import_refuses_a_planted_file_naming_the_callable(tmp_path, capsys):

@@ -53,7 +53,8 @@ def test_fid_samples_the_conditions_against_the_null_with_the_fid_guidance(tiny_
         assert kwargs["height"] == kwargs["width"] == 32
 
 
-def test_dreambench_samples_each_images_prompt_against_the_null_with_its_guidance(tiny_assets: Path, tmp_path: Path):
+def test_dreambench_samples_each_images_prompt_against_the_null_with_its_guidance(tiny_assets: Path,
+                                                                                   tmp_path: Path):
     cfg = tiny_dreambench(tiny_assets, subjects=("dog",), templates=(0, 20), generate_size=32, batch_size=2,
                           guidance=5.5, sampler="ddim", steps=2)
     prompts_file = read_prompts_file(cfg.prompts)

@@ -37,7 +37,8 @@ def kosmos2_path(tmp_path_factory) -> str:
     return str(path)
 
 
-def documented_layout(tokenizer, words_before: str, words_after: str, latents: int) -> tuple[list[int], list[int]]:
+def documented_layout(tokenizer, words_before: str, words_after: str,
+                      latents: int) -> tuple[list[int], list[int]]:
     """Ids and image-slot mask of Kosmos-2's model-card layout, <s> text <image> one id per latent
     query </image> text </s>, the latent ids being those right after <unk> (Kosmos2Processor's)."""
     def ids(words: str) -> list[int]:
@@ -60,7 +61,8 @@ def test_mllm_states_are_kosmos2_models_last_hidden_state(kosmos2_path: str) -> 
     model = Kosmos2Model.from_pretrained(kosmos2_path, local_files_only=True).eval()
     pixels = AutoImageProcessor.from_pretrained(kosmos2_path)(photo, return_tensors="pt").pixel_values
     ids, slot_mask = documented_layout(mllm.tokenizer, "a dog", "on the beach", model.config.latent_query_num)
-    expected = model(pixel_values=pixels, input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids)),
+    expected = model(pixel_values=pixels, input_ids=torch.tensor([ids]),
+                     attention_mask=torch.ones(1, len(ids)),
                      image_embeds_position_mask=torch.tensor([slot_mask])).last_hidden_state[0]
     assert inputs.input_ids[0, : len(ids)].tolist() == ids and int(mask[0].sum()) == len(ids)
     torch.testing.assert_close(states[0, : len(ids)], expected, rtol=1e-5, atol=1e-5)

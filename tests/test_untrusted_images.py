@@ -52,7 +52,8 @@ def _png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(16))) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(16)))
+            + chunk(b"IEND", b""))
 
 
 def _premultiplied_grey_tiff() -> bytes:
@@ -142,7 +143,8 @@ def test_e2e_trains_on_the_usable_rows_of_a_shard_and_counts_the_rest_by_reason(
 def test_stage3_edits_skip_each_unusable_image_by_reason_and_keep_the_rest(tmp_path):
     files = _write_images(tmp_path)
     Image.new("RGB", (SIDE, SIDE), (0, 0, 200)).save(tmp_path / "source.png")
-    rows = [{"source": "source.png", "instruction": f"edit {name}", "target": file} for name, file in files.items()]
+    rows = [{"source": "source.png", "instruction": f"edit {name}", "target": file}
+            for name, file in files.items()]
     (tmp_path / "edits.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     edits = Stage3Kind("edits", open_shards(str(tmp_path / "edits.jsonl"), whole_rows=True),
                        partial(PARSERS["edits"], max_pixels=MAX_IMAGE_PIXELS),
@@ -161,7 +163,8 @@ def test_data_build_skips_each_unusable_input_image_by_reason(tmp_path, capsys):
     rows = [{"image": file, "caption": "a red circle", "entities": ["circle"], "masks": ["masks/all.png"]}
             for file in files.values()]
     (tmp_path / "captioned.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    command = ["--workdir", str(tmp_path / "work"), "data", "build", "--captioned", str(tmp_path / "captioned.jsonl"),
+    command = ["--workdir", str(tmp_path / "work"), "data", "build",
+               "--captioned", str(tmp_path / "captioned.jsonl"),
                "--masks", "--segment-size", "8"]
 
     assert main([*command, "--out", str(tmp_path / "built")]) == 0
@@ -172,7 +175,8 @@ def test_data_build_skips_each_unusable_input_image_by_reason(tmp_path, capsys):
 
     # Under this limit every 32 x 32 image (or one claiming more) is refused by its header; the
     # empty file, the text and the 1 x 200 strip are refused for what they are.
-    assert main([*command, "--out", str(tmp_path / "none"), "--max-image-pixels", str(SIDE * SIDE - 1)]) == EXIT_DATA
+    too_few = ["--max-image-pixels", str(SIDE * SIDE - 1)]
+    assert main([*command, "--out", str(tmp_path / "none"), *too_few]) == EXIT_DATA
     assert f"image_too_large={len(files) - 3}" in capsys.readouterr().err
 
 
@@ -183,7 +187,8 @@ def test_the_pixel_limit_reads_the_header_and_a_bomb_warning_is_a_skip_too(tmp_p
     assert item(SIDE * SIDE - 1)(Record("a red square", image)) == Skip("image_too_large")
     assert item(SIDE * SIDE)(Record("a red square", image))[1] == "a red square"
     # Past PIL's own limit, PIL warns as it opens the file (here, an error) before any check of ours.
-    assert item(MAX_IMAGE_PIXELS)(Record("a red square", _png_header(10_000, 10_000))) == Skip("image_too_large")
+    huge = Record("a red square", _png_header(10_000, 10_000))
+    assert item(MAX_IMAGE_PIXELS)(huge) == Skip("image_too_large")
     # A DreamBench photo is not a row to skip: it is an error naming the file.
     (tmp_path / "bomb.jpg").write_bytes(_png_header(30_000, 30_000))
     with pytest.raises(UnusableImage, match="bomb.jpg"):

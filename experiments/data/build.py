@@ -128,7 +128,8 @@ def build_compositional(
     # leaves a manifest that looks finished.
     with partial.open("w", encoding="utf-8") as lines:
         for index, row in enumerate(loaded.rows):
-            entities = _segment_row(row, index, out_dir, segmenter, threshold, segment_size, max_pixels, skipped)
+            entities = _segment_row(row, index, out_dir, segmenter, threshold, segment_size, max_pixels,
+                                    skipped)
             if not entities:
                 continue
             image = Path(os.path.relpath(row.image, out_dir)).as_posix()
@@ -208,8 +209,9 @@ def _masks(
     segmenter's, which sees the square alone as the official build's CLIPSeg does."""
     masks = {}
     for k in entities:
-        if row.masks[k] is not None:
-            given = open_untrusted_image(row.masks[k], max_pixels, mode="L")
+        mask_file = row.masks[k]
+        if mask_file is not None:
+            given = open_untrusted_image(mask_file, max_pixels, mode="L")
             if given.size == image.size:
                 masks[k] = np.asarray(given.crop(square), dtype=np.float32) / 255.0
     to_segment = [k for k in entities if row.masks[k] is None]

@@ -52,7 +52,8 @@ def build_parts(
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     segment_size = DEFAULT_SEGMENT_SIZE if segment_size is None else segment_size
     max_image_pixels = MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels
-    return [BuildPart(path, Path(out) / f"part-{k:05d}", clipseg, device, threshold, segment_size, max_image_pixels)
+    return [BuildPart(path, Path(out) / f"part-{k:05d}", clipseg, device, threshold, segment_size,
+                      max_image_pixels)
             for k, path in enumerate(inputs)]
 
 

@@ -51,7 +51,8 @@ class ImageCaptionItem:
     bytes (tar and parquet shards) or a file under `image_root` (caption files); one that cannot
     be used is skipped under its reason (experiments/data/untrusted_images.py)."""
 
-    def __init__(self, captions: CaptionItem, image_root: Path | None, resolution: int, max_pixels: int) -> None:
+    def __init__(self, captions: CaptionItem, image_root: Path | None, resolution: int,
+                 max_pixels: int) -> None:
         self.captions = captions
         self.image_root = image_root
         self.resolution = resolution

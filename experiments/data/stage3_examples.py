@@ -48,7 +48,8 @@ def compositional_example(
         pieces.append(IMAGE)
         cursor = entity.end
         keep_background = rng.random() < background_keep_prob
-        images.append(open_untrusted_image(entity.segment if keep_background else entity.segment_white, max_pixels))
+        segment = entity.segment if keep_background else entity.segment_white
+        images.append(open_untrusted_image(segment, max_pixels))
     pieces.append(row.caption[cursor:])
     return Example("".join(pieces), images, row.image)
 

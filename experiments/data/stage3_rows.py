@@ -107,7 +107,8 @@ def _compositional_row(record: dict[str, Any], folder: Path, max_pixels: int) ->
     entities = required(record, "entities", list)
     if not entities:
         raise RowError("bad_field", "'entities' is empty")
-    parsed = sorted((_entity(entity, caption, folder, max_pixels) for entity in entities), key=lambda e: e.start)
+    parsed = sorted((_entity(entity, caption, folder, max_pixels) for entity in entities),
+                    key=lambda e: e.start)
     for before, after in zip(parsed, parsed[1:]):
         if after.start < before.end:
             raise RowError("bad_field", f"entities {before.word!r} and {after.word!r} overlap in the caption")

@@ -54,7 +54,7 @@ class MixedStepRows:
         self.rows = [ShuffledRows(kind.shards, seed * 7 + k) if kind is not None and n else None
                      for k, (kind, n) in enumerate(zip(kinds, self.counts))]
         self.rows_in_data = {kind.name: rows.total for kind, rows in zip(self.kinds, self.rows)
-                             if rows is not None}
+                             if kind is not None and rows is not None}
         self.batch_size, self.seed, self.resolution = batch_size, seed, resolution
         self.max_pixels = max_pixels  # data.max_image_pixels (experiments/data/untrusted_images.py)
 

@@ -156,7 +156,8 @@ class StepRows:
 def first_rows(shards: Sequence[Shard], convert: Convert, count: int) -> tuple[list[Any], dict[str, int]]:
     """The first `count` usable rows in file order (held-out sets: the same for every run), and
     how many were skipped on the way, by reason."""
-    items, skipped = [], Counter()
+    items: list[Any] = []
+    skipped: Counter[str] = Counter()
     for shard in shards:
         for group in range(len(shard.group_sizes())):
             for record in shard.read_group(group):

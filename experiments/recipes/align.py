@@ -18,7 +18,7 @@ from experiments.training.encoder_cache import EncoderCache, checkpoint_fingerpr
 from experiments.training.flops import align_step, nominal_step_flops
 from experiments.training.streaming_objective import StreamingObjective
 from experiments.training.tracker import DataInput
-from models import ClipTextTarget, KosmosGConditioner, alignment_losses
+from models import Aligner, ClipTextTarget, KosmosGConditioner, alignment_losses
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # source, mask, target
 
@@ -37,7 +37,7 @@ class AlignObjective(StreamingObjective):
         train = config.train
         self.mllm = frozen_mllm(config.models.mllm, train, self.device)
         self.target = frozen(ClipTextTarget.from_pretrained(config.models.stable_diffusion), self.device)
-        self.trainable = aligner_for(config.aligner, self.mllm, self.target).to(self.device)
+        self.trainable: Aligner = aligner_for(config.aligner, self.mllm, self.target).to(self.device)
         self.append_eos = train.append_eos
         self.conditioner = KosmosGConditioner(self.mllm, self.trainable, self.append_eos)
         self.rec_weight = train.rec_weight
@@ -55,14 +55,14 @@ class AlignObjective(StreamingObjective):
             folder = None
             if cache_dir is not None:
                 sd = Path(config.models.stable_diffusion)
-                encoders = [config.models.mllm, sd / "text_encoder", sd / "tokenizer"]
+                encoders: list[Path | str] = [config.models.mllm, sd / "text_encoder", sd / "tokenizer"]
                 tokenized = f"append_eos={self.append_eos}"
                 folder = Path(cache_dir) / "encoder-outputs" / checkpoint_fingerprint(encoders, tokenized)
             self.cache = EncoderCache(self.encode, self.device, folder)
         self.sizes = model_sizes(self.mllm, self.target)
 
     @torch.no_grad()
-    def encode(self, captions: list[str]) -> tuple[torch.Tensor, ...]:
+    def encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Frozen encoders: the MLLM's states at every position, padding included (at a pad, the
         pad token's state: (code) L_rec's target there), their mask, the CLIP targets, and each
         row's pad state, read from one pad column past the batch's length: without dropout (the

@@ -74,5 +74,5 @@ def heldout_pairs(
         return pair(record)
 
     pairs, _ = first_rows(shards, first_caption_of_each_image, data.heldout_size)
-    images, texts = zip(*pairs)
-    return torch.stack(images), list(texts)
+    pixels, texts = zip(*pairs)
+    return torch.stack(pixels), list(texts)

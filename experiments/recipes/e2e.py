@@ -39,7 +39,8 @@ class E2EObjective(StreamingObjective):
         # E2E replaces stage 2, so its frozen MLLM is run as stage 2 runs it.
         self.mllm = frozen_mllm(config.models.mllm, train, self.device)
         target = ClipTextTarget.from_pretrained(config.models.stable_diffusion)
-        self.decoder = frozen(ImageDecoder.from_pretrained(config.models.stable_diffusion), self.device)
+        self.decoder: ImageDecoder = frozen(ImageDecoder.from_pretrained(config.models.stable_diffusion),
+                                            self.device)
         self.trainable = aligner_for(config.aligner, self.mllm, target).to(self.device)
         self.conditioner = KosmosGConditioner(self.mllm, self.trainable, train.append_eos)
         self.sizes = model_sizes(self.mllm, target, self.decoder, config.train.resolution)
@@ -67,6 +68,8 @@ class E2EObjective(StreamingObjective):
         images, texts = batch
         source_len = self.mllm.tokenize(texts).input_ids.shape[1]
         sizes = self.sizes
+        if sizes.decoder is None:
+            raise RuntimeError("the e2e recipe's model sizes lack the decoder it trains through")
         return e2e_step(
             self.config.aligner, batch=images.shape[0], source_len=source_len, source_dim=sizes.source_dim,
             target_dim=sizes.target_dim, target_len=sizes.target_len, mllm=sizes.mllm, decoder=sizes.decoder,

@@ -10,6 +10,7 @@ reconstruction loss needed.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,8 @@ class InstructObjective(StreamingObjective):
         for parameter in self.aligner.generation_parameters():
             parameter.requires_grad_(True)
         self.aligner.to(self.device)
-        self.decoder = frozen(ImageDecoder.from_pretrained(config.models.stable_diffusion), self.device)
+        self.decoder: ImageDecoder = frozen(ImageDecoder.from_pretrained(config.models.stable_diffusion),
+                                            self.device)
         self.trainable = nn.ModuleDict({"mllm": self.mllm, "aligner": self.aligner})
         self.conditioner = KosmosGConditioner(self.mllm, self.aligner, train.append_eos)
 
@@ -114,9 +116,10 @@ def _stage3_kind(
     if path is None:
         raise ValueError(f"data.{name}: the mix gives it a share ({weight:g}) but no manifest is set")
     train, data = config.train, config.data
-    examples = {
+    examples: dict[str, Callable[[Any, random.Random], Example]] = {
         "compositional": partial(compositional_example, entity_drop_prob=train.entity_drop_prob,
-                                 background_keep_prob=train.background_keep_prob, max_pixels=data.max_image_pixels),
+                                 background_keep_prob=train.background_keep_prob,
+                                 max_pixels=data.max_image_pixels),
         "edits": partial(edit_example, caption_drop_prob=train.edit_caption_drop_prob,
                          max_pixels=data.max_image_pixels),
         "captioned": _captioned,
@@ -125,7 +128,8 @@ def _stage3_kind(
     if name == "captioned":
         refuse = CaptionedFilter(sp_tokenizer, data.captioned_max_sp_tokens, data.captioned_min_image_side)
     shards = open_shards(path, cache_dir=cache_dir, whole_rows=True)
-    return Stage3Kind(name, shards, partial(PARSERS[name], max_pixels=data.max_image_pixels), examples[name], refuse)
+    parse = partial(PARSERS[name], max_pixels=data.max_image_pixels)
+    return Stage3Kind(name, shards, parse, examples[name], refuse)
 
 
 def _captioned(row: CaptionedRow, rng: random.Random) -> Example:

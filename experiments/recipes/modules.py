@@ -5,20 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeVar, cast
 
 import torch
+from transformers.models.kosmos2.configuration_kosmos2 import Kosmos2TextConfig
 
 from experiments.config import AlignerConfig, RunConfig, TrainConfig
 from experiments.recipes.registry import Generates, Trains
 from experiments.training.flops import ModelSizes, Stack, decoder_cost
 from models import Aligner, ClipTextTarget, ImageDecoder, MLLMEncoder, build_aligner
 
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+
 
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def frozen(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def frozen(module: ModuleT, device: torch.device) -> ModuleT:
     """Frozen parts never hold gradients or optimizer state and run in eval mode."""
     return module.to(device).eval().requires_grad_(False)
 
@@ -65,7 +69,7 @@ def model_sizes(
 ) -> ModelSizes:
     """What a step's FLOP count needs to know of the frozen models (the decoder's parts at the
     training `resolution`, for the recipes that train through it)."""
-    text, clip = mllm.model.config.text_config, target.text_encoder.config
+    text, clip = cast(Kosmos2TextConfig, mllm.model.config.text_config), target.text_encoder.config
     cost = None
     if decoder is not None:
         unet, vae = decoder.unet, decoder.vae

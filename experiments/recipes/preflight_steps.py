@@ -10,14 +10,13 @@ import gc
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
 from experiments.config import FidConfig, RunConfig
 from experiments.data.captions import load_captions, sample_captions
 from experiments.evaluation import fid
-from experiments.recipes.modules import aligner_for, sampling_models
+from experiments.recipes.modules import sampling_models
 from experiments.recipes.registry import (
     Generates,
     Scores,
@@ -31,6 +30,7 @@ from experiments.training.loop import build_optimizer
 from experiments.training.memory import StepCost, module_tree, parameter_counts, run_steps
 from experiments.training.objective import Objective
 from experiments.training.precision import sampling_autocast
+from models import build_aligner
 
 # Classifier-free guidance: a conditional and a null U-Net prediction every sampler step.
 GUIDED_PREDICTIONS = 2
@@ -63,9 +63,10 @@ def _random_stage2(config: RunConfig, scratch: Path) -> Path:
     from transformers import AutoConfig, CLIPTextConfig
 
     mllm = AutoConfig.from_pretrained(config.models.mllm, local_files_only=True).text_config
-    clip = CLIPTextConfig.from_pretrained(Path(config.models.stable_diffusion) / "text_encoder", local_files_only=True)
-    aligner = aligner_for(config.aligner, SimpleNamespace(hidden_size=mllm.embed_dim),
-                          SimpleNamespace(hidden_size=clip.hidden_size, max_length=clip.max_position_embeddings))
+    clip = CLIPTextConfig.from_pretrained(Path(config.models.stable_diffusion) / "text_encoder",
+                                          local_files_only=True)
+    # aligner_for's sizes, read from the configs alone: no weights are loaded.
+    aligner = build_aligner(config.aligner, mllm.embed_dim, clip.hidden_size, clip.max_position_embeddings)
     path = scratch / "stage2" / "model.safetensors"
     path.parent.mkdir()
     save_file({k: v.contiguous() for k, v in aligner.state_dict().items()}, path)
@@ -104,7 +105,8 @@ class PreflightRun:
 
     @property
     def trainable_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.objective.trainable.parameters() if p.requires_grad)
+        return sum(p.numel() * p.element_size()
+                   for p in self.objective.trainable.parameters() if p.requires_grad)
 
     @property
     def on_gpu(self) -> bool:
@@ -138,7 +140,8 @@ class PreflightRun:
                     f"this run's conditioner encoded {len(prompts)} prompts")
         fid.evaluate_fid(models.conditioner, models.decoder, settings, seed=self.config.seed,
                          run_dir=scratch / "run", cache_dir=self.cache_dir, progress=False)
-        return f"FID images: {settings.num_captions} at {settings.generate_size} px, {settings.steps} sampler step(s)"
+        return (f"FID images: {settings.num_captions} at {settings.generate_size} px, "
+                f"{settings.steps} sampler step(s)")
 
     def sample_dreambench(self, sampler_steps: int, scratch: Path) -> None:
         """One subject, one prompt, one image of `sampler_steps` steps through DreamBench's
@@ -154,8 +157,10 @@ class PreflightRun:
             self.built.score(replace(self.config, dreambench=bench))
             return
         models = self._sampling_models()
-        evaluate_dreambench(models.conditioner, models.decoder, bench, seed=self.config.seed,
-                            run_dir=scratch / "run", progress=False)
+        # As in experiments.recipes.run: DreamBench is on only where the conditioner takes images.
+        evaluate_dreambench(models.conditioner,  # type: ignore[arg-type]
+                            models.decoder, bench, seed=self.config.seed, run_dir=scratch / "run",
+                            progress=False)
 
     def sampling_cost(self) -> SamplingCost:
         """What the run's evaluations sample at its protocol's settings (30,000 COCO images of

@@ -57,9 +57,9 @@ def run_recipe(
     # encoders reuse each other's encoder outputs, as they reuse FID reference statistics.
     built = build_recipe(config, cache_dir)
     if isinstance(built, Scores):
-        metrics = built.score(config)
-        tracker.log_metrics(metrics, step=0)
-        return RecipeResult(metrics)
+        scores = built.score(config)
+        tracker.log_metrics(scores, step=0)
+        return RecipeResult(scores)
 
     metrics: dict[str, float] = {}
     step = 0
@@ -109,8 +109,11 @@ def run_recipe(
             evaluate_dreambench,
         )
 
+        # Typed as FID's conditioner; the rules (repro.config.rules) turn DreamBench on only for
+        # recipes whose conditioner takes images (Recipe.takes_images).
         metrics.update(evaluate_dreambench(
-            conditioner, decoder, config.dreambench, seed=config.seed, run_dir=run_dir, progress=progress,
+            conditioner,  # type: ignore[arg-type]
+            decoder, config.dreambench, seed=config.seed, run_dir=run_dir, progress=progress,
         ))
         for sheet in dreambench_sheets(run_dir):
             tracker.log_artifact(sheet, "dreambench")

@@ -29,6 +29,7 @@ def split_parts(model_state: Mapping[str, Tensor], source: Path) -> dict[Part, d
         else:
             parts[part][key] = value
     if unknown:
-        raise KeyError(f"{source}: keys of no Kosmos-G module ({', '.join(p for part in Part for p in part.value)}): "
+        known = ", ".join(p for part in Part for p in part.value)
+        raise KeyError(f"{source}: keys of no Kosmos-G module ({known}): "
                        f"{', '.join(sorted(unknown))}")
     return parts

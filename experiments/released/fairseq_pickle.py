@@ -17,7 +17,7 @@ import enum
 import pickletools
 import zipfile
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy
 import torch
@@ -68,6 +68,8 @@ class StandIn:
 
     name: ClassVar[str]
     conversion: ClassVar[Conversion]
+    args: tuple[Any, ...]
+    state: Any
 
     def __new__(cls, *args: Any) -> StandIn:
         instance = object.__new__(cls)
@@ -90,7 +92,8 @@ def conversion_of(name: str) -> Conversion | None:
 def _pickle_member(archive: zipfile.ZipFile, path: Path) -> str:
     members = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
     if len(members) != 1:
-        raise UnsafeCheckpointError(f"{path}: refused: not a torch zip file with one data.pkl (found {members})")
+        raise UnsafeCheckpointError(f"{path}: refused: not a torch zip file with one data.pkl "
+                                    f"(found {members})")
     return members[0]
 
 
@@ -106,9 +109,13 @@ def pickled_globals(path: Path) -> set[str]:
     try:
         for opcode, argument, _ in pickletools.genops(data):
             if opcode.name == "GLOBAL":
+                if not isinstance(argument, str):
+                    raise UnsafeCheckpointError(f"{path}: refused: a GLOBAL opcode without its module "
+                                                "and name")
                 names.add(argument.replace(" ", "."))
             elif opcode.name in ("STACK_GLOBAL", "INST", "OBJ"):
-                raise UnsafeCheckpointError(f"{path}: refused: opcode {opcode.name} names its class off the stack")
+                raise UnsafeCheckpointError(f"{path}: refused: opcode {opcode.name} names its class "
+                                            "off the stack")
     except ValueError as bad:
         raise UnsafeCheckpointError(f"{path}: refused: a damaged pickle ({bad})") from None
     return names
@@ -122,12 +129,14 @@ def read_fairseq_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint as plain dicts, lists, numbers, strings and (memory-mapped, CPU) tensors."""
     path = Path(path)
     names = pickled_globals(path)
-    refused = sorted(name for name in names if conversion_of(name) is None and not name.startswith(TORCH_MODULES))
+    refused = sorted(name for name in names
+                     if conversion_of(name) is None and not name.startswith(TORCH_MODULES))
     if refused:
         raise UnsafeCheckpointError(
             f"{path}: refused: its pickle calls or builds {', '.join(refused)}, which a fairseq checkpoint "
             "does not hold; nothing in it was run")
-    stand_ins = [(_stand_in_class(name, kind), name) for name in names if (kind := conversion_of(name))]
+    stand_ins: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
+        (_stand_in_class(name, kind), name) for name in names if (kind := conversion_of(name))]
     try:
         with torch.serialization.safe_globals(stand_ins):
             loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

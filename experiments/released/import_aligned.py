@@ -51,7 +51,8 @@ def check_same_mllm(official: Mapping[str, Tensor], base_mllm: Path) -> None:
              for key, value in load_file(file).items()}
     missing = sorted(set(saved) - set(renamed))
     if missing:
-        raise KeyError(f"the file lacks {len(missing)} of {base_mllm}'s MLLM weights ({', '.join(missing[:5])})")
+        raise KeyError(f"the file lacks {len(missing)} of {base_mllm}'s MLLM weights "
+                       f"({', '.join(missing[:5])})")
     differ = []
     for key, value in renamed.items():
         base = saved.get(key)
@@ -60,12 +61,14 @@ def check_same_mllm(official: Mapping[str, Tensor], base_mllm: Path) -> None:
         if base is None or base.shape != value.shape or not torch.equal(value.float(), base.float()):
             differ.append(key)
     if differ:
-        raise ValueError(f"the file's MLLM is not {base_mllm}'s at {len(differ)} weights ({', '.join(differ[:5])}): "
+        raise ValueError(f"the file's MLLM is not {base_mllm}'s at {len(differ)} weights "
+                         f"({', '.join(differ[:5])}): "
                          "stage 2 builds on the stage-1 MLLM it was trained from")
 
 
 def import_aligned(checkpoint: Path, stage: Stage, stable_diffusion: Path, out: Path, *,
-                   base_mllm: Path | None = None, vocabulary: tuple[Path, Path] | None = None) -> dict[str, Any]:
+                   base_mllm: Path | None = None,
+                   vocabulary: tuple[Path, Path] | None = None) -> dict[str, Any]:
     """Writes the export at `out`; returns its released.json record. Stage 2 needs `base_mllm`
     (the imported stage 1); the final file needs `vocabulary` (sentencepiece model, dict.txt)."""
     checkpoint, out = Path(checkpoint), Path(out)
@@ -77,7 +80,8 @@ def import_aligned(checkpoint: Path, stage: Stage, stable_diffusion: Path, out: 
     aligner = official_aligner(aligner_keys)
     has_n = aligner.n is not None
     if has_n != (stage is Stage.STAGE2):
-        raise KeyError(f"{checkpoint}: {'holds' if has_n else 'lacks'} AlignerNet N (aligner.decoder*), which "
+        raise KeyError(f"{checkpoint}: {'holds' if has_n else 'lacks'} AlignerNet N "
+                       "(aligner.decoder*), which "
                        f"{'only stage 2 has' if has_n else 'stage 2 trains'}: is it the {stage.value} file?")
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -99,10 +103,11 @@ def import_aligned(checkpoint: Path, stage: Stage, stable_diffusion: Path, out: 
         record_keys = {"file": checkpoint.name, "stage": stage.value}
         conditioner.save_pretrained(
             partial, stable_diffusion=str(Path(stable_diffusion).resolve()),  # runs check it is theirs
-            base_mllm=str(Path(base_mllm).resolve()) if stage is Stage.STAGE2 else None,
+            base_mllm=str(mllm_folder.resolve()) if stage is Stage.STAGE2 else None,
             extra={"released": record_keys, "sample_size": native_size(stable_diffusion)})
     if has_n:
-        save_file({key: value.contiguous() for key, value in aligner.state_dict().items() if key.startswith("n.")},
+        save_file({key: value.contiguous() for key, value in aligner.state_dict().items()
+                   if key.startswith("n.")},
                   partial / N_WEIGHTS)
     trainer = {key: TRAINER_KEYS[key] for key in state if key != "model"}
     record_file = write_record(partial, checkpoint, stage.value, dropped | mllm_dropped,

@@ -28,9 +28,11 @@ def import_stage1(checkpoint: Path, spm_file: Path, dict_file: Path, out: Path,
     frozen = check_frozen_parts(state["model"], stable_diffusion)
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
-    renamed = save_mllm_folder(parts[Part.MLLM], decoder_heads(state, checkpoint), spm_file, dict_file, partial)
+    renamed = save_mllm_folder(parts[Part.MLLM], decoder_heads(state, checkpoint), spm_file, dict_file,
+                               partial)
     trainer = {key: TRAINER_KEYS[key] for key in state if key != "model"}
-    write_record(partial, checkpoint, "stage1", renamed.dropped | frozen, {"trainer_keys_not_imported": trainer})
+    write_record(partial, checkpoint, "stage1", renamed.dropped | frozen,
+                 {"trainer_keys_not_imported": trainer})
     shutil.rmtree(out, ignore_errors=True)
     os.replace(partial, out)
     return out

@@ -53,7 +53,8 @@ def kosmos2_config(weights: Mapping[str, Tensor], heads: int, vocabulary: int) -
         vision_config={
             "hidden_size": width, "num_hidden_layers": count(f"{vision}encoder.layers."),
             "intermediate_size": weights[f"{vision}encoder.layers.0.mlp.fc1.weight"].shape[0],
-            "num_attention_heads": width // VISION_HEAD_WIDTH, "image_size": grid * patch, "patch_size": patch,
+            "num_attention_heads": width // VISION_HEAD_WIDTH, "image_size": grid * patch,
+            "patch_size": patch,
         },
         latent_query_num=weights["image_to_text_projection.latent_query"].shape[0],
     )
@@ -73,9 +74,11 @@ def save_mllm_folder(model_state: Mapping[str, Tensor], heads: int, spm_file: Pa
     tokenizer = processor.tokenizer
     tag_ids = tokenizer.convert_tokens_to_ids(list(OFFICIAL_TAGS))
     if tag_ids != list(range(rows - len(OFFICIAL_TAGS), rows)):
-        raise ValueError(f"the tokenizer puts {' '.join(OFFICIAL_TAGS)} at {tag_ids}, not at the official rows")
+        raise ValueError(f"the tokenizer puts {' '.join(OFFICIAL_TAGS)} at {tag_ids}, "
+                         "not at the official rows")
     weights = {key: value.float() for key, value in renamed.weights.items()}
-    weights[EMBED] = torch.cat([weights[EMBED], weights[EMBED].new_zeros(len(tokenizer) - rows, embed.shape[1])])
+    padding = weights[EMBED].new_zeros(len(tokenizer) - rows, embed.shape[1])
+    weights[EMBED] = torch.cat([weights[EMBED], padding])
     config = kosmos2_config(weights, heads, len(tokenizer))
     with torch.device("meta"):
         model = Kosmos2Model(config)

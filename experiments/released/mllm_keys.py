@@ -36,13 +36,15 @@ MLLM_RULES: tuple[KeyRule, ...] = (
     KeyRule(r"gpt_model\.decoder\.output_projection\.weight", None,
             "tied to embed_tokens (share_decoder_input_output_embed); checked equal"),
     KeyRule(r"gpt_model\.decoder\.embed_positions\._float_tensor", None,
-            "fairseq's sinusoidal positions keep it for its device and dtype only; the positions are computed"),
+            "fairseq's sinusoidal positions keep it for its device and dtype only; "
+            "the positions are computed"),
     KeyRule(r"gpt_model\.decoder\.self_attn_sope\.scale", None,
             "xPos's scale buffer: built (sope_rel_pos) but LMDecoder.forward (unilm/models/gpt.py) passes it "
             "to no layer"),
     KeyRule(r"img_model\.visual\.class_embedding", "vision_model.model.embeddings.class_embedding"),
     KeyRule(r"img_model\.visual\.conv1\.weight", "vision_model.model.embeddings.patch_embedding.weight"),
-    KeyRule(r"img_model\.visual\.positional_embedding", "vision_model.model.embeddings.position_embedding.weight"),
+    KeyRule(r"img_model\.visual\.positional_embedding",
+            "vision_model.model.embeddings.position_embedding.weight"),
     KeyRule(r"img_model\.visual\.ln_pre\.(weight|bias)", r"vision_model.model.pre_layrnorm.\1"),
     KeyRule(r"img_model\.visual\.ln_post\.(weight|bias)", r"vision_model.model.post_layernorm.\1"),
     KeyRule(rf"img_model\.visual\.transformer\.resblocks\.(\d+)\.ts_attn\.({_PROJECTIONS})\.(weight|bias)",
@@ -56,10 +58,12 @@ MLLM_RULES: tuple[KeyRule, ...] = (
     KeyRule(r"img_model\.visual\.transformer\.resblocks\.(\d+)\.mlp\.c_proj\.(weight|bias)",
             r"vision_model.model.encoder.layers.\1.mlp.fc2.\2"),
     KeyRule(r"img_model\.visual\.transformer\.resblocks\.\d+\.attn\.(in_proj_weight|in_proj_bias|out_proj\.\w+)",
-            None, "open_clip's nn.MultiheadAttention, copied into ts_attn when built; the forward reads ts_attn"),
+            None, "open_clip's nn.MultiheadAttention, copied into ts_attn when built; "
+            "the forward reads ts_attn"),
     KeyRule(r"img_connector\.dense\.(weight|bias)", r"image_to_text_projection.dense.\1"),
     KeyRule(r"img_connector\.latent_query", "image_to_text_projection.latent_query"),
-    KeyRule(rf"img_connector\.x_attn\.({_PROJECTIONS})\.(weight|bias)", r"image_to_text_projection.x_attn.\1.\2"),
+    KeyRule(rf"img_connector\.x_attn\.({_PROJECTIONS})\.(weight|bias)",
+            r"image_to_text_projection.x_attn.\1.\2"),
 )
 MLLM_PREFIXES = ("gpt_model.", "img_model.", "img_connector.")
 _TIED = ("gpt_model.decoder.output_projection.weight", "gpt_model.decoder.embed_tokens.weight")
@@ -77,11 +81,12 @@ def rename_mllm(official: Mapping[str, Tensor]) -> RenamedMLLM:
     dropped: dict[str, str] = {}
     unknown = []
     for key, value in official.items():
-        rule, match = next(((rule, m) for rule in MLLM_RULES if (m := re.fullmatch(rule.official, key))),
-                           (None, None))
-        if rule is None:
+        found = next(((rule, m) for rule in MLLM_RULES if (m := re.fullmatch(rule.official, key))), None)
+        if found is None:
             unknown.append(key)
-        elif rule.target is None:
+            continue
+        rule, match = found
+        if rule.target is None:
             dropped[key] = rule.why
         else:
             weights[match.expand(rule.target)] = value
@@ -93,7 +98,11 @@ def rename_mllm(official: Mapping[str, Tensor]) -> RenamedMLLM:
 def check_tied(official: Mapping[str, Tensor]) -> None:
     """The dropped output projection must be the embedding it is tied to."""
     output, embed = (official.get(key) for key in _TIED)
-    if output is not None and not torch.equal(output, embed):
+    if output is None:
+        return
+    if embed is None:
+        raise KeyError(f"{_TIED[0]} without the {_TIED[1]} it is tied to")
+    if not torch.equal(output, embed):
         raise ValueError(f"{_TIED[0]} differs from {_TIED[1]}: the output projection is not tied")
 
 

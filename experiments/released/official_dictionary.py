@@ -40,5 +40,6 @@ def official_vocabulary_size(spm_file: Path, dict_file: Path) -> int:
             raise ValueError(f"{dict_file}:{number}: {piece!r} where {spm_file} has {wanted!r} "
                              f"(SentencePiece id {number + SPM_CONTROLS - 1}): the ids would not line up")
     if len(listed) != len(expected):
-        raise ValueError(f"{dict_file}: {len(listed)} pieces, {spm_file} has {len(expected)} besides its controls")
+        raise ValueError(f"{dict_file}: {len(listed)} pieces, {spm_file} has {len(expected)} "
+                         "besides its controls")
     return FAIRSEQ_SPECIALS + len(listed) + 1 + len(OFFICIAL_TAGS)  # + <mask>

@@ -29,7 +29,8 @@ TRAINER_KEYS: dict[str, str] = {
 def unknown_trainer_keys(state: Mapping[str, Any], source: Path) -> None:
     unknown = sorted(set(state) - set(TRAINER_KEYS))
     if unknown:
-        raise KeyError(f"{source}: top-level keys a fairseq trainer does not save: {', '.join(map(str, unknown))}")
+        raise KeyError(f"{source}: top-level keys a fairseq trainer does not save: "
+                       f"{', '.join(map(str, unknown))}")
     if "model" not in state:
         raise KeyError(f"{source}: no 'model' (the state dict) at the top level")
 
@@ -42,7 +43,8 @@ def sha256_of(file: Path) -> str:
     return digest.hexdigest()
 
 
-def write_record(folder: Path, source: Path, kind: str, dropped: Mapping[str, str], extra: Mapping[str, Any]) -> Path:
+def write_record(folder: Path, source: Path, kind: str, dropped: Mapping[str, str],
+                 extra: Mapping[str, Any]) -> Path:
     record = {
         "imported_from": {"file": source.name, "sha256": sha256_of(source)},
         "official": {"repository": OFFICIAL_REPOSITORY, "commit": OFFICIAL_COMMIT},

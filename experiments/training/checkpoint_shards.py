@@ -66,7 +66,12 @@ def write(tensors: dict[str, torch.Tensor], folder: Path, group: dist.ProcessGro
     writer = HuggingFaceStorageWriter(str(folder), save_distributed=True)
     try:
         if asynchronous:
-            return dcp.async_save(tensors, storage_writer=writer, process_group=group)
+            saving = dcp.async_save(tensors, storage_writer=writer, process_group=group)
+            # An AsyncSaveResponse comes only from staging in the background, which the default
+            # stager async_save makes here does not do.
+            if not isinstance(saving, Future):
+                raise RuntimeError(f"{folder}: torch's async_save gave {type(saving).__name__}, not a Future")
+            return saving
         dcp.save(tensors, storage_writer=writer, process_group=group)
     except CheckpointException as failed:
         raise RuntimeError(f"{folder}: writing the shards failed: {failed}") from failed
@@ -120,12 +125,13 @@ def _check(folder: Path, expected: dict[str, list[int]] | None = None) -> Any:
         raise DamagedShardsError(f"{folder}: holds other tensors than this run trains "
                                  "(another model, or a changed config)")
     from torch.distributed.checkpoint import HuggingFaceStorageReader
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
     metadata = HuggingFaceStorageReader(str(folder)).read_metadata()  # DCP's Metadata
     stored = metadata.state_dict_metadata
     for key, shape in layout.items():
         entry = stored.get(key)
-        if entry is None or list(entry.size) != shape:
+        if not isinstance(entry, TensorStorageMetadata) or list(entry.size) != shape:
             raise DamagedShardsError(
                 f"{folder}: {key} missing or cut short: a rank's shard file is lost or damaged"
             )

@@ -91,8 +91,9 @@ class CheckpointStore:
         """Complete checkpoint folders, oldest first."""
         if not self.folder.is_dir():
             return []
-        found = [p for p in self.folder.glob(f"{_PREFIX}*") if p.is_dir() and _step(p) is not None]
-        return sorted(found, key=_step)
+        steps = {p: step for p in self.folder.glob(f"{_PREFIX}*")
+                 if p.is_dir() and (step := _step(p)) is not None}
+        return sorted(steps, key=steps.__getitem__)
 
     def latest(self) -> Path | None:
         paths = self.paths()
@@ -162,6 +163,8 @@ class CheckpointStore:
             raise
 
     def _finish_pending(self) -> None:
+        if self._pending is None:
+            raise RuntimeError("no checkpoint is being written to finish")
         writing, partial, target = self._pending
         self._pending = None
         try:
@@ -337,7 +340,11 @@ def _plain_tensors(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _rng_state() -> dict[str, Any]:
     """Every generator's state as tensors and plain values, which weights_only reads back."""
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    # numpy's stub types the call without arguments as legacy=False's dict.
+    numpy_state = np.random.get_state(legacy=True)
+    if not isinstance(numpy_state, tuple):
+        raise RuntimeError("numpy's global generator is not the MT19937 its legacy state describes")
+    kind, keys, position, has_gauss, gauss = numpy_state
     state = {
         "python": random.getstate(),
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": position,

@@ -116,8 +116,8 @@ class DecoderCost:
     vae_encoder: int  # one training image to its latent
 
 
-def decoder_cost(unet_class: type, unet_config: Any, vae_class: type, vae_config: Any, resolution: int,
-                 target_len: int) -> DecoderCost:
+def decoder_cost(unet_class: type[Any], unet_config: Any, vae_class: type[Any], vae_config: Any,
+                 resolution: int, target_len: int) -> DecoderCost:
     """Counted on meta tensors: the U-Net and VAE rebuilt from their configs (diffusers' classes and
     `.config`s) without weights, so even SD v1.5's cost nothing to count."""
     with torch.device("meta"):

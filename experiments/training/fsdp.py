@@ -124,8 +124,9 @@ class Sharded:
                 self._units.append((parent, name, unit))
                 self._unit_prefixes.append(f"{path}.")
         self._root = _Root(objective)
-        fully_shard(self._root, mesh=mesh, ignored_params=frozen, mp_policy=policy)
-        self._root.set_reduce_scatter_unused_params(True)
+        # The same module: fully_shard swaps its class for FSDP's subclass of it, which this types.
+        self._sharded_root = fully_shard(self._root, mesh=mesh, ignored_params=frozen, mp_policy=policy)
+        self._sharded_root.set_reduce_scatter_unused_params(True)
         register_fsdp_forward_method(self._root, "heldout")
 
     @property
@@ -142,7 +143,7 @@ class Sharded:
         metrics = self._root.heldout()
         # The root keeps its parameters gathered after a forward, for the backward that follows
         # one in training; none follows this one.
-        self._root.reshard()
+        self._sharded_root.reshard()
         return metrics
 
     def state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -150,7 +151,8 @@ class Sharded:
         step counts, alike on every rank, as plain tensors) under the plain trainable's keys, and
         the optimiser's param groups (its hyperparameters) by parameter name."""
         model = get_model_state_dict(self._root)
-        optimizer_state = get_optimizer_state_dict(self._root, optimizer)
+        # torch types it as a recursive union: read as its layout, {"state": ..., "param_groups": [...]}
+        optimizer_state: dict[str, Any] = get_optimizer_state_dict(self._root, optimizer)
         groups = [{**group, "params": [self._plain_key(name) for name in group["params"]]}
                   for group in optimizer_state["param_groups"]]
         return {SHARDED: self._flat(model, optimizer_state), "optimizer_groups": groups}
@@ -163,13 +165,13 @@ class Sharded:
             options = StateDictOptions(full_state_dict=True)
             model = {sharded_keys[key]: value for key, value in state["model"].items()}
             set_model_state_dict(self._root, model, options=options)
-            optimizer_state = _by_name(state["optimizer"], self._parameter_names(optimizer))
-            set_optimizer_state_dict(self._root, optimizer, optimizer_state, options=options)
+            by_name = _by_name(state["optimizer"], self._parameter_names(optimizer))
+            set_optimizer_state_dict(self._root, optimizer, by_name, options=options)
             return
         # The live states give the shapes and placements to read into (the optimiser's made by
         # torch with a zero step, as it has none before the first).
         model = get_model_state_dict(self._root)
-        optimizer_state = get_optimizer_state_dict(self._root, optimizer)
+        optimizer_state: dict[str, Any] = get_optimizer_state_dict(self._root, optimizer)  # as in state()
         flat = self._flat(model, optimizer_state)
         read_shards(flat, state[SHARDED])
         set_model_state_dict(self._root, {key: flat[MODEL + self._plain_key(key)] for key in model})

@@ -15,6 +15,7 @@ import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -29,6 +30,9 @@ from experiments.training.objective import Objective
 from experiments.training.precision import autocast, enable_tf32
 from experiments.training.progress import Progress
 from experiments.training.tracker import Tracker
+
+if TYPE_CHECKING:
+    from experiments.training.fsdp import Sharded
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ def train(
             Sharded,  # torch's FSDP takes seconds to import; few runs shard
         )
 
-        parallel = Sharded(objective, world, cfg.precision)
+        parallel: Sharded | Replicated = Sharded(objective, world, cfg.precision)
     else:
         parallel = Replicated(objective, world)
     params = [p for p in objective.trainable.parameters() if p.requires_grad]
@@ -150,7 +154,7 @@ def train(
             if logged:
                 metrics = {f"train/{name}": loss for name, loss in step_losses.items()}
                 metrics.update({
-                    "train/lr": schedule.get_last_lr()[0],
+                    "train/lr": float(schedule.get_last_lr()[0]),
                     "train/grad_norm": grad_norm.item(),
                     "train/step_seconds": step_seconds,
                     "train/samples_per_s": cfg.batch_size / step_seconds,

@@ -131,7 +131,9 @@ def faked(modules: Iterable[nn.Module], device: torch.device) -> Iterator[FakeTe
     with mode:
         fakes: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(real) -> (real kept alive, fake)
         for module in unique:
-            for table in (module._parameters, module._buffers):
+            # A fake parameter stands in for a real one, a fake tensor for a buffer.
+            tables: tuple[dict[str, Any], ...] = (module._parameters, module._buffers)
+            for table in tables:
                 for name, real in list(table.items()):
                     if real is None:
                         continue
@@ -183,21 +185,21 @@ def run_steps(
         for step, rows in enumerate(items):
             last = step == timed
             # Tracking every op in Python would swamp the timed steps' time.
-            tracker = LiveBytes(held_tensors(modules, optimizer)) if last else nullcontext()
+            tracker = LiveBytes(held_tensors(modules, optimizer)) if last else None
             tick = time.perf_counter()
-            with tracker:
+            with tracker if tracker is not None else nullcontext():
                 with autocast(device, train.precision):
                     loss = objective.loss(objective.collate(rows))["loss"]
                 loss.backward()
                 if params:
                     torch.nn.utils.clip_grad_norm_(params, train.optim.grad_clip)
-                before_update = tracker.peak if last else 0
+                before_update = tracker.peak if tracker is not None else 0
                 first = not optimizer.state
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             if device.type == "cuda" and not fake:
                 torch.cuda.synchronize(device)
-            if last:
+            if tracker is not None:
                 peak, flops = tracker.peak, tracker.flops
                 if first:
                     peak = max(peak, before_update + _state_bytes(optimizer))

@@ -7,6 +7,7 @@ the data files it read."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -25,7 +26,7 @@ class DataInput:
 class Tracker(Protocol):
     def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
 
-    def log_params(self, params: dict[str, object]) -> None: ...
+    def log_params(self, params: Mapping[str, object]) -> None: ...
 
     def log_inputs(self, inputs: list[DataInput]) -> None: ...
 
@@ -48,7 +49,7 @@ class RecordingTracker:
         for name, value in metrics.items():
             self.metrics.setdefault(name, []).append((step, float(value)))
 
-    def log_params(self, params: dict[str, object]) -> None:
+    def log_params(self, params: Mapping[str, object]) -> None:
         self.params.update(params)
 
     def log_inputs(self, inputs: list[DataInput]) -> None:
@@ -70,7 +71,7 @@ class NullTracker:
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         pass
 
-    def log_params(self, params: dict[str, object]) -> None:
+    def log_params(self, params: Mapping[str, object]) -> None:
         pass
 
     def log_inputs(self, inputs: list[DataInput]) -> None:

@@ -63,7 +63,8 @@ _RANGES: tuple[Rule, ...] = (
     ("data.mix", lambda v: all(w >= 0 for w in v) and sum(v) > 0, "weights must be >= 0, not all 0"),
     ("data.max_bad_fraction", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("data.max_image_pixels", lambda v: 1 <= v <= MAX_IMAGE_PIXELS,
-     f"must be in [1, {MAX_IMAGE_PIXELS}] (PIL's own decompression-bomb limit, past which it warns or refuses)"),
+     f"must be in [1, {MAX_IMAGE_PIXELS}] "
+     "(PIL's own decompression-bomb limit, past which it warns or refuses)"),
     ("dreambench.images_per_prompt", lambda v: v >= 1, "must be >= 1"),
     ("dreambench.steps", lambda v: v >= 1, "must be >= 1"),
     ("dreambench.generate_size", lambda v: v >= 1, "must be >= 1"),

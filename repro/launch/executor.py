@@ -73,9 +73,9 @@ def make_executor(
         return submitit.DebugExecutor(folder=folder)
     if kind == "slurm":
         # max_num_timeout: how often a job that keeps hitting its time limit is requeued.
-        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=launch.max_retries)
-        executor.update_parameters(**{**sbatch_parameters(launch), "time": timeout_min})
-        return executor
+        slurm = submitit.SlurmExecutor(folder=folder, max_num_timeout=launch.max_retries)
+        slurm.update_parameters(**{**sbatch_parameters(launch), "time": timeout_min})
+        return slurm
     raise ValueError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
 
 
@@ -141,7 +141,7 @@ def _wait(
             spec, attempt = running.pop(job)
             outcome = _collect(job, spec)
             if (outcome.result is None and attempt <= spec.launch.max_retries
-                    and _DISK_FULL not in outcome.error):
+                    and _DISK_FULL not in (outcome.error or "")):  # set whenever result is None
                 log.warning("%s: attempt %d of %d failed; resubmitting", spec.run_name, attempt,
                             spec.launch.max_retries + 1)
                 if spec.launch.executor == "slurm":
@@ -163,14 +163,21 @@ def _stop_local(jobs: list[submitit.Job]) -> None:
     local = [job for job in jobs if isinstance(job, submitit.LocalJob)]
     for job in local:
         log.warning("stopping job %s", job.job_id)
-        _interrupt_tasks(job._process.pid)  # submitit's LocalJob has no public handle on its tasks
+        _interrupt_tasks(_controller_pid(job))
     deadline = time.monotonic() + _CANCEL_GRACE_SECONDS
     while any(not job.done() for job in local) and time.monotonic() < deadline:
         time.sleep(0.2)
     for job in local:
         if not job.done():
             log.error("job %s did not stop within %.0f s; killing it", job.job_id, _CANCEL_GRACE_SECONDS)
-            _kill_tree(job._process.pid)  # submitit's LocalJob has no public kill
+            _kill_tree(_controller_pid(job))  # submitit's LocalJob has no public kill
+
+
+def _controller_pid(job: submitit.LocalJob) -> int:
+    """submitit's LocalJob has no public handle on its tasks: its controller process is the way in."""
+    if job._process is None:
+        raise RuntimeError(f"local job {job.job_id} has no process: it was never started here")
+    return job._process.pid
 
 
 def _interrupt_tasks(controller_pid: int) -> None:

@@ -14,6 +14,7 @@ import fcntl
 import os
 import socket
 from pathlib import Path
+from typing import TextIO
 
 LOCK_FILE = ".lock"
 
@@ -21,7 +22,7 @@ LOCK_FILE = ".lock"
 class RunLock:
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / LOCK_FILE
-        self._file = None
+        self._file: TextIO | None = None
 
     def acquire(self) -> bool:
         """Takes the lock without waiting; False when another process holds it."""

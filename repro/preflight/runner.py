@@ -90,7 +90,7 @@ def sampling_key(config: RunConfig) -> tuple:
 
 
 def preflight(runs: list[RunSpec], workdir: Path, options: Options,
-              on_row: Callable[[list[Row]], None] | None = None) -> list[Row]:
+              on_row: Callable[[list[Row]], object] | None = None) -> list[Row]:
     """A row per run, in plan order; `on_row` sees the rows so far after each (the table is
     rewritten then, so a preflight stopped halfway keeps what it measured)."""
     done: dict[tuple, Row] = {}

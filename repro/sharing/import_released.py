@@ -39,11 +39,16 @@ def import_released(stage: Stage, checkpoint: Path, out: Path, *, vocabulary: Pa
     words = (vocabulary / SPM_FILE, vocabulary / DICT_FILE) if vocabulary else None
     for file in words or ():
         if not file.is_file():
-            raise ConfigError(f"--vocabulary {vocabulary}: no {file.name} (the official repository's data/ holds it)")
+            raise ConfigError(f"--vocabulary {vocabulary}: no {file.name} "
+                              "(the official repository's data/ holds it)")
     try:
         if stage is Stage.STAGE1:
+            if words is None:
+                raise ConfigError("repro import stage1 needs --vocabulary")
             import_stage1(checkpoint, *words, out, stable_diffusion)
         else:
+            if stable_diffusion is None:
+                raise ConfigError(f"repro import {stage.value} needs --stable-diffusion")
             import_aligned(checkpoint, stage, stable_diffusion, out, base_mllm=base_mllm, vocabulary=words)
     except (KeyError, ValueError, FileNotFoundError) as bad:  # a refused pickle is a ValueError
         raise ConfigError(bad.args[0] if bad.args else repr(bad)) from None

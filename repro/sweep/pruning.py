@@ -3,6 +3,7 @@ the trial's tracker reports each value of the sweep's metric to the trial as it 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import optuna
@@ -32,7 +33,7 @@ class PruningTracker:
         if self.trial.should_prune():
             raise Pruned(f"pruned at step {step}: {self.metric} = {value:.4g}")
 
-    def log_params(self, params: dict[str, object]) -> None:
+    def log_params(self, params: Mapping[str, object]) -> None:
         self.inner.log_params(params)
 
     def log_inputs(self, inputs: list[DataInput]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -72,7 +73,7 @@ class MlflowTracker:
             self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
         )
 
-    def log_params(self, params: dict[str, object]) -> None:
+    def log_params(self, params: Mapping[str, object]) -> None:
         """Params are immutable in MLflow: a resumed run logs again only what it lacks, and one
         resumed on another world size keeps the value it started with (with a warning)."""
         logged = self.client.get_run(self.run_id).data.params
