@@ -47,7 +47,8 @@ def _import(checkpoint: Path, spm_file: Path, dict_file: Path, out: Path, second
     seconds["import_s"] = time.perf_counter() - started
     # VmHWM starts afresh at exec, unlike ru_maxrss, which a spawned child inherits from its parent.
     status = Path("/proc/self/status").read_text()
-    seconds["peak_mb"] = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
+    high_water = next(line for line in status.splitlines() if line.startswith("VmHWM"))
+    seconds["peak_mb"] = int(high_water.split()[1]) / 1024
 
 
 def main() -> None:

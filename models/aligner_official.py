@@ -76,8 +76,9 @@ def our_state_dict_to_official(state_dict: Mapping[str, Tensor]) -> dict[str, Te
     inverse = sorted(((mine, official) for official, mine in _PREFIXES), key=lambda pair: -len(pair[0]))
     official = {}
     for key, value in state_dict.items():
-        mine, theirs = next(((m, o) for m, o in inverse if key.startswith(m)), (None, None))
-        if mine is None:
+        match = next(((m, o) for m, o in inverse if key.startswith(m)), None)
+        if match is None:
             raise KeyError(f"an AlignerNet key with no official counterpart: {key}")
+        mine, theirs = match
         official[theirs + key[len(mine):]] = value
     return official

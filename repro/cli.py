@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from experiments.config import MAX_IMAGE_PIXELS, STAGE3_KINDS
 from experiments.data.shards import DataError
@@ -203,8 +204,9 @@ def _parser() -> argparse.ArgumentParser:
     world.add_argument("--heldout-images", type=_positive,
                        help="images in the held-out split (FID, attribute accuracy)")
     classifier = mini_kinds.add_parser(
-        "classifier", help="train the attribute classifier (attribute accuracy, FID features) on a mini world; "
-                           "prints its loss and held-out accuracy as JSON lines")
+        "classifier",
+        help="train the attribute classifier (attribute accuracy, FID features) on a mini world; "
+             "prints its loss and held-out accuracy as JSON lines")
     classifier.add_argument("--world", type=Path, required=True, help="a folder `repro mini world` wrote")
     classifier.add_argument("--out", type=Path, required=True, help="folder for its safetensors and JSON")
     classifier.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches")
@@ -234,7 +236,8 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: 127.0.0.1, this machine only)")
     server.add_argument("--port", type=int, default=5000)
-    server.add_argument("--workers", type=_positive, default=None, help="server processes (default: MLflow's)")
+    server.add_argument("--workers", type=_positive, default=None,
+                        help="server processes (default: MLflow's)")
     server.add_argument("--allowed-hosts", default=None, metavar="HOST[:PORT],...",
                         help="names clients on other machines reach it by (MLflow answers localhost only "
                              "otherwise); with --host 0.0.0.0")
@@ -244,7 +247,8 @@ def _parser() -> argparse.ArgumentParser:
                            "creates the user admin with the password in $MLFLOW_AUTH_ADMIN_PASSWORD")
     auth.add_argument("--no-auth", action="store_true", help="anyone who reaches the port may write")
 
-    ui = commands.add_parser("ui", help="serve the MLflow UI on 127.0.0.1 and print the URL of the runs table")
+    ui = commands.add_parser("ui",
+                             help="serve the MLflow UI on 127.0.0.1 and print the URL of the runs table")
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--tier", default="tiny", help="tier from experiments.toml whose tables' metrics the "
                                                   "runs table shows (default: tiny)")
@@ -591,7 +595,7 @@ def cmd_mini(args: argparse.Namespace) -> int:
     return 0
 
 
-def _given(args: argparse.Namespace, *names: str) -> dict[str, object]:
+def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The options among `names` the user set: the others keep the callee's defaults."""
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
@@ -627,12 +631,14 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from repro.tracking.mlflow_runs import ensure_experiment, runs_url
     from repro.tracking.runs_view import share_runs_view
 
-    metrics = [metric for table in _load(args, args.tier).tables for panel in table.panels for metric in panel.metrics]
+    metrics = [metric for table in _load(args, args.tier).tables
+               for panel in table.panels for metric in panel.metrics]
     uri, experiment = _tracking(args)
     client = MlflowClient(uri)
     # Created if need be, so the URL names it before the first run exists.
     experiment_id = ensure_experiment(client, experiment, args.workdir / "mlartifacts")
-    url = runs_url(f"http://127.0.0.1:{args.port}", experiment_id, share_runs_view(client, experiment_id, metrics))
+    view = share_runs_view(client, experiment_id, metrics)
+    url = runs_url(f"http://127.0.0.1:{args.port}", experiment_id, view)
     # MLflow's job runner serves GenAI evaluation jobs, which the harness never submits.
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
@@ -648,8 +654,8 @@ def cmd_server(args: argparse.Namespace) -> int:
     workdir = args.workdir.resolve()
     auth_db = None if args.no_auth else args.auth_db or f"sqlite:///{workdir / 'basic_auth.db'}"
     options = ServerOptions(args.backend_store_uri or f"sqlite:///{workdir / 'mlflow.db'}",
-                            args.artifacts_destination or workdir / "mlartifacts", args.host, args.port, auth_db,
-                            args.workers, args.allowed_hosts)
+                            args.artifacts_destination or workdir / "mlartifacts", args.host, args.port,
+                            auth_db, args.workers, args.allowed_hosts)
     environment = server_environment(options, workdir / ".cache")
     logins = ("; clients log in with MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
               if auth_db else "; no logins (--no-auth)")

@@ -168,7 +168,8 @@ def test_a_key_added_later_keeps_the_ids_of_earlier_runs_until_it_is_changed():
     assert BASE.run_name.startswith("E2E w/ AlignerNet") and BASE.seed == 0
     assert BASE.config_hash == "e66811b60ffc"
     assert "data.max_image_pixels" in HASHED_WHEN_CHANGED
-    config = _replace(BASE.config, "data.max_image_pixels", _changed(_value(BASE.config, "data.max_image_pixels")))
+    key = "data.max_image_pixels"
+    config = _replace(BASE.config, key, _changed(_value(BASE.config, key)))
     assert _hash(BASE, config=config) != BASE.config_hash
 
 

@@ -180,7 +180,8 @@ def test_a_part_brings_the_parts_it_reads(tmp_path, monkeypatch):
     def reads_a(folder: Path, seed: int) -> None:
         (folder / "made").write_text((folder.parent / "a" / "made").read_text())
 
-    parts = (fixtures_build.Part("a", build, {"KOSMOS_A": ""}), fixtures_build.Part("b", build, {"KOSMOS_B": ""}),
+    parts = (fixtures_build.Part("a", build, {"KOSMOS_A": ""}),
+             fixtures_build.Part("b", build, {"KOSMOS_B": ""}),
              fixtures_build.Part("c", reads_a, {"KOSMOS_C": ""}, needs=("a",)))
     monkeypatch.setattr(fixtures_build, "PARTS", parts)
     assert set(fixtures_build.build_full_fixtures(tmp_path, parts=["c"])) == {"KOSMOS_A", "KOSMOS_C"}
@@ -275,7 +276,8 @@ def test_released_stage1_stand_in_imports_at_the_published_size(full_fixtures):
         with safe_open(file, "pt") as weights:
             saved |= {key: tuple(weights.get_slice(key).get_shape()) for key in weights.keys()}
     assert saved == expected and sum(torch.Size(shape).numel() for shape in saved.values()) > 1.5e9
-    assert json.loads((folder / "released.json").read_text())["imported_from"]["file"] == "checkpoint_stage1.pt"
+    record = json.loads((folder / "released.json").read_text())
+    assert record["imported_from"]["file"] == "checkpoint_stage1.pt"
 
 
 @pytest.mark.preflight
@@ -357,7 +359,10 @@ def test_preflight_runs_every_table_run_on_the_fixtures(full_fixtures, monkeypat
     assert "KOSMOS-G" in capsys.readouterr().out
     # The released rows: the imported exports (full-width stand-ins) sampled, nothing trained.
     for run in ("KOSMOS-G (released checkpoint)", "12-Layers AlignerNet (released checkpoint)"):
-        assert table[run]["trainable"] == 0 and table[run]["frozen"] > 1e9 and "no training" in table[run]["basis"]
+        row = table[run]
+        assert row["trainable"] == 0 and row["frozen"] > 1e9 and "no training" in row["basis"]
         assert "30,000 fid images at" in "; ".join(table[run]["basis"]) and table[run]["gpu_hours"] > 0
-    final, stage2 = table["KOSMOS-G (released checkpoint)"], table["12-Layers AlignerNet (released checkpoint)"]
-    assert "3,000 dreambench images at" in "; ".join(final["basis"]) and final["gpu_hours"] > stage2["gpu_hours"]
+    final = table["KOSMOS-G (released checkpoint)"]
+    stage2 = table["12-Layers AlignerNet (released checkpoint)"]
+    assert "3,000 dreambench images at" in "; ".join(final["basis"])
+    assert final["gpu_hours"] > stage2["gpu_hours"]

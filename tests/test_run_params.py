@@ -84,11 +84,13 @@ def test_ui_prints_the_runs_table_of_mlflow_3_in_the_tables_view(tmp_path, monke
     assert cli.main(["--workdir", str(tmp_path), "ui", "--port", "5123"]) == 0
     url = re.search(r"http://\S+", capsys.readouterr().out).group(0)
     experiment = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("kosmos-g")
-    (key,) = [name.removeprefix(SHARED_VIEW_TAG) for name in experiment.tags if name.startswith(SHARED_VIEW_TAG)]
+    (key,) = [name.removeprefix(SHARED_VIEW_TAG) for name in experiment.tags
+              if name.startswith(SHARED_VIEW_TAG)]
     assert url == (f"http://127.0.0.1:5123/#/experiments/{experiment.experiment_id}/runs"
                    f"?workflowType=machine_learning&viewStateShareKey={key}")
     view = json.loads(experiment.tags[SHARED_VIEW_TAG + key])
-    assert {"metrics.`eval/fid`", "metrics.`eval/dino`", "tags.`row`", "tags.`seed`"} <= set(view["selectedColumns"])
+    columns = {"metrics.`eval/fid`", "metrics.`eval/dino`", "tags.`row`", "tags.`seed`"}
+    assert columns <= set(view["selectedColumns"])
     (command,) = executed
     assert command[2:4] == ["mlflow", "ui"] and command[command.index("--host") + 1] == "127.0.0.1"
     # The installed UI has that route and reads those parameters (MLflow 3 otherwise opens GenAI's overview).

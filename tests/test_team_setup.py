@@ -45,8 +45,8 @@ pruner = { kind = "none" }
 '''
 STEPS = 24
 # Checkpoints every 4 steps, losses every 2: a kill costs at most 2 logged steps trained twice.
-TRAINING = ["--set", f"train.steps={STEPS}", "--set", "train.checkpoint_every=4", "--set", "train.eval_every=12",
-            *QUICK_LOGS_AND_FID]
+TRAINING = ["--set", f"train.steps={STEPS}", "--set", "train.checkpoint_every=4",
+            "--set", "train.eval_every=12", *QUICK_LOGS_AND_FID]
 NO_FID = ["--set", "fid.enabled=false"]
 
 
@@ -83,8 +83,8 @@ def _repro(workdir: Path, server: TeamServer, *args: str, **extra: str) -> subpr
 
 def _start(workdir: Path, server: TeamServer, log: Path, *args: str, **extra: str) -> subprocess.Popen:
     """In a session of its own, so that a kill takes its jobs too, as a lost node would."""
-    return subprocess.Popen(_command(workdir, *args), cwd=ROOT, env=_env(server, **extra), stdout=log.open("w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(_command(workdir, *args), cwd=ROOT, env=_env(server, **extra),
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _wait_for(found, process: subprocess.Popen, log: Path, timeout: float = 600.0):
@@ -126,8 +126,8 @@ def _runs(server: TeamServer, seed: int):
     with _client_env(server):
         client = MlflowClient(server.uri)
         experiment = client.get_experiment_by_name("kosmos-g")
-        return client.search_runs([experiment.experiment_id],
-                                  filter_string=f"tags.`{tags.KIND}` = 'run' and tags.`{tags.SEED}` = '{seed}'")
+        runs = f"tags.`{tags.KIND}` = 'run' and tags.`{tags.SEED}` = '{seed}'"
+        return client.search_runs([experiment.experiment_id], filter_string=runs)
 
 
 def _loss_steps(server: TeamServer, run_id: str) -> list[int]:
@@ -169,8 +169,8 @@ def test_a_plan_killed_and_resumed_a_sweep_and_the_report_through_the_server(tea
         assert sorted(set(steps)) == list(range(2, STEPS + 1, 2))
         assert len(steps) - len(set(steps)) <= 2  # only what the kill lost was trained again
 
-    sweep = _repro(workdir, server, "sweep", "team", "--executor", "debug", "--storage", optuna_db, "--no-report",
-                   "--set", "train.steps=6", "--set", "train.eval_every=3",
+    sweep = _repro(workdir, server, "sweep", "team", "--executor", "debug", "--storage", optuna_db,
+                   "--no-report", "--set", "train.steps=6", "--set", "train.eval_every=3",
                    "--set", "data.heldout_size=8", "--set", "train.optim.warmup_steps=0", *NO_FID)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     (summary,) = optuna.get_all_study_summaries(optuna_db)

@@ -36,7 +36,8 @@ def _listening_addresses() -> set[str]:
     return {fields[1] for fields in map(str.split, lines) if fields[3] == "0A"}
 
 
-def test_the_server_refuses_writes_without_a_login_and_serves_artifacts_into_its_folder(tmp_path, monkeypatch):
+def test_the_server_refuses_writes_without_a_login_and_serves_artifacts_into_its_folder(
+        tmp_path, monkeypatch):
     server = TeamServer(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
     server.start()
     try:
@@ -46,7 +47,8 @@ def test_the_server_refuses_writes_without_a_login_and_serves_artifacts_into_its
 
         assert _create_experiment(server.uri, "anonymous", None) == 401
         login = "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
-        assert _create_experiment(server.uri, "wrong", "Basic " + base64.b64encode(b"admin:nope").decode()) == 401
+        wrong_password = "Basic " + base64.b64encode(b"admin:nope").decode()
+        assert _create_experiment(server.uri, "wrong", wrong_password) == 401
         assert _create_experiment(server.uri, "admin's", login) == 200
 
         for name, value in server.client_env.items():

@@ -62,7 +62,8 @@ def test_the_ui_opens_on_the_tables_rows_with_their_fid(tmp_path):
     workdir = new_workdir(tmp_path / "work")
     _campaign(workdir)
     port = free_port()
-    ui = subprocess.Popen([sys.executable, "-m", "repro.cli", "--workdir", str(workdir), "ui", "--port", str(port)],
+    ui = subprocess.Popen([sys.executable, "-m", "repro.cli", "--workdir", str(workdir), "ui",
+                           "--port", str(port)],
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
@@ -86,7 +87,8 @@ def test_the_ui_opens_on_the_tables_rows_with_their_fid(tmp_path):
         assert sorted(map(float, fid_cells)) == sorted(FIDS.values())
         for column in ("tags.`row`", "tags.`seed`", "metrics.`train/loss`"):
             assert f'col-id="{column}"' in dom
-        assert _chromium(url, tmp_path / "profile-shot", f"--screenshot={tmp_path / 'runs.png'}").returncode == 0
+        shot = _chromium(url, tmp_path / "profile-shot", f"--screenshot={tmp_path / 'runs.png'}")
+        assert shot.returncode == 0
         assert (tmp_path / "runs.png").stat().st_size > 10_000
     finally:
         os.killpg(ui.pid, signal.SIGTERM)

@@ -33,8 +33,9 @@ _EVALUATION_PATHS: dict[Evaluation, tuple[str, ...]] = {
     "dreambench": ("dreambench.root", "dreambench.prompts", "dreambench.dino", "dreambench.clip"),
 }
 PATH_KEYS: tuple[str, ...] = (
-    "models.mllm", "models.stable_diffusion", "models.released", "data.train", "data.heldout", "data.train_images",
-    "data.heldout_images", "data.compositional", "data.edits", "data.captioned", "train.init_from",
+    "models.mllm", "models.stable_diffusion", "models.released", "data.train", "data.heldout",
+    "data.train_images", "data.heldout_images", "data.compositional", "data.edits", "data.captioned",
+    "train.init_from",
     *(key for keys in _EVALUATION_PATHS.values() for key in keys),
 )
 

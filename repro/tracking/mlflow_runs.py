@@ -56,7 +56,8 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> s
     if experiment is not None:
         return experiment.experiment_id
     served = client.tracking_uri.startswith(("http://", "https://"))
-    return client.create_experiment(name, artifact_location=None if served else artifact_root.resolve().as_uri())
+    location = None if served else artifact_root.resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
 
 
 class MlflowTracker:

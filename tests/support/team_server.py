@@ -87,9 +87,9 @@ class TeamServer:
         env = {**os.environ, "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD, "PYTHONPATH": str(ROOT)}
         log = (self.workdir / "server.log").open("a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "repro.cli", "--workdir", str(self.workdir), "server", "--backend-store-uri",
-             self.backend, "--artifacts-destination", str(self.workdir / "artifacts"), "--port", str(self.port),
-             "--workers", "1"],
+            [sys.executable, "-m", "repro.cli", "--workdir", str(self.workdir), "server",
+             "--backend-store-uri", self.backend, "--artifacts-destination", str(self.workdir / "artifacts"),
+             "--port", str(self.port), "--workers", "1"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -99,7 +99,8 @@ class TeamServer:
                     if answer.status == 200:
                         return
             time.sleep(0.5)
-        raise AssertionError(f"the server did not answer in {timeout:.0f} s; see {self.workdir / 'server.log'}")
+        raise AssertionError(
+            f"the server did not answer in {timeout:.0f} s; see {self.workdir / 'server.log'}")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
