@@ -8,7 +8,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from repro.launch.run_lock import in_progress
 from repro.tracking import tags
-from tests.support.workdirs import ONE_THREAD, QUICK_LOGS_AND_FID, ROOT, child_runs, new_workdir
+from tests.support.workdirs import QUICK_LOGS_AND_FID, ROOT, child_runs, new_workdir, two_runs_launch
 
 pytestmark = pytest.mark.slow
 
@@ -96,12 +95,7 @@ def _wait_for(found, process: subprocess.Popen, timeout: float = 900.0):
 
 def test_sigterm_with_two_runs_in_flight_then_a_rerun_resumes(tmp_path: Path):
     workdir = new_workdir(tmp_path / "work")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [sys.executable, "-m", "repro.cli", "--workdir", str(workdir), "run", "--tier", "tiny",
-               "--only", "aligner-12", "--only", "decoder-12", "--seeds", "0", "--executor", "local",
-               "--parallel", "2", "--no-report", *ONE_THREAD, "--set", f"train.steps={STEPS}",
-               "--set", "train.checkpoint_every=4", *QUICK_LOGS_AND_FID]
+    command, env = two_runs_launch(workdir, STEPS, "--set", "train.checkpoint_every=4", *QUICK_LOGS_AND_FID)
     log = (tmp_path / "launcher.log").open("w")
     launcher = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     spawned: set[int] = set()

@@ -10,14 +10,13 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from repro.tracking import tags
-from tests.support.workdirs import ONE_THREAD, ROOT, child_runs, new_workdir
+from tests.support.workdirs import ROOT, child_runs, new_workdir, two_runs_launch
 
 pytestmark = pytest.mark.slow
 
@@ -42,13 +41,8 @@ def _logged_steps(store: Path) -> dict[str, int]:
 @pytest.mark.parametrize("stop", ["sigterm_background", "ctrl_c_terminal"])
 def test_a_stop_ends_both_runs_at_a_step_with_a_checkpoint(tmp_path: Path, stop: str):
     workdir = new_workdir(tmp_path / "work")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [sys.executable, "-m", "repro.cli", "--workdir", str(workdir), "run", "--tier", "tiny",
-               "--only", "aligner-12", "--only", "decoder-12", "--seeds", "0", "--executor", "local",
-               "--parallel", "2", "--no-report", *ONE_THREAD, "--set", f"train.steps={STEPS}",
-               "--set", f"train.checkpoint_every={STEPS}", "--set", f"train.eval_every={STEPS}",
-               "--set", "train.log_every=1"]
+    command, env = two_runs_launch(workdir, STEPS, "--set", f"train.checkpoint_every={STEPS}",
+                                   "--set", f"train.eval_every={STEPS}", "--set", "train.log_every=1")
     background = stop == "sigterm_background"
 
     def start_as_the_shell_would() -> None:

@@ -3,7 +3,9 @@ shrink a tiny-tier run to seconds, and the child runs it leaves in MLflow."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -38,3 +40,15 @@ def child_runs(workdir: Path):
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("kosmos-g")
     return client, client.search_runs([experiment.experiment_id], filter_string=f"tags.`{tags.KIND}` = 'run'")
+
+
+def two_runs_launch(workdir: Path, steps: int, *settings: str) -> tuple[list[str], dict[str, str]]:
+    """`repro run` of two tiny stage-2 rows at once on the local executor, as a subprocess the
+    signal tests stop: its command and environment (unbuffered, this checkout, the work dir's
+    own store)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [sys.executable, "-m", "repro.cli", "--workdir", str(workdir), "run", "--tier", "tiny",
+               "--only", "aligner-12", "--only", "decoder-12", "--seeds", "0", "--executor", "local",
+               "--parallel", "2", "--no-report", *ONE_THREAD, "--set", f"train.steps={steps}", *settings]
+    return command, env
