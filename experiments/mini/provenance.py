@@ -6,11 +6,21 @@ versions and the command that retrains it."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from experiments.mini.version import WORLD_VERSION
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """The record of a mini model whose settings are one frozen dataclass."""
+
+    command: str
+    seed: int
+    world_version: str
+    training: Any  # the trainer's settings, sizes included
 
 
 def write_record(record_file: Path, record: Any) -> None:
