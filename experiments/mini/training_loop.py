@@ -1,4 +1,4 @@
-"""The optimiser loop the mini scorers share: Adam over a loss drawn fresh each step, the loss
+"""The optimiser loop the mini models share: Adam over a loss drawn fresh each step, the loss
 logged as JSON lines."""
 
 from __future__ import annotations
