@@ -57,6 +57,9 @@ def save_untrained_clip(path: Path, config: MiniClipConfig) -> CLIPModel:
     image_processor = CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE}, crop_size=square)
     tokenizer = CLIPTokenizer.from_pretrained(path)
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
+    # transformers 5 nests the image processor in processor_config.json; the published folder has
+    # it as preprocessor_config.json, which both versions read.
+    image_processor.save_pretrained(path)
     return model
 
 

@@ -23,7 +23,7 @@ from experiments.mini.version import WORLD_VERSION
 
 @dataclass(frozen=True)
 class DinoTraining:
-    steps: int = 1000
+    steps: int = 300
     batch_size: int = 128  # images per step, two views each
     learning_rate: float = 1e-3
     temperature: float = 0.2
