@@ -211,6 +211,8 @@ def _parser() -> argparse.ArgumentParser:
                  "prints its loss and how often it prefers a held-out image's own caption as JSON lines"),
         ("dino", "train the mini DINO (the DINO score) self-supervised on a mini world's images; prints its "
                  "loss and how often two photos of one DreamBench subject are the closer as JSON lines"),
+        ("kosmos2", "train the mini Kosmos-2 (the MLLM) as a multimodal language model on a mini world's "
+                    "captions and image-caption pairs; prints its loss as JSON lines"),
     ):
         scorer = mini_kinds.add_parser(kind, help=purpose)
         scorer.add_argument("--world", type=Path, required=True, help="a folder `repro mini world` wrote")
@@ -579,6 +581,13 @@ def cmd_mini(args: argparse.Namespace) -> int:
         accuracy = heldout_accuracy(weights, coco / "captions_val.json", coco / "val")
         print(json.dumps({"heldout_attribute_accuracy": accuracy}))
         print(f"wrote {weights}")
+        return 0
+    if args.mini_kind == "kosmos2":
+        from experiments.mini.train_kosmos2 import Kosmos2Training, train_kosmos2
+
+        kosmos2_training = Kosmos2Training(**settings)
+        train_kosmos2(*train, kosmos2_training, command(kosmos2_training))
+        print(f"wrote {args.out}")
         return 0
     from experiments.mini.scorer_checks import dreambench_photos, own_caption_preferred, same_subject_closer
 
