@@ -1,6 +1,6 @@
 """Trains the mini Kosmos-2 as a multimodal language model on a mini world's training split, as
-KOSMOS-1 learned from text and image-caption pairs: each step, half the rows are a caption alone
-and half an image followed by its caption, tokenized by the harness's own MLLMEncoder, with the
+KOSMOS-1 learned from text and image-caption pairs: each step, every other row is an image followed by
+its caption and the rest captions alone, tokenized by the harness's own MLLMEncoder, with the
 next-token loss on every text token. Seeded: the same seed on the same machine gives the same
 weights. The loss goes out as JSON lines."""
 
@@ -54,7 +54,9 @@ def train_kosmos2(
 
         def step_loss() -> torch.Tensor:
             chosen = torch.randperm(len(labelled), generator=draws)[:batch].tolist()
-            with_image = (torch.rand(batch, generator=draws) < 0.5).tolist()
+            # Every other row, starting with the first: Kosmos2ForConditionalGeneration refuses a
+            # batch without an image.
+            with_image = [row % 2 == 0 for row in range(batch)]
             texts = [
                 labelled[i].captions[int(torch.randint(len(labelled[i].captions), (1,), generator=draws))]
                 for i in chosen
