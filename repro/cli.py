@@ -212,6 +212,20 @@ def _parser() -> argparse.ArgumentParser:
     classifier.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches")
     classifier.add_argument("--steps", type=_positive, help="optimiser steps")
     classifier.add_argument("--batch-size", type=_positive, help="images per step")
+    for kind, purpose in (
+        ("clip", "train the mini CLIP (CLIP-I, CLIP-T) contrastively on a mini world's images and captions; "
+                 "prints its loss and how often it prefers a held-out image's own caption as JSON lines"),
+        ("dino", "train the mini DINO (the DINO score) self-supervised on a mini world's images; prints its "
+                 "loss and how often two photos of one DreamBench subject are the closer as JSON lines"),
+        ("kosmos2", "train the mini Kosmos-2 (the MLLM) as a multimodal language model on a mini world's "
+                    "captions and image-caption pairs; prints its loss as JSON lines"),
+    ):
+        scorer = mini_kinds.add_parser(kind, help=purpose)
+        scorer.add_argument("--world", type=Path, required=True, help="a folder `repro mini world` wrote")
+        scorer.add_argument("--out", type=Path, required=True, help="folder for the published layout")
+        scorer.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches")
+        scorer.add_argument("--steps", type=_positive, help="optimiser steps")
+        scorer.add_argument("--batch-size", type=_positive, help="images per step")
 
     preflight = commands.add_parser(
         "preflight", help="every planned run loaded, stepped, sampled and sized on this machine: one table")
@@ -575,23 +589,58 @@ def cmd_mini(args: argparse.Namespace) -> int:
     import json
     import shlex
 
-    from experiments.mini.heldout import heldout_accuracy
-    from experiments.mini.train_classifier import ClassifierTraining, train_classifier
-
     coco = args.world / "coco"
     for path in (coco / "captions_train.json", coco / "captions_val.json"):
         if not path.is_file():
             where = path.relative_to(args.world)
             raise ConfigError(f"--world {args.world}: no {where}; build it with `repro mini world`")
-    training = ClassifierTraining(seed=args.seed, **_given(args, "steps", "batch_size"))
-    command = shlex.join([
-        "repro", "mini", "classifier", "--world", str(args.world), "--out", str(args.out), "--seed",
-        str(training.seed), "--steps", str(training.steps), "--batch-size", str(training.batch_size),
-    ])
-    weights, _ = train_classifier(coco / "captions_train.json", coco / "train", args.out, training, command)
-    accuracy = heldout_accuracy(weights, coco / "captions_val.json", coco / "val")
-    print(json.dumps({"heldout_attribute_accuracy": accuracy}))
-    print(f"wrote {weights}")
+
+    def command(training) -> str:
+        return shlex.join([
+            "repro", "mini", args.mini_kind, "--world", str(args.world), "--out", str(args.out), "--seed",
+            str(training.seed), "--steps", str(training.steps), "--batch-size", str(training.batch_size),
+        ])
+
+    settings = {"seed": args.seed, **_given(args, "steps", "batch_size")}
+    train = (coco / "captions_train.json", coco / "train", args.out)
+    if args.mini_kind == "classifier":
+        from experiments.mini.heldout import heldout_accuracy
+        from experiments.mini.train_classifier import ClassifierTraining, train_classifier
+
+        training = ClassifierTraining(**settings)
+        weights, _ = train_classifier(*train, training, command(training))
+        accuracy = heldout_accuracy(weights, coco / "captions_val.json", coco / "val")
+        print(json.dumps({"heldout_attribute_accuracy": accuracy}))
+        print(f"wrote {weights}")
+        return 0
+    if args.mini_kind == "kosmos2":
+        from experiments.mini.train_kosmos2 import Kosmos2Training, train_kosmos2
+
+        kosmos2_training = Kosmos2Training(**settings)
+        train_kosmos2(*train, kosmos2_training, command(kosmos2_training))
+        print(f"wrote {args.out}")
+        return 0
+    from experiments.mini.scorer_checks import dreambench_photos, own_caption_preferred, same_subject_closer
+
+    if args.mini_kind == "clip":
+        from experiments.mini.clip import load_mini_clip
+        from experiments.mini.labelled_images import labelled_images
+        from experiments.mini.train_clip import ClipTraining, train_clip
+
+        clip_training = ClipTraining(**settings)
+        train_clip(*train, clip_training, command(clip_training))
+        heldout = labelled_images(coco / "captions_val.json", coco / "val")
+        score = {"heldout_own_caption_preferred": own_caption_preferred(load_mini_clip(args.out), heldout)}
+    else:
+        from experiments.mini.dino import load_mini_dino
+        from experiments.mini.train_dino import DinoTraining, train_dino
+
+        dino_training = DinoTraining(**settings)
+        train_dino(*train, dino_training, command(dino_training))
+        photos = dreambench_photos(args.world / "dreambench")
+        score = {"dreambench_same_subject_closer": same_subject_closer(load_mini_dino(args.out), photos)}
+    print(json.dumps(score))
+    print(f"wrote {args.out}")
     return 0
 
 

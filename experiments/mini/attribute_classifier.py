@@ -5,13 +5,13 @@ position. Its penultimate layer is FID's feature extractor on the mini world
 (experiments/evaluation/attribute_accuracy.py).
 
 Saved as WEIGHTS_FILE (safetensors) with a JSON beside it naming the command, seed and
-WORLD_VERSION it was trained under; loading weights of another world version is an error.
+WORLD_VERSION it was trained under (experiments/mini/provenance.py); weights of another world version
+are refused.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from experiments.mini.provenance import read_record, write_record
 from experiments.mini.scenes import (
     BACKGROUNDS,
     COUNTS,
@@ -32,8 +33,9 @@ from experiments.mini.scenes import (
     SIZES,
     Scene,
 )
-from experiments.mini.version import WORLD_VERSION
 
+MODEL = "attribute classifier"
+RETRAIN = "repro mini classifier"
 WEIGHTS_FILE = "attribute_classifier.safetensors"
 OBJECT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "shape": SHAPES,
@@ -146,7 +148,7 @@ def save_classifier(model: AttributeClassifier, record: TrainingRecord, folder: 
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / WEIGHTS_FILE
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
-    weights.with_suffix(".json").write_text(json.dumps(asdict(record), indent=1) + "\n")
+    write_record(weights.with_suffix(".json"), record)
     return weights
 
 
@@ -155,18 +157,7 @@ def load_classifier(weights: Path) -> AttributeClassifier:
     weights = Path(weights)
     if weights.is_dir():
         weights = weights / WEIGHTS_FILE
-    record_file = weights.with_suffix(".json")
-    if not weights.is_file() or not record_file.is_file():
-        raise FileNotFoundError(
-            f"no attribute classifier at {weights} (needs it and {record_file.name} beside it)"
-        )
-    record = json.loads(record_file.read_text())
-    if record.get("world_version") != WORLD_VERSION:
-        raise ValueError(
-            f"{weights} was trained on mini world version {record.get('world_version')!r}, but this code "
-            f"draws version {WORLD_VERSION!r}: retrain it with `repro mini classifier` on a world rebuilt by "
-            "`repro mini world`"
-        )
+    record = read_record(weights.with_suffix(".json"), MODEL, weights, RETRAIN)
     model = AttributeClassifier(ClassifierConfig(**record["config"]))
     model.load_state_dict(load_file(weights))
     model.requires_grad_(False)

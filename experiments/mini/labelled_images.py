@@ -1,5 +1,5 @@
-"""The mini world's images with their scenes, read back from its COCO captions files (whose
-"images" entries carry the labels), for the attribute classifier and attribute accuracy."""
+"""The mini world's images with their scenes and captions, read back from its COCO captions files
+(whose "images" entries carry the labels), for the mini models' training and attribute accuracy."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from experiments.mini.version import WORLD_VERSION
 class LabelledImage:
     path: Path
     scene: Scene
+    captions: tuple[str, ...]
 
     def rgb(self) -> Image.Image:
         """The image, read whole so the file is closed at once."""
@@ -34,9 +35,14 @@ def labelled_images(captions_file: Path, images: Path) -> list[LabelledImage]:
             f"{captions_file} was written by mini world version {version!r}, this code draws "
             f"version {WORLD_VERSION!r}: rebuild it with `repro mini world`"
         )
+    captions: dict[int, list[str]] = {}
+    for annotation in data["annotations"]:
+        captions.setdefault(annotation["image_id"], []).append(annotation["caption"])
     out = []
     for entry in data["images"]:
         if "labels" not in entry:
             raise ValueError(f"{captions_file}: image {entry.get('file_name')!r} has no 'labels'")
-        out.append(LabelledImage(Path(images) / entry["file_name"], Scene.from_labels(entry["labels"])))
+        scene = Scene.from_labels(entry["labels"])
+        texts = tuple(captions.get(entry["id"], ()))
+        out.append(LabelledImage(Path(images) / entry["file_name"], scene, texts))
     return out

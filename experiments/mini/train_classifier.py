@@ -3,9 +3,6 @@ same machine gives the same weights. The loss goes to stdout as JSON lines."""
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from experiments.mini.attribute_classifier import (
 )
 from experiments.mini.labelled_images import labelled_images
 from experiments.mini.scenes import IMAGE_SIZE
+from experiments.mini.training_loop import LossLog, optimise, print_line
 from experiments.mini.version import WORLD_VERSION
 
 
@@ -41,7 +39,7 @@ def train_classifier(
     out: Path,
     training: ClassifierTraining,
     command: str,
-    log: Callable[[str], None] = lambda line: print(line, file=sys.stdout, flush=True),
+    log: LossLog = print_line,
 ) -> tuple[Path, list[float]]:
     """Writes out/attribute_classifier.{safetensors,json}; returns the weights file and every step's loss."""
     labelled = labelled_images(captions_file, images)
@@ -60,18 +58,15 @@ def train_classifier(
         torch.manual_seed(training.seed)
         model = AttributeClassifier(training.config)
     batches = torch.Generator().manual_seed(training.seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=training.learning_rate)
-    losses = []
-    model.train()
-    for step in range(1, training.steps + 1):
+
+    def step_loss() -> torch.Tensor:
         index = torch.randint(len(labelled), (training.batch_size,), generator=batches)
-        value = loss(model(pixels[index]), {name: t[index] for name, t in target.items()})
-        optimiser.zero_grad()
-        value.backward()
-        optimiser.step()
-        losses.append(value.item())
-        if step % training.log_every == 0 or step == training.steps:
-            log(json.dumps({"step": step, "loss": round(losses[-1], 5)}))
+        return loss(model(pixels[index]), {name: t[index] for name, t in target.items()})
+
+    model.train()
+    losses = optimise(
+        model.parameters(), step_loss, training.steps, training.learning_rate, training.log_every, log
+    )
     record = TrainingRecord(
         command,
         training.seed,

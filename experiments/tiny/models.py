@@ -70,14 +70,15 @@ SD_V15_SCHEDULER = {
 }
 
 
-def _vocabulary() -> list[str]:
-    return sorted(set(CAPTION_WORDS) | set("abcdefghijklmnopqrstuvwxyz0123456789.,!?'\"-:;()"))
+def _vocabulary(words: tuple[str, ...]) -> list[str]:
+    return sorted(set(words) | set("abcdefghijklmnopqrstuvwxyz0123456789.,!?'\"-:;()"))
 
 
-def _kosmos2_tokenizer() -> PreTrainedTokenizerFast:
+def kosmos2_word_tokenizer(words: tuple[str, ...] = CAPTION_WORDS) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over `words` (plus single characters) for small Kosmos-2s."""
     # Special ids follow the real Kosmos-2 (XLM-R) layout: <s>=0, <pad>=1, </s>=2, <unk>=3.
     specials = ["<s>", "<pad>", "</s>", "<unk>"]
-    vocab = {token: i for i, token in enumerate(specials + _vocabulary() + ["<image>", "</image>"])}
+    vocab = {token: i for i, token in enumerate(specials + _vocabulary(words) + ["<image>", "</image>"])}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -95,7 +96,7 @@ def _kosmos2_tokenizer() -> PreTrainedTokenizerFast:
 def save_tiny_kosmos2(path: Path, seed: int = 0) -> None:
     """Write a random Kosmos-2 (4 latent queries, 32-px images) with tokenizer and processor."""
     path = Path(path)
-    tokenizer = _kosmos2_tokenizer()
+    tokenizer = kosmos2_word_tokenizer()
     config = Kosmos2Config(
         text_config={
             "vocab_size": len(tokenizer),
@@ -166,11 +167,12 @@ def _learn_bpe_merges(words: list[str], num_merges: int) -> list[tuple[str, str]
     return merges
 
 
-def save_clip_tokenizer(path: Path) -> int:
-    """Write a byte-level CLIP vocab.json + merges.txt (same layout as SD's); returns vocab size."""
+def save_clip_tokenizer(path: Path, words: tuple[str, ...] = CAPTION_WORDS) -> int:
+    """Write a byte-level CLIP vocab.json + merges.txt (same layout as SD's) whose merges are
+    learned from `words`; returns vocab size."""
     path.mkdir(parents=True, exist_ok=True)
     base = list(_bytes_to_unicode().values())
-    merges = _learn_bpe_merges(list(CAPTION_WORDS), num_merges=400)
+    merges = _learn_bpe_merges(list(words), num_merges=400)
     tokens = base + [b + "</w>" for b in base] + [a + b for a, b in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
