@@ -111,7 +111,7 @@ class AttributeClassifier(nn.Module):
 
 def targets(scenes: list[Scene]) -> dict[str, torch.Tensor]:
     """Class indices per head; ABSENT for the slots a scene has no object in."""
-    out = {name: [] for name, _ in HEADS}
+    out: dict[str, list[int]] = {name: [] for name, _ in HEADS}
     for scene in scenes:
         out["count"].append(COUNTS.index(len(scene.objects)))
         out["background"].append(tuple(BACKGROUNDS).index(scene.background))
@@ -134,7 +134,7 @@ def pixels_of(images: list[Image.Image]) -> torch.Tensor:
     square = (IMAGE_SIZE, IMAGE_SIZE)
     arrays = [
         np.asarray(
-            image.convert("RGB").resize(square, Image.BILINEAR)
+            image.convert("RGB").resize(square, Image.Resampling.BILINEAR)
             if image.size != square
             else image.convert("RGB")
         )

@@ -5,6 +5,8 @@ weights file, which is what fid.py hashes into its reference-statistics cache ke
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch_fidelity
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
@@ -32,7 +34,7 @@ class MiniFeatureExtractor(FeatureExtractorBase):
                 f"the {MINI_EXTRACTOR!r} FID feature extractor needs feature_extractor_weights_path: "
                 "the attribute classifier's weights file"
             )
-        self.classifier = load_classifier(feature_extractor_weights_path)
+        self.classifier = load_classifier(Path(feature_extractor_weights_path))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
         return (self.classifier.embed(x),)

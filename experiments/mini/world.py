@@ -105,7 +105,8 @@ def _write_coco_split(
     folder: Path, captions_file: Path, n: int, size: int, rng: random.Random, first_id: int
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
+    images: list[dict[str, object]] = []
+    annotations: list[dict[str, object]] = []
     for image_id in range(first_id, first_id + n):
         scene = random_scene(rng)
         file_name = f"{image_id:012d}.png"
