@@ -139,3 +139,10 @@ def test_full_tier_stage3_and_dreambench_follow_the_paper(tmp_path):
     prompts = tmp_path / "world" / "kosmos_dreambench" / "prompts_and_classes.txt"
     assert bench.prompts == str(prompts.resolve())
     assert (stage3.fid.steps, stage3.fid.guidance, stage3.fid.num_captions) == (250, 3.0, 30_000)
+
+
+def test_rows_of_released_weights_say_so_in_place_of_reproduced(tmp_path):
+    rows = {row.name: row for table in tiny(tmp_path).tables for row in table.rows}
+    for name in ("KOSMOS-G (released checkpoint)", "12-Layers AlignerNet (released checkpoint)"):
+        assert rows[name].source == "released checkpoint, evaluated here"
+    assert rows["12-Layers AlignerNet"].source == rows["KOSMOS-G"].source == "reproduced"

@@ -43,6 +43,9 @@ class Recipe:
     takes_images: bool = True
     # Its checkpoints hold the MLLM beside the aligner (stage 3), not the aligner alone.
     trains_mllm: bool = False
+    # It evaluates weights someone else published, not what this harness trained: the report
+    # says so in place of "reproduced".
+    published_weights: bool = False
     # Config paths its models and data come from; FID and DreamBench inputs are added by the
     # evaluations a config turns on. "train.init_from" in here: it starts from another run.
     reads: frozenset[str] = frozenset()
@@ -152,6 +155,6 @@ register(Recipe(
 ))
 register(Recipe(
     "released", "a released Kosmos-G checkpoint, as `repro import stage2|final` wrote it: nothing to train",
-    "experiments.recipes.released:build", trains=False,
+    "experiments.recipes.released:build", trains=False, published_weights=True,
     reads=frozenset({"models.released", _SD}),
 ))

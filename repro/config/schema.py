@@ -31,6 +31,8 @@ class TableRow:
     kind: str  # e.g. "zero-shot", "fine-tuning"; "" when the paper gives none
     # (metric, the paper's value); None where the paper prints "Failed".
     paper: tuple[tuple[str, float | None], ...]
+    # How a reproduced row's numbers came about, the report's Source column.
+    source: str = "reproduced"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from experiments.recipes.registry import RECIPES
 from repro.config.checks import choices, metric_values, sub_tables, unknown_keys
 from repro.config.fields import BadValue, coerce
 from repro.config.schema import FAILED, FailureRule, Panel, TableRow, TableSpec
@@ -111,10 +112,10 @@ def _own_rows(
     one_metric = len(known) == 1
     for e in members:
         if one_metric and not isinstance(e.paper, dict):
-            rows.append(TableRow(e.row, e.name, e.kind, ((known[0], e.paper),)))
+            rows.append(TableRow(e.row, e.name, e.kind, ((known[0], e.paper),), _source(e)))
         elif not one_metric and isinstance(e.paper, dict):
             problems += _unknown_metrics(e.paper, known, f"experiment {e.name!r}: paper")
-            rows.append(TableRow(e.row, e.name, e.kind, tuple(e.paper.items())))
+            rows.append(TableRow(e.row, e.name, e.kind, tuple(e.paper.items()), _source(e)))
         elif one_metric:
             problems.append(f"experiment {e.name!r}: paper: {where} has one metric; give one number or"
                             f" {FAILED!r}")
@@ -142,8 +143,18 @@ def _reused_rows(
         paper, found = metric_values(raw.get("paper", {}), f"{at}.paper")
         problems += found + _unknown_metrics(paper, known, f"{at}.paper")
         rows.append(TableRow(str(raw.get("row", source.row)), source.name, str(raw.get("kind", source.kind)),
-                             tuple(paper.items())))
+                             tuple(paper.items()), _source(source)))
     return rows
+
+
+def _source(experiment: Experiment) -> str:
+    """The Source column's word for an experiment's row: what the harness trained or sampled
+    itself is reproduced; a row that samples published weights (the released checkpoints) is
+    that model evaluated under this protocol."""
+    recipe = RECIPES.get(experiment.recipe)  # an unknown recipe is reported where recipes are checked
+    if recipe is not None and recipe.published_weights:
+        return "released checkpoint, evaluated here"
+    return "reproduced"
 
 
 def _cited_rows(table: dict[str, Any], known: list[str], where: str, problems: list[str]) -> list[TableRow]:

@@ -65,7 +65,7 @@ def _line(
     if status == OK and crashed.any():
         reason = f"{int(crashed.sum())} of {len(row_runs)} runs crashed (left out)"
     finished = int((row_runs["status"] == "FINISHED").sum())
-    source = f"reproduced (tier {tier}, n={finished})"
+    source = f"{row.source} (tier {tier}, n={finished})"
     mean = values.mean()
     delta = mean - paper if status == OK else math.nan
     return (panel.name, row.name, row.kind, source, status, reason, metric, len(values), mean,
