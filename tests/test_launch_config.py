@@ -10,7 +10,7 @@ import pytest
 
 from repro.config import ConfigError, load_matrix
 from repro.config.launch import LaunchConfig
-from repro.launch.executor import slurm_arrays
+from repro.launch.executor import _wait, slurm_arrays
 from repro.launch.slurm_params import sbatch_script
 from tests.support.full_tier import EXPERIMENTS, fake_full_env
 
@@ -79,3 +79,30 @@ def test_paper_scale_sbatch_asks_for_what_the_config_says(tmp_path):
     assert flags["signal"] == "USR2@120"  # the warning the job checkpoints on
     assert "module load cuda/12.1" in script
     assert re.search(r"^srun .*submitit\.core\._submit", script, re.MULTILINE)
+
+
+class _StoppedJob:
+    """A local job whose task ended at a step boundary on SIGINT, as submitit reports it."""
+
+    job_id = "1"
+    paths = type("Paths", (), {"stderr": Path("job.err")})()
+
+    def done(self) -> bool:
+        return True
+
+    def results(self) -> list:
+        raise RuntimeError("Job (task=0) failed\nTraceback (most recent call last):\n"
+                           "  ...\nKeyboardInterrupt")
+
+
+def test_a_local_job_stopped_by_sigint_stops_the_launcher_and_is_never_retried(tmp_path):
+    """A terminal's Ctrl-C reaches the jobs as well as the launcher; a job that finishes its stop
+    first must not read as a failed attempt to resubmit."""
+    spec = next(run for run in tiny(tmp_path).runs if run.launch.executor == "local")
+    assert spec.launch.max_retries >= 1
+    submitted = []
+    job = _StoppedJob()
+    running = {job: (spec, 1)}
+    with pytest.raises(KeyboardInterrupt):
+        _wait([], running, lambda s: submitted.append(s), parallel=1)
+    assert submitted == [] and job in running  # still in flight for the launcher's stop

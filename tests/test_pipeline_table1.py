@@ -41,10 +41,12 @@ def test_table1_end_to_end(tmp_path, monkeypatch):
     table = (workdir / "reports" / "table1.md").read_text()
     assert "### DreamBench" in table and "### MS-COCO" in table
     assert "| SuTI | zero-shot | paper (cited) | 0.741 (cited)" in table
-    # The released model's row: measured here, the paper's KOSMOS-G beside it.
-    for row in ("KOSMOS-G", "KOSMOS-G (released checkpoint)"):
+    # The released model's row: evaluated here, said so, the paper's KOSMOS-G beside it.
+    sources = {"KOSMOS-G": "reproduced",
+               "KOSMOS-G (released checkpoint)": "released checkpoint, evaluated here"}
+    for row, source in sources.items():
         line = next(line for line in table.splitlines() if line.startswith(f"| {row} |") and "0.694" in line)
-        assert "reproduced (tier tiny, n=1)" in line
+        assert f"| {source} (tier tiny, n=1) |" in line
     assert (workdir / "reports" / "table1_dreambench_samples.png").stat().st_size > 10_000
 
     # Everything finished: a second run launches nothing.

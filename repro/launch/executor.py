@@ -39,6 +39,8 @@ _POLL_SECONDS = 1.0
 _CANCEL_GRACE_SECONDS = 30.0
 # A job's exception comes back as text: this is how a full disk reads (errno 28, ENOSPC).
 _DISK_FULL = "[Errno 28]"
+# ... and how a local job stopped by SIGINT at a step boundary ends (repro.launch.run_job).
+_INTERRUPTED = "\nKeyboardInterrupt"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -138,8 +140,13 @@ def _wait(
             local += 1
         finished = [job for job in running if job.done()]
         for job in finished:
-            spec, attempt = running.pop(job)
+            spec, attempt = running[job]
             outcome = _collect(job, spec)
+            if spec.launch.executor != "slurm" and _INTERRUPTED in (outcome.error or ""):
+                # A terminal's Ctrl-C reaches the jobs too, and one may finish its stop before
+                # the launcher acts on its own: the stop is the launcher's, never a retry.
+                raise KeyboardInterrupt
+            del running[job]
             if (outcome.result is None and attempt <= spec.launch.max_retries
                     and _DISK_FULL not in (outcome.error or "")):  # set whenever result is None
                 log.warning("%s: attempt %d of %d failed; resubmitting", spec.run_name, attempt,
