@@ -19,17 +19,14 @@ from experiments.mini.attribute_classifier import (
 )
 from experiments.mini.labelled_images import labelled_images
 from experiments.mini.scenes import IMAGE_SIZE
-from experiments.mini.training_loop import LossLog, optimise, print_line
+from experiments.mini.training_loop import LossLog, MiniTraining, optimise, print_line
 from experiments.mini.version import WORLD_VERSION
 
 
 @dataclass(frozen=True)
-class ClassifierTraining:
+class ClassifierTraining(MiniTraining):
     steps: int = 3000  # held-out attribute accuracy 1.0 on every attribute (bench.mini_world)
-    batch_size: int = 64
     learning_rate: float = 2e-3
-    seed: int = 0
-    log_every: int = 25
     config: ClassifierConfig = ClassifierConfig()
 
 

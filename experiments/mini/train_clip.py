@@ -13,17 +13,14 @@ from transformers import CLIPProcessor
 from experiments.mini.clip import RECORD_FILE, MiniClipConfig, save_untrained_clip
 from experiments.mini.labelled_images import labelled_images
 from experiments.mini.provenance import Provenance, write_record
-from experiments.mini.training_loop import LossLog, optimise, print_line
+from experiments.mini.training_loop import LossLog, MiniTraining, optimise, print_line
 from experiments.mini.version import WORLD_VERSION
 
 
 @dataclass(frozen=True)
-class ClipTraining:
+class ClipTraining(MiniTraining):
     steps: int = 500  # held-out own-caption preference 0.99 already at 100 (docs/mini-world.md)
     batch_size: int = 128  # distinct images per step: the contrastive negatives
-    learning_rate: float = 1e-3
-    seed: int = 0
-    log_every: int = 25
     config: MiniClipConfig = MiniClipConfig()
 
 

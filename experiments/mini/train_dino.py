@@ -17,18 +17,15 @@ from experiments.mini.attribute_classifier import pixels_of
 from experiments.mini.dino import RECORD_FILE, MiniDinoConfig, save_untrained_dino
 from experiments.mini.labelled_images import labelled_images
 from experiments.mini.provenance import Provenance, write_record
-from experiments.mini.training_loop import LossLog, optimise, print_line
+from experiments.mini.training_loop import LossLog, MiniTraining, optimise, print_line
 from experiments.mini.version import WORLD_VERSION
 
 
 @dataclass(frozen=True)
-class DinoTraining:
+class DinoTraining(MiniTraining):
     steps: int = 300
     batch_size: int = 128  # images per step, two views each
-    learning_rate: float = 1e-3
     temperature: float = 0.2
-    seed: int = 0
-    log_every: int = 25
     config: MiniDinoConfig = MiniDinoConfig()
 
 

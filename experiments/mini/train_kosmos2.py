@@ -14,7 +14,7 @@ import torch
 from experiments.mini.kosmos2 import RECORD_FILE, MiniKosmos2Config, save_untrained_kosmos2
 from experiments.mini.labelled_images import labelled_images
 from experiments.mini.provenance import Provenance, write_record
-from experiments.mini.training_loop import LossLog, optimise, print_line
+from experiments.mini.training_loop import LossLog, MiniTraining, optimise, print_line
 from experiments.mini.version import WORLD_VERSION
 from models.mllm import MLLMEncoder
 
@@ -22,12 +22,8 @@ IGNORED = -100  # cross_entropy's ignore_index: padding and image slots are not 
 
 
 @dataclass(frozen=True)
-class Kosmos2Training:
+class Kosmos2Training(MiniTraining):
     steps: int = 600  # image conditioning learned by then: docs/mini-world.md
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    seed: int = 0
-    log_every: int = 25
     config: MiniKosmos2Config = MiniKosmos2Config()
 
 

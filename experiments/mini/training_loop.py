@@ -6,10 +6,23 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import torch
 
 LossLog = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class MiniTraining:
+    """What every mini model's training takes; each model's own subclass sets its defaults (the
+    step counts its checks were measured at) and adds its model config."""
+
+    steps: int = 500
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    seed: int = 0
+    log_every: int = 25
 
 
 def print_line(line: str) -> None:
