@@ -22,8 +22,9 @@ STAGE3_KINDS: tuple[Stage3Kind, ...] = get_args(Stage3Kind)
 # The evaluations a run of a recipe that samples images may turn on: each names its config section.
 Evaluation = Literal["fid", "dreambench"]
 EVALUATIONS: tuple[Evaluation, ...] = get_args(Evaluation)
-# torch-fidelity extractors: its FID Inception, or the tiny one experiments.tiny.feature_extractor registers.
-FeatureExtractor = Literal["inception-v3-compat", "tiny-random-conv"]
+# torch-fidelity extractors: its FID Inception, the tiny one experiments.tiny.feature_extractor
+# registers, or the mini world's attribute classifier (experiments.mini.feature_extractor).
+FeatureExtractor = Literal["inception-v3-compat", "tiny-random-conv", "mini-attribute-classifier"]
 # PIL's Image.MAX_IMAGE_PIXELS, its decompression-bomb limit (about 9459 x 9459 pixels): the
 # default and the ceiling of data.max_image_pixels.
 MAX_IMAGE_PIXELS = 89_478_485
@@ -162,6 +163,10 @@ class FidConfig:
     # Local file with torch-fidelity's Inception weights (pt_inception-2015-12-05). Required in
     # the full tier; the tiny tier points at random kaiming weights the harness saves itself.
     inception_weights: str | None = None
+    # The mini world's attribute classifier (its safetensors file): set, every FID run also scores
+    # its samples' attributes against their captions (eval/attribute_accuracy*), and the
+    # "mini-attribute-classifier" extractor reads its features. Only the mini tier sets it.
+    attribute_classifier: str | None = None
     enabled: bool = True  # off: the run trains (and logs its held-out loss) but skips FID
     # (code) sampling runs in fp16 (sample_kosmosg_coco.py); on a GPU only, a CPU samples in fp32.
     precision: Precision = "fp16"

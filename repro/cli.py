@@ -227,6 +227,18 @@ def _parser() -> argparse.ArgumentParser:
         scorer.add_argument("--steps", type=_positive, help="optimiser steps")
         scorer.add_argument("--batch-size", type=_positive, help="images per step")
 
+    sd = mini_kinds.add_parser(
+        "sd", help="train the mini Stable Diffusion (its VAE, then its U-Net under the mini CLIP's frozen "
+                   "text tower) on a mini world; prints both losses as JSON lines")
+    sd.add_argument("--world", type=Path, required=True, help="a folder `repro mini world` wrote")
+    sd.add_argument("--clip", type=Path, required=True,
+                    help="a trained mini CLIP (`repro mini clip`): its text tower is the SD's text encoder")
+    sd.add_argument("--out", type=Path, required=True, help="folder for the SD v1.5 layout")
+    sd.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches")
+    sd.add_argument("--steps", type=_positive, help="U-Net optimiser steps")
+    sd.add_argument("--batch-size", type=_positive, help="images per U-Net step")
+    sd.add_argument("--vae-steps", type=_positive, help="VAE optimiser steps")
+
     preflight = commands.add_parser(
         "preflight", help="every planned run loaded, stepped, sampled and sized on this machine: one table")
     matrix_options(preflight)
@@ -612,6 +624,19 @@ def cmd_mini(args: argparse.Namespace) -> int:
         accuracy = heldout_accuracy(weights, coco / "captions_val.json", coco / "val")
         print(json.dumps({"heldout_attribute_accuracy": accuracy}))
         print(f"wrote {weights}")
+        return 0
+    if args.mini_kind == "sd":
+        from experiments.mini.clip import RECORD_FILE, RETRAIN
+        from experiments.mini.provenance import read_record
+        from experiments.mini.train_stable_diffusion import SdTraining, train_stable_diffusion
+
+        read_record(args.clip / RECORD_FILE, "mini CLIP", args.clip / "model.safetensors", RETRAIN)
+        sd_training = SdTraining(**settings, **_given(args, "vae_steps"))
+        recorded = command(sd_training) + " " + shlex.join(
+            ["--clip", str(args.clip), "--vae-steps", str(sd_training.vae_steps)]
+        )
+        train_stable_diffusion(*train[:2], args.clip, args.out, sd_training, recorded)
+        print(f"wrote {args.out}")
         return 0
     if args.mini_kind == "kosmos2":
         from experiments.mini.train_kosmos2 import Kosmos2Training, train_kosmos2

@@ -183,11 +183,7 @@ def compute_fid(
     (keyed by the reference files, the preprocessing and the extractor weights); the generated set
     is always extracted afresh."""
     feature_extractor = fid.feature_extractor
-    if feature_extractor != INCEPTION:
-        from experiments.tiny.feature_extractor import register_tiny_extractor
-
-        register_tiny_extractor()
-    weights = fid.inception_weights if feature_extractor == INCEPTION else None
+    weights = _extractor_weights(fid)
     if feature_extractor == INCEPTION:
         if weights is None:
             raise ValueError(
@@ -202,9 +198,10 @@ def compute_fid(
     reference_tag = _fingerprint(Path(reference_dir), _image_files(Path(reference_dir)))
     preprocessing = preprocessing_tag(fid.resolution, fid.antialias)
     cache_name = f"reference-{reference_tag}-{preprocessing}-weights-{weights_tag}"
-    # What torch-fidelity will unpickle in full, checked first (fidelity_files.py).
+    # What torch-fidelity will unpickle in full, checked first (fidelity_files.py): the mini
+    # extractor reads its weights as safetensors itself.
     cached = sorted(Path(cache_dir).glob(f"{cache_name}*.pt"))
-    require_plain(([Path(weights)] if weights else []) + cached)
+    require_plain(([Path(weights)] if weights and feature_extractor == INCEPTION else []) + cached)
     metrics = torch_fidelity.calculate_metrics(
         input1=str(generated_dir),
         input2=str(reference_dir),
@@ -221,6 +218,26 @@ def compute_fid(
         verbose=False,
     )
     return float(metrics[torch_fidelity.KEY_METRIC_FID])
+
+
+def _extractor_weights(fid: FidConfig) -> str | None:
+    """Registers a non-Inception extractor with torch-fidelity; the weights file it reads."""
+    if fid.feature_extractor == "tiny-random-conv":
+        from experiments.tiny.feature_extractor import register_tiny_extractor
+
+        register_tiny_extractor()
+        return None
+    if fid.feature_extractor == "mini-attribute-classifier":
+        from experiments.mini.feature_extractor import register_mini_extractor
+
+        if not fid.attribute_classifier:
+            raise ValueError(
+                "fid.feature_extractor = 'mini-attribute-classifier' reads fid.attribute_classifier, "
+                "which is not set"
+            )
+        register_mini_extractor()
+        return fid.attribute_classifier
+    return fid.inception_weights
 
 
 def _reference_sources(fid: FidConfig) -> list[Path]:

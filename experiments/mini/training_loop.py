@@ -36,9 +36,10 @@ def optimise(
     learning_rate: float,
     log_every: int,
     log: LossLog,
+    after_step: Callable[[], None] | None = None,
 ) -> list[float]:
-    """Runs `steps` Adam steps on `step_loss()`; returns every step's loss and logs
-    {"step", "loss"} every `log_every` steps and at the last."""
+    """Runs `steps` Adam steps on `step_loss()`, calling `after_step` after each; returns every
+    step's loss and logs {"step", "loss"} every `log_every` steps and at the last."""
     optimiser = torch.optim.Adam(parameters, lr=learning_rate)
     losses = []
     for step in range(1, steps + 1):
@@ -46,6 +47,8 @@ def optimise(
         optimiser.zero_grad()
         value.backward()
         optimiser.step()
+        if after_step is not None:
+            after_step()
         losses.append(value.item())
         if step % log_every == 0 or step == steps:
             log(json.dumps({"step": step, "loss": round(losses[-1], 5)}))

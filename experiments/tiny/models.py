@@ -234,6 +234,12 @@ def save_tiny_stable_diffusion(path: Path, seed: int = 0, cross_attention_dim: i
             pad_token_id=vocab_size - 1,
         )
     ).save_pretrained(path / "text_encoder")
+    write_pipeline_files(path)
+
+
+def write_pipeline_files(path: Path) -> None:
+    """The scheduler config and model_index.json of an SD-v1.5-layout folder without a feature
+    extractor (its pipelines are built with safety_checker=None)."""
     (path / "scheduler").mkdir(exist_ok=True)
     (path / "scheduler" / "scheduler_config.json").write_text(json.dumps(SD_V15_SCHEDULER, indent=2))
     model_index = {

@@ -178,7 +178,9 @@ def merge(*layers: dict[str, Any]) -> dict[str, Any]:
 # Keys added after runs had finished, left out of the hash while they hold their default: a run
 # that does not set one keeps the id (its folder, checkpoints and MLflow run) it had before the
 # key existed.
-HASHED_WHEN_CHANGED: tuple[str, ...] = ("data.max_image_pixels", "models.released")
+HASHED_WHEN_CHANGED: tuple[str, ...] = (
+    "data.max_image_pixels", "models.released", "fid.attribute_classifier"
+)
 
 
 def hashed_config(config: RunConfig) -> dict[str, Any]:

@@ -29,9 +29,11 @@ def tiny_assets_dir(workdir: Path) -> Path:
 # (registry.py); an evaluation's inputs are read by a recipe that samples images when the
 # config turns that evaluation on.
 _EVALUATION_PATHS: dict[Evaluation, tuple[str, ...]] = {
-    "fid": ("fid.captions", "fid.images", "fid.inception_weights"),
+    "fid": ("fid.captions", "fid.images", "fid.inception_weights", "fid.attribute_classifier"),
     "dreambench": ("dreambench.root", "dreambench.prompts", "dreambench.dino", "dreambench.clip"),
 }
+# Read only when set (and, for the Inception weights, only by the Inception extractor).
+_SET_ONLY = ("fid.attribute_classifier",)
 PATH_KEYS: tuple[str, ...] = (
     "models.mllm", "models.stable_diffusion", "models.released", "data.train", "data.heldout",
     "data.train_images", "data.heldout_images", "data.compositional", "data.edits", "data.captioned",
@@ -45,7 +47,11 @@ def _needed(config: RunConfig, key: str) -> bool:
     if key in recipe.reads or (key in recipe.may_read and leaf_value(config, key)):
         return True
     section = key.split(".")[0]
-    return section in _EVALUATION_PATHS and evaluation_applies(config, section)
+    if section not in _EVALUATION_PATHS or not evaluation_applies(config, section):
+        return False
+    if key == "fid.inception_weights":
+        return config.fid.feature_extractor == "inception-v3-compat"
+    return key not in _SET_ONLY or bool(leaf_value(config, key))
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
