@@ -628,14 +628,17 @@ def cmd_mini(args: argparse.Namespace) -> int:
     if args.mini_kind == "sd":
         from experiments.mini.clip import RECORD_FILE, RETRAIN
         from experiments.mini.provenance import read_record
+        from experiments.mini.sd_check import heldout_sd_accuracy
         from experiments.mini.train_stable_diffusion import SdTraining, train_stable_diffusion
 
         read_record(args.clip / RECORD_FILE, "mini CLIP", args.clip / "model.safetensors", RETRAIN)
+        def sd_command(training: SdTraining) -> str:
+            extra = ["--clip", str(args.clip), "--vae-steps", str(training.vae_steps)]
+            return command(training) + " " + shlex.join(extra)
+
         sd_training = SdTraining(**settings, **_given(args, "vae_steps"))
-        recorded = command(sd_training) + " " + shlex.join(
-            ["--clip", str(args.clip), "--vae-steps", str(sd_training.vae_steps)]
-        )
-        train_stable_diffusion(*train[:2], args.clip, args.out, sd_training, recorded)
+        train_stable_diffusion(*train[:2], args.clip, args.out, sd_training, sd_command)
+        print(json.dumps({"heldout_sampled_accuracy": heldout_sd_accuracy(args.out, coco, args.seed)}))
         print(f"wrote {args.out}")
         return 0
     if args.mini_kind == "kosmos2":

@@ -3,13 +3,16 @@ VAE (reconstruction, with a small KL term), then the U-Net on the frozen VAE's l
 epsilon prediction under SD v1.5's noise schedule, conditioned on the frozen text encoder's last
 hidden state of one of the image's captions, or of the empty caption for a tenth of the images so
 that classifier-free guidance has an unconditional model to push against. The U-Net keeps an
-exponential moving average of its weights, which is what is saved. Seeded: the same seed on the
-same machine gives the same weights. Both losses go out as JSON lines."""
+exponential moving average of its weights, which is what is saved, every `save_every` steps and
+at the end, with a record naming the steps it holds: nothing depends on the total step count, so
+the weights saved at step n are those `--steps n` gives. Seeded: the same seed on the same
+machine gives the same weights. Both losses go out as JSON lines."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +39,13 @@ from models.text_target import ClipTextTarget
 class SdTraining(MiniTraining):
     steps: int = 5000  # U-Net steps
     learning_rate: float = 1e-3  # U-Net
-    vae_steps: int = 1500
+    vae_steps: int = 1000
     vae_batch_size: int = 32
     vae_learning_rate: float = 1e-3
     kl_weight: float = 1e-6  # small, as LDM's: the latents only need to stay bounded
     null_share: float = 0.1  # empty captions, for classifier-free guidance
     ema_decay: float = 0.999
+    save_every: int = 500
     log_every: int = 100
     config: MiniSdConfig = MiniSdConfig()
 
@@ -52,11 +56,12 @@ def train_stable_diffusion(
     clip: Path,
     out: Path,
     training: SdTraining,
-    command: str,
+    command: Callable[[SdTraining], str],
     log: LossLog = print_line,
 ) -> tuple[list[float], list[float]]:
     """Writes the trained mini SD to `out`, its text encoder the mini CLIP's at `clip`; returns
-    every VAE step's loss and every U-Net step's loss."""
+    every VAE step's loss and every U-Net step's loss. `command(settings)` is the command line
+    that trains with `settings`, for the record."""
     labelled = [item for item in labelled_images(captions_file, images) if item.captions]
     pixels = torch.from_numpy(np.stack([np.asarray(item.rgb()) for item in labelled]))
     pixels = pixels.permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -87,6 +92,23 @@ def train_stable_diffusion(
         scale = vae.config.scaling_factor
         batch = min(training.batch_size, len(labelled))
 
+        def save(steps: int) -> None:
+            ema.store(unet.parameters())
+            ema.copy_to(unet.parameters())
+            unet.save_pretrained(out / "unet")
+            ema.restore(unet.parameters())
+            taken = replace(training, steps=steps)
+            write_record(out / RECORD_FILE, Provenance(command(taken), training.seed, WORLD_VERSION, taken))
+
+        taken = 0
+
+        def after_step() -> None:
+            nonlocal taken
+            ema.step(unet.parameters())
+            taken += 1
+            if taken % training.save_every == 0 or taken == training.steps:
+                save(taken)
+
         def unet_loss() -> torch.Tensor:
             chosen = torch.randperm(len(labelled), generator=draws)[:batch]
             text = first[chosen] + (torch.rand(batch, generator=draws) * count[chosen]).long()
@@ -102,11 +124,8 @@ def train_stable_diffusion(
 
         unet_losses = optimise(
             unet.parameters(), unet_loss, training.steps, training.learning_rate, training.log_every,
-            _tagged(log, "unet"), after_step=lambda: ema.step(unet.parameters()),
+            _tagged(log, "unet"), after_step=after_step,
         )  # fmt: skip
-        ema.copy_to(unet.parameters())
-    unet.eval().save_pretrained(out / "unet")
-    write_record(out / RECORD_FILE, Provenance(command, training.seed, WORLD_VERSION, training))
     return vae_losses, unet_losses
 
 
