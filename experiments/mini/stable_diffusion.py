@@ -25,7 +25,8 @@ TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_conf
 
 @dataclass(frozen=True)
 class MiniSdConfig:
-    vae_channels: tuple[int, ...] = (32, 64, 64)  # three levels: 32-px images, 8 x 8 x 4 latents
+    vae_channels: tuple[int, ...] = (16, 32, 32)  # three levels: 32-px images, 8 x 8 latents
+    latent_channels: int = 4
     unet_channels: tuple[int, ...] = (64, 128)
     unet_layers_per_block: int = 1
     attention_head_dim: int = 8
@@ -40,7 +41,7 @@ def untrained_vae(config: MiniSdConfig) -> AutoencoderKL:
         up_block_types=("UpDecoderBlock2D",) * levels,
         block_out_channels=config.vae_channels,
         layers_per_block=1,
-        latent_channels=4,
+        latent_channels=config.latent_channels,
         norm_num_groups=16,
         sample_size=IMAGE_SIZE,
     )
@@ -51,8 +52,8 @@ def untrained_unet(config: MiniSdConfig, cross_attention_dim: int, latent_size: 
     # Cross-attention at every level: where an object stands is read from the caption at both.
     return UNet2DConditionModel(
         sample_size=latent_size,
-        in_channels=4,
-        out_channels=4,
+        in_channels=config.latent_channels,
+        out_channels=config.latent_channels,
         block_out_channels=config.unet_channels,
         layers_per_block=config.unet_layers_per_block,
         down_block_types=("CrossAttnDownBlock2D",) * levels,
