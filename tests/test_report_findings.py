@@ -1,0 +1,117 @@
+"""Table 2's report on a tier that measures attribute accuracy: the Accuracy column (no paper value),
+its plot, the "Findings on this tier" and "Gates" sections, read from a real MLflow store whose runs
+carry the numbers. The claims and gates are the ones experiments.toml declares; the same report
+over numbers that contradict them turns every verdict over."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from mlflow.entities import Metric
+
+from repro.config import load_matrix
+from repro.config.schema import TableRow, TableSpec
+from repro.report.run_report import write_report
+from repro.tracking import tags
+from tests.support.mlflow_store import FakeRunStore
+
+ROOT = Path(__file__).parents[1]
+EXPERIMENT = "findings-test"
+FID, ACCURACY, ONE_OBJECT = "eval/fid", "eval/attribute_accuracy", "eval/attribute_accuracy/one_object"
+FLOOR = "aligner-untrained"
+# Per experiment, (FID, accuracy, one-object accuracy) around which three seeds scatter.
+AS_THE_PAPER_SAYS = {
+    "sd-v1-5": (3.0, 0.92, 0.95),
+    "e2e-linear": (30.0, 0.05, 0.08),
+    "e2e-aligner": (6.0, 0.70, 0.80),
+    "decoder-12": (25.0, 0.04, 0.06),
+    "aligner-12": (4.0, 0.85, 0.90),
+    "aligner-24": (3.9, 0.86, 0.90),
+    FLOOR: (40.0, 0.01, 0.02),
+}
+OTHERWISE = {
+    "sd-v1-5": (3.0, 0.50, 0.60),
+    "e2e-linear": (5.0, 0.40, 0.50),
+    "e2e-aligner": (6.0, 0.45, 0.50),
+    "decoder-12": (5.5, 0.40, 0.50),
+    "aligner-12": (7.0, 0.30, 0.40),
+    "aligner-24": (9.0, 0.30, 0.40),
+    FLOOR: (10.0, 0.30, 0.35),
+}
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> TableSpec:
+    """experiments.toml's Table 2, with the floor row the mini tier adds."""
+    matrix = load_matrix(ROOT / "experiments.toml", "tiny", tiny_assets=tmp_path_factory.mktemp("assets"),
+                         env={})
+    table2 = next(table for table in matrix.tables if table.key == "table2")
+    floor = TableRow("Untrained aligner (floor)", FLOOR, "", ())
+    return replace(table2, rows=(*table2.rows, floor))
+
+
+def _report(numbers: dict[str, tuple[float, ...]], spec: TableSpec, tmp: Path, accuracy: bool = True) -> str:
+    store = FakeRunStore(tmp, EXPERIMENT)
+    parent = store.create_run({tags.KIND: "campaign"})
+    for experiment, (fid, overall, one_object) in numbers.items():
+        for seed, jitter in enumerate((-0.01, 0.0, 0.01)):
+            run_id = store.create_run({
+                tags.KIND: "run", "mlflow.parentRunId": parent, tags.TABLE: "table2",
+                tags.ROW: experiment, tags.EXPERIMENT: experiment,  # the report reads rows by experiment
+                tags.TIER: "mini", tags.SEED: str(seed), tags.CONFIG_HASH: f"{experiment}-{seed}",
+            })
+            metrics = [Metric(FID, fid + 10 * jitter, 0, 0)]
+            if accuracy:
+                metrics += [Metric(ACCURACY, overall + jitter, 0, 0),
+                            Metric(ONE_OBJECT, one_object + jitter, 0, 0)]
+            store.client.log_batch(run_id, metrics=metrics)
+            store.client.set_terminated(run_id, "FINISHED")
+    out = tmp / "out"
+    written = write_report(store.uri, EXPERIMENT, spec, "mini", out)
+    assert (out / "table2_attribute_accuracy_per_row.png" in written) == accuracy
+    return (out / "table2.md").read_text()
+
+
+def _verdicts(markdown: str, heading: str) -> list[str]:
+    section = markdown.split(heading, 1)[1].split("\n\n", 2)[1]
+    return [line for line in section.splitlines() if line.startswith("- ")]
+
+
+def test_the_accuracy_column_findings_and_gates_as_the_paper_says(spec, tmp_path) -> None:
+    markdown = _report(AS_THE_PAPER_SAYS, spec, tmp_path)
+    assert "| Method | Source | FID | Accuracy |" in markdown
+    # Mean ± std over three seeds, and no paper value beside the accuracy.
+    sd = "| SD v1.5 | reproduced (tier mini, n=3) | 3.00 ± 0.10 (paper 9.34, -6.34) | 0.92 ± 0.01 |"
+    assert sd in markdown
+    legend = "Accuracy: eval/attribute_accuracy, measured here only (the paper has none; higher is better)."
+    assert legend in markdown
+    findings = _verdicts(markdown, "### Findings on this tier")
+    assert [line.split("**: ")[1].split(".")[0] for line in findings] == ["reproduces"] * 4
+    assert "E2E w/o AlignerNet: FID 30.00 ± 0.10 (n=3), Failed (mean > 3 x SD v1.5)" in findings[0]
+    gates = _verdicts(markdown, "### Gates")
+    assert [line.split("**")[1] for line in gates] == ["PASS"] * 4
+    assert "Untrained aligner (floor): eval/attribute_accuracy = 0.01 (n=3); needs <= 0.1." in gates[1]
+    assert "SD v1.5: eval/fid = 3 (n=3); needs <= 0.2 x Untrained aligner (floor)'s 40 (n=3) = 8." in gates[2]
+
+
+def test_numbers_against_the_paper_turn_every_verdict(spec, tmp_path) -> None:
+    markdown = _report(OTHERWISE, spec, tmp_path)
+    findings = _verdicts(markdown, "### Findings on this tier")
+    assert [line.split("**: ")[1].split(".")[0] for line in findings] == ["does not reproduce"] * 4
+    assert "not Failed: at most 3 x SD v1.5: FID 3.00 ± 0.10 (n=3) = 9.00" in findings[0]
+    assert [line.split("**")[1] for line in _verdicts(markdown, "### Gates")] == ["FAIL"] * 4
+
+
+def test_missing_rows_are_named_and_a_tier_without_accuracy_has_no_gates(spec, tmp_path) -> None:
+    numbers = {name: values for name, values in AS_THE_PAPER_SAYS.items() if name != "aligner-24"}
+    no_floor = replace(spec, rows=tuple(row for row in spec.rows if row.experiment != FLOOR))
+    markdown = _report(numbers, no_floor, tmp_path / "a")
+    findings = _verdicts(markdown, "### Findings on this tier")
+    assert findings[3].endswith("cannot be checked. 24-Layers AlignerNet has no finished run.")
+    gates = _verdicts(markdown, "### Gates")
+    assert gates[1] == ("- **not measured** the untrained aligner is near chance: experiment "
+                        "'aligner-untrained' is no row of table2 at this tier.")
+    plain = _report(numbers, no_floor, tmp_path / "b", accuracy=False)
+    assert "### Gates" not in plain and "Accuracy" not in plain and "### Findings on this tier" in plain
