@@ -8,12 +8,15 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow.entities import Metric
 
 from repro.config import load_matrix
 from repro.config.schema import TableRow, TableSpec
 from repro.report.run_report import write_report
+from repro.report.summary import summarise
+from repro.report.table import write_table
 from repro.tracking import tags
 from tests.support.mlflow_store import FakeRunStore
 
@@ -43,13 +46,17 @@ OTHERWISE = {
 
 
 @pytest.fixture(scope="module")
-def spec(tmp_path_factory: pytest.TempPathFactory) -> TableSpec:
-    """experiments.toml's Table 2, with the floor row the mini tier adds."""
+def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TableSpec]:
     matrix = load_matrix(ROOT / "experiments.toml", "tiny", tiny_assets=tmp_path_factory.mktemp("assets"),
                          env={})
-    table2 = next(table for table in matrix.tables if table.key == "table2")
+    return {table.key: table for table in matrix.tables}
+
+
+@pytest.fixture(scope="module")
+def spec(tables: dict[str, TableSpec]) -> TableSpec:
+    """experiments.toml's Table 2, with the floor row the mini tier adds."""
     floor = TableRow("Untrained aligner (floor)", FLOOR, "", ())
-    return replace(table2, rows=(*table2.rows, floor))
+    return replace(tables["table2"], rows=(*tables["table2"].rows, floor))
 
 
 def _report(numbers: dict[str, tuple[float, ...]], spec: TableSpec, tmp: Path, accuracy: bool = True) -> str:
@@ -115,3 +122,16 @@ def test_missing_rows_are_named_and_a_tier_without_accuracy_has_no_gates(spec, t
                         "'aligner-untrained' is no row of table2 at this tier.")
     plain = _report(numbers, no_floor, tmp_path / "b", accuracy=False)
     assert "### Gates" not in plain and "Accuracy" not in plain and "### Findings on this tier" in plain
+
+
+def test_table1_shows_accuracy_in_its_fid_panel_alone(tables, tmp_path) -> None:
+    table1 = tables["table1"]
+    scores = {"eval/dino": 0.6, "eval/clip_i": 0.8, "eval/clip_t": 0.3, FID: 5.0, ACCURACY: 0.8}
+    runs = pd.DataFrame([{"run_id": "k", "experiment": "kosmos-g", "seed": 0, "status": "FINISHED",
+                          "failure_reason": None, **scores}])
+    write_table(summarise(runs, table1, "mini"), table1, tmp_path, "caption")
+    dreambench, coco = (tmp_path / "table1.md").read_text().split("### MS-COCO", 1)
+    assert "Accuracy" not in dreambench
+    assert "| Method | Kind | Source | FID | Accuracy |" in coco
+    assert "| KOSMOS-G | zero-shot | reproduced (tier mini, n=1) | 5.00 (paper 10.99, -5.99) | 0.80 |" in coco
+    assert "| GLIDE | T2I | paper (cited) | 12.24 (cited) | - |" in coco
