@@ -21,7 +21,6 @@ from repro.tracking import tags
 from tests.support.mlflow_store import FakeRunStore
 
 ROOT = Path(__file__).parents[1]
-EXPERIMENT = "findings-test"
 FID, ACCURACY, ONE_OBJECT = "eval/fid", "eval/attribute_accuracy", "eval/attribute_accuracy/one_object"
 FLOOR = "aligner-untrained"
 # Per experiment, (FID, accuracy, one-object accuracy) around which three seeds scatter.
@@ -59,8 +58,14 @@ def spec(tables: dict[str, TableSpec]) -> TableSpec:
     return replace(tables["table2"], rows=(*tables["table2"].rows, floor))
 
 
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One MLflow database for the module (creating one takes seconds); an experiment per report."""
+    return tmp_path_factory.mktemp("store")
+
+
 def _report(numbers: dict[str, tuple[float, ...]], spec: TableSpec, tmp: Path, accuracy: bool = True) -> str:
-    store = FakeRunStore(tmp, EXPERIMENT)
+    store = FakeRunStore(tmp.parent, tmp.name)
     parent = store.create_run({tags.KIND: "campaign"})
     for experiment, (fid, overall, one_object) in numbers.items():
         for seed, jitter in enumerate((-0.01, 0.0, 0.01)):
@@ -76,7 +81,7 @@ def _report(numbers: dict[str, tuple[float, ...]], spec: TableSpec, tmp: Path, a
             store.client.log_batch(run_id, metrics=metrics)
             store.client.set_terminated(run_id, "FINISHED")
     out = tmp / "out"
-    written = write_report(store.uri, EXPERIMENT, spec, "mini", out)
+    written = write_report(store.uri, tmp.name, spec, "mini", out)
     assert (out / "table2_attribute_accuracy_per_row.png" in written) == accuracy
     return (out / "table2.md").read_text()
 
@@ -86,8 +91,8 @@ def _verdicts(markdown: str, heading: str) -> list[str]:
     return [line for line in section.splitlines() if line.startswith("- ")]
 
 
-def test_the_accuracy_column_findings_and_gates_as_the_paper_says(spec, tmp_path) -> None:
-    markdown = _report(AS_THE_PAPER_SAYS, spec, tmp_path)
+def test_the_accuracy_column_findings_and_gates_as_the_paper_says(spec, store_dir) -> None:
+    markdown = _report(AS_THE_PAPER_SAYS, spec, store_dir / "as-the-paper-says")
     assert "| Method | Source | FID | Accuracy |" in markdown
     # Mean ± std over three seeds, and no paper value beside the accuracy.
     sd = "| SD v1.5 | reproduced (tier mini, n=3) | 3.00 ± 0.10 (paper 9.34, -6.34) | 0.92 ± 0.01 |"
@@ -103,24 +108,24 @@ def test_the_accuracy_column_findings_and_gates_as_the_paper_says(spec, tmp_path
     assert "SD v1.5: eval/fid = 3 (n=3); needs <= 0.2 x Untrained aligner (floor)'s 40 (n=3) = 8." in gates[2]
 
 
-def test_numbers_against_the_paper_turn_every_verdict(spec, tmp_path) -> None:
-    markdown = _report(OTHERWISE, spec, tmp_path)
+def test_numbers_against_the_paper_turn_every_verdict(spec, store_dir) -> None:
+    markdown = _report(OTHERWISE, spec, store_dir / "otherwise")
     findings = _verdicts(markdown, "### Findings on this tier")
     assert [line.split("**: ")[1].split(".")[0] for line in findings] == ["does not reproduce"] * 4
     assert "not Failed: at most 3 x SD v1.5: FID 3.00 ± 0.10 (n=3) = 9.00" in findings[0]
     assert [line.split("**")[1] for line in _verdicts(markdown, "### Gates")] == ["FAIL"] * 4
 
 
-def test_missing_rows_are_named_and_a_tier_without_accuracy_has_no_gates(spec, tmp_path) -> None:
+def test_missing_rows_are_named_and_a_tier_without_accuracy_has_no_gates(spec, store_dir) -> None:
     numbers = {name: values for name, values in AS_THE_PAPER_SAYS.items() if name != "aligner-24"}
     no_floor = replace(spec, rows=tuple(row for row in spec.rows if row.experiment != FLOOR))
-    markdown = _report(numbers, no_floor, tmp_path / "a")
+    markdown = _report(numbers, no_floor, store_dir / "missing-rows")
     findings = _verdicts(markdown, "### Findings on this tier")
     assert findings[3].endswith("cannot be checked. 24-Layers AlignerNet has no finished run.")
     gates = _verdicts(markdown, "### Gates")
     assert gates[1] == ("- **not measured** the untrained aligner is near chance: experiment "
                         "'aligner-untrained' is no row of table2 at this tier.")
-    plain = _report(numbers, no_floor, tmp_path / "b", accuracy=False)
+    plain = _report(numbers, no_floor, store_dir / "no-accuracy", accuracy=False)
     assert "### Gates" not in plain and "Accuracy" not in plain and "### Findings on this tier" in plain
 
 
