@@ -89,7 +89,9 @@ def evaluate_fid(
     metrics = {"eval/fid": score, "eval/num_images": float(len(captions))}
     if fid.attribute_classifier:
         # Here, after every rank has written its share: the whole set, scored once.
-        metrics.update(generated_accuracy(generated, Path(fid.attribute_classifier)))
+        prompts = [c.caption for c in captions]
+        images = [_png(generated, index) for index in range(len(prompts))]
+        metrics.update(generated_accuracy(images, prompts, Path(fid.attribute_classifier)))
     return {**metrics, "eval/seconds": time.perf_counter() - started}
 
 

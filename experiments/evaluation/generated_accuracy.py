@@ -1,7 +1,7 @@
-"""Attribute accuracy of a run's FID samples: the folder generate_images filled (its PNGs in
-caption order, captions.txt pinning the captions) scored by the mini world's attribute classifier
-against the captions the images were made for. Logged beside eval/fid by every run whose
-fid.attribute_classifier is set.
+"""Attribute accuracy of a run's FID samples: the images generate_images wrote, scored by the
+mini world's attribute classifier against the captions they were made for (the list in sampling
+order, as captions.txt pins it). Logged beside eval/fid by every run whose fid.attribute_classifier
+is set.
 
     eval/attribute_accuracy                  overall (every attribute of the image right)
     eval/attribute_accuracy/<attribute>      count, background, shape, colour, size, position
@@ -15,12 +15,13 @@ px), what the classifier was trained on; at another resolution the classifier's 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
 
 from experiments.evaluation.attribute_accuracy import attribute_accuracy
-from experiments.mini.attribute_classifier import AttributeClassifier, load_classifier
+from experiments.mini.attribute_classifier import load_classifier
 from experiments.mini.captions import scene_of
 
 METRIC = "eval/attribute_accuracy"
@@ -28,33 +29,19 @@ METRIC = "eval/attribute_accuracy"
 BY_COUNT = {1: "one_object", 2: "two_objects"}
 
 
-def generated_accuracy(folder: Path, classifier_weights: Path) -> dict[str, float]:
-    """The metrics above for the images of `folder` (000000.png, ... one per line of captions.txt)."""
-    folder = Path(folder)
-    captions = (folder / "captions.txt").read_text(encoding="utf-8").splitlines()
-    paths = [folder / f"{index:06d}.png" for index in range(len(captions))]
-    missing = [path.name for path in paths if not path.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{folder}: {len(missing)} of the {len(captions)} images captions.txt names are missing, "
-            f"e.g. {missing[0]}; attribute accuracy scores the whole set"
-        )
-    return accuracy_metrics(load_classifier(classifier_weights), [_read(path) for path in paths], captions)
-
-
-def accuracy_metrics(
-    classifier: AttributeClassifier, images: list[Image.Image], captions: list[str]
+def generated_accuracy(
+    images: Sequence[Path], captions: Sequence[str], classifier_weights: Path
 ) -> dict[str, float]:
-    """The metrics above for `images` against `captions` (one each)."""
-    scores = attribute_accuracy(classifier, images, captions)
-    metrics = {_name(attribute): value for attribute, value in scores.items()}
+    """The metrics above for the image files `images` against `captions`, one each."""
+    classifier = load_classifier(classifier_weights)
+    pictures = [_read(path) for path in images]
+    scores = attribute_accuracy(classifier, pictures, captions)
+    metrics = {_name(name): value for name, value in scores.items()}
     counts = [len(scene_of(text).objects) for text in captions]
     for count, suffix in BY_COUNT.items():
-        chosen = [index for index, n in enumerate(counts) if n == count]
-        if chosen:
-            subset = attribute_accuracy(
-                classifier, [images[i] for i in chosen], [captions[i] for i in chosen]
-            )
+        if chosen := [i for i, n in enumerate(counts) if n == count]:
+            subset = attribute_accuracy(classifier, [pictures[i] for i in chosen],
+                                        [captions[i] for i in chosen])
             metrics[f"{METRIC}/{suffix}"] = subset["overall"]
     return metrics
 
