@@ -705,7 +705,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from repro.tracking.mlflow_runs import ensure_experiment, runs_url
     from repro.tracking.runs_view import share_runs_view
 
-    metrics = [metric for table in _load(args, args.tier).tables for metric in table.collected_metrics]
+    metrics = [metric for table in _load(args, args.tier).tables
+               for panel in table.panels for metric in panel.metrics]
     uri, experiment = _tracking(args)
     client = MlflowClient(uri)
     # Created if need be, so the URL names it before the first run exists.
