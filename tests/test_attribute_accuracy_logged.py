@@ -74,6 +74,12 @@ def test_real_images_score_high_against_their_captions_and_low_against_shuffled_
     assert len(images) == len(captions) == 96
     shuffled = generated_accuracy(images, random.Random(0).sample(captions, len(captions)), SHIPPED)
     assert shuffled[METRIC] <= 0.1 and shuffled[f"{METRIC}/colour"] < 0.5
+    # Samples stored at a larger fid.resolution reach the classifier at the 32 px it was trained on.
+    larger = []
+    for path in images:
+        larger.append(tmp_path / f"large-{path.name}")
+        Image.open(path).resize((64, 64), Image.Resampling.BILINEAR).save(larger[-1])
+    assert generated_accuracy(larger, captions, SHIPPED)[METRIC] >= 0.9
 
 
 def test_a_run_without_the_classifier_logs_no_accuracy(world, tmp_path):
