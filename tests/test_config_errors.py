@@ -189,7 +189,8 @@ CASES = {
         expect=("table.table2.failed_above_baseline_ratio: required with baseline_row",),
     ),
     "failure rule on a higher-is-better panel": Case(
-        replace=('["FID"], lower_is_better = true }]', '["FID"], lower_is_better = false }]'),
+        replace=('"MS-COCO FID", metrics = ["eval/fid"], labels = ["FID"], lower_is_better = true',
+                 '"MS-COCO FID", metrics = ["eval/fid"], labels = ["FID"], lower_is_better = false'),
         expect=("table.table2.failed_above_baseline_ratio", "panel 'MS-COCO FID' is higher is better"),
     ),
     "table with panels and a one-metric key": Case(
@@ -199,6 +200,28 @@ CASES = {
     "table without metrics": Case(
         replace=('panels = [{ name = "MS-COCO FID"', 'panls = [{ name = "MS-COCO FID"'),
         expect=("table.table2.panls", "did you mean 'panels'", "table.table2.panels: required"),
+    ),
+    "beyond-paper column with a misspelt key": Case(
+        replace=('{ metric = "eval/attribute_accuracy", label = "Accuracy", lower_is_better = false }] }]',
+                 '{ metric = "eval/attribute_accuracy", lable = "Accuracy", lower_is_better = false }] }]'),
+        expect=("table.table2.panels[0].beyond_paper[0].lable", "did you mean 'label'"),
+    ),
+    "finding of an unknown kind": Case(
+        replace=('holds = "as_good_as"', 'holds = "as_good"'),
+        expect=("table.table2.findings[3]", "unknown value 'as_good'", "did you mean 'as_good_as'"),
+    ),
+    "comparison finding without the other row": Case(
+        replace=('holds = "better_than", other = "e2e-aligner"', 'holds = "better_than"'),
+        expect=("table.table2.findings[2].other", "name the other experiment"),
+    ),
+    "gate with both bounds": Case(
+        replace=("at_most = 0.1 }", "at_most = 0.1, at_least = 0.0 }"),
+        expect=("table.table2.gates[1]", "exactly one of at_least or at_most"),
+    ),
+    "gate on a metric the table does not have": Case(
+        replace=('metric = "eval/attribute_accuracy/one_object"',
+                 'metric = "eval/attribute_acuracy/one_object"'),
+        expect=("table.table2.gates[0].metric", "'eval/attribute_acuracy/one_object' is no metric"),
     ),
     "invalid TOML": Case(append="\n[[experiment]\n", expect=("cannot read",)),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import get_type_hints
 
@@ -11,7 +12,7 @@ from experiments.config import RunConfig
 from repro.config import ConfigError, load_matrix
 from repro.config.fields import SECTIONS
 from repro.config.paths import PATH_KEYS
-from repro.config.schema import FailureRule, Panel
+from repro.config.schema import BeyondPaperColumn, FailureRule, Panel
 from repro.launch.plan_table import format_plan
 from tests.support.full_tier import EXPERIMENTS, fake_full_env
 
@@ -50,7 +51,9 @@ def test_tiny_tier_has_every_table2_row_at_each_seed(tmp_path):
         assert run.config.recipe == TABLE2[run.row][0]
         assert run.config.seed == run.seed
     table = next(t for t in matrix.tables if t.key == "table2")
-    assert table.panels == (Panel("MS-COCO FID", ("eval/fid",), ("FID",), lower_is_better=True),)
+    accuracy = BeyondPaperColumn("eval/attribute_accuracy", "Accuracy", lower_is_better=False)
+    assert table.panels == (Panel("MS-COCO FID", ("eval/fid",), ("FID",), lower_is_better=True,
+                                  beyond_paper=(accuracy,)),)
     assert table.failure_rule == FailureRule(baseline_row="SD v1.5", failed_above_baseline_ratio=3.0)
     assert {row.name: row.paper for row in table.rows} == {
         row: (("eval/fid", paper),) for row, (_, paper) in TABLE2.items()}
@@ -61,9 +64,12 @@ def test_a_table_of_one_metric_may_still_name_it_without_panels(tmp_path):
     after the metric."""
     text = EXPERIMENTS.read_text()
     panels = ('panels = [{ name = "MS-COCO FID", metrics = ["eval/fid"], labels = ["FID"],'
-              ' lower_is_better = true }]')
+              ' lower_is_better = true, beyond_paper = [{ metric = "eval/attribute_accuracy",'
+              ' label = "Accuracy", lower_is_better = false }] }]')
     assert text.count(panels) == 1
     path = tmp_path / "experiments.toml"
+    # The old form has no beyond-paper columns, so no gate may read attribute accuracy.
+    text = re.sub(r"^gates = \[\n.*?^\]\n", "", text, count=1, flags=re.MULTILINE | re.DOTALL)
     path.write_text(text.replace(panels, 'metric = "eval/fid"\nlower_is_better = true'))
     old = next(t for t in load_matrix(path, "tiny", tiny_assets=tmp_path / "assets", env={}).tables
                if t.key == "table2")

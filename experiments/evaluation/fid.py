@@ -32,6 +32,7 @@ from experiments.config import FidConfig
 from experiments.data.captions import load_captions, sample_captions
 from experiments.evaluation.fid_images import fid_image, preprocessing_tag
 from experiments.evaluation.fidelity_files import require_plain
+from experiments.evaluation.generated_accuracy import generated_accuracy
 from experiments.evaluation.image_files import intact, save_png
 from experiments.evaluation.sheets import save_grid
 from experiments.training.precision import sampling_autocast
@@ -85,11 +86,13 @@ def evaluate_fid(
     reference = prepare_reference(fid, cache_dir)
     score = compute_fid(generated, reference, fid, cache_dir)
     save_grid(generated, run_dir / "samples" / "grid.png")
-    return {
-        "eval/fid": score,
-        "eval/num_images": float(len(captions)),
-        "eval/seconds": time.perf_counter() - started,
-    }
+    metrics = {"eval/fid": score, "eval/num_images": float(len(captions))}
+    if fid.attribute_classifier:
+        # Here, after every rank has written its share: the whole set, scored once.
+        prompts = [c.caption for c in captions]
+        images = [_png(generated, index) for index in range(len(prompts))]
+        metrics.update(generated_accuracy(images, prompts, Path(fid.attribute_classifier)))
+    return {**metrics, "eval/seconds": time.perf_counter() - started}
 
 
 def fid_tags(fid: FidConfig) -> dict[str, str]:

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from experiments.config import RunConfig
 from repro.config.launch import LaunchConfig
 
 FAILED = "Failed"  # how the paper prints a row that produced no meaningful images
+
+
+@dataclass(frozen=True)
+class BeyondPaperColumn:
+    """A column the paper has none of (the mini world's attribute accuracy): shown after the
+    panel's own columns, with no paper value, only when some run of the table logged it."""
+
+    metric: str
+    label: str
+    lower_is_better: bool
 
 
 @dataclass(frozen=True)
@@ -19,6 +30,7 @@ class Panel:
     metrics: tuple[str, ...]  # MLflow metric names, in column order
     labels: tuple[str, ...]  # their column headers, e.g. "CLIP-I"
     lower_is_better: bool
+    beyond_paper: tuple[BeyondPaperColumn, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,36 @@ class FailureRule:
     failed_above_baseline_ratio: float
 
 
+# How a finding compares its experiment's row: "fails" under the table's failure rule; "better_than"
+# the other row (strictly, on the table's first metric); "as_good_as" the other row, within the
+# seeds' spread.
+FindingKind = Literal["fails", "better_than", "as_good_as"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One of the paper's claims about a table, checked against the measured rows."""
+
+    claim: str  # as the report states it, e.g. "E2E without AlignerNet fails"
+    experiment: str
+    holds: FindingKind
+    other: str | None = None  # the experiment compared with; None for "fails"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A bound a row's mean must meet for the table to mean something (the mini world's models):
+    mean of `metric` over the experiment's finished runs >= bound (at_least) or <= bound, the
+    bound scaled by the `times` experiment's mean of the same metric where one is named."""
+
+    name: str
+    experiment: str
+    metric: str
+    bound: float
+    at_least: bool
+    times: str | None = None
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """A table of the paper: panels of metrics, reproduced rows beside cited ones. Table 2 is one
@@ -55,10 +97,26 @@ class TableSpec:
     panels: tuple[Panel, ...]
     rows: tuple[TableRow, ...]  # reproduced first, in file order
     failure_rule: FailureRule | None = None
+    findings: tuple[Finding, ...] = ()
+    gates: tuple[Gate, ...] = ()
 
     @property
     def metrics(self) -> tuple[str, ...]:
+        """The paper's metrics, the columns every tier shows."""
         return tuple(metric for panel in self.panels for metric in panel.metrics)
+
+    @property
+    def beyond_paper(self) -> tuple[BeyondPaperColumn, ...]:
+        return tuple(column for panel in self.panels for column in panel.beyond_paper)
+
+    @property
+    def collected_metrics(self) -> tuple[str, ...]:
+        """Every metric the report reads from the runs: the columns and what the gates check."""
+        extra = [column.metric for column in self.beyond_paper] + [gate.metric for gate in self.gates]
+        return tuple(dict.fromkeys([*self.metrics, *extra]))
+
+    def row_of(self, experiment: str) -> TableRow | None:
+        return next((row for row in self.rows if row.experiment == experiment), None)
 
     @property
     def reproduced(self) -> tuple[TableRow, ...]:

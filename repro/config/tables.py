@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from experiments.recipes.registry import RECIPES
 from repro.config.checks import choices, metric_values, sub_tables, unknown_keys
 from repro.config.fields import BadValue, coerce
-from repro.config.schema import FAILED, FailureRule, Panel, TableRow, TableSpec
+from repro.config.schema import FAILED, BeyondPaperColumn, FailureRule, Panel, TableRow, TableSpec
+from repro.config.table_claims import read_findings, read_gates
 
 if TYPE_CHECKING:
     from repro.config.load import Experiment
@@ -18,8 +19,9 @@ if TYPE_CHECKING:
 # sections were written that way before tables had panels, and still load.
 _ONE_METRIC_KEYS = {"metric": str, "lower_is_better": bool}
 _RULE_KEYS = {"baseline_row": str, "failed_above_baseline_ratio": float}
-_TABLE_KEYS = {"title", "panels", "cited", "reuse", *_ONE_METRIC_KEYS, *_RULE_KEYS}
-_PANEL_KEYS = {"name", "metrics", "labels", "lower_is_better"}
+_TABLE_KEYS = {"title", "panels", "cited", "reuse", "findings", "gates", *_ONE_METRIC_KEYS, *_RULE_KEYS}
+_PANEL_KEYS = {"name", "metrics", "labels", "lower_is_better", "beyond_paper"}
+_BEYOND_PAPER_KEYS = {"metric", "label", "lower_is_better"}
 _CITED_KEYS = {"row", "kind", "values"}
 _REUSE_KEYS = {"experiment", "row", "kind", "paper"}
 
@@ -60,9 +62,12 @@ def _read_table(
     if not any(row.experiment for row in rows):
         problems.append(f"{where}: no [[experiment]] has table = {key!r} and nothing is reused")
     rule = _read_failure_rule(table, where, panels, rows, problems)
+    findings = read_findings(table.get("findings", []), f"{where}.findings", problems)
+    columns = [*known, *(column.metric for panel in panels for column in panel.beyond_paper)]
+    gates = read_gates(table.get("gates", []), f"{where}.gates", columns, problems)
     if problems:
         return None, problems
-    return TableSpec(key, table["title"], tuple(panels), tuple(rows), rule), []
+    return TableSpec(key, table["title"], tuple(panels), tuple(rows), rule, findings, gates), []
 
 
 def _read_panels(table: dict[str, Any], where: str, problems: list[str]) -> list[Panel]:
@@ -86,8 +91,22 @@ def _read_panels(table: dict[str, Any], where: str, problems: list[str]) -> list
             continue
         if len(labels) != len(metrics) or not metrics:
             problems.append(f"{at}.labels: one label per metric ({len(metrics)}), got {len(labels)}")
-        panels.append(Panel(name, metrics, labels, lower))
+        beyond = _read_beyond_paper(raw.get("beyond_paper", []), f"{at}.beyond_paper", problems)
+        panels.append(Panel(name, metrics, labels, lower, beyond))
     return panels
+
+
+def _read_beyond_paper(raw: Any, where: str, problems: list[str]) -> tuple[BeyondPaperColumn, ...]:
+    columns = []
+    for index, entry in enumerate(_entries(raw, where, problems)):
+        at = f"{where}[{index}]"
+        problems += unknown_keys(entry, _BEYOND_PAPER_KEYS, at)
+        try:
+            metric, label = coerce(entry.get("metric"), str), coerce(entry.get("label"), str)
+            columns.append(BeyondPaperColumn(metric, label, coerce(entry.get("lower_is_better"), bool)))
+        except BadValue as bad:
+            problems.append(f"{at}: metric, label (strings), lower_is_better (true or false): {bad}")
+    return tuple(columns)
 
 
 def _read_one_metric(table: dict[str, Any], where: str, problems: list[str]) -> list[Panel]:

@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 
-from repro.config.schema import Panel, TableSpec
+from repro.config.schema import BeyondPaperColumn, Panel, TableSpec
 from repro.report.summary import CITED, FAILED, MISSING, failed_in_paper
 
 _CITED_COLOUR = "lightgrey"
@@ -95,6 +95,27 @@ def _bars(axes: Axes, lines: pd.DataFrame, spec: TableSpec) -> None:
                       va="bottom", rotation=90, fontsize="small",
                       bbox={"facecolor": "white", "alpha": 0.8})
     axes.set_xticks(positions, lines["row"], rotation=60, ha="right", fontsize="small")
+
+
+def plot_beyond_paper(runs: pd.DataFrame, spec: TableSpec, column: BeyondPaperColumn, path: Path) -> Path:
+    """A metric the paper has none of, per reproduced row: a bar at the mean over the row's runs
+    and one point per seed, so the seeds' spread is seen, not summarised."""
+    rows = [row for row in spec.reproduced if runs.loc[runs["experiment"] == row.experiment, column.metric]
+            .notna().any()]
+    figure = Figure(figsize=(max(4.0, 0.9 * len(rows)), 5), layout="constrained")
+    axes = figure.add_subplot()
+    for position, row in enumerate(rows):
+        values = runs.loc[runs["experiment"] == row.experiment, column.metric].dropna().to_numpy()
+        colour = _colour(spec, row.name)
+        axes.bar(position, values.mean(), color=colour, alpha=0.5)
+        axes.scatter(np.full(len(values), position, dtype=float), values, color=colour, edgecolor="black",
+                     zorder=3)
+    axes.set_xticks(range(len(rows)), [row.name for row in rows], rotation=60, ha="right", fontsize="small")
+    direction = "lower" if column.lower_is_better else "higher"
+    axes.set(ylabel=column.label, title=f"{spec.title}\n{column.label} per row: mean (bar), seeds (points);"
+             f" {direction} is better; the paper has none")
+    axes.title.set_fontsize("medium")
+    return _save(figure, path)
 
 
 def plot_loss_curves(histories: pd.DataFrame, spec: TableSpec, path: Path) -> Path:

@@ -18,28 +18,41 @@ from repro.report.collect import (
     loss_histories,
 )
 from repro.report.comparable import check_comparable_fids
-from repro.report.summary import summarise
+from repro.report.findings import check_findings, findings_section
+from repro.report.gates import check_gates, gates_section
+from repro.report.summary import beyond_paper_logged, summarise
 from repro.report.table import caption_line, write_table
 
 
 def write_report(
     tracking_uri: str, experiment_name: str, spec: TableSpec, tier: str, out_dir: Path
 ) -> list[Path]:
-    """Writes into out_dir, and returns the paths of: <key>.md/.tex/.csv; the per-metric bars;
+    """Writes into out_dir, and returns the paths of: <key>.md/.tex/.csv (the markdown with the
+    table's findings, and its gates where runs logged a beyond-paper metric); the per-metric bars
+    and, per beyond-paper metric some run logged, its values per row (<key>_<name>_per_row.png);
     where some run trained, <key>_loss_curves.png and the metrics against compute; where runs
     logged sample grids, <key>_samples.png; where a reproduced row logged DreamBench sheets,
     <key>_dreambench_samples.png."""
     experiments = {row.experiment for row in spec.reproduced if row.experiment is not None}
-    runs = collect_runs(tracking_uri, experiment_name, experiments, tier, spec.metrics)
+    runs = collect_runs(tracking_uri, experiment_name, experiments, tier, spec.collected_metrics)
     check_comparable_fids(runs, spec)
     summary = summarise(runs, spec, tier)
-    written = write_table(summary, spec, out_dir, caption_line(runs, spec, tier, datetime.now(UTC)))
+    logged = beyond_paper_logged(runs, spec)
+    sections = [findings_section(check_findings(summary, spec), spec)] if spec.findings else []
+    if spec.gates and logged:
+        sections.append(gates_section(check_gates(runs, spec)))
+    caption = caption_line(runs, spec, tier, datetime.now(UTC))
+    written = write_table(summary, spec, out_dir, caption, sections)
 
     def figure(name: str) -> Path:
         return out_dir / f"{spec.key}_{name}.png"
 
     bars, vs_compute = _metric_figure_names(spec)
     written.append(plots.plot_metric_bars(summary, spec, figure(bars)))
+    for column in spec.beyond_paper:
+        if column.metric in logged:
+            name = f"{column.metric.rpartition('/')[2]}_per_row"
+            written.append(plots.plot_beyond_paper(runs, spec, column, figure(name)))
     histories = loss_histories(tracking_uri, runs)
     if not histories.empty:
         written.append(plots.plot_loss_curves(histories, spec, figure("loss_curves")))

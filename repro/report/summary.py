@@ -25,14 +25,23 @@ def summarise(runs: pd.DataFrame, spec: TableSpec, tier: str) -> pd.DataFrame:
     `runs` has a column per metric of the spec, as collect_runs gives it. `paper` is NaN where
     the paper prints Failed or gives no value; `delta` (reproduced - paper) only on ok lines."""
     verdict = _verdict(runs, spec)
+    logged = beyond_paper_logged(runs, spec)
     lines = []
     for panel in spec.panels:
+        columns = [*panel.metrics, *(c.metric for c in panel.beyond_paper if c.metric in logged)]
         for row in spec.rows:
             row_runs = runs[runs["experiment"] == row.experiment]
             had = _metrics_had(row, row_runs, spec)
-            lines += [_line(panel, row, metric, row_runs, tier, verdict) for metric in panel.metrics
+            lines += [_line(panel, row, metric, row_runs, tier, verdict) for metric in columns
                       if metric in had]
     return pd.DataFrame(lines, columns=SUMMARY_COLUMNS)
+
+
+def beyond_paper_logged(runs: pd.DataFrame, spec: TableSpec) -> set[str]:
+    """The table's beyond-paper metrics some run logged: the columns the table shows besides the
+    paper's (none at a tier that does not measure them)."""
+    return {column.metric for column in spec.beyond_paper
+            if column.metric in runs and runs[column.metric].notna().any()}
 
 
 def failed_in_paper(spec: TableSpec) -> set[tuple[str, str]]:
@@ -41,11 +50,12 @@ def failed_in_paper(spec: TableSpec) -> set[tuple[str, str]]:
 
 
 def _metrics_had(row: TableRow, row_runs: pd.DataFrame, spec: TableSpec) -> set[str]:
-    logged = {metric for metric in spec.metrics if row_runs[metric].notna().any()}
+    columns = [*spec.metrics, *(column.metric for column in spec.beyond_paper)]
+    logged = {metric for metric in columns if metric in row_runs and row_runs[metric].notna().any()}
     had = {metric for metric, _ in row.paper} | logged
     # A reproduced row the paper gives no value and that never ran would otherwise vanish from
     # the table; shown everywhere, it reads "missing".
-    return set(spec.metrics) if not had and row.experiment is not None else had
+    return set(columns) if not had and row.experiment is not None else had
 
 
 def _line(
@@ -91,7 +101,8 @@ class _Verdict:
             if self.rule is None and (row_runs["status"] == "FAILED").any():
                 return FAILED, "run failed"
             return MISSING, "no finished run"
-        if self.rule is not None and values.mean() > self.limits[metric]:
+        # The rule bounds the paper's lower-is-better metrics; a beyond-paper column has no limit.
+        if self.rule is not None and values.mean() > self.limits.get(metric, math.inf):
             return FAILED, f"mean > {self.rule.failed_above_baseline_ratio:g} x {self.rule.baseline_row}"
         return OK, ""
 

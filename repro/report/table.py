@@ -4,6 +4,7 @@ one table) and a long-format CSV (one line per panel, row and metric)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -26,11 +27,14 @@ def caption_line(runs: pd.DataFrame, spec: TableSpec, tier: str, generated: date
     )
 
 
-def write_table(summary: pd.DataFrame, spec: TableSpec, out_dir: Path, caption: str) -> list[Path]:
-    """Writes <key>.md, <key>.tex and <key>.csv into out_dir and returns their paths."""
+def write_table(
+    summary: pd.DataFrame, spec: TableSpec, out_dir: Path, caption: str, sections: Sequence[str] = ()
+) -> list[Path]:
+    """Writes <key>.md, <key>.tex and <key>.csv into out_dir and returns their paths. `sections`
+    (markdown, e.g. the findings) follow the table and its legend in <key>.md."""
     out_dir.mkdir(parents=True, exist_ok=True)
     md, tex, csv = (out_dir / f"{spec.key}.{ext}" for ext in ("md", "tex", "csv"))
-    md.write_text(_markdown(summary, spec, caption))
+    md.write_text(_markdown(summary, spec, caption, sections))
     tex.write_text(_latex(summary, spec, caption))
     summary.to_csv(csv, index=False)
     return [md, tex, csv]
@@ -38,7 +42,7 @@ def write_table(summary: pd.DataFrame, spec: TableSpec, out_dir: Path, caption: 
 
 def _digits(spec: TableSpec) -> dict[str, int]:
     # Per metric, as many decimals as the paper prints (DINO 0.774, FID 9.34), so values line up.
-    decimals = dict.fromkeys(spec.metrics, 2)
+    decimals = dict.fromkeys([*spec.metrics, *(column.metric for column in spec.beyond_paper)], 2)
     for row in spec.rows:
         for metric, value in row.paper:
             if value is not None:
@@ -48,6 +52,14 @@ def _digits(spec: TableSpec) -> dict[str, int]:
 
 def _heading(panel: Panel) -> str:
     return f"{panel.name} ({'lower' if panel.lower_is_better else 'higher'} is better)"
+
+
+def _columns(summary: pd.DataFrame, panel: Panel) -> tuple[list[str], list[str]]:
+    """The panel's (metrics, labels) shown: the paper's, then the beyond-paper ones the summary has."""
+    present = set(summary.loc[summary["panel"] == panel.name, "metric"])
+    beyond = [column for column in panel.beyond_paper if column.metric in present]
+    return ([*panel.metrics, *(column.metric for column in beyond)],
+            [*panel.labels, *(column.label for column in beyond)])
 
 
 def _text_columns(spec: TableSpec) -> list[str]:
@@ -62,6 +74,7 @@ def _panel_display(summary: pd.DataFrame, spec: TableSpec, panel: Panel, plus_mi
     digits = _digits(spec)
     paper_failed = failed_in_paper(spec)
     text = _text_columns(spec)
+    metrics, labels = _columns(summary, panel)
     rows = []
     for (name, kind, source), group in lines.groupby(["row", "kind", "source"], sort=False):
         cells = {
@@ -71,8 +84,8 @@ def _panel_display(summary: pd.DataFrame, spec: TableSpec, panel: Panel, plus_mi
         }
         named = {"Method": name, "Kind": kind, "Source": source}
         note = "; ".join(dict.fromkeys(reason for reason in group["reason"] if reason))
-        rows.append([*(named[column] for column in text), *(cells.get(m, "-") for m in panel.metrics), note])
-    display = pd.DataFrame(rows, columns=[*text, *panel.labels, _NOTE])
+        rows.append([*(named[column] for column in text), *(cells.get(m, "-") for m in metrics), note])
+    display = pd.DataFrame(rows, columns=[*text, *labels, _NOTE])
     return display if display[_NOTE].astype(bool).any() else display.drop(columns=_NOTE)
 
 
@@ -96,9 +109,13 @@ def _cell(line: pd.Series, digits: int, failed_in_paper: bool, plus_minus: str) 
     return f"{shown} (paper {number(line['paper'])}{delta})"
 
 
-def _legend(spec: TableSpec) -> str:
+def _legend(summary: pd.DataFrame, spec: TableSpec) -> str:
     parts = ["Reproduced rows: mean ± std over seeds; in parentheses the paper's value and"
              " reproduced - paper."]
+    shown = set(summary["metric"])
+    parts += [f"{column.label}: {column.metric}, measured here only (the paper has none;"
+              f" {'lower' if column.lower_is_better else 'higher'} is better)."
+              for column in spec.beyond_paper if column.metric in shown]
     if spec.cited:
         parts.append("Cited rows: other methods' values as the paper prints them, not rerun here.")
     if spec.failure_rule is not None:
@@ -108,12 +125,12 @@ def _legend(spec: TableSpec) -> str:
     return " ".join(parts)
 
 
-def _markdown(summary: pd.DataFrame, spec: TableSpec, caption: str) -> str:
+def _markdown(summary: pd.DataFrame, spec: TableSpec, caption: str, extra: Sequence[str]) -> str:
     sections = [
         f"### {_heading(panel)}\n\n{_markdown_grid(_panel_display(summary, spec, panel, ' ± '))}"
         for panel in spec.panels
     ]
-    return "\n\n".join([*sections, _legend(spec), f"_{caption}_"]) + "\n"
+    return "\n\n".join([*sections, _legend(summary, spec), *extra, f"_{caption}_"]) + "\n"
 
 
 def _markdown_grid(table: pd.DataFrame) -> str:
@@ -132,7 +149,7 @@ def _latex(summary: pd.DataFrame, spec: TableSpec, caption: str) -> str:
     for panel in spec.panels:
         display = _panel_display(summary, spec, panel, r" $\pm$ ")
         # Only the free text is escaped: the metric cells hold our own $\pm$ on purpose.
-        free_text = [column for column in display.columns if column not in panel.labels]
+        free_text = [column for column in display.columns if column not in _columns(summary, panel)[1]]
         display[free_text] = display[free_text].map(_escape_latex)
         display.columns = [_escape_latex(column) for column in display.columns]
         heading = _escape_latex(_heading(panel))

@@ -1,0 +1,126 @@
+"""The report's "Findings on this tier": each claim a table declares (TableSpec.findings) checked
+against the table's summary, on its first metric (Table 2: FID), from the measured means, spreads
+and seed counts. A pure function of the summary: the same numbers, the same verdicts."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from repro.config.schema import Finding, TableSpec
+from repro.report.summary import FAILED, OK
+
+REPRODUCES, DOES_NOT_REPRODUCE, NOT_CHECKED = "reproduces", "does not reproduce", "cannot be checked"
+HEADING = "### Findings on this tier"
+
+
+@dataclass(frozen=True)
+class FindingResult:
+    finding: Finding
+    verdict: str  # REPRODUCES, DOES_NOT_REPRODUCE or NOT_CHECKED
+    evidence: str  # the numbers it rests on, or what is missing
+
+
+@dataclass(frozen=True)
+class _Measured:
+    row: str
+    status: str
+    reason: str
+    n: int
+    mean: float
+    std: float
+
+    def text(self, label: str) -> str:
+        spread = f" ± {self.std:.2f}" if self.n >= 2 else ""
+        value = f"{self.mean:.2f}{spread}" if self.n else "no value"
+        failed = f", Failed ({self.reason})" if self.status == FAILED else ""
+        return f"{self.row}: {label} {value} (n={self.n}){failed}"
+
+    @property
+    def spread(self) -> float:
+        return 0.0 if math.isnan(self.std) else self.std
+
+
+def check_findings(summary: pd.DataFrame, spec: TableSpec) -> list[FindingResult]:
+    return [_check(finding, summary, spec) for finding in spec.findings]
+
+
+def findings_section(results: list[FindingResult], spec: TableSpec) -> str:
+    metric = spec.metrics[0]
+    lines = [f"{HEADING}\n",
+             f"The paper's claims, checked on {_label(spec)} ({metric}) as measured at this tier: mean ± std"
+             f" over n seeds."]
+    lines += [f"- **{result.finding.claim}**: {result.verdict}. {result.evidence}" for result in results]
+    return "\n".join(lines)
+
+
+def _label(spec: TableSpec) -> str:
+    return spec.panels[0].labels[0]
+
+
+def _check(finding: Finding, summary: pd.DataFrame, spec: TableSpec) -> FindingResult:
+    first, missing = _measured(finding.experiment, summary, spec)
+    if first is None:
+        return FindingResult(finding, NOT_CHECKED, missing)
+    if finding.holds == "fails":
+        return _fails(finding, first, summary, spec)
+    assert finding.other is not None  # the config reader requires it for a comparison
+    second, missing = _measured(finding.other, summary, spec)
+    if second is None:
+        return FindingResult(finding, NOT_CHECKED, missing)
+    label = _label(spec)
+    evidence = f"{first.text(label)}; {second.text(label)}."
+    if FAILED in (first.status, second.status):
+        # A Failed row made no meaningful images: it loses to a working one, and two Failed rows
+        # show nothing either way.
+        holds = first.status == OK
+        return FindingResult(finding, REPRODUCES if holds else DOES_NOT_REPRODUCE, evidence)
+    sign = 1.0 if spec.panels[0].lower_is_better else -1.0
+    gain = sign * (second.mean - first.mean)  # > 0: the first row is better
+    spread = max(first.spread, second.spread)
+    if finding.holds == "better_than":
+        holds = gain > 0
+        noise = "larger than" if abs(gain) > spread else "within"
+        evidence += f" Difference {abs(gain):.2f}, {noise} the seeds' spread ({spread:.2f})."
+    else:
+        holds = gain >= -spread
+        evidence += f" Allowed: no worse than the other by more than the seeds' spread ({spread:.2f})."
+    return FindingResult(finding, REPRODUCES if holds else DOES_NOT_REPRODUCE, evidence)
+
+
+def _fails(finding: Finding, row: _Measured, summary: pd.DataFrame, spec: TableSpec) -> FindingResult:
+    rule = spec.failure_rule
+    label = _label(spec)
+    if row.status == FAILED:
+        return FindingResult(finding, REPRODUCES, f"{row.text(label)}.")
+    if rule is None:
+        return FindingResult(finding, NOT_CHECKED, f"{spec.key} has no failure rule.")
+    baseline = _line(summary, rule.baseline_row, spec.metrics[0])
+    if baseline is None or baseline.status != OK:
+        why = f"{row.text(label)}; the baseline {rule.baseline_row} has no result to compare with."
+        return FindingResult(finding, NOT_CHECKED, why)
+    limit = rule.failed_above_baseline_ratio * baseline.mean
+    return FindingResult(finding, DOES_NOT_REPRODUCE,
+                         f"{row.text(label)}, not Failed: at most {rule.failed_above_baseline_ratio:g} x "
+                         f"{baseline.text(label)} = {limit:.2f}.")
+
+
+def _measured(experiment: str, summary: pd.DataFrame, spec: TableSpec) -> tuple[_Measured | None, str]:
+    row = spec.row_of(experiment)
+    if row is None:
+        return None, f"Experiment {experiment!r} is no row of {spec.key} at this tier."
+    line = _line(summary, row.name, spec.metrics[0])
+    if line is None or line.status not in (OK, FAILED):
+        return None, f"{row.name} has no finished run."
+    return line, ""
+
+
+def _line(summary: pd.DataFrame, row: str, metric: str) -> _Measured | None:
+    lines = summary[(summary["row"] == row) & (summary["metric"] == metric)]
+    if lines.empty:
+        return None
+    line = lines.iloc[0]
+    return _Measured(row, str(line["status"]), str(line["reason"]), int(line["n"]), float(line["mean"]),
+                     float(line["std"]))
