@@ -39,7 +39,7 @@ from models.text_target import ClipTextTarget
 class SdTraining(MiniTraining):
     steps: int = 5000  # U-Net steps
     learning_rate: float = 1e-3  # U-Net
-    vae_steps: int = 600
+    vae_steps: int = 2000
     vae_batch_size: int = 32
     vae_learning_rate: float = 2e-3
     kl_weight: float = 1e-6  # small, as LDM's: the latents only need to stay bounded
