@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from experiments.mini.assets import SHIPPED_WEIGHTS, check_shipped
-from repro.config import ConfigError, load_matrix
+from repro.config import ConfigError, load_matrix, load_sweep
 from repro.config.paths import MINI_PREFIX
+from repro.sweep.runs import TrialRuns
 from repro.tracking import tags
 from tests.support.full_tier import EXPERIMENTS
 from tests.support.workdirs import ONE_THREAD, child_runs, new_workdir, repro
@@ -33,6 +34,13 @@ def test_mini_tier_plans_every_row_but_the_released_ones_into_the_asset_folder(t
     assert [run.config_hash for run in elsewhere.runs] == [run.config_hash for run in matrix.runs]
     with pytest.raises(ConfigError, match="'aligner-12-released' runs only in tiers tiny, full, not 'mini'"):
         load_matrix(EXPERIMENTS, "mini", only="aligner-12-released", assets={MINI_PREFIX: tmp_path}, env={})
+
+
+def test_the_declared_sweep_runs_on_the_mini_tier(tmp_path: Path) -> None:
+    runs = TrialRuns(EXPERIMENTS, load_sweep(EXPERIMENTS, "align-lr"), "mini", (), {MINI_PREFIX: tmp_path})
+    runs.check_space()
+    base = runs.base().config
+    assert base.models.mllm == str(tmp_path / "kosmos2") and base.train.eval_every < base.train.steps
 
 
 def test_tiers_names_known_tiers(tmp_path: Path) -> None:
