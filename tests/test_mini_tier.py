@@ -72,7 +72,6 @@ def test_weights_of_another_world_version_are_refused_naming_the_retraining_comm
         check_shipped(weights)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not (SHIPPED_WEIGHTS / "sd").is_dir(), reason="the mini SD is not trained yet")
 def test_a_mini_run_goes_end_to_end_with_an_fid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
