@@ -25,6 +25,8 @@ ROWS = {"sd-v1-5", "e2e-linear", "e2e-aligner", "decoder-12", "aligner-12", "ali
 def test_mini_tier_plans_every_row_but_the_released_ones_into_the_asset_folder(tmp_path: Path) -> None:
     matrix = load_matrix(EXPERIMENTS, "mini", assets={MINI_PREFIX: tmp_path}, env={})
     assert {run.experiment for run in matrix.runs} == ROWS
+    rows = {row.name for table in matrix.tables for row in table.reproduced}
+    assert "Untrained AlignerNet (floor)" in rows and not any("released" in row for row in rows)
     aligner = next(run for run in matrix.runs if run.experiment == "aligner-12")
     assert aligner.config.models.mllm == str(tmp_path / "kosmos2")
     classifier = tmp_path / "classifier" / "attribute_classifier.safetensors"

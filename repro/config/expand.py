@@ -58,7 +58,11 @@ def expand(
         f"experiment {e.name!r}: after: {e.after!r} does not run in tier {tier!r} (its `tiers`)"
         for e in in_tier if e.after in left_out
     ])
-    document = dataclasses.replace(document, experiments=in_tier)
+    tables = tuple(
+        dataclasses.replace(table, rows=tuple(row for row in table.rows if row.experiment not in left_out))
+        for table in document.tables
+    )
+    document = dataclasses.replace(document, experiments=in_tier, tables=tables)
     seed_override: tuple[int, ...] | None = None
     if seeds is not None:
         seed_override, found = check_seeds(list(seeds), "--seeds")

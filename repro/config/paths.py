@@ -114,7 +114,8 @@ def needs_assets(config: RunConfig, roots: Mapping[str, Path]) -> list[str]:
         value = str(leaf_value(config, key) or "")
         missing = [prefix for prefix in ASSET_SOURCES if value.startswith(prefix) and prefix not in roots]
         if missing:
-            return [f"{key}: a {missing[0]} asset; pass the folder the harness builds those assets in"]
+            return [f"{key}: a {missing[0]} asset; pass the folder the harness builds it in "
+                    "(load_matrix's assets, or tiny_assets for @tiny/)"]
     return []
 
 
