@@ -314,13 +314,13 @@ def _mask_threshold(text: str) -> float:
 
 def _load(args: argparse.Namespace, tier: str, **filters) -> Matrix:
     config = args.config or args.workdir / "experiments.toml"
-    return load_matrix(config, tier, tiny_assets=_tiny_assets(args.workdir), **filters)
+    return load_matrix(config, tier, assets=_asset_roots(args.workdir), **filters)
 
 
-def _tiny_assets(workdir: Path) -> Path:
-    from repro.config.paths import tiny_assets_dir
+def _asset_roots(workdir: Path) -> dict[str, Path]:
+    from repro.config.paths import asset_roots
 
-    return tiny_assets_dir(workdir)
+    return asset_roots(workdir)
 
 
 def _matrix(args: argparse.Namespace) -> Matrix:
@@ -348,7 +348,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from repro.launch.plan_table import format_plan
 
     matrix = _matrix(args)
-    check_data(matrix, args.workdir / ".cache", skip_under=_tiny_assets(args.workdir))
+    check_data(matrix, args.workdir / ".cache", skip_under=tuple(_asset_roots(args.workdir).values()))
     print(format_plan(matrix))
     if args.sbatch:
         from repro.launch.executor import dependency_waves, slurm_arrays
@@ -385,7 +385,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     matrix = _matrix(args)
     if args.parallel < 1:
         raise ConfigError("--parallel must be at least 1")
-    _prepare_tiny_assets(args, matrix)
+    _prepare_assets(args, matrix)
     from repro.data.source_check import check_data
     from repro.launch.campaign import run_campaign
 
@@ -432,12 +432,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         sweep = replace(sweep, n_trials=args.n_trials)
     from repro.sweep.runs import TrialRuns
 
-    runs = TrialRuns(config, sweep, args.tier, tuple(args.overrides), _tiny_assets(args.workdir))
+    runs = TrialRuns(config, sweep, args.tier, tuple(args.overrides), _asset_roots(args.workdir))
     # Loaded before anything runs, so a bad --set, a missing path or a space the base config
     # cannot take stops here, before any trial is asked for.
     base = Matrix(args.tier, (), (), (runs.base(),))
     runs.check_space()
-    _prepare_tiny_assets(args, base)
+    _prepare_assets(args, base)
     from repro.sweep.driver import run_sweep
 
     uri, experiment = _tracking(args)
@@ -683,7 +683,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
             "--steps, --micro-batch and --sampler-steps must be at least 1, --fid-images at least 2"
         )
     matrix = _matrix(args)
-    _prepare_tiny_assets(args, matrix)
+    _prepare_assets(args, matrix)
     from repro.preflight.budget import memory_budget
     from repro.preflight.runner import Options, preflight
     from repro.preflight.sizing import GIB
@@ -751,11 +751,12 @@ def _apply_launch_flags(args: argparse.Namespace) -> None:
         args.overrides = [*args.overrides, f"launch.timeout_min={args.timeout_min}"]
 
 
-def _prepare_tiny_assets(args: argparse.Namespace, matrix: Matrix) -> None:
-    """Builds the tiny tier's assets once, in this process, before any job needs them."""
+def _prepare_assets(args: argparse.Namespace, matrix: Matrix) -> None:
+    """Builds the assets the runs read (the tiny or mini tier's) once, in this process, before
+    any job needs them."""
     from dataclasses import asdict
 
-    root = _tiny_assets(args.workdir)
+    from repro.config.paths import ensure_assets
 
     def strings(value):
         if isinstance(value, dict):
@@ -764,10 +765,10 @@ def _prepare_tiny_assets(args: argparse.Namespace, matrix: Matrix) -> None:
         elif isinstance(value, str):
             yield value
 
-    if any(s.startswith(str(root)) for run in matrix.runs for s in strings(asdict(run.config))):
-        from experiments.tiny.assets import ensure_tiny_assets
-
-        ensure_tiny_assets(root)
+    values = [s for run in matrix.runs for s in strings(asdict(run.config))]
+    for prefix, root in _asset_roots(args.workdir).items():
+        if any(s.startswith(str(root)) for s in values):
+            ensure_assets(prefix, root)
 
 
 def _reports_dir(args: argparse.Namespace) -> Path:

@@ -145,7 +145,8 @@ CASES = {
         kwargs={"overrides": ["fid.steps=0"]}, expect=("'sd-v1-5'", "fid.steps", "must be >= 1")
     ),
     "empty tier seeds": Case(
-        replace=("seeds = [0, 1]", "seeds = []"), expect=("tier.tiny.seeds", "non-empty list")
+        replace=("minutes in all.\nseeds = [0, 1]", "minutes in all.\nseeds = []"),
+        expect=("tier.tiny.seeds", "non-empty list"),
     ),
     "negative experiment seed": Case(
         replace=('recipe = "baseline"', 'recipe = "baseline"\nseeds = [0, -1]'),

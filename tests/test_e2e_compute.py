@@ -12,10 +12,12 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextConfig, Kosmos2TextConfig
 
+from experiments.mini.assets import SHIPPED_WEIGHTS, ensure_mini_assets
 from experiments.recipes.align import AlignObjective
 from experiments.recipes.e2e import E2EObjective
 from experiments.training import flops
 from repro.config import load_matrix
+from repro.config.paths import MINI_PREFIX, TINY_PREFIX
 from tests.support.full_tier import EXPERIMENTS, fake_full_env
 
 E2E_ROWS = ("e2e-linear", "e2e-aligner")
@@ -57,9 +59,18 @@ def test_full_tier_e2e_steps_match_the_12_layer_alignernets_compute(tmp_path: Pa
 
 def test_tiny_tier_e2e_steps_match_the_12_layer_alignernets_compute(tiny_assets: Path) -> None:
     """Counted on the objectives the tiny runs build, from the tiny tier's own models."""
+    _check_matched_steps("tiny", {TINY_PREFIX: tiny_assets})
 
+
+@pytest.mark.skipif(not (SHIPPED_WEIGHTS / "sd").is_dir(), reason="the mini SD is not trained yet")
+def test_mini_tier_e2e_steps_match_the_12_layer_alignernets_compute(tmp_path: Path) -> None:
+    """Counted on the objectives the mini runs build, from the trained mini models."""
+    _check_matched_steps("mini", {MINI_PREFIX: ensure_mini_assets(tmp_path / "mini-assets")})
+
+
+def _check_matched_steps(tier: str, assets: dict[str, Path]) -> None:
     def declared(experiment: str):
-        matrix = load_matrix(EXPERIMENTS, "tiny", only=experiment, seeds=[0], tiny_assets=tiny_assets, env={})
+        matrix = load_matrix(EXPERIMENTS, tier, only=experiment, seeds=[0], assets=assets, env={})
         return next(run.config for run in matrix.runs if run.experiment == experiment)
 
     reference = declared("aligner-12")

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from experiments.tiny.assets import ensure_tiny_assets
 from repro.config import load_sweep
+from repro.config.paths import asset_roots
 from repro.sweep import tags as sweep_tags
 from repro.sweep.runs import TrialRuns
 from repro.sweep.study import open_storage, study_name
@@ -77,7 +78,7 @@ def test_a_preempted_trial_is_requeued_and_completes_as_the_same_trial(tmp_path,
             if job_id is not None:
                 subprocess.run(["scancel", job_id])
 
-    runs = TrialRuns(config, load_sweep(config, "requeue"), "tiny", (), workdir / ".cache" / "tiny-assets")
+    runs = TrialRuns(config, load_sweep(config, "requeue"), "tiny", (), asset_roots(workdir))
     study = optuna.load_study(study_name=study_name(runs.sweep, runs.base()),
                               storage=open_storage(str(workdir / "optuna.journal")))
     (trial,) = study.trials

@@ -9,6 +9,7 @@ import pytest
 
 from repro.cli import main
 from repro.config import ConfigError, load_matrix, load_sweep
+from repro.config.paths import TINY_PREFIX
 from repro.sweep.runs import TrialRuns
 from tests.support.full_tier import EXPERIMENTS
 
@@ -126,7 +127,7 @@ def test_an_unknown_sweep_name_lists_the_sweeps(tmp_path, capsys):
 def test_a_trial_is_the_base_run_with_its_params_applied_last(tmp_path):
     path = _write(tmp_path, TEXT + GOOD)
     runs = TrialRuns(path, load_sweep(path, "probe"), "tiny", ("train.optim.lr=0.5", "train.steps=12"),
-                     tmp_path)
+                     {TINY_PREFIX: tmp_path})
     base = runs.base()
     assert (base.config.train.steps, base.config.train.optim.lr) == (12, 0.5)  # --set over the sweep's own
     params = {"train.optim.lr": 2e-4, "train.optim.warmup_steps": 3, "aligner.layers": 2}
@@ -144,7 +145,7 @@ def test_a_trial_is_the_base_run_with_its_params_applied_last(tmp_path):
 
 def test_a_sweeps_layers_are_checked_against_its_experiment_only(tmp_path):
     path = _write(tmp_path, TEXT + GOOD.replace("train = { steps = 20 }\n", ""))
-    runs = TrialRuns(path, load_sweep(path, "probe"), "tiny", (), tmp_path)
+    runs = TrialRuns(path, load_sweep(path, "probe"), "tiny", (), {TINY_PREFIX: tmp_path})
     params = {"train.optim.lr": 1e-3, "train.optim.warmup_steps": 100, "aligner.layers": 1}
     # 100 warm-up steps fit aligner-12's 150 tiny steps, though not the tiny e2e runs' 60.
     assert runs.trial("probe.tiny.x", 0, params).config.train.optim.warmup_steps == 100
@@ -174,9 +175,10 @@ def test_a_space_the_base_config_cannot_take_is_rejected_before_any_trial(tmp_pa
 
 def test_every_choice_is_checked_too(tmp_path):
     path = _write(tmp_path, TEXT + GOOD.replace("choices = [1, 2]", "choices = [1, 0]"))
-    runs = TrialRuns(path, load_sweep(path, "probe"), "tiny", (), tmp_path)
+    runs = TrialRuns(path, load_sweep(path, "probe"), "tiny", (), {TINY_PREFIX: tmp_path})
     with pytest.raises(ConfigError, match=r"space.aligner.layers: 0 is a value of the space, but "
                                           r".*aligner.layers: must be >= 1"):
         runs.check_space()
     path = _write(tmp_path, TEXT + GOOD)
-    TrialRuns(path, load_sweep(path, "probe"), "tiny", (), tmp_path).check_space()  # every end fits
+    # Every end fits.
+    TrialRuns(path, load_sweep(path, "probe"), "tiny", (), {TINY_PREFIX: tmp_path}).check_space()

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from experiments.tiny.assets import ensure_tiny_assets
 from repro.cli import main
 from repro.config import load_sweep
+from repro.config.paths import asset_roots
 from repro.sweep import tags as sweep_tags
 from repro.sweep.runs import TrialRuns
 from repro.sweep.study import open_storage, study_name
@@ -96,8 +97,7 @@ def repro(workdir: Path, *args: str) -> int:
 def trial_runs(workdir: Path, name: str) -> TrialRuns:
     """What `repro sweep NAME` with SMALL builds its trials from."""
     config = workdir / "experiments.toml"
-    return TrialRuns(config, load_sweep(config, name), "tiny", tuple(SMALL),
-                     workdir / ".cache" / "tiny-assets")
+    return TrialRuns(config, load_sweep(config, name), "tiny", tuple(SMALL), asset_roots(workdir))
 
 
 def name_of(runs: TrialRuns) -> str:

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from submitit.core.utils import DelayedSubmission
 
 from repro.config import load_sweep
+from repro.config.paths import TINY_PREFIX
 from repro.launch.run_job import JobContext, JobResult
 from repro.launch.run_lock import RunLock
 from repro.sweep import tags as sweep_tags
@@ -29,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def trial_job(tmp_path) -> TrialJob:
     """Trial 0 of the project's align-lr sweep, asked of a study of its own in tmp_path."""
     config = ROOT / "experiments.toml"
-    runs = TrialRuns(config, load_sweep(config, "align-lr"), "tiny", (), tmp_path / "tiny-assets")
+    assets = {TINY_PREFIX: tmp_path / "tiny-assets"}
+    runs = TrialRuns(config, load_sweep(config, "align-lr"), "tiny", (), assets)
     name = study_name(runs.sweep, runs.base())
     storage = str(tmp_path / "optuna.journal")
     trial = optuna.create_study(study_name=name, storage=open_storage(storage)).ask(distributions(runs.sweep))

@@ -11,6 +11,7 @@ from repro.config.expand import config_hash, expand
 from repro.config.fields import suggest
 from repro.config.load import ConfigError, read_document
 from repro.config.overrides import read_overrides
+from repro.config.paths import TINY_PREFIX
 from repro.config.schema import Matrix
 from repro.config.sweep import SweepSpec
 
@@ -27,6 +28,7 @@ def load_matrix(
     overrides: Iterable[str] = (),
     override_file: Path | None = None,
     tiny_assets: Path | None = None,
+    assets: Mapping[str, Path] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Matrix:
     """Load, validate and expand the matrix for one tier; raise ConfigError listing every problem.
@@ -37,7 +39,9 @@ def load_matrix(
         they start from (`after`) come along either way.
     overrides: "dotted.key=value" (TOML literal, else a bare string), applied after every layer
         of the file and after `override_file` (a TOML file of config sections).
-    tiny_assets: folder that `@tiny/` paths are re-rooted in; nothing is built or checked there.
+    assets: each asset prefix's folder (`@tiny/`, `@mini/`: repro.config.paths.asset_roots) that
+        its paths are re-rooted in; nothing is built or checked there.
+    tiny_assets: the `@tiny/` folder alone, short for assets={"@tiny/": tiny_assets}.
     env: where `${VAR}` placeholders in paths are looked up (os.environ by default).
     """
     path = Path(path)
@@ -53,7 +57,7 @@ def load_matrix(
         seeds=seeds,
         table=table,
         user_layers=user_layers,
-        tiny_assets=tiny_assets,
+        assets={**(assets or {}), **({TINY_PREFIX: tiny_assets} if tiny_assets is not None else {})},
         env=os.environ if env is None else env,
     )
 

@@ -35,7 +35,7 @@ def expand(
     seeds: Sequence[int] | None,
     table: str | None = None,
     user_layers: Sequence[dict[str, Any]],
-    tiny_assets: Path | None,
+    assets: Mapping[str, Path] | None,
     env: Mapping[str, str],
 ) -> Matrix:
     source = str(document.path)
@@ -46,6 +46,23 @@ def expand(
         raise ConfigError(source, [problem])
     layers = document.tiers[tier]
     problems = _Problems()
+    # Experiments whose `tiers` leave this one out are dropped before anything else sees them.
+    left_out = {e.name: e.tiers for e in document.experiments if e.tiers is not None and tier not in e.tiers}
+    named_left_out = _left_out_named(only, document.experiments, left_out, tier)
+    problems.add("", [problem for _, problem in named_left_out])
+    if only is not None:
+        dropped = {item for item, _ in named_left_out}
+        only = [item for item in ([only] if isinstance(only, str) else only) if item not in dropped]
+    in_tier = tuple(e for e in document.experiments if e.name not in left_out)
+    problems.add("", [
+        f"experiment {e.name!r}: after: {e.after!r} does not run in tier {tier!r} (its `tiers`)"
+        for e in in_tier if e.after in left_out
+    ])
+    tables = tuple(
+        dataclasses.replace(table, rows=tuple(row for row in table.rows if row.experiment not in left_out))
+        for table in document.tables
+    )
+    document = dataclasses.replace(document, experiments=in_tier, tables=tables)
     seed_override: tuple[int, ...] | None = None
     if seeds is not None:
         seed_override, found = check_seeds(list(seeds), "--seeds")
@@ -88,9 +105,8 @@ def expand(
                 problems.add(where, found)
                 seeded, found = resolve_paths(seeded, env)
                 problems.add(where, found or check_subjects(seeded))
-                if tiny_assets is None:
-                    problems.add(where, needs_assets(seeded))
-                runs.append(_run(experiment, tier, seed, point, seeded, launch, tiny_assets, after))
+                problems.add(where, needs_assets(seeded, assets or {}))
+                runs.append(_run(experiment, tier, seed, point, seeded, launch, assets, after))
         if experiment.name in selected:
             specs.append(
                 ExperimentSpec(
@@ -220,15 +236,15 @@ def _run(
     point: SweepPoint,
     config: RunConfig,
     launch: LaunchConfig,
-    tiny_assets: Path | None,
+    assets: Mapping[str, Path] | None,
     after: tuple[str, ...] = (),
 ) -> RunSpec:
     config = dataclasses.replace(config, seed=seed)
-    # Hashed while tiny paths are still `@tiny/...`, so a tiny run's id is the same on every
-    # machine and checkout; the asset folder is only where this machine keeps them.
+    # Hashed while asset paths are still `@tiny/...` or `@mini/...`, so such a run's id is the same
+    # on every machine and checkout; the asset folder is only where this machine keeps them.
     digest = config_hash(experiment.name, experiment.table, experiment.row, tier, seed, point, config)
-    if tiny_assets is not None:
-        config = localize(config, tiny_assets)
+    if assets:
+        config = localize(config, assets)
     return RunSpec(
         experiment=experiment.name,
         table=experiment.table,
@@ -283,6 +299,22 @@ def _with_prerequisites(experiments: Sequence[Experiment], selected: set[str]) -
             out.add(after)
             after = by_name[after].after
     return out
+
+
+def _left_out_named(
+    only: Sequence[str] | str | None,
+    experiments: Sequence[Experiment],
+    left_out: Mapping[str, Any],
+    tier: str,
+) -> list[tuple[str, str]]:
+    """(item, problem) for each --only item naming an experiment that `tiers` leave out of this
+    tier: said as such, not as an unknown name."""
+    wanted = [only] if isinstance(only, str) else list(only or ())
+    return [
+        (item, f"--only {item!r}: experiment {e.name!r} runs only in tiers "
+               f"{', '.join(left_out[e.name])}, not {tier!r}")
+        for item in wanted for e in experiments if e.name in left_out and item in (e.name, e.row)
+    ]
 
 
 def _select(

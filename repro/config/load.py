@@ -29,6 +29,7 @@ _TOP_KEYS = {*LAYERED, "stage", "tier", "table", "experiment", "sweep"}
 _TIER_KEYS = {*LAYERED, "seeds", "stage"}
 _EXPERIMENT_KEYS = {
     *LAYERED, "name", "table", "row", "recipe", "seeds", "paper", "matrix", "note", "after", "kind", "tier",
+    "tiers",
 }
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]*")
 
@@ -71,6 +72,8 @@ class Experiment:
     # tier -> sections this experiment sets in that tier only (after its own overrides), for a
     # value derived per tier, like the E2E rows' steps at matched compute.
     tier_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The tiers it runs in (None: every tier); a released checkpoint has no mini-world counterpart.
+    tiers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,10 @@ def read_document(path: Path) -> tuple[Document | None, list[str]]:
     problems += [
         f"experiment {experiment.name!r}: tier.{name}: unknown tier{choices(name, tiers)}"
         for experiment in experiments for name in experiment.tier_overrides if name not in tiers
+    ]
+    problems += [
+        f"experiment {experiment.name!r}: tiers: unknown tier{choices(name, tiers)}"
+        for experiment in experiments for name in experiment.tiers or () if name not in tiers
     ]
     tables, found = read_tables(raw.get("table", {}), experiments)
     problems += found
@@ -258,6 +265,8 @@ def _read_experiment(table: Any) -> tuple[Experiment | None, list[str]]:
         problems += found
     matrix, found = _read_matrix(table.get("matrix", {}))
     problems += found
+    tiers, found = _read_tiers(table.get("tiers"))
+    problems += found
     sweeps_aligner = any(key.startswith("aligner.") for key, _ in matrix)
     if recipe in RECIPES and not RECIPES[recipe].trains and ("aligner" in overrides or sweeps_aligner):
         problems.append(f"aligner: the {recipe} recipe has no aligner ({RECIPES[recipe].summary})")
@@ -273,12 +282,23 @@ def _read_experiment(table: Any) -> tuple[Experiment | None, list[str]]:
         after=after if isinstance(after := table.get("after"), str) else None,
         kind=kind if isinstance(kind := table.get("kind"), str) else "",
         tier_overrides=tier_overrides,
+        tiers=tiers,
     )
     starts_from_run = recipe in RECIPES and RECIPES[recipe].starts_from_run
     if starts_from_run and experiment.after is None and "init_from" not in overrides.get("train", {}):
         problems.append(f"after: the {recipe} recipe starts from an aligned run; name its experiment "
                         "(after = \"aligner-12\") or set train.init_from")
     return experiment, problems
+
+
+def _read_tiers(raw: Any) -> tuple[tuple[str, ...] | None, list[str]]:
+    if raw is None:
+        return None, []
+    if not isinstance(raw, list) or not raw or not all(isinstance(name, str) and name for name in raw):
+        return None, [f"tiers: expected a non-empty list of tier names, got {raw!r}"]
+    if len(set(raw)) != len(raw):
+        return None, [f"tiers: a tier is listed twice in {raw!r}"]
+    return tuple(raw), []
 
 
 def _read_matrix(raw: Any) -> tuple[tuple[tuple[str, tuple[Any, ...]], ...], list[str]]:

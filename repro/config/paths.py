@@ -1,15 +1,17 @@
-"""Where a run's files come from: `@tiny/` assets, `${VAR}` placeholders and user paths.
+"""Where a run's files come from: `@tiny/` and `@mini/` assets, `${VAR}` placeholders and user paths.
 
-Tiny-tier paths start with `@tiny/` and point into the asset folder the harness builds itself;
-`@run/<config hash>` names another run's directory (stage 3 starting from stage 2). Both are
-only re-rooted, never checked, since they may not exist yet. Every other path comes from the
-user, so it must be set and exist before anything launches.
+Tiny- and mini-tier paths start with an asset prefix (ASSET_SOURCES) and point into the folder
+the harness builds those assets in; `@run/<config hash>` names another run's directory (stage 3
+starting from stage 2). Both are only re-rooted, never checked, since they may not exist yet.
+Every other path comes from the user, so it must be set and exist before anything launches.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,12 +20,42 @@ from experiments.recipes.registry import evaluation_applies, recipe_named
 from repro.config.fields import leaf_value
 
 TINY_PREFIX = "@tiny/"
+MINI_PREFIX = "@mini/"
 RUN_PREFIX = "@run/"
+
+
+@dataclass(frozen=True)
+class AssetSource:
+    """Assets the harness builds itself: the folder under the work dir's .cache/ they live in,
+    and the function that builds them there ("module:name", imported only when a run needs it,
+    since the builders pull in torch)."""
+
+    folder: str
+    builder: str
+
+
+ASSET_SOURCES: dict[str, AssetSource] = {
+    TINY_PREFIX: AssetSource("tiny-assets", "experiments.tiny.assets:ensure_tiny_assets"),
+    MINI_PREFIX: AssetSource("mini-assets", "experiments.mini.assets:ensure_mini_assets"),
+}
+
+
+def asset_roots(workdir: Path) -> dict[str, Path]:
+    """Each asset prefix's folder for a work directory."""
+    cache = workdir / ".cache"
+    return {prefix: (cache / source.folder).resolve() for prefix, source in ASSET_SOURCES.items()}
 
 
 def tiny_assets_dir(workdir: Path) -> Path:
     """Where the harness builds the tiny tier's assets for a work directory."""
-    return (workdir / ".cache" / "tiny-assets").resolve()
+    return asset_roots(workdir)[TINY_PREFIX]
+
+
+def ensure_assets(prefix: str, root: Path) -> Path:
+    """Builds `prefix`'s assets in `root` unless they are there already."""
+    module, name = ASSET_SOURCES[prefix].builder.split(":")
+    built: Path = getattr(importlib.import_module(module), name)(root)
+    return built
 
 # The path-valued config leaves. Each recipe declares those its models and data come from
 # (registry.py); an evaluation's inputs are read by a recipe that samples images when the
@@ -60,8 +92,8 @@ def resolve_paths(config: RunConfig, env: Mapping[str, str]) -> tuple[RunConfig,
     """Expand placeholders and make user paths absolute; blank the paths the run ignores.
 
     Blanking keeps an unused path (and the environment it came from) out of the config hash.
-    `@tiny/` and `@run/` paths stay symbolic here so the hash does not depend on where the
-    assets or the work dir live.
+    Asset paths (`@tiny/`, `@mini/`) and `@run/` paths stay symbolic here so the hash does not
+    depend on where the assets or the work dir live.
     """
     problems: list[str] = []
     values: dict[str, str | None] = {}
@@ -76,22 +108,25 @@ def resolve_paths(config: RunConfig, env: Mapping[str, str]) -> tuple[RunConfig,
     return _with(config, values), problems
 
 
-def needs_assets(config: RunConfig) -> list[str]:
-    """A problem if the config still holds `@tiny/` paths but no asset folder was given."""
-    tiny = [key for key in PATH_KEYS if str(leaf_value(config, key) or "").startswith(TINY_PREFIX)]
-    if not tiny:
-        return []
-    return [f"{tiny[0]}: a tiny-tier asset; pass tiny_assets, the folder the harness builds them in"]
+def needs_assets(config: RunConfig, roots: Mapping[str, Path]) -> list[str]:
+    """A problem for the first asset path whose prefix has no folder in `roots`."""
+    for key in PATH_KEYS:
+        value = str(leaf_value(config, key) or "")
+        missing = [prefix for prefix in ASSET_SOURCES if value.startswith(prefix) and prefix not in roots]
+        if missing:
+            return [f"{key}: a {missing[0]} asset; pass the folder the harness builds it in "
+                    "(load_matrix's assets, or tiny_assets for @tiny/)"]
+    return []
 
 
-def localize(config: RunConfig, tiny_assets: Path) -> RunConfig:
-    """Re-root `@tiny/` paths in the tiny asset folder."""
-    root = tiny_assets.expanduser().resolve()
-    values = {
-        key: str(root / value.removeprefix(TINY_PREFIX))
-        for key in PATH_KEYS
-        if isinstance(value := leaf_value(config, key), str) and value.startswith(TINY_PREFIX)
-    }
+def localize(config: RunConfig, roots: Mapping[str, Path]) -> RunConfig:
+    """Re-root asset paths (`@tiny/...`, `@mini/...`) in their prefix's folder in `roots`."""
+    values = {}
+    for key in PATH_KEYS:
+        value = leaf_value(config, key)
+        for prefix, root in roots.items():
+            if isinstance(value, str) and value.startswith(prefix):
+                values[key] = str(root.expanduser().resolve() / value.removeprefix(prefix))
     return _with(config, values)
 
 
@@ -99,7 +134,7 @@ def _resolve_one(key: str, value: str | None, env: Mapping[str, str], recipe: st
     how = f"set it with --set {key}=/path or in an override file"
     if not value:
         raise ValueError(f"no path given, and the {recipe} recipe reads it; {how}")
-    if value.startswith((TINY_PREFIX, RUN_PREFIX)):
+    if value.startswith((*ASSET_SOURCES, RUN_PREFIX)):
         return value
     unset = [name for name in _PLACEHOLDER.findall(value) if not env.get(name)]
     if unset:

@@ -11,7 +11,7 @@ from experiments.data.dreambench_layout import read_prompts_file, selected_subje
 from experiments.recipes.registry import recipe_named
 from experiments.tiny.dreambench_subjects import ASSET_FOLDER, PROMPTS_FILE
 from repro.config.fields import leaf_value
-from repro.config.paths import RUN_PREFIX, TINY_PREFIX
+from repro.config.paths import ASSET_SOURCES, RUN_PREFIX
 
 _AT_LEAST_ONE = (
     "aligner.layers",
@@ -137,9 +137,9 @@ def check_subjects(config: RunConfig) -> list[str]:
     prompts, wanted = config.dreambench.prompts, config.dreambench.subjects
     if not (prompts and wanted):
         return []
-    if prompts == f"{TINY_PREFIX}{ASSET_FOLDER}/{PROMPTS_FILE.name}":
-        path = PROMPTS_FILE
-    elif prompts.startswith((TINY_PREFIX, RUN_PREFIX)):
+    if prompts in {f"{prefix}{ASSET_FOLDER}/{PROMPTS_FILE.name}" for prefix in ASSET_SOURCES}:
+        path = PROMPTS_FILE  # the tiny and mini worlds both write DreamBooth's own file
+    elif prompts.startswith((*ASSET_SOURCES, RUN_PREFIX)):
         return []
     else:
         path = Path(prompts)

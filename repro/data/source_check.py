@@ -11,9 +11,9 @@ from experiments.recipes.registry import recipe_named
 from repro.config.schema import Matrix
 
 
-def check_data(matrix: Matrix, cache_dir: Path, skip_under: Path | None = None) -> None:
-    """Raises DataError naming the first source that does not read. skip_under: a folder whose
-    sources are built later (the tiny tier's, before `repro run` makes them)."""
+def check_data(matrix: Matrix, cache_dir: Path, skip_under: tuple[Path, ...] = ()) -> None:
+    """Raises DataError naming the first source that does not read. skip_under: folders whose
+    sources are built later (the tiny or mini tier's, before `repro run` makes them)."""
     checked: set[tuple[str, str | None]] = set()
     for run in matrix.runs:
         if not recipe_named(run.config.recipe).trains:
@@ -23,7 +23,7 @@ def check_data(matrix: Matrix, cache_dir: Path, skip_under: Path | None = None) 
             if not spec or (spec, data.text_column) in checked:
                 continue
             checked.add((spec, data.text_column))
-            if skip_under is not None and Path(spec).is_relative_to(skip_under) and not skip_under.exists():
+            if any(Path(spec).is_relative_to(root) and not root.exists() for root in skip_under):
                 continue
             try:
                 shards = open_shards(spec, text_column=data.text_column, cache_dir=cache_dir)

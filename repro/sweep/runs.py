@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from repro.config import ConfigError
 from repro.config.expand import expand, merge
@@ -22,7 +22,7 @@ class TrialRuns:
     sweep: SweepSpec
     tier: str
     overrides: tuple[str, ...]  # the user's "dotted.key=value", over the sweep's own sections
-    tiny_assets: Path | None
+    assets: Mapping[str, Path] | None  # each asset prefix's folder (repro.config.paths.asset_roots)
 
     def base(self) -> RunSpec:
         """The run every trial starts from, before its params are applied."""
@@ -82,6 +82,6 @@ class TrialRuns:
         # only, not against every experiment of the file.
         matrix = expand(replace(document, experiments=(experiment,)), self.tier, only=None,
                         seeds=[self.sweep.seed], user_layers=user_layers,
-                        tiny_assets=self.tiny_assets, env=os.environ)
+                        assets=self.assets, env=os.environ)
         (spec,) = matrix.runs
         return spec

@@ -3,8 +3,9 @@
 Only the config sections the run's recipe uses (registry.py says what it trains and reads):
 `aligner.*` and `train.*` for a recipe that trains, `data.*` for one that reads data, `fid.*`
 and `dreambench.*` while the evaluation is on; no value that is unset (None, or a path the
-recipe does not read); paths relative to the root they come from (`@tiny/...` for the tiny
-tier's assets, `@run/<hash>` for another run) so that runs compare equal across machines.
+recipe does not read); paths relative to the root they come from (`@tiny/...` and `@mini/...`
+for the assets the harness builds, `@run/<hash>` for another run) so that runs compare equal
+across machines.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from typing import Any
 
 from experiments.config import EVALUATIONS, RunConfig
 from experiments.recipes.registry import evaluation_applies, recipe_named
-from repro.config.paths import PATH_KEYS, RUN_PREFIX, TINY_PREFIX, tiny_assets_dir
+from repro.config.paths import PATH_KEYS, RUN_PREFIX, asset_roots
 from repro.config.schema import RunSpec
 
 
 def run_params(spec: RunSpec, workdir: Path) -> dict[str, str]:
     config = spec.config
-    roots = {TINY_PREFIX: tiny_assets_dir(workdir), RUN_PREFIX: (workdir / "runs").resolve()}
+    roots = {**asset_roots(workdir), RUN_PREFIX: (workdir / "runs").resolve()}
     flat = {"recipe": config.recipe, "seed": config.seed}
     for section in used_sections(config):
         flat.update(_flatten(asdict(getattr(config, section)), f"{section}."))
