@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
+from diffusers import AutoencoderKL, DDPMScheduler
 from diffusers.training_utils import EMAModel
 
 from experiments.mini.labelled_images import labelled_images
@@ -129,7 +129,9 @@ def train_stable_diffusion(
     return vae_losses, unet_losses
 
 
-def _train_vae(vae, pixels: torch.Tensor, training: SdTraining, draws: torch.Generator, log: LossLog):
+def _train_vae(
+    vae: AutoencoderKL, pixels: torch.Tensor, training: SdTraining, draws: torch.Generator, log: LossLog
+) -> list[float]:
     batch = min(training.vae_batch_size, len(pixels))
 
     def vae_loss() -> torch.Tensor:
