@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -24,6 +25,7 @@ import pytest
 from mlflow import MlflowClient
 
 from experiments.tiny.assets import ensure_tiny_assets
+from repro.launch.run_lock import LOCK_FILE
 from repro.tracking import tags
 from tests.support.team_server import TeamServer, fresh_database, require_postgres
 from tests.support.workdirs import ONE_THREAD, QUICK_LOGS_AND_FID, ROOT
@@ -102,14 +104,36 @@ def _run_dirs(workdir: Path) -> set[Path]:
     return set((workdir / "runs").glob("*"))
 
 
-def _checkpointed(workdir: Path, before: set[Path], runs: int, step: int) -> bool:
-    """`runs` run folders not in `before` each hold a checkpoint of `step` or later."""
+def _checkpointed_dirs(workdir: Path, before: set[Path], step: int) -> set[Path]:
+    """The run folders not in `before` that hold a checkpoint of `step` or later."""
     newest: dict[Path, int] = {}
     for state in workdir.glob("runs/*/checkpoints/step-*/state.pt"):
         run_dir = state.parents[2]
         if run_dir not in before:
             newest[run_dir] = max(newest.get(run_dir, 0), int(state.parent.name.split("-")[1]))
-    return len([n for n in newest.values() if n >= step]) >= runs
+    return {run_dir for run_dir, newest_step in newest.items() if newest_step >= step}
+
+
+def _checkpointed(workdir: Path, before: set[Path], runs: int, step: int) -> bool:
+    return len(_checkpointed_dirs(workdir, before, step)) >= runs
+
+
+def _freeze_each_once_checkpointed(
+    workdir: Path, before: set[Path], runs: int, step: int
+) -> Callable[[], bool]:
+    """Freezes each run's trainer (its pid is in the run's lock file) as soon as the run holds a
+    checkpoint of `step`, so that a fast run cannot finish while a slow one is still starting;
+    true once `runs` trainers are frozen mid-run."""
+    frozen: set[Path] = set()
+
+    def found() -> bool:
+        for run_dir in _checkpointed_dirs(workdir, before, step) - frozen:
+            pid = int((run_dir / LOCK_FILE).read_text().strip().rsplit(":", 1)[1])
+            os.kill(pid, signal.SIGSTOP)
+            frozen.add(run_dir)
+        return len(frozen) >= runs
+
+    return found
 
 
 @contextlib.contextmanager
@@ -151,7 +175,7 @@ def test_a_plan_killed_and_resumed_a_sweep_and_the_report_through_the_server(tea
     before = _run_dirs(workdir)
     launcher = _start(workdir, server, log, *plan, "--no-report")
     try:
-        _wait_for(lambda: _checkpointed(workdir, before, 2, 4), launcher, log)
+        _wait_for(_freeze_each_once_checkpointed(workdir, before, 2, 4), launcher, log)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(launcher.pid, signal.SIGKILL)

@@ -13,6 +13,7 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from repro.sweep import tags as sweep_tags
 from repro.tracking import tags
 from repro.tracking.store import StoreError
 
@@ -48,9 +49,12 @@ def collect_runs(
     tier: str,
     metrics: Sequence[str],
 ) -> pd.DataFrame:
-    """The child runs of `experiments` at `tier`, one per config_hash (the latest FINISHED re-run,
-    else the latest FAILED one), with one column per metric, named after it. The table a run was
-    tagged with does not matter: Table 1 reuses Table 2's SD v1.5 runs."""
+    """The plan runs of `experiments` at `tier`, one per experiment, seed and sweep point, with
+    one column per metric, named after it. That one run is of the config launched last (a run
+    of an edited config supersedes the runs of the one before it) and, of that config's runs,
+    the latest FINISHED re-run, else the latest FAILED one. The table a plan run was tagged with
+    does not matter (Table 1 reuses Table 2's SD v1.5 runs); an Optuna trial's runs are the
+    sweep's report, not a table's."""
     experiment = MlflowClient(tracking_uri).get_experiment_by_name(experiment_name)
     if experiment is None:
         raise StoreError(
@@ -60,11 +64,13 @@ def collect_runs(
     with _tracking_uri(tracking_uri):
         found = mlflow.search_runs(experiment_ids=[experiment.experiment_id], filter_string=query)
     runs = _tidy(found, metrics)
-    return _latest_per_config(runs[runs["experiment"].isin(experiments)])
+    planned = runs["experiment"].isin(experiments) & runs["trial"].isna()
+    return _latest_per_config(_latest_config(runs[planned]))
 
 
 def _tidy(found: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    """`found` with plain column names, a metric's column named after the metric."""
+    """`found` with plain column names, a metric's column named after the metric, and `point`:
+    the run's sweep point as text ("" where it has none)."""
     # search_runs only creates a tags./metrics. column when some run has it, hence the reindex.
     source = {
         "run_id": "run_id",
@@ -78,25 +84,35 @@ def _tidy(found: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
         "fid_implementation": f"tags.{tags.FID_IMPLEMENTATION}",
         "fid_preprocessing": f"tags.{tags.FID_PREPROCESSING}",
         "start_time": "start_time",
+        "trial": f"tags.{sweep_tags.TRIAL}",
         **{metric: f"metrics.{metric}" for metric in metrics},
         "device_hours": f"metrics.{tags.METRIC_DEVICE_HOURS}",
         "train_flops": f"metrics.{tags.METRIC_TRAIN_FLOPS}",
     }
+    point = found.filter(like=f"params.{tags.SWEEP_POINT}").sort_index(axis=1).astype("string")
     runs = found.reindex(columns=list(source.values())).set_axis(list(source), axis=1)
     text = ["run_id", "status", "row", "experiment", "config_hash", "git_commit", "failure_reason",
             "fid_implementation", "fid_preprocessing"]
     runs[text] = runs[text].astype("string")
     runs["seed"] = pd.to_numeric(runs["seed"]).astype("Int64")
+    runs["point"] = point.fillna("").agg(" ".join, axis=1) if not point.empty else ""
     measured = [*metrics, "device_hours", "train_flops"]
     runs[measured] = runs[measured].astype(float)
     return runs
+
+
+def _latest_config(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the config launched last of each experiment, seed and sweep point."""
+    started = runs.groupby("config_hash")["start_time"].transform("max")
+    newest = started == started.groupby([runs["experiment"], runs["seed"], runs["point"]]).transform("max")
+    return runs[newest]
 
 
 def _latest_per_config(runs: pd.DataFrame) -> pd.DataFrame:
     ended = runs[runs["status"].isin(_ENDED)]
     ranked = ended.assign(_finished=ended["status"] == "FINISHED")
     ranked = ranked.sort_values(["_finished", "start_time"], ascending=False, kind="stable")
-    latest = ranked.drop_duplicates("config_hash", keep="first").drop(columns="_finished")
+    latest = ranked.drop_duplicates("config_hash", keep="first").drop(columns=["_finished", "point", "trial"])
     return latest.sort_values(["row", "seed"], kind="stable").reset_index(drop=True)
 
 

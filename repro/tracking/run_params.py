@@ -19,6 +19,7 @@ from experiments.config import EVALUATIONS, RunConfig
 from experiments.recipes.registry import evaluation_applies, recipe_named
 from repro.config.paths import PATH_KEYS, RUN_PREFIX, asset_roots
 from repro.config.schema import RunSpec
+from repro.tracking import tags
 
 
 def run_params(spec: RunSpec, workdir: Path) -> dict[str, str]:
@@ -28,7 +29,7 @@ def run_params(spec: RunSpec, workdir: Path) -> dict[str, str]:
     for section in used_sections(config):
         flat.update(_flatten(asdict(getattr(config, section)), f"{section}."))
     params = {key: _shown(key, value, roots) for key, value in flat.items() if value not in (None, "")}
-    params.update({f"sweep.{key}": str(value) for key, value in spec.sweep_point})
+    params.update({f"{tags.SWEEP_POINT}{key}": str(value) for key, value in spec.sweep_point})
     return params
 
 

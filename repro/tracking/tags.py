@@ -14,6 +14,7 @@ STATUS_DIVERGED = "diverged"  # prefix of FAILURE_REASON for a NaN or exploding 
 JOB_ID = "job.id"  # on a run: the submitit job it last ran in (SLURM: "<array id>_<task>")
 JOB_EXECUTOR = "job.executor"  # on a run: local, debug or slurm
 CAMPAIGN_JOB = "job."  # on a campaign: "job.<config hash>" = "<executor>:<job id>", per run
+SWEEP_POINT = "sweep."  # params "sweep.<dotted key>": a run's sweep point, one param per key
 
 METRIC_FID = "eval/fid"
 # On a run that scored FID (experiments/evaluation/fid.py sets them): what computed it and how its
