@@ -224,6 +224,16 @@ CASES = {
                  'metric = "eval/attribute_acuracy/one_object"'),
         expect=("table.table2.gates[0].metric", "'eval/attribute_acuracy/one_object' is no metric"),
     ),
+    "finding naming no experiment": Case(
+        replace=('experiment = "decoder-12", holds = "fails"', 'experiment = "decoder-21", holds = "fails"'),
+        expect=("table.table2.findings[1].experiment", "'decoder-21' is no [[experiment]]",
+                "did you mean 'decoder-12'"),
+    ),
+    "gate measured against no experiment": Case(
+        replace=('times = "aligner-untrained"', 'times = "aligner-untrianed"'),
+        expect=("table.table2.gates[2].times", "'aligner-untrianed' is no [[experiment]]",
+                "did you mean 'aligner-untrained'"),
+    ),
     "invalid TOML": Case(append="\n[[experiment]\n", expect=("cannot read",)),
 }
 

@@ -1,11 +1,12 @@
 """What a [table.<key>] section says its rows must show: `findings` (the paper's claims, checked
 against the measured rows) and `gates` (bounds a tier's models must meet). Both name experiments
-rather than rows: the row names come from the table, in one place. An experiment that is no row
-of the table at a tier is not an error here: the report says the claim or gate could not be
-checked, and names it."""
+rather than rows: the row names come from the table, in one place. A name that is no
+[[experiment]] at all is an error; an experiment that is no row of the table at a tier is not:
+the report says the claim or gate could not be checked, and names it."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, get_args
 
 from repro.config.checks import choices, unknown_keys
@@ -16,7 +17,8 @@ _FINDING_KEYS = {"claim", "experiment", "holds", "other"}
 _GATE_KEYS = {"gate", "experiment", "metric", "at_least", "at_most", "times"}
 
 
-def read_findings(raw: Any, where: str, problems: list[str]) -> tuple[Finding, ...]:
+def read_findings(raw: Any, where: str, names: Collection[str], problems: list[str]) -> tuple[Finding, ...]:
+    """`names`: every declared experiment, which the claims may name."""
     findings = []
     for index, entry in enumerate(_entries(raw, where, problems)):
         at = f"{where}[{index}]"
@@ -33,14 +35,18 @@ def read_findings(raw: Any, where: str, problems: list[str]) -> tuple[Finding, .
                 found.append(f"{at}.other: {holds!r} " + (
                     "compares one row with the failure rule; give no other" if holds == "fails"
                     else "compares two rows; name the other experiment"))
+            found += _unknown_experiments(at, {"experiment": experiment, "other": other}, names)
         problems += found
         if not found:
             findings.append(Finding(claim, experiment, holds, other))
     return tuple(findings)
 
 
-def read_gates(raw: Any, where: str, metrics: list[str], problems: list[str]) -> tuple[Gate, ...]:
-    """`metrics`: what a gate may read (the table's columns, or a finer metric the runs log)."""
+def read_gates(
+    raw: Any, where: str, metrics: list[str], names: Collection[str], problems: list[str]
+) -> tuple[Gate, ...]:
+    """`metrics`: what a gate may read (the table's columns, or a finer metric the runs log);
+    `names`: every declared experiment."""
     gates = []
     for index, entry in enumerate(_entries(raw, where, problems)):
         at = f"{where}[{index}]"
@@ -58,10 +64,16 @@ def read_gates(raw: Any, where: str, metrics: list[str], problems: list[str]) ->
             if not any(metric == known or metric.startswith(f"{known}/") for known in metrics):
                 found.append(f"{at}.metric: {metric!r} is no metric of the table's panels, nor a finer one"
                              f" (metric/part){choices(metric, metrics)}")
+            found += _unknown_experiments(at, {"experiment": experiment, "times": times}, names)
         problems += found
         if not found:
             gates.append(Gate(name, experiment, metric, bound, bounds[0] == "at_least", times))
     return tuple(gates)
+
+
+def _unknown_experiments(at: str, named: dict[str, str | None], names: Collection[str]) -> list[str]:
+    return [f"{at}.{key}: {name!r} is no [[experiment]]{choices(name, names)}"
+            for key, name in named.items() if name is not None and name not in names]
 
 
 def _entries(raw: Any, where: str, problems: list[str]) -> list[dict[str, Any]]:

@@ -62,9 +62,10 @@ def _read_table(
     if not any(row.experiment for row in rows):
         problems.append(f"{where}: no [[experiment]] has table = {key!r} and nothing is reused")
     rule = _read_failure_rule(table, where, panels, rows, problems)
-    findings = read_findings(table.get("findings", []), f"{where}.findings", problems)
+    names = {experiment.name for experiment in experiments}
+    findings = read_findings(table.get("findings", []), f"{where}.findings", names, problems)
     columns = [*known, *(column.metric for panel in panels for column in panel.beyond_paper)]
-    gates = read_gates(table.get("gates", []), f"{where}.gates", columns, problems)
+    gates = read_gates(table.get("gates", []), f"{where}.gates", columns, names, problems)
     if problems:
         return None, problems
     return TableSpec(key, table["title"], tuple(panels), tuple(rows), rule, findings, gates), []
