@@ -187,3 +187,34 @@ def test_a_key_added_later_enters_the_hash_only_where_a_run_sets_it(tmp_path):
         EXPERIMENTS, tmp_path, seeds=[0], overrides=["models.released=@tiny/released/final"])}
     assert other["aligner-12"] == runs["aligner-12"].config_hash  # unread by align: blanked, left out
     assert other["aligner-12-released"] != runs["aligner-12-released"].config_hash
+
+
+def test_retrained_mini_weights_give_mini_runs_new_ids_and_leave_tiny_ids(tmp_path, monkeypatch):
+    from experiments.mini import version
+    from repro.config.paths import MINI_PREFIX
+
+    def ids() -> tuple[dict[str, str], dict[str, str]]:
+        version.assets_version.cache_clear()
+        mini = load_matrix(EXPERIMENTS, "mini", assets={MINI_PREFIX: tmp_path}, env={}).runs
+        return {run.run_name: run.config_hash for run in mini}, hashes(EXPERIMENTS, tmp_path)
+
+    shipped_mini, shipped_tiny = ids()
+    # The shipped weights linked into a copy, with one record retrained (another seed).
+    retrained = tmp_path / "weights"
+    for path in (path for path in version.SHIPPED_WEIGHTS.rglob("*") if path.is_file()):
+        copy = retrained / path.relative_to(version.SHIPPED_WEIGHTS)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.symlink_to(path)
+    record = retrained / "sd" / "provenance.json"
+    text = record.read_text()
+    record.unlink()
+    record.write_text(text.replace('"seed": 0', '"seed": 1', 1))
+    monkeypatch.setattr(version, "SHIPPED_WEIGHTS", retrained)
+    try:
+        retrained_mini, retrained_tiny = ids()
+    finally:
+        monkeypatch.undo()
+        version.assets_version.cache_clear()
+    assert retrained_tiny == shipped_tiny
+    assert retrained_mini.keys() == shipped_mini.keys()
+    assert all(retrained_mini[name] != shipped_mini[name] for name in shipped_mini)

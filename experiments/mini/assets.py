@@ -12,12 +12,11 @@ from pathlib import Path
 
 from experiments.mini import attribute_classifier, clip, dino, kosmos2, stable_diffusion
 from experiments.mini.provenance import read_record
-from experiments.mini.version import WORLD_VERSION
+from experiments.mini.version import SHIPPED_WEIGHTS, WORLD_VERSION
 from experiments.mini.world import build_world
 
 log = logging.getLogger(__name__)
 
-SHIPPED_WEIGHTS = Path(__file__).parent / "weights"
 _MARKER = "COMPLETE"
 _WORLD_PARTS = ("coco", "laion", "wds", "dreambench", "stage3", "WORLD_VERSION")
 

@@ -20,7 +20,7 @@ from repro.config.fields import SECTIONS, build, suggest
 from repro.config.launch import LaunchConfig, check_launch
 from repro.config.load import ConfigError, Document, Experiment, check_seeds
 from repro.config.overrides import nest
-from repro.config.paths import RUN_PREFIX, localize, needs_assets, resolve_paths
+from repro.config.paths import RUN_PREFIX, asset_versions, localize, needs_assets, resolve_paths
 from repro.config.rules import check_batch_split, check_run, check_subjects
 from repro.config.schema import ExperimentSpec, Matrix, RunSpec
 
@@ -211,8 +211,10 @@ def hashed_config(config: RunConfig) -> dict[str, Any]:
 def config_hash(
     experiment: str, table: str, row: str, tier: str, seed: int, point: SweepPoint, config: RunConfig
 ) -> str:
-    """First 12 hex digits of sha256 over canonical JSON: same inputs, same id, any process."""
-    payload = {
+    """First 12 hex digits of sha256 over canonical JSON: same inputs, same id, any process.
+    A run on versioned assets (the mini world's trained weights) hashes their version too; the
+    others keep the ids they had before assets had versions."""
+    payload: dict[str, Any] = {
         "experiment": experiment,
         "table": table,
         "row": row,
@@ -221,6 +223,9 @@ def config_hash(
         "sweep_point": [[key, value] for key, value in point],
         "config": hashed_config(config),
     }
+    versions = asset_versions(config)
+    if versions:
+        payload["assets"] = versions
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -27,16 +27,20 @@ RUN_PREFIX = "@run/"
 @dataclass(frozen=True)
 class AssetSource:
     """Assets the harness builds itself: the folder under the work dir's .cache/ they live in,
-    and the function that builds them there ("module:name", imported only when a run needs it,
-    since the builders pull in torch)."""
+    the function that builds them there ("module:name", imported only when a run needs it,
+    since the builders pull in torch), and, where the assets include trained weights that can
+    change under the same config, a function naming their version (cheap, no torch)."""
 
     folder: str
     builder: str
+    version: str | None = None
 
 
 ASSET_SOURCES: dict[str, AssetSource] = {
     TINY_PREFIX: AssetSource("tiny-assets", "experiments.tiny.assets:ensure_tiny_assets"),
-    MINI_PREFIX: AssetSource("mini-assets", "experiments.mini.assets:ensure_mini_assets"),
+    MINI_PREFIX: AssetSource(
+        "mini-assets", "experiments.mini.assets:ensure_mini_assets", "experiments.mini.version:assets_version"
+    ),
 }
 
 
@@ -53,9 +57,23 @@ def tiny_assets_dir(workdir: Path) -> Path:
 
 def ensure_assets(prefix: str, root: Path) -> Path:
     """Builds `prefix`'s assets in `root` unless they are there already."""
-    module, name = ASSET_SOURCES[prefix].builder.split(":")
-    built: Path = getattr(importlib.import_module(module), name)(root)
+    built: Path = _imported(ASSET_SOURCES[prefix].builder)(root)
     return built
+
+
+def asset_versions(config: RunConfig) -> dict[str, str]:
+    """The version of each versioned asset prefix the config's paths name."""
+    values = [str(leaf_value(config, key) or "") for key in PATH_KEYS]
+    return {
+        prefix: str(_imported(source.version)())
+        for prefix, source in ASSET_SOURCES.items()
+        if source.version and any(value.startswith(prefix) for value in values)
+    }
+
+
+def _imported(reference: str) -> Any:
+    module, name = reference.split(":")
+    return getattr(importlib.import_module(module), name)
 
 # The path-valued config leaves. Each recipe declares those its models and data come from
 # (registry.py); an evaluation's inputs are read by a recipe that samples images when the
