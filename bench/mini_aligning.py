@@ -1,12 +1,21 @@
-"""(k) How learnable stage-2 aligning is on the mini world, without training an AlignerNet: the
+"""(k) How learnable stage-2 aligning is on the mini world (experiments/mini/aligning_probe.py): the
 shipped mini Kosmos-2 (dropout off) and the mini SD's CLIP text tower encode training and
-held-out captions once, then the held-out MSE of predictors that bound what aligning can reach:
-each position's mean CLIP state (what an aligner that ignores the caption scores), and ridge
-regressions, closed form, from the flattened MLLM states and from their mean (a bag of words).
-Beside them, the spectrum of the mean states, which says how slowly gradient descent reaches
-the directions in which captions differ (docs/performance.md, "Why MSE-aligning is slow here").
+held-out captions once. Then:
 
-    python -m bench.mini_aligning [--train 6000] [--heldout 512] [--positions 24] [--ridge 1.0]
+- held-out MSE of predictors that bound what aligning can reach: each position's mean CLIP state
+  (an aligner that ignores the caption) and ridge regressions, closed form, from the flattened
+  MLLM states and from their mean (a bag of words);
+- the mini SD's attribute accuracy on held-out captions drawn from CLIP's own states, from the
+  flattened ridge's and from the per-position mean: how close to CLIP an aligner must come;
+- the mini tier's 12-layer AlignerNet, trained with the tier's optimiser, batch and steps (from
+  experiments.toml) on three sources for the same captions: the MLLM's states as they are, the
+  same states whitened, and a random embedding of each token. Held-out MSE along the way;
+- the spectrum of the mean states, which says how slowly gradient descent reaches the
+  directions in which captions differ.
+
+docs/performance.md, "Why MSE-aligning is slow here".
+
+    python -m bench.mini_aligning [--train 6000] [--heldout 512] [--sd-captions 128] [--steps N] [--lr LR]
 """
 
 from __future__ import annotations
@@ -14,42 +23,40 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import replace
 
 import pandas as pd
 import torch
 
-from bench._common import CACHE, parse_args, report
+from bench._common import CACHE, ROOT, parse_args, report
+from experiments.evaluation.attribute_accuracy import attribute_accuracy
+from experiments.mini.aligning_probe import (
+    EncodedCaptions,
+    RidgeMap,
+    encode_captions,
+    heldout_mse,
+    position_means,
+    short_aligner_run,
+    token_embedded,
+    whitened,
+)
 from experiments.mini.assets import ensure_mini_assets
+from experiments.mini.attribute_classifier import load_classifier
+from experiments.mini.sd_check import SHIPPED_CLASSIFIER, conditioned_images
+from models.aligner import build_aligner
+from models.image_decoder import ImageDecoder
 from models.mllm import MLLMEncoder
 from models.text_target import ClipTextTarget
+from repro.config import load_matrix
+from repro.config.paths import MINI_PREFIX
 
-BATCH = 256
-
-
-def encode(mllm: MLLMEncoder, target: ClipTextTarget, captions: list[str], positions: int):
-    """MLLM states cut or zero-padded to `positions` (pads zeroed), their mask, the CLIP states."""
-    states, masks, targets = [], [], []
-    with torch.no_grad():
-        for start in range(0, len(captions), BATCH):
-            batch = captions[start : start + BATCH]
-            source, mask = mllm(mllm.tokenize(batch))
-            pad = positions - source.shape[1]
-            states.append(torch.nn.functional.pad(source * mask[..., None], (0, 0, 0, pad))[:, :positions])
-            masks.append(torch.nn.functional.pad(mask, (0, pad))[:, :positions])
-            targets.append(target(batch))
-    return torch.cat(states), torch.cat(masks), torch.cat(targets)
+POSITIONS = 24  # MLLM states kept per caption: the world's longest caption is 17 tokens with <s>, </s>
 
 
-def ridge_mse(features: torch.Tensor, targets: torch.Tensor, heldout_features: torch.Tensor,
-              heldout_targets: torch.Tensor, strength: float) -> float:
-    """Held-out MSE of a ridge regression fitted in closed form on centred features and targets."""
-    x, hx = features.flatten(1).double(), heldout_features.flatten(1).double()
-    y = targets.flatten(1).double()
-    x_mean, y_mean = x.mean(0), y.mean(0)
-    x, hx, y = x - x_mean, hx - x_mean, y - y_mean
-    weights = torch.linalg.solve(x.T @ x + strength * torch.eye(x.shape[1], dtype=x.dtype), x.T @ y)
-    predicted = (hx @ weights + y_mean).float().view_as(heldout_targets)
-    return ((heldout_targets - predicted) ** 2).mean().item()
+def mean_state(encoded: EncodedCaptions) -> EncodedCaptions:
+    """Each caption's MLLM states averaged over its tokens: a bag of words, as one position."""
+    pooled = encoded.states.sum(1, keepdim=True) / encoded.mask.sum(1, keepdim=True)[..., None]
+    return replace(encoded, states=pooled)
 
 
 def main() -> None:
@@ -58,39 +65,79 @@ def main() -> None:
     )
     parser.add_argument("--train", type=int, default=6000, help="training captions (default: 6000)")
     parser.add_argument("--heldout", type=int, default=512, help="held-out captions (default: 512)")
-    parser.add_argument("--positions", type=int, default=24, help="MLLM states kept per caption")
+    parser.add_argument("--sd-captions", type=int, default=128, help="held-out captions the mini SD draws")
     parser.add_argument("--ridge", type=float, default=1.0, help="ridge strength")
+    parser.add_argument("--steps", type=int, default=None, help="aligning steps (default: the mini tier's)")
+    parser.add_argument("--lr", type=float, default=None, help="aligning peak lr (default: the mini tier's)")
     args = parse_args(parser)
     load = os.getloadavg()
     torch.manual_seed(0)
     world = ensure_mini_assets(CACHE / "mini-assets")
     mllm = MLLMEncoder.from_pretrained(str(world / "kosmos2")).eval()
     target = ClipTextTarget.from_pretrained(str(world / "sd"))
-    train = pd.read_parquet(world / "laion").sample(frac=1, random_state=0)["TEXT"].tolist()[: args.train]
-    heldout = json.loads((world / "coco" / "captions_val.json").read_text())["annotations"]
-    heldout_captions = [annotation["caption"] for annotation in heldout][: args.heldout]
-    source, mask, clip = encode(mllm, target, train, args.positions)
-    heldout_source, heldout_mask, heldout_clip = encode(mllm, target, heldout_captions, args.positions)
+    captions = pd.read_parquet(world / "laion").sample(frac=1, random_state=0)["TEXT"].tolist()
+    heldout_annotations = json.loads((world / "coco" / "captions_val.json").read_text())["annotations"]
+    heldout_captions = [annotation["caption"] for annotation in heldout_annotations][: args.heldout]
+    train = encode_captions(mllm, target, captions[: args.train], POSITIONS)
+    heldout = encode_captions(mllm, target, heldout_captions, POSITIONS)
 
-    def pooled(states: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        return states.sum(1) / real.sum(1, keepdim=True)
+    ridge = RidgeMap.fit(train, args.ridge)
+    means = position_means(train, len(heldout))
+    predictors = {"clip_states": heldout.targets, "ridge_flattened_states": ridge(heldout),
+                  "per_position_mean": means}
 
-    mean_states = pooled(source, mask)
+    decoder = ImageDecoder.from_pretrained(str(world / "sd"))
+    classifier = load_classifier(SHIPPED_CLASSIFIER)
+    drawn = slice(0, args.sd_captions)
+    with torch.no_grad():
+        null = target([""])
+    sd_accuracy = {
+        name: attribute_accuracy(
+            classifier, conditioned_images(decoder, conditions[drawn], null, guidance=3.0, steps=15, seed=0),
+            heldout_captions[drawn],
+        )
+        for name, conditions in predictors.items()
+    }  # fmt: skip
+
+    config = load_matrix(ROOT / "experiments.toml", "mini", only="aligner-12", seeds=[0],
+                         assets={MINI_PREFIX: world}, env={}).runs[0].config  # fmt: skip
+    optim = replace(config.train.optim, lr=args.lr or config.train.optim.lr)
+    steps = args.steps or config.train.steps
+    sources = {
+        "mllm_states": (train, heldout),
+        "whitened_mllm_states": (whitened(train, train), whitened(heldout, train)),
+        "token_embedding": (token_embedded(train, train.states.shape[-1], seed=0),
+                            token_embedded(heldout, train.states.shape[-1], seed=0)),
+    }  # fmt: skip
+    aligner_curves = {}
+    for name, (source, heldout_source) in sources.items():
+        torch.manual_seed(0)
+        aligner = build_aligner(
+            config.aligner, source.states.shape[-1], source.targets.shape[-1], source.targets.shape[1]
+        )
+        aligner_curves[name] = short_aligner_run(
+            aligner, optim, source, heldout_source, steps=steps, batch_size=config.train.batch_size, seed=0,
+            every=max(1, steps // 4),
+        )  # fmt: skip
+
+    mean_states = mean_state(train).states[:, 0]
     second_moment = torch.linalg.eigvalsh(mean_states.T @ mean_states / len(train))[-1].item()
     spread = torch.linalg.eigvalsh(torch.cov(mean_states.T)).flip(0)
+    aligned_mse = {name: heldout_mse(predicted, heldout) for name, predicted in predictors.items()}
+    bag_of_words = RidgeMap.fit(mean_state(train), args.ridge)(mean_state(heldout))
     report("mini_aligning", {
-        "train_captions": len(train), "heldout_captions": len(heldout_captions),
+        "train_captions": len(train), "heldout_captions": len(heldout),
         "heldout_mse": {
-            "per_position_mean": ((heldout_clip - clip.mean(0)) ** 2).mean().item(),
-            "ridge_flattened_states": ridge_mse(source, clip, heldout_source, heldout_clip, args.ridge),
-            "ridge_mean_state": ridge_mse(
-                mean_states, clip, pooled(heldout_source, heldout_mask), heldout_clip, args.ridge
-            ),
+            **{name: mse for name, mse in aligned_mse.items() if name != "clip_states"},
+            "ridge_mean_state": heldout_mse(bag_of_words, heldout),
         },
+        "sd_attribute_accuracy": {"captions": args.sd_captions, **sd_accuracy},
+        "aligner_12": {"steps": steps, "lr": optim.lr, "batch_size": config.train.batch_size,
+                       "heldout_mse_by_step": aligner_curves},
         "mean_state_second_moment_top": second_moment,
         "mean_state_variance_top10": spread[:10].tolist(),
         "mean_state_directions_over_0.01": int((spread > 0.01).sum()),
-    }, load)
+    }, load)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -25,14 +25,28 @@ def sampled_images(
     sd: Path, captions: list[str], *, guidance: float, steps: int, seed: int
 ) -> list[Image.Image]:
     """One image per caption, each batch's noise drawn from its own seeded generator."""
-    decoder = ImageDecoder.from_pretrained(str(sd))
     target = ClipTextTarget.from_pretrained(str(sd))
+    with torch.no_grad():
+        conditions, null = target(captions), target([""])
+    decoder = ImageDecoder.from_pretrained(str(sd))
+    return conditioned_images(decoder, conditions, null, guidance=guidance, steps=steps, seed=seed)
+
+
+def conditioned_images(
+    decoder: ImageDecoder,
+    conditions: torch.Tensor,
+    null: torch.Tensor,
+    *,
+    guidance: float,
+    steps: int,
+    seed: int,
+) -> list[Image.Image]:
+    """One image per condition (B, 77, T), guided against `null`, whoever made the conditions."""
     images: list[Image.Image] = []
     with torch.no_grad():
-        null = target([""])
-        for start in range(0, len(captions), BATCH):
+        for start in range(0, len(conditions), BATCH):
             images += decoder.sample(
-                target(captions[start : start + BATCH]), null, guidance=guidance, steps=steps,
+                conditions[start : start + BATCH], null, guidance=guidance, steps=steps,
                 height=IMAGE_SIZE, width=IMAGE_SIZE, generator=torch.Generator().manual_seed(seed + start),
             )  # fmt: skip
     return images

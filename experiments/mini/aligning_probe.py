@@ -1,0 +1,149 @@
+"""What stage-2 aligning has to reach on the mini world, measured without training an AlignerNet:
+the mini Kosmos-2's last states and the mini SD's CLIP states for the same captions, a linear map
+from one to the other fitted in closed form, and a whitening of the MLLM's states. A ridge map
+reaches a held-out MSE at which the mini SD draws as well as from CLIP's own states, so the MLLM's
+states carry what the SD needs; the whitening shows why gradient descent is slow to find it
+(docs/performance.md, "Why MSE-aligning is slow here"). Used by bench.mini_aligning and
+tests/test_mini_learning.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from experiments.config import OptimConfig
+from experiments.training.loop import build_optimizer
+from models.aligner import Aligner, alignment_losses
+from models.mllm import MLLMEncoder
+from models.text_target import ClipTextTarget
+
+BATCH = 256
+
+
+@dataclass(frozen=True)
+class EncodedCaptions:
+    """Captions as the aligner sees them (MLLM states) and as it must answer (CLIP states)."""
+
+    states: Tensor  # (N, positions, S): the MLLM's last states, cut or zero-padded to `positions`
+    mask: Tensor  # (N, positions) bool: True on a caption's tokens
+    token_ids: Tensor  # (N, positions): the MLLM's token ids, 0 on padding
+    targets: Tensor  # (N, target_len, T): the CLIP text tower's states, the aligning target
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def rows(self, index: Tensor | slice) -> EncodedCaptions:
+        return EncodedCaptions(
+            self.states[index], self.mask[index], self.token_ids[index], self.targets[index]
+        )
+
+
+def encode_captions(
+    mllm: MLLMEncoder, target: ClipTextTarget, captions: list[str], positions: int
+) -> EncodedCaptions:
+    """Both encodings of `captions`, the MLLM in eval mode (no dropout), without gradients."""
+    parts: list[tuple[Tensor, ...]] = []
+    with torch.no_grad():
+        for start in range(0, len(captions), BATCH):
+            batch = captions[start : start + BATCH]
+            inputs = mllm.tokenize(batch)
+            states, mask = mllm(inputs)
+            # Text-only prompts: one state per token, so the ids line up with the states.
+            ids = inputs.input_ids * mask
+            parts.append((*(_fit(part, positions) for part in (states * mask[..., None], mask.bool(), ids)),
+                          target(batch)))  # fmt: skip
+    states, mask, ids, targets = (torch.cat(column) for column in zip(*parts))
+    return EncodedCaptions(states, mask, ids, targets)
+
+
+def _fit(tensor: Tensor, positions: int) -> Tensor:
+    """Cut or zero-pad dimension 1 to `positions`."""
+    pad = [0, 0] * (tensor.dim() - 2) + [0, max(0, positions - tensor.shape[1])]
+    return F.pad(tensor, pad)[:, :positions]
+
+
+@dataclass(frozen=True)
+class RidgeMap:
+    """A linear map from a caption's flattened MLLM states to its flattened CLIP states, fitted in
+    closed form on centred data: what an aligner that learned it perfectly would output."""
+
+    source_mean: Tensor
+    target_mean: Tensor
+    weights: Tensor
+
+    @classmethod
+    def fit(cls, train: EncodedCaptions, strength: float = 1.0) -> RidgeMap:
+        x, y = train.states.flatten(1).double(), train.targets.flatten(1).double()
+        x_mean, y_mean = x.mean(0), y.mean(0)
+        x, y = x - x_mean, y - y_mean
+        gram = x.T @ x + strength * torch.eye(x.shape[1], dtype=x.dtype)
+        return cls(x_mean, y_mean, torch.linalg.solve(gram, x.T @ y))
+
+    def __call__(self, encoded: EncodedCaptions) -> Tensor:
+        x = encoded.states.flatten(1).double() - self.source_mean
+        return (x @ self.weights + self.target_mean).float().view_as(encoded.targets)
+
+
+def position_means(train: EncodedCaptions, count: int) -> Tensor:
+    """Each target position's mean CLIP state, `count` times: what an aligner that ignores the
+    caption can at best output."""
+    return train.targets.mean(0, keepdim=True).expand(count, -1, -1)
+
+
+def heldout_mse(predicted: Tensor, heldout: EncodedCaptions) -> float:
+    return F.mse_loss(predicted, heldout.targets).item()
+
+
+def whitened(encoded: EncodedCaptions, reference: EncodedCaptions, floor: float = 1e-3) -> EncodedCaptions:
+    """`encoded` with each token's MLLM state rotated and scaled so that, over `reference`'s tokens,
+    every direction has unit variance (directions below `floor` are scaled as if at `floor`)."""
+    tokens = reference.states[reference.mask]
+    mean = tokens.mean(0)
+    variances, directions = torch.linalg.eigh(torch.cov(tokens.T))
+    transform = directions / variances.clamp(min=floor).sqrt()
+    states = ((encoded.states - mean) @ transform) * encoded.mask[..., None]
+    return replace(encoded, states=states)
+
+
+def token_embedded(encoded: EncodedCaptions, width: int, seed: int) -> EncodedCaptions:
+    """`encoded` with each MLLM state replaced by a fixed random N(0, 1) vector per token id: a
+    source that names each word as distinctly as any other, with nothing learned."""
+    generator = torch.Generator().manual_seed(seed)
+    table = torch.randn(int(encoded.token_ids.max()) + 1, width, generator=generator)
+    return replace(encoded, states=table[encoded.token_ids] * encoded.mask[..., None])
+
+
+def short_aligner_run(
+    aligner: Aligner,
+    optim: OptimConfig,
+    train: EncodedCaptions,
+    heldout: EncodedCaptions,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    every: int,
+) -> dict[int, float]:
+    """Held-out L_mse every `every` steps of aligning `aligner` on encoded captions with the
+    protocol's losses (L_mse + L_rec) and optimiser: the stage-2 step without the MLLM's forward
+    pass, so that different sources can be compared on the same captions."""
+    optimizer, schedule = build_optimizer(list(aligner.parameters()), optim, steps)
+    draws = torch.Generator().manual_seed(seed)
+    curve: dict[int, float] = {}
+    for step in range(1, steps + 1):
+        batch = train.rows(torch.randint(len(train), (batch_size,), generator=draws))
+        losses = alignment_losses(aligner, batch.states, batch.mask, batch.targets)
+        (losses["mse_loss"] + losses["rec_loss"]).backward()
+        torch.nn.utils.clip_grad_norm_(aligner.parameters(), optim.grad_clip)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        if step % every == 0 or step == steps:
+            aligner.eval()
+            with torch.no_grad():
+                curve[step] = heldout_mse(aligner(heldout.states, heldout.mask), heldout)
+            aligner.train()
+    return curve
