@@ -10,6 +10,8 @@ held-out captions once. Then:
 - the mini tier's 12-layer AlignerNet, trained with the tier's optimiser, batch and steps (from
   experiments.toml) on three sources for the same captions: the MLLM's states as they are, the
   same states whitened, and a random embedding of each token. Held-out MSE along the way;
+- how far each encoding moves when one attribute word of a held-out caption changes ("red" to
+  "blue"), against how far captions lie apart: the MLLM's states barely move where CLIP's do;
 - the spectrum of the mean states, which says how slowly gradient descent reaches the
   directions in which captions differ.
 
@@ -35,13 +37,16 @@ from experiments.mini.aligning_probe import (
     RidgeMap,
     encode_captions,
     heldout_mse,
+    one_word_swapped,
     position_means,
+    relative_change,
     short_aligner_run,
     token_embedded,
     whitened,
 )
 from experiments.mini.assets import ensure_mini_assets
 from experiments.mini.attribute_classifier import load_classifier
+from experiments.mini.scenes import OBJECT_COLOURS, SHAPES, SIZES
 from experiments.mini.sd_check import SHIPPED_CLASSIFIER, conditioned_images
 from models.aligner import build_aligner
 from models.image_decoder import ImageDecoder
@@ -120,6 +125,16 @@ def main() -> None:
             every=max(1, steps // 4),
         )  # fmt: skip
 
+    word_swaps = {}
+    for attribute, words in (("colour", sorted(OBJECT_COLOURS)), ("shape", SHAPES), ("size", sorted(SIZES))):
+        pairs = one_word_swapped(heldout_captions, words, seed=0)
+        before, after = (encode_captions(mllm, target, texts, POSITIONS) for texts in pairs)
+        word_swaps[attribute] = {
+            "captions": len(before),
+            "mllm_states": relative_change(before.states, after.states),
+            "clip_states": relative_change(before.targets, after.targets),
+        }
+
     mean_states = mean_state(train).states[:, 0]
     second_moment = torch.linalg.eigvalsh(mean_states.T @ mean_states / len(train))[-1].item()
     spread = torch.linalg.eigvalsh(torch.cov(mean_states.T)).flip(0)
@@ -132,6 +147,7 @@ def main() -> None:
             "ridge_mean_state": heldout_mse(bag_of_words, heldout),
         },
         "sd_attribute_accuracy": {"captions": args.sd_captions, **sd_accuracy},
+        "one_word_swapped_relative_change": word_swaps,
         "aligner_12": {"steps": steps, "lr": optim.lr, "batch_size": config.train.batch_size,
                        "heldout_mse_by_step": aligner_curves},
         "mean_state_second_moment_top": second_moment,

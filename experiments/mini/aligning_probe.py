@@ -8,6 +8,9 @@ tests/test_mini_learning.py."""
 
 from __future__ import annotations
 
+import random
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -95,6 +98,30 @@ def position_means(train: EncodedCaptions, count: int) -> Tensor:
 
 def heldout_mse(predicted: Tensor, heldout: EncodedCaptions) -> float:
     return F.mse_loss(predicted, heldout.targets).item()
+
+
+def one_word_swapped(captions: list[str], words: Sequence[str], seed: int) -> tuple[list[str], list[str]]:
+    """The captions that name one of `words`, and each of them with the first such word replaced
+    by another of `words` (drawn with `seed`): pairs that differ in one attribute."""
+    draws = random.Random(seed)
+    named = re.compile(r"\b(" + "|".join(map(re.escape, words)) + r")\b")
+    originals, swapped = [], []
+    for caption in captions:
+        found = named.search(caption)
+        if found is None:
+            continue
+        other = draws.choice([word for word in words if word != found.group()])
+        originals.append(caption)
+        swapped.append(caption[: found.start()] + other + caption[found.end() :])
+    return originals, swapped
+
+
+def relative_change(before: Tensor, after: Tensor) -> float:
+    """How far each caption's encoding moves (before -> after), as a share of how far the
+    captions' encodings lie from their mean; averaged over captions."""
+    moved = (after - before).flatten(1).norm(dim=1)
+    spread = (before - before.mean(0)).flatten(1).norm(dim=1)
+    return (moved / spread).mean().item()
 
 
 def whitened(encoded: EncodedCaptions, reference: EncodedCaptions, floor: float = 1e-3) -> EncodedCaptions:
