@@ -1,10 +1,14 @@
-"""What stage-2 aligning has to reach on the mini world, measured without training an AlignerNet:
-the mini Kosmos-2's last states and the mini SD's CLIP states for the same captions, a linear map
-from one to the other fitted in closed form, and a whitening of the MLLM's states. A ridge map
-reaches a held-out MSE at which the mini SD draws as well as from CLIP's own states, so the MLLM's
-states carry what the SD needs; the whitening shows why gradient descent is slow to find it
-(docs/performance.md, "Why MSE-aligning is slow here"). Used by bench.mini_aligning and
-tests/test_mini_learning.py."""
+"""Stage-2 aligning on the mini world, measured outside the harness's loop (bench.mini_aligning,
+tests/test_mini_learning.py; docs/performance.md, "Why MSE-aligning is slow here"):
+
+- the mini Kosmos-2's last states and the mini SD's CLIP states for the same captions, encoded once;
+- a linear map between them fitted in closed form, which reaches a held-out MSE at which the mini
+  SD draws as well as from CLIP's own states, so the MLLM's states carry what the SD needs;
+- other sources for the same captions (the states whitened, a random vector per token) and a short
+  aligning run on any of them, which show that AlignerNet learns and that the states' conditioning
+  is what slows it;
+- captions that differ in one attribute word, to measure how far each encoding moves.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +51,7 @@ class EncodedCaptions:
 def encode_captions(
     mllm: MLLMEncoder, target: ClipTextTarget, captions: list[str], positions: int
 ) -> EncodedCaptions:
-    """Both encodings of `captions`, the MLLM in eval mode (no dropout), without gradients."""
+    """Both encodings of `captions`, without gradients (an MLLM in eval mode has no dropout)."""
     parts: list[tuple[Tensor, ...]] = []
     with torch.no_grad():
         for start in range(0, len(captions), BATCH):
@@ -56,8 +60,8 @@ def encode_captions(
             states, mask = mllm(inputs)
             # Text-only prompts: one state per token, so the ids line up with the states.
             ids = inputs.input_ids * mask
-            parts.append((*(_fit(part, positions) for part in (states * mask[..., None], mask.bool(), ids)),
-                          target(batch)))  # fmt: skip
+            fitted = [_fit(part, positions) for part in (states * mask[..., None], mask.bool(), ids)]
+            parts.append((*fitted, target(batch)))
     states, mask, ids, targets = (torch.cat(column) for column in zip(*parts))
     return EncodedCaptions(states, mask, ids, targets)
 
@@ -156,7 +160,9 @@ def short_aligner_run(
 ) -> dict[int, float]:
     """Held-out L_mse every `every` steps of aligning `aligner` on encoded captions with the
     protocol's losses (L_mse + L_rec) and optimiser: the stage-2 step without the MLLM's forward
-    pass, so that different sources can be compared on the same captions."""
+    pass, so that different sources can be compared on the same captions. One difference from
+    the harness's step: padding holds zeros here, where the harness feeds the pad token's state
+    (which L_rec then reconstructs)."""
     optimizer, schedule = build_optimizer(list(aligner.parameters()), optim, steps)
     draws = torch.Generator().manual_seed(seed)
     curve: dict[int, float] = {}
