@@ -1,18 +1,20 @@
 """The mini Kosmos-2: a few steps of multimodal language modelling lower its loss and the seed
-fixes the weights; the trained folder loads through models/mllm.py's MLLMEncoder as the tiny one
-does and encodes an interleaved prompt; weights of another world version are refused;
-`repro mini kosmos2` trains and records its command."""
+fixes the weights; words of its training text are doubled at the configured rate; the trained
+folder loads through models/mllm.py's MLLMEncoder as the tiny one does and encodes an interleaved
+prompt; weights of another world version are refused; `repro mini kosmos2` trains and records its
+command."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import load_file
 
 from experiments.mini.kosmos2 import load_mini_kosmos2
-from experiments.mini.train_kosmos2 import Kosmos2Training, train_kosmos2
+from experiments.mini.train_kosmos2 import Kosmos2Training, train_kosmos2, with_repeated_words
 from experiments.mini.world import WorldSizes, build_world
 from models.mllm import MLLMEncoder
 from repro.cli import main
@@ -47,6 +49,21 @@ def test_a_few_steps_lower_the_loss_and_it_loads_as_the_harness_mllm(world, tmp_
     hidden, mask = encoder(inputs)
     assert hidden.shape == (1, mask.shape[1], 128) and bool(mask.all())
     assert encoder.tokenizer.unk_token_id not in inputs.input_ids
+
+
+def test_words_of_the_training_text_are_doubled_at_the_given_rate_and_the_seed_fixes_which():
+    caption = "a small red circle left of a large blue square, on a white background"
+    words = caption.split()
+
+    def doubled(probability, seed):
+        return with_repeated_words(caption, probability, torch.Generator().manual_seed(seed))
+
+    assert doubled(0.0, 0) == caption
+    assert doubled(1.0, 0).split() == [word for word in words for _ in (0, 1)]
+    assert doubled(0.5, 3) == doubled(0.5, 3) != doubled(0.5, 4)
+    long = " ".join(["red"] * 4000)
+    share = len(with_repeated_words(long, 0.25, torch.Generator().manual_seed(0)).split()) / 4000 - 1
+    assert 0.22 < share < 0.28
 
 
 def test_the_seed_fixes_the_weights_and_another_world_version_is_refused(world, tmp_path):
