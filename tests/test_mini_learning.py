@@ -150,11 +150,12 @@ def test_a_linear_map_from_the_mini_mllm_states_makes_the_sd_draw_as_clip_does(
 def test_the_mini_mllm_states_name_the_colour_word(
     workdir: Path, encoded: tuple[EncodedCaptions, EncodedCaptions, list[str]]
 ) -> None:
+    _, _, captions = encoded
     world = asset_roots(workdir)[MINI_PREFIX]
     mllm = MLLMEncoder.from_pretrained(str(world / "kosmos2")).eval()
     target = ClipTextTarget.from_pretrained(str(world / "sd"))
-    before, after = one_word_swapped(encoded[2], OBJECT_COLOURS, seed=0)
-    states = [encode_captions(mllm, target, captions, POSITIONS).states for captions in (before, after)]
+    before, after = one_word_swapped(captions, OBJECT_COLOURS, seed=0)
+    states = [encode_captions(mllm, target, texts, POSITIONS).states for texts in (before, after)]
     assert relative_change(*states) > MIN_COLOUR_MOVE
 
 
