@@ -215,6 +215,11 @@ CASES = {
         replace=('holds = "better_than", other = "e2e-aligner"', 'holds = "better_than"'),
         expect=("table.table2.findings[2].other", "name the other experiment"),
     ),
+    "a failure claim at equal compute": Case(
+        replace=('experiment = "e2e-linear", holds = "fails" }',
+                 'experiment = "e2e-linear", holds = "fails", at_equal_compute = true }'),
+        expect=("table.table2.findings[0].at_equal_compute", "only a comparison of two rows"),
+    ),
     "gate with both bounds": Case(
         replace=("at_most = 0.1 }", "at_most = 0.1, at_least = 0.0 }"),
         expect=("table.table2.gates[1]", "exactly one of at_least or at_most"),

@@ -42,6 +42,9 @@ OTHERWISE = {
     "aligner-24": (9.0, 0.30, 0.40),
     FLOOR: (10.0, 0.30, 0.35),
 }
+# Counted training FLOPs and one step's, as every row that trains logs them; E2E rows' steps are
+# matched to the 12-layer AlignerNet's compute, so they agree within a step.
+EQUAL_COMPUTE = (1.2e12, 1.0e10)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +67,10 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("store")
 
 
-def _report(numbers: dict[str, tuple[float, ...]], spec: TableSpec, tmp: Path, accuracy: bool = True) -> str:
+def _report(numbers: dict[str, tuple[float, ...]], spec: TableSpec, tmp: Path, accuracy: bool = True,
+            compute: dict[str, tuple[float, float] | None] | None = None) -> str:
+    """`compute`: per experiment, (train_flops, step_flops) instead of EQUAL_COMPUTE, or None for
+    runs that logged none."""
     store = FakeRunStore(tmp.parent, tmp.name)
     parent = store.create_run({tags.KIND: "campaign"})
     for experiment, (fid, overall, one_object) in numbers.items():
@@ -75,6 +81,10 @@ def _report(numbers: dict[str, tuple[float, ...]], spec: TableSpec, tmp: Path, a
                 tags.TIER: "mini", tags.SEED: str(seed), tags.CONFIG_HASH: f"{experiment}-{seed}",
             })
             metrics = [Metric(FID, fid + 10 * jitter, 0, 0)]
+            flops = (compute or {}).get(experiment, EQUAL_COMPUTE)
+            if flops is not None:
+                metrics += [Metric(tags.METRIC_TRAIN_FLOPS, flops[0], 0, 0),
+                            Metric(tags.METRIC_STEP_FLOPS, flops[1], 0, 0)]
             if accuracy:
                 metrics += [Metric(ACCURACY, overall + jitter, 0, 0),
                             Metric(ONE_OBJECT, one_object + jitter, 0, 0)]
@@ -114,6 +124,30 @@ def test_numbers_against_the_paper_turn_every_verdict(spec, store_dir) -> None:
     assert [line.split("**: ")[1].split(".")[0] for line in findings] == ["does not reproduce"] * 4
     assert "not Failed: at most 3 x SD v1.5: FID 3.00 ± 0.10 (n=3) = 9.00" in findings[0]
     assert [line.split("**")[1] for line in _verdicts(markdown, "### Gates")] == ["FAIL"] * 4
+
+
+def test_a_claim_at_equal_compute_is_not_checked_on_rows_that_trained_unequally(spec, store_dir) -> None:
+    # What `--set train.steps=5000` on the 12-layer AlignerNet alone gives: 40 times the compute.
+    more_steps = {"aligner-12": (40 * EQUAL_COMPUTE[0], EQUAL_COMPUTE[1])}
+    markdown = _report(AS_THE_PAPER_SAYS, spec, store_dir / "unequal-compute", compute=more_steps)
+    findings = _verdicts(markdown, "### Findings on this tier")
+    assert findings[2].startswith("- **aligning with AlignerNet beats E2E w/ AlignerNet at equal compute**: "
+                                  "cannot be checked. 12-Layers AlignerNet: FID 4.00 ± 0.10 (n=3)")
+    assert findings[2].endswith("Not at equal compute: 12-Layers AlignerNet trained 4.8e+13 FLOPs and E2E w/ "
+                                "AlignerNet 1.2e+12, more than a step apart; run both at the steps the tier "
+                                "declares.")
+    # The other claims read FID alone; the 24-layer one compares it with the 12-layer row as before.
+    assert [line.split("**: ")[1].split(".")[0] for line in findings] == ["reproduces"] * 2 + [
+        "cannot be checked", "reproduces"]
+    # Half a step apart is as equal as whole steps allow.
+    rounded = {"e2e-aligner": (EQUAL_COMPUTE[0] + EQUAL_COMPUTE[1] / 2, EQUAL_COMPUTE[1] * 3)}
+    close = _verdicts(_report(AS_THE_PAPER_SAYS, spec, store_dir / "rounded-steps", compute=rounded),
+                      "### Findings on this tier")
+    assert close[2].split("**: ")[1].startswith("reproduces.")
+    no_compute = _report(AS_THE_PAPER_SAYS, spec, store_dir / "no-compute", compute={"e2e-aligner": None})
+    untracked = _verdicts(no_compute, "### Findings on this tier")
+    assert untracked[2].endswith("E2E w/ AlignerNet logged no training compute (compute/train_flops, "
+                                 "compute/step_flops) to compare.")
 
 
 def test_missing_rows_are_named_and_a_tier_without_accuracy_has_no_gates(spec, store_dir) -> None:

@@ -71,6 +71,9 @@ class Finding:
     experiment: str
     holds: FindingKind
     other: str | None = None  # the experiment compared with; None for "fails"
+    # The claim compares the two rows at equal training compute: where their counted FLOPs lie
+    # further apart than a step (an override gave one row more steps), it cannot be checked.
+    at_equal_compute: bool = False
 
 
 @dataclass(frozen=True)

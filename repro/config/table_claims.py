@@ -13,7 +13,7 @@ from repro.config.checks import choices, unknown_keys
 from repro.config.fields import BadValue, coerce
 from repro.config.schema import Finding, FindingKind, Gate
 
-_FINDING_KEYS = {"claim", "experiment", "holds", "other"}
+_FINDING_KEYS = {"claim", "experiment", "holds", "other", "at_equal_compute"}
 _GATE_KEYS = {"gate", "experiment", "metric", "at_least", "at_most", "times"}
 
 
@@ -27,18 +27,22 @@ def read_findings(raw: Any, where: str, names: Collection[str], problems: list[s
             claim, experiment = coerce(entry.get("claim"), str), coerce(entry.get("experiment"), str)
             holds = coerce(entry.get("holds"), FindingKind)
             other = coerce(entry["other"], str) if "other" in entry else None
+            at_equal_compute = coerce(entry.get("at_equal_compute", False), bool)
         except BadValue as bad:
             found.append(f"{at}: claim, experiment (strings), holds (one of "
-                         f"{', '.join(get_args(FindingKind))}), other: {bad}")
+                         f"{', '.join(get_args(FindingKind))}), other, at_equal_compute (a boolean): {bad}")
         else:
             if (holds == "fails") != (other is None):
                 found.append(f"{at}.other: {holds!r} " + (
                     "compares one row with the failure rule; give no other" if holds == "fails"
                     else "compares two rows; name the other experiment"))
+            if at_equal_compute and holds == "fails":
+                found.append(f"{at}.at_equal_compute: 'fails' checks one row; only a comparison of two "
+                             "rows can be at equal compute")
             found += _unknown_experiments(at, {"experiment": experiment, "other": other}, names)
         problems += found
         if not found:
-            findings.append(Finding(claim, experiment, holds, other))
+            findings.append(Finding(claim, experiment, holds, other, at_equal_compute))
     return tuple(findings)
 
 

@@ -88,6 +88,7 @@ def _tidy(found: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
         **{metric: f"metrics.{metric}" for metric in metrics},
         "device_hours": f"metrics.{tags.METRIC_DEVICE_HOURS}",
         "train_flops": f"metrics.{tags.METRIC_TRAIN_FLOPS}",
+        "step_flops": f"metrics.{tags.METRIC_STEP_FLOPS}",
     }
     point = found.filter(like=f"params.{tags.SWEEP_POINT}").sort_index(axis=1).astype("string")
     runs = found.reindex(columns=list(source.values())).set_axis(list(source), axis=1)
@@ -96,7 +97,7 @@ def _tidy(found: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     runs[text] = runs[text].astype("string")
     runs["seed"] = pd.to_numeric(runs["seed"]).astype("Int64")
     runs["point"] = point.fillna("").agg(" ".join, axis=1) if not point.empty else ""
-    measured = [*metrics, "device_hours", "train_flops"]
+    measured = [*metrics, "device_hours", "train_flops", "step_flops"]
     runs[measured] = runs[measured].astype(float)
     return runs
 

@@ -1,6 +1,7 @@
 """The report's "Findings on this tier": each claim a table declares (TableSpec.findings) checked
 against the table's summary, on its first metric (Table 2: FID), from the measured means, spreads
-and seed counts. A pure function of the summary: the same numbers, the same verdicts."""
+and seed counts; a claim at equal compute also against the runs' counted training FLOPs. A pure
+function of the summary and the runs: the same numbers, the same verdicts."""
 
 from __future__ import annotations
 
@@ -43,8 +44,10 @@ class _Measured:
         return 0.0 if math.isnan(self.std) else self.std
 
 
-def check_findings(summary: pd.DataFrame, spec: TableSpec) -> list[FindingResult]:
-    return [_check(finding, summary, spec) for finding in spec.findings]
+def check_findings(summary: pd.DataFrame, spec: TableSpec, runs: pd.DataFrame) -> list[FindingResult]:
+    """`runs` as collect_runs gives them: their `train_flops` and `step_flops` say whether two rows
+    trained at equal compute."""
+    return [_check(finding, summary, spec, runs) for finding in spec.findings]
 
 
 def findings_section(results: list[FindingResult], spec: TableSpec) -> str:
@@ -60,7 +63,7 @@ def _label(spec: TableSpec) -> str:
     return spec.panels[0].labels[0]
 
 
-def _check(finding: Finding, summary: pd.DataFrame, spec: TableSpec) -> FindingResult:
+def _check(finding: Finding, summary: pd.DataFrame, spec: TableSpec, runs: pd.DataFrame) -> FindingResult:
     first, missing = _measured(finding.experiment, summary, spec)
     if first is None:
         return FindingResult(finding, NOT_CHECKED, missing)
@@ -72,6 +75,10 @@ def _check(finding: Finding, summary: pd.DataFrame, spec: TableSpec) -> FindingR
         return FindingResult(finding, NOT_CHECKED, missing)
     label = _label(spec)
     evidence = f"{first.text(label)}; {second.text(label)}."
+    if finding.at_equal_compute:
+        unequal = _unequal_compute(runs, {first.row: finding.experiment, second.row: finding.other})
+        if unequal:
+            return FindingResult(finding, NOT_CHECKED, f"{evidence} {unequal}")
     if FAILED in (first.status, second.status):
         # A Failed row made no meaningful images: it loses to a working one, and two Failed rows
         # show nothing either way.
@@ -88,6 +95,24 @@ def _check(finding: Finding, summary: pd.DataFrame, spec: TableSpec) -> FindingR
         holds = gain >= -spread
         evidence += f" Allowed: no worse than the other by more than the seeds' spread ({spread:.2f})."
     return FindingResult(finding, REPRODUCES if holds else DOES_NOT_REPRODUCE, evidence)
+
+
+def _unequal_compute(runs: pd.DataFrame, experiments: dict[str, str]) -> str:
+    """Why the rows (row name -> experiment) did not train at equal compute, or "" where they did:
+    their mean counted training FLOPs lie no further apart than one step of either, which is as
+    close as whole steps can bring them (Table 2's E2E steps are matched so)."""
+    spent: dict[str, tuple[float, float]] = {}
+    for row, experiment in experiments.items():
+        ran = runs[runs["experiment"] == experiment]
+        flops, step = ran["train_flops"].mean(), ran["step_flops"].max()
+        if math.isnan(flops) or math.isnan(step):
+            return f"{row} logged no training compute (compute/train_flops, compute/step_flops) to compare."
+        spent[row] = (flops, step)
+    (first, (first_flops, first_step)), (second, (second_flops, second_step)) = spent.items()
+    if abs(first_flops - second_flops) <= max(first_step, second_step):
+        return ""
+    return (f"Not at equal compute: {first} trained {first_flops:.3g} FLOPs and {second} "
+            f"{second_flops:.3g}, more than a step apart; run both at the steps the tier declares.")
 
 
 def _fails(finding: Finding, row: _Measured, summary: pd.DataFrame, spec: TableSpec) -> FindingResult:

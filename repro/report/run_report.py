@@ -38,7 +38,7 @@ def write_report(
     check_comparable_fids(runs, spec)
     summary = summarise(runs, spec, tier)
     logged = beyond_paper_logged(runs, spec)
-    sections = [findings_section(check_findings(summary, spec), spec)] if spec.findings else []
+    sections = [findings_section(check_findings(summary, spec, runs), spec)] if spec.findings else []
     if spec.gates and logged:
         sections.append(gates_section(check_gates(runs, spec)))
     caption = caption_line(runs, spec, tier, datetime.now(UTC))

@@ -24,6 +24,7 @@ FID_PREPROCESSING = "fid.preprocessing"
 METRIC_TRAIN_LOSS = "train/loss"
 METRIC_DEVICE_HOURS = "compute/device_hours"
 METRIC_TRAIN_FLOPS = "compute/train_flops"  # counted (experiments/training/flops.py), not timed
+METRIC_STEP_FLOPS = "compute/step_flops"  # one nominal step of the above
 SAMPLE_GRID_ARTIFACT = "samples/grid.png"
 DREAMBENCH_SHEETS = "dreambench"  # artifact folder: one sample sheet per subject, <subject>.png
 # Artifact folder on a finished run that trained a model: its export (repro/sharing/export.py).
