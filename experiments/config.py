@@ -74,6 +74,11 @@ class TrainConfig:
     append_eos: bool = False
     rec_weight: float = 1.0  # scales the (77 / l_s)-weighted reconstruction term
     null_condition_prob: float = 0.1  # (code) e2e: share of conditions replaced by the null one
+    # Stage 2: share of captions replaced by the empty one, whose MLLM prompt is "<s>" alone (the
+    # null condition) and whose target is the decoder's encoding of "", so that aligning also
+    # learns guidance's unconditional branch. (code) 0: the official stage 2 trains the null
+    # nowhere; only the diffusion stages do, through null_condition_prob.
+    empty_caption_prob: float = 0.0
     resolution: int = 512  # e2e: training image size fed to the VAE
     log_every: int = 50
     eval_every: int = 2_000  # held-out loss, also the value a sweep pruner sees

@@ -119,6 +119,10 @@ CASES = {
         kwargs={"overrides": ["train.mllm_dropout=1.0", "train.cache_encoder_outputs=false"]},
         expect=("'aligner-12'", "train.mllm_dropout", "must be in [0, 1)"),
     ),
+    "a share of empty captions over 1": Case(
+        kwargs={"overrides": ["train.empty_caption_prob=1.5"]},
+        expect=("'aligner-12'", "train.empty_caption_prob", "must be in [0, 1]"),
+    ),
     "caption filter of no token": Case(
         kwargs={"overrides": ["train.max_caption_sp_tokens=0"]},
         expect=("'aligner-12'", "train.max_caption_sp_tokens", "must be >= 1"),

@@ -4,11 +4,13 @@ L_rec = ||s - N(M(s))||^2. Captions only, no images."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import torch
 
 from experiments.config import RunConfig
+from experiments.data.batches import WHOLE, Part
 from experiments.data.items import CaptionItem
 from experiments.data.shards import open_shards
 from experiments.data.stream import StepRows, first_rows
@@ -75,6 +77,17 @@ class AlignObjective(StreamingObjective):
     def _encoded(self, captions: list[str]) -> Batch:
         source, mask, target, _ = self.cache(captions) if self.cache is not None else self.encode(captions)
         return source, mask, target
+
+    def items(self, step: int, part: Part = WHOLE) -> list[str]:
+        captions = super().items(step, part)
+        prob = self.config.train.empty_caption_prob
+        if prob == 0:  # no draws: runs without it keep the captions and random state they had
+            return captions
+        first, _ = part.bounds(self.config.train.batch_size)
+        # Drawn per place in the global batch, so a resumed run and every split of the batch over
+        # ranks or micro-batches empty the same captions.
+        return ["" if random.Random(f"empty:{self.config.seed}:{step}:{first + i}").random() < prob
+                else caption for i, caption in enumerate(captions)]
 
     def collate(self, items: list[str]) -> Batch:
         return self._encoded(items)

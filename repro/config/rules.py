@@ -47,6 +47,7 @@ _RANGES: tuple[Rule, ...] = (
     ("train.optim.betas", lambda v: all(0 <= b < 1 for b in v), "each beta must be in [0, 1)"),
     ("train.rec_weight", lambda v: v >= 0, "must be >= 0"),
     ("train.null_condition_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("train.empty_caption_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("train.divergence_threshold", lambda v: v > 0, "must be > 0"),
     # CLIP's 77 positions hold BOS and EOS around at most 75 caption tokens.
     ("train.max_caption_tokens", lambda v: 1 <= v <= 75, "must be in [1, 75]"),
