@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Param
 
 from repro.config import load_matrix
 from repro.config.schema import TableRow, TableSpec
@@ -68,9 +68,11 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _report(numbers: dict[str, tuple[float, ...]], spec: TableSpec, tmp: Path, accuracy: bool = True,
-            compute: dict[str, tuple[float, float] | None] | None = None) -> str:
+            compute: dict[str, tuple[float, float] | None] | None = None,
+            steps: dict[str, tuple[int, int, int]] | None = None) -> str:
     """`compute`: per experiment, (train_flops, step_flops) instead of EQUAL_COMPUTE, or None for
-    runs that logged none."""
+    runs that logged none; `steps`: per experiment, each seed's train.steps param instead of 120.
+    Every run logs its own seed and stage-2 run as params, as a stage-3 run does."""
     store = FakeRunStore(tmp.parent, tmp.name)
     parent = store.create_run({tags.KIND: "campaign"})
     for experiment, (fid, overall, one_object) in numbers.items():
@@ -88,7 +90,10 @@ def _report(numbers: dict[str, tuple[float, ...]], spec: TableSpec, tmp: Path, a
             if accuracy:
                 metrics += [Metric(ACCURACY, overall + jitter, 0, 0),
                             Metric(ONE_OBJECT, one_object + jitter, 0, 0)]
-            store.client.log_batch(run_id, metrics=metrics)
+            params = {"seed": str(seed), "train.init_from": f"@run/{experiment}-{seed}",
+                      "train.steps": str((steps or {}).get(experiment, (120,) * 3)[seed])}
+            store.client.log_batch(run_id, metrics=metrics,
+                                   params=[Param(key, value) for key, value in params.items()])
             store.client.set_terminated(run_id, "FINISHED")
     out = tmp / "out"
     written = write_report(store.uri, tmp.name, spec, "mini", out)
@@ -114,6 +119,7 @@ def test_the_accuracy_column_findings_and_gates_as_the_paper_says(spec, store_di
     assert "E2E w/o AlignerNet: FID 30.00 ± 0.10 (n=3), Failed (mean > 3 x SD v1.5)" in findings[0]
     gates = _verdicts(markdown, "### Gates")
     assert [line.split("**")[1] for line in gates] == ["PASS"] * 4
+    assert "### Rows whose seeds ran different configs" not in markdown  # seeds differ by seed alone
     assert "Untrained aligner (floor): eval/attribute_accuracy = 0.01 (n=3); needs <= 0.1." in gates[1]
     assert "SD v1.5: eval/fid = 3 (n=3); needs <= 0.2 x Untrained aligner (floor)'s 40 (n=3) = 8." in gates[2]
 
@@ -150,6 +156,22 @@ def test_a_claim_at_equal_compute_is_not_checked_on_rows_that_trained_unequally(
     untracked = _verdicts(no_compute, "### Findings on this tier")
     assert untracked[2].endswith("E2E w/ AlignerNet logged no training compute (compute/train_flops, "
                                  "compute/step_flops) to compare.")
+
+
+def test_a_row_whose_seeds_ran_different_configs_is_read_by_no_finding_or_gate(spec, store_dir) -> None:
+    # What `repro run --only aligner-12 --seeds 0 --set train.steps=10000` leaves in the store.
+    markdown = _report(AS_THE_PAPER_SAYS, spec, store_dir / "mixed", steps={"aligner-12": (10_000, 120, 120)})
+    differs = "train.steps: 10000 (seed 0), 120 (seeds 1, 2)"
+    assert _verdicts(markdown, "### Rows whose seeds ran different configs") == [
+        f"- **12-Layers AlignerNet** (aligner-12): {differs}"]
+    unread = (f"cannot be checked. 12-Layers AlignerNet's seeds ran different configs ({differs}); run every "
+              "seed of it with the same settings.")
+    findings = [line.split("**: ")[1] for line in _verdicts(markdown, "### Findings on this tier")]
+    assert findings[2:] == [unread, unread]  # the two claims on the 12-layer row
+    assert [line.split(".")[0] for line in findings[:2]] == ["reproduces"] * 2
+    gates = _verdicts(markdown, "### Gates")
+    assert [line.split("**")[1] for line in gates] == ["PASS"] * 3 + ["not measured"]
+    assert gates[3].endswith(unread.removeprefix("cannot be checked. "))
 
 
 def test_missing_rows_are_named_and_a_tier_without_accuracy_has_no_gates(spec, store_dir) -> None:

@@ -18,7 +18,7 @@ from repro import cli
 from repro.config import load_matrix
 from repro.config.paths import tiny_assets_dir
 from repro.tracking.mlflow_runs import MlflowTracker
-from repro.tracking.run_params import run_params
+from repro.tracking.run_params import PER_SEED_PARAMS, run_params
 from repro.tracking.runs_view import SHARE_KEY_PARAMETER, SHARED_VIEW_TAG
 from tests.support.full_tier import EXPERIMENTS
 from tests.support.workdirs import ROOT
@@ -53,6 +53,19 @@ def test_no_unset_values_and_paths_relative_to_their_roots(params):
     assert "train.micro_batch_size" not in params["aligner-12"]  # None: one micro-batch per rank
     assert params["kosmos-g"]["train.init_from"].startswith("@run/")
     assert params["aligner-12"]["train.optim.betas"] == "[0.9, 0.98]"
+
+
+def test_the_seeds_of_one_config_log_params_that_differ_only_in_the_per_seed_ones(tmp_path):
+    """The report calls a row whose runs' params differ beyond these mixed (repro/report/mixed_configs.py)."""
+    workdir = tmp_path / "work"
+    matrix = load_matrix(EXPERIMENTS, "tiny", seeds=[0, 1], tiny_assets=tiny_assets_dir(workdir), env={})
+    by_experiment: dict[str, list[dict[str, str]]] = {}
+    for run in matrix.runs:
+        by_experiment.setdefault(run.experiment, []).append(run_params(run, workdir))
+    differing = set()
+    for first, second in by_experiment.values():
+        differing |= {key for key in first.keys() | second.keys() if first.get(key) != second.get(key)}
+    assert differing == set(PER_SEED_PARAMS)  # Table 1's stage-3 row has both
 
 
 def test_constants_are_params_and_inputs_are_datasets(tmp_path):

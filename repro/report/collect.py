@@ -69,8 +69,8 @@ def collect_runs(
 
 
 def _tidy(found: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    """`found` with plain column names, a metric's column named after the metric, and `point`:
-    the run's sweep point as text ("" where it has none)."""
+    """`found` with plain column names, a metric's column named after the metric, `point`: the
+    run's sweep point as text ("" where it has none), and `params`: the params it logged, a dict."""
     # search_runs only creates a tags./metrics. column when some run has it, hence the reindex.
     source = {
         "run_id": "run_id",
@@ -91,12 +91,14 @@ def _tidy(found: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
         "step_flops": f"metrics.{tags.METRIC_STEP_FLOPS}",
     }
     point = found.filter(like=f"params.{tags.SWEEP_POINT}").sort_index(axis=1).astype("string")
+    logged = found.filter(regex=r"^params\.").rename(columns=lambda column: column.removeprefix("params."))
     runs = found.reindex(columns=list(source.values())).set_axis(list(source), axis=1)
     text = ["run_id", "status", "row", "experiment", "config_hash", "git_commit", "failure_reason",
             "fid_implementation", "fid_preprocessing"]
     runs[text] = runs[text].astype("string")
     runs["seed"] = pd.to_numeric(runs["seed"]).astype("Int64")
     runs["point"] = point.fillna("").agg(" ".join, axis=1) if not point.empty else ""
+    runs["params"] = [row.dropna().to_dict() for _, row in logged.iterrows()]
     measured = [*metrics, "device_hours", "train_flops", "step_flops"]
     runs[measured] = runs[measured].astype(float)
     return runs

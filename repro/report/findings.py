@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from repro.config.schema import Finding, TableSpec
+from repro.report.mixed_configs import mixed_configs, why_unread
 from repro.report.summary import FAILED, OK
 
 REPRODUCES, DOES_NOT_REPRODUCE, NOT_CHECKED = "reproduces", "does not reproduce", "cannot be checked"
@@ -46,8 +47,9 @@ class _Measured:
 
 def check_findings(summary: pd.DataFrame, spec: TableSpec, runs: pd.DataFrame) -> list[FindingResult]:
     """`runs` as collect_runs gives them: their `train_flops` and `step_flops` say whether two rows
-    trained at equal compute."""
-    return [_check(finding, summary, spec, runs) for finding in spec.findings]
+    trained at equal compute, their `params` whether a row's seeds ran one config."""
+    mixed = mixed_configs(runs)
+    return [_check(finding, summary, spec, runs, mixed) for finding in spec.findings]
 
 
 def findings_section(results: list[FindingResult], spec: TableSpec) -> str:
@@ -63,10 +65,15 @@ def _label(spec: TableSpec) -> str:
     return spec.panels[0].labels[0]
 
 
-def _check(finding: Finding, summary: pd.DataFrame, spec: TableSpec, runs: pd.DataFrame) -> FindingResult:
+def _check(
+    finding: Finding, summary: pd.DataFrame, spec: TableSpec, runs: pd.DataFrame, mixed: dict[str, str]
+) -> FindingResult:
     first, missing = _measured(finding.experiment, summary, spec)
     if first is None:
         return FindingResult(finding, NOT_CHECKED, missing)
+    unread = why_unread(_rows_read(finding, spec), mixed, spec)
+    if unread:
+        return FindingResult(finding, NOT_CHECKED, unread)
     if finding.holds == "fails":
         return _fails(finding, first, summary, spec)
     assert finding.other is not None  # the config reader requires it for a comparison
@@ -95,6 +102,15 @@ def _check(finding: Finding, summary: pd.DataFrame, spec: TableSpec, runs: pd.Da
         holds = gain >= -spread
         evidence += f" Allowed: no worse than the other by more than the seeds' spread ({spread:.2f})."
     return FindingResult(finding, REPRODUCES if holds else DOES_NOT_REPRODUCE, evidence)
+
+
+def _rows_read(finding: Finding, spec: TableSpec) -> list[str]:
+    """The experiments whose means the claim rests on: a failure also on the failure rule's baseline."""
+    if finding.other is not None:
+        return [finding.experiment, finding.other]
+    rule = spec.failure_rule
+    baseline = next((row.experiment for row in spec.rows if rule and row.name == rule.baseline_row), None)
+    return [finding.experiment, *([baseline] if baseline else [])]
 
 
 def _unequal_compute(runs: pd.DataFrame, experiments: dict[str, str]) -> str:

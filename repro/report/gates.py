@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from repro.config.schema import Gate, TableSpec
+from repro.report.mixed_configs import mixed_configs, why_unread
 
 PASS, FAIL, NOT_MEASURED = "PASS", "FAIL", "not measured"
 HEADING = "### Gates"
@@ -23,7 +24,8 @@ class GateResult:
 
 
 def check_gates(runs: pd.DataFrame, spec: TableSpec) -> list[GateResult]:
-    return [_check(gate, runs, spec) for gate in spec.gates]
+    mixed = mixed_configs(runs)
+    return [_check(gate, runs, spec, mixed) for gate in spec.gates]
 
 
 def gates_section(results: list[GateResult]) -> str:
@@ -33,10 +35,13 @@ def gates_section(results: list[GateResult]) -> str:
     return "\n".join(lines)
 
 
-def _check(gate: Gate, runs: pd.DataFrame, spec: TableSpec) -> GateResult:
+def _check(gate: Gate, runs: pd.DataFrame, spec: TableSpec, mixed: dict[str, str]) -> GateResult:
     measured, missing = _mean(gate.experiment, gate.metric, runs, spec)
     if measured is None:
         return GateResult(gate, NOT_MEASURED, missing)
+    unread = why_unread([gate.experiment, *([gate.times] if gate.times else [])], mixed, spec)
+    if unread:
+        return GateResult(gate, NOT_MEASURED, unread)
     row, mean, n = measured
     bound, of = gate.bound, ""
     if gate.times is not None:

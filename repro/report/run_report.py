@@ -20,6 +20,7 @@ from repro.report.collect import (
 from repro.report.comparable import check_comparable_fids
 from repro.report.findings import check_findings, findings_section
 from repro.report.gates import check_gates, gates_section
+from repro.report.mixed_configs import mixed_configs, mixed_section
 from repro.report.summary import beyond_paper_logged, summarise
 from repro.report.table import caption_line, write_table
 
@@ -38,7 +39,10 @@ def write_report(
     check_comparable_fids(runs, spec)
     summary = summarise(runs, spec, tier)
     logged = beyond_paper_logged(runs, spec)
-    sections = [findings_section(check_findings(summary, spec, runs), spec)] if spec.findings else []
+    mixed = mixed_configs(runs)
+    sections = [mixed_section(mixed, spec)] if mixed else []
+    if spec.findings:
+        sections.append(findings_section(check_findings(summary, spec, runs), spec))
     if spec.gates and logged:
         sections.append(gates_section(check_gates(runs, spec)))
     caption = caption_line(runs, spec, tier, datetime.now(UTC))

@@ -21,6 +21,10 @@ from repro.config.paths import PATH_KEYS, RUN_PREFIX, asset_roots
 from repro.config.schema import RunSpec
 from repro.tracking import tags
 
+# The params in which the runs of one config, one per seed, differ: the seed, and a stage-3 run's
+# stage-2 run (`@run/<hash>`: the same seed's).
+PER_SEED_PARAMS = ("seed", "train.init_from")
+
 
 def run_params(spec: RunSpec, workdir: Path) -> dict[str, str]:
     config = spec.config
