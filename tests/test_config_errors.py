@@ -224,6 +224,15 @@ CASES = {
                  'experiment = "e2e-linear", holds = "fails", at_equal_compute = true }'),
         expect=("table.table2.findings[0].at_equal_compute", "only a comparison of two rows"),
     ),
+    "a failure claim at the same params": Case(
+        replace=('experiment = "e2e-linear", holds = "fails" }',
+                 'experiment = "e2e-linear", holds = "fails", same_params = ["train.steps"] }'),
+        expect=("table.table2.findings[0].same_params", "only a comparison of two rows"),
+    ),
+    "a claim held to a param no config has": Case(
+        replace=('same_params = ["train.steps"]', 'same_params = ["train.step"]'),
+        expect=("table.table2.findings[3].same_params[0]: 'train.step'", "did you mean 'steps'"),
+    ),
     "gate with both bounds": Case(
         replace=("at_most = 0.1 }", "at_most = 0.1, at_least = 0.0 }"),
         expect=("table.table2.gates[1]", "exactly one of at_least or at_most"),

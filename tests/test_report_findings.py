@@ -174,6 +174,18 @@ def test_a_row_whose_seeds_ran_different_configs_is_read_by_no_finding_or_gate(s
     assert gates[3].endswith(unread.removeprefix("cannot be checked. "))
 
 
+def test_24_layers_against_12_are_compared_only_at_the_same_steps(spec, store_dir) -> None:
+    # Every seed of the 12-layer row run again at 10,000 steps: one config, but not the 24-layer row's.
+    longer = {"aligner-12": (10_000,) * 3}
+    markdown = _report(AS_THE_PAPER_SAYS, spec, store_dir / "other-steps", steps=longer)
+    assert "### Rows whose seeds ran different configs" not in markdown
+    findings = [line.split("**: ")[1] for line in _verdicts(markdown, "### Findings on this tier")]
+    assert findings[3].startswith("cannot be checked. 24-Layers AlignerNet: FID 3.90 ± 0.10 (n=3)")
+    assert findings[3].endswith("Not at the same train.steps: 24-Layers AlignerNet 120 and 12-Layers "
+                                "AlignerNet 10000; run both with the same.")
+    assert [line.split(".")[0] for line in findings[:3]] == ["reproduces"] * 3
+
+
 def test_missing_rows_are_named_and_a_tier_without_accuracy_has_no_gates(spec, store_dir) -> None:
     numbers = {name: values for name, values in AS_THE_PAPER_SAYS.items() if name != "aligner-24"}
     no_floor = replace(spec, rows=tuple(row for row in spec.rows if row.experiment != FLOOR))

@@ -74,6 +74,9 @@ class Finding:
     # The claim compares the two rows at equal training compute: where their counted FLOPs lie
     # further apart than a step (an override gave one row more steps), it cannot be checked.
     at_equal_compute: bool = False
+    # Config keys (dotted) whose values the two rows' runs must share, e.g. train.steps for a claim
+    # about the same training (24 against 12 layers): where they differ it cannot be checked.
+    same_params: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

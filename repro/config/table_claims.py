@@ -10,10 +10,10 @@ from collections.abc import Collection
 from typing import Any, get_args
 
 from repro.config.checks import choices, unknown_keys
-from repro.config.fields import BadValue, coerce
+from repro.config.fields import BadValue, coerce, leaf_type
 from repro.config.schema import Finding, FindingKind, Gate
 
-_FINDING_KEYS = {"claim", "experiment", "holds", "other", "at_equal_compute"}
+_FINDING_KEYS = {"claim", "experiment", "holds", "other", "at_equal_compute", "same_params"}
 _GATE_KEYS = {"gate", "experiment", "metric", "at_least", "at_most", "times"}
 
 
@@ -28,21 +28,25 @@ def read_findings(raw: Any, where: str, names: Collection[str], problems: list[s
             holds = coerce(entry.get("holds"), FindingKind)
             other = coerce(entry["other"], str) if "other" in entry else None
             at_equal_compute = coerce(entry.get("at_equal_compute", False), bool)
+            same_params = coerce(entry.get("same_params", []), tuple[str, ...])
         except BadValue as bad:
             found.append(f"{at}: claim, experiment (strings), holds (one of "
-                         f"{', '.join(get_args(FindingKind))}), other, at_equal_compute (a boolean): {bad}")
+                         f"{', '.join(get_args(FindingKind))}), other, at_equal_compute (a boolean), "
+                         f"same_params (config keys): {bad}")
         else:
             if (holds == "fails") != (other is None):
                 found.append(f"{at}.other: {holds!r} " + (
                     "compares one row with the failure rule; give no other" if holds == "fails"
                     else "compares two rows; name the other experiment"))
-            if at_equal_compute and holds == "fails":
-                found.append(f"{at}.at_equal_compute: 'fails' checks one row; only a comparison of two "
-                             "rows can be at equal compute")
+            for key, given in (("at_equal_compute", at_equal_compute), ("same_params", same_params)):
+                if given and holds == "fails":
+                    found.append(f"{at}.{key}: 'fails' checks one row; only a comparison of two rows "
+                                 "can be held to it")
+            found += _unknown_params(f"{at}.same_params", same_params)
             found += _unknown_experiments(at, {"experiment": experiment, "other": other}, names)
         problems += found
         if not found:
-            findings.append(Finding(claim, experiment, holds, other, at_equal_compute))
+            findings.append(Finding(claim, experiment, holds, other, at_equal_compute, same_params))
     return tuple(findings)
 
 
@@ -73,6 +77,16 @@ def read_gates(
         if not found:
             gates.append(Gate(name, experiment, metric, bound, bounds[0] == "at_least", times))
     return tuple(gates)
+
+
+def _unknown_params(at: str, keys: tuple[str, ...]) -> list[str]:
+    problems = []
+    for index, key in enumerate(keys):
+        try:
+            leaf_type(key)
+        except BadValue as bad:
+            problems.append(f"{at}[{index}]: {key!r}: {bad}")
+    return problems
 
 
 def _unknown_experiments(at: str, named: dict[str, str | None], names: Collection[str]) -> list[str]:

@@ -1,7 +1,8 @@
 """The report's "Findings on this tier": each claim a table declares (TableSpec.findings) checked
 against the table's summary, on its first metric (Table 2: FID), from the measured means, spreads
-and seed counts; a claim at equal compute also against the runs' counted training FLOPs. A pure
-function of the summary and the runs: the same numbers, the same verdicts."""
+and seed counts; a claim at equal compute also against the runs' counted training FLOPs, and one
+held to `same_params` against the params the runs logged. A pure function of the summary and
+the runs: the same numbers, the same verdicts."""
 
 from __future__ import annotations
 
@@ -82,10 +83,11 @@ def _check(
         return FindingResult(finding, NOT_CHECKED, missing)
     label = _label(spec)
     evidence = f"{first.text(label)}; {second.text(label)}."
-    if finding.at_equal_compute:
-        unequal = _unequal_compute(runs, {first.row: finding.experiment, second.row: finding.other})
-        if unequal:
-            return FindingResult(finding, NOT_CHECKED, f"{evidence} {unequal}")
+    rows = {first.row: finding.experiment, second.row: finding.other}
+    unequal = _unequal_compute(runs, rows) if finding.at_equal_compute else ""
+    unequal = unequal or _unshared_params(runs, rows, finding.same_params)
+    if unequal:
+        return FindingResult(finding, NOT_CHECKED, f"{evidence} {unequal}")
     if FAILED in (first.status, second.status):
         # A Failed row made no meaningful images: it loses to a working one, and two Failed rows
         # show nothing either way.
@@ -129,6 +131,23 @@ def _unequal_compute(runs: pd.DataFrame, experiments: dict[str, str]) -> str:
         return ""
     return (f"Not at equal compute: {first} trained {first_flops:.3g} FLOPs and {second} "
             f"{second_flops:.3g}, more than a step apart; run both at the steps the tier declares.")
+
+
+def _unshared_params(runs: pd.DataFrame, experiments: dict[str, str], keys: tuple[str, ...]) -> str:
+    """Which of `keys` the rows (row name -> experiment) ran with different values, or "" where
+    they share them all. Each row's runs share theirs (mixed_configs), so a row's first is its."""
+    for key in keys:
+        values = {}
+        for row, experiment in experiments.items():
+            logged = [params[key] for params in runs.loc[runs["experiment"] == experiment, "params"]
+                      if key in params]
+            if not logged:
+                return f"{row} logged no {key} to compare."
+            values[row] = logged[0]
+        if len(set(values.values())) > 1:
+            ran = " and ".join(f"{row} {value}" for row, value in values.items())
+            return f"Not at the same {key}: {ran}; run both with the same."
+    return ""
 
 
 def _fails(finding: Finding, row: _Measured, summary: pd.DataFrame, spec: TableSpec) -> FindingResult:
