@@ -162,6 +162,8 @@ def test_a_row_whose_seeds_ran_different_configs_is_read_by_no_finding_or_gate(s
     # What `repro run --only aligner-12 --seeds 0 --set train.steps=10000` leaves in the store.
     markdown = _report(AS_THE_PAPER_SAYS, spec, store_dir / "mixed", steps={"aligner-12": (10_000, 120, 120)})
     differs = "train.steps: 10000 (seed 0), 120 (seeds 1, 2)"
+    row = next(line for line in markdown.splitlines() if line.startswith("| 12-Layers AlignerNet |"))
+    assert row.endswith("| its seeds ran different configs (see below) |")
     assert _verdicts(markdown, "### Rows whose seeds ran different configs") == [
         f"- **12-Layers AlignerNet** (aligner-12): {differs}"]
     unread = (f"cannot be checked. 12-Layers AlignerNet's seeds ran different configs ({differs}); run every "
@@ -203,7 +205,7 @@ def test_table1_shows_accuracy_in_its_fid_panel_alone(tables, tmp_path) -> None:
     table1 = tables["table1"]
     scores = {"eval/dino": 0.6, "eval/clip_i": 0.8, "eval/clip_t": 0.3, FID: 5.0, ACCURACY: 0.8}
     runs = pd.DataFrame([{"run_id": "k", "experiment": "kosmos-g", "seed": 0, "status": "FINISHED",
-                          "failure_reason": None, **scores}])
+                          "failure_reason": None, "params": {}, **scores}])
     write_table(summarise(runs, table1, "mini"), table1, tmp_path, "caption")
     dreambench, coco = (tmp_path / "table1.md").read_text().split("### MS-COCO", 1)
     assert "Accuracy" not in dreambench

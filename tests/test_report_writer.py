@@ -36,13 +36,14 @@ TABLE1 = TableSpec(
 
 
 def _runs(*runs: tuple[str, int, str, str, dict[str, float]]) -> pd.DataFrame:
-    """(experiment, seed, status, failure reason, metrics) per run."""
+    """(experiment, seed, status, failure reason, metrics) per run, each of one config."""
     lines = [
         {"run_id": f"{experiment}-{seed}", "experiment": experiment, "seed": seed, "status": status,
-         "failure_reason": reason or None, "git_commit": "abc1234", **metrics}
+         "failure_reason": reason or None, "git_commit": "abc1234", "params": {"seed": str(seed)}, **metrics}
         for experiment, seed, status, reason, metrics in runs
     ]
-    columns = ["run_id", "experiment", "seed", "status", "failure_reason", "git_commit", FID, DINO, LPIPS]
+    columns = ["run_id", "experiment", "seed", "status", "failure_reason", "git_commit", "params", FID, DINO,
+               LPIPS]
     return pd.DataFrame(lines).reindex(columns=columns)
 
 

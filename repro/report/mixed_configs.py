@@ -1,8 +1,8 @@
 """Rows whose seeds ran different configs. collect_runs keeps, per experiment and seed, the run of
 the config launched last, so re-running some seeds of a row with an override (`repro run --only
 aligner-12 --seeds 0 --set train.steps=10000`) leaves the other seeds at the config before, and
-the row's mean would mix the two. The findings and gates read no such row, and the report says
-what differs, from the params the runs logged."""
+the row's mean would mix the two. The table notes such a row, the findings and gates read none,
+and the report says what differs, from the params the runs logged."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from repro.tracking import tags
 from repro.tracking.run_params import PER_SEED_PARAMS
 
 HEADING = "### Rows whose seeds ran different configs"
+MIXED_NOTE = "its seeds ran different configs (see below)"  # the row's note in the table
 
 
 def mixed_configs(runs: pd.DataFrame) -> dict[str, str]:

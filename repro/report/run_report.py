@@ -29,7 +29,8 @@ def write_report(
     tracking_uri: str, experiment_name: str, spec: TableSpec, tier: str, out_dir: Path
 ) -> list[Path]:
     """Writes into out_dir, and returns the paths of: <key>.md/.tex/.csv (the markdown with the
-    table's findings, and its gates where runs logged a beyond-paper metric); the per-metric bars
+    rows whose seeds ran different configs, where any did, the table's findings, and its gates
+    where runs logged a beyond-paper metric); the per-metric bars
     and, per beyond-paper metric some run logged, its values per row (<key>_<name>_per_row.png);
     where some run trained, <key>_loss_curves.png and the metrics against compute; where runs
     logged sample grids, <key>_samples.png; where a reproduced row logged DreamBench sheets,

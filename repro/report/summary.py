@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from repro.config.schema import FailureRule, Panel, TableRow, TableSpec
+from repro.report.mixed_configs import MIXED_NOTE, mixed_configs
 from repro.tracking import tags
 
 SUMMARY_COLUMNS = [
@@ -26,14 +27,15 @@ def summarise(runs: pd.DataFrame, spec: TableSpec, tier: str) -> pd.DataFrame:
     the paper prints Failed or gives no value; `delta` (reproduced - paper) only on ok lines."""
     verdict = _verdict(runs, spec)
     logged = beyond_paper_logged(runs, spec)
+    mixed = mixed_configs(runs)
     lines = []
     for panel in spec.panels:
         columns = [*panel.metrics, *(c.metric for c in panel.beyond_paper if c.metric in logged)]
         for row in spec.rows:
             row_runs = runs[runs["experiment"] == row.experiment]
             had = _metrics_had(row, row_runs, spec)
-            lines += [_line(panel, row, metric, row_runs, tier, verdict) for metric in columns
-                      if metric in had]
+            lines += [_line(panel, row, metric, row_runs, tier, verdict, row.experiment in mixed)
+                      for metric in columns if metric in had]
     return pd.DataFrame(lines, columns=SUMMARY_COLUMNS)
 
 
@@ -59,7 +61,8 @@ def _metrics_had(row: TableRow, row_runs: pd.DataFrame, spec: TableSpec) -> set[
 
 
 def _line(
-    panel: Panel, row: TableRow, metric: str, row_runs: pd.DataFrame, tier: str, verdict: _Verdict
+    panel: Panel, row: TableRow, metric: str, row_runs: pd.DataFrame, tier: str, verdict: _Verdict,
+    mixed: bool,
 ) -> tuple[object, ...]:
     paper = dict(row.paper).get(metric)
     paper = math.nan if paper is None else paper
@@ -74,6 +77,8 @@ def _line(
     status, reason = verdict.of(row, metric, values, row_runs)
     if status == OK and crashed.any():
         reason = f"{int(crashed.sum())} of {len(row_runs)} runs crashed (left out)"
+    if mixed:
+        reason = "; ".join(filter(None, [reason, MIXED_NOTE]))
     finished = int((row_runs["status"] == "FINISHED").sum())
     source = f"{row.source} (tier {tier}, n={finished})"
     mean = values.mean()
