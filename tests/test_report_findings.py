@@ -69,10 +69,10 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _report(numbers: dict[str, tuple[float, ...]], spec: TableSpec, tmp: Path, accuracy: bool = True,
             compute: dict[str, tuple[float, float] | None] | None = None,
-            steps: dict[str, tuple[int, int, int]] | None = None) -> str:
+            params: dict[str, tuple[dict[str, str], ...]] | None = None) -> str:
     """`compute`: per experiment, (train_flops, step_flops) instead of EQUAL_COMPUTE, or None for
-    runs that logged none; `steps`: per experiment, each seed's train.steps param instead of 120.
-    Every run logs its own seed and stage-2 run as params, as a stage-3 run does."""
+    runs that logged none; `params`: per experiment, each seed's params over the ones every run
+    logs (train.steps = 120, its own seed and stage-2 run, as a stage-3 run does)."""
     store = FakeRunStore(tmp.parent, tmp.name)
     parent = store.create_run({tags.KIND: "campaign"})
     for experiment, (fid, overall, one_object) in numbers.items():
@@ -90,10 +90,10 @@ def _report(numbers: dict[str, tuple[float, ...]], spec: TableSpec, tmp: Path, a
             if accuracy:
                 metrics += [Metric(ACCURACY, overall + jitter, 0, 0),
                             Metric(ONE_OBJECT, one_object + jitter, 0, 0)]
-            params = {"seed": str(seed), "train.init_from": f"@run/{experiment}-{seed}",
-                      "train.steps": str((steps or {}).get(experiment, (120,) * 3)[seed])}
+            logged = {"seed": str(seed), "train.init_from": f"@run/{experiment}-{seed}", "train.steps": "120",
+                      **(params or {}).get(experiment, ({},) * 3)[seed]}
             store.client.log_batch(run_id, metrics=metrics,
-                                   params=[Param(key, value) for key, value in params.items()])
+                                   params=[Param(key, value) for key, value in logged.items()])
             store.client.set_terminated(run_id, "FINISHED")
     out = tmp / "out"
     written = write_report(store.uri, tmp.name, spec, "mini", out)
@@ -160,7 +160,9 @@ def test_a_claim_at_equal_compute_is_not_checked_on_rows_that_trained_unequally(
 
 def test_a_row_whose_seeds_ran_different_configs_is_read_by_no_finding_or_gate(spec, store_dir) -> None:
     # What `repro run --only aligner-12 --seeds 0 --set train.steps=10000` leaves in the store.
-    markdown = _report(AS_THE_PAPER_SAYS, spec, store_dir / "mixed", steps={"aligner-12": (10_000, 120, 120)})
+    # And the SD row's seed 0 re-run after the harness began logging a new key: not a difference.
+    later = {"aligner-12": ({"train.steps": "10000"}, {}, {}), "sd-v1-5": ({"train.new_key": "0.0"}, {}, {})}
+    markdown = _report(AS_THE_PAPER_SAYS, spec, store_dir / "mixed", params=later)
     differs = "train.steps: 10000 (seed 0), 120 (seeds 1, 2)"
     row = next(line for line in markdown.splitlines() if line.startswith("| 12-Layers AlignerNet |"))
     assert row.endswith("| its seeds ran different configs (see below) |")
@@ -178,8 +180,8 @@ def test_a_row_whose_seeds_ran_different_configs_is_read_by_no_finding_or_gate(s
 
 def test_24_layers_against_12_are_compared_only_at_the_same_steps(spec, store_dir) -> None:
     # Every seed of the 12-layer row run again at 10,000 steps: one config, but not the 24-layer row's.
-    longer = {"aligner-12": (10_000,) * 3}
-    markdown = _report(AS_THE_PAPER_SAYS, spec, store_dir / "other-steps", steps=longer)
+    longer = {"aligner-12": ({"train.steps": "10000"},) * 3}
+    markdown = _report(AS_THE_PAPER_SAYS, spec, store_dir / "other-steps", params=longer)
     assert "### Rows whose seeds ran different configs" not in markdown
     findings = [line.split("**: ")[1] for line in _verdicts(markdown, "### Findings on this tier")]
     assert findings[3].startswith("cannot be checked. 24-Layers AlignerNet: FID 3.90 ± 0.10 (n=3)")

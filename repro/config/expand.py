@@ -195,7 +195,7 @@ def merge(*layers: dict[str, Any]) -> dict[str, Any]:
 # that does not set one keeps the id (its folder, checkpoints and MLflow run) it had before the
 # key existed.
 HASHED_WHEN_CHANGED: tuple[str, ...] = (
-    "data.max_image_pixels", "models.released", "fid.attribute_classifier"
+    "data.max_image_pixels", "models.released", "fid.attribute_classifier", "train.empty_caption_prob"
 )
 
 

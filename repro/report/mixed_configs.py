@@ -19,15 +19,18 @@ MIXED_NOTE = "its seeds ran different configs (see below)"  # the row's note in 
 def mixed_configs(runs: pd.DataFrame) -> dict[str, str]:
     """Experiment -> what its runs' params differ in beyond the seed and the keys its sweep points
     set, e.g. "train.steps: 10000 (seed 0), 120 (seeds 1, 2)"; experiments whose runs agree are
-    absent. `runs` as collect_runs gives them, their params in the `params` column."""
+    absent. `runs` as collect_runs gives them, their params in the `params` column. Only keys that
+    every run of the row logged count: a key the harness added later is missing from older runs
+    of the same config."""
     mixed = {}
     for experiment, group in runs.groupby("experiment", sort=False):
         params = list(group["params"])
         swept = {key.removeprefix(tags.SWEEP_POINT) for p in params for key in p
                  if key.startswith(tags.SWEEP_POINT)}
-        keys = sorted({key for p in params for key in p} - set(PER_SEED_PARAMS) - swept)
+        shared = set.intersection(*(set(p) for p in params))
+        keys = sorted(shared - set(PER_SEED_PARAMS) - swept)
         differing = [key for key in keys if not key.startswith(tags.SWEEP_POINT)
-                     and len({p.get(key) for p in params}) > 1]
+                     and len({p[key] for p in params}) > 1]
         if differing:
             mixed[str(experiment)] = "; ".join(_values(key, group) for key in differing)
     return mixed
@@ -58,7 +61,7 @@ def _row_name(experiment: str, spec: TableSpec) -> str:
 def _values(key: str, group: pd.DataFrame) -> str:
     seeds_of: dict[str, list[int]] = {}
     for seed, params in zip(group["seed"], group["params"]):
-        seeds_of.setdefault(params.get(key, "unset"), []).append(int(seed))
+        seeds_of.setdefault(params[key], []).append(int(seed))
     shown = [f"{value} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))})"
              for value, seeds in seeds_of.items()]
     return f"{key}: {', '.join(shown)}"
