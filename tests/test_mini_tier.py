@@ -38,6 +38,18 @@ def test_mini_tier_plans_every_row_but_the_released_ones_into_the_asset_folder(t
         load_matrix(EXPERIMENTS, "mini", only="aligner-12-released", assets={MINI_PREFIX: tmp_path}, env={})
 
 
+def test_only_the_mini_tiers_aligning_rows_empty_captions(tmp_path: Path) -> None:
+    """Stage 2 learns guidance's null on the mini world (docs/fidelity.md); the rows that do not
+    align keep the default, and with it the run ids they had before."""
+    mini = load_matrix(EXPERIMENTS, "mini", seeds=[0], assets={MINI_PREFIX: tmp_path}, env={})
+    emptying = {run.experiment for run in mini.runs if run.config.train.empty_caption_prob > 0}
+    assert emptying == {run.experiment for run in mini.runs if run.config.recipe == "align"}
+    assert {"aligner-12", "aligner-24", "decoder-12", "aligner-untrained"} <= emptying
+    assert {run.config.train.empty_caption_prob for run in mini.runs if run.experiment in emptying} == {0.1}
+    tiny = load_matrix(EXPERIMENTS, "tiny", seeds=[0], tiny_assets=tmp_path, env={})
+    assert all(run.config.train.empty_caption_prob == 0 for run in tiny.runs)
+
+
 def test_the_declared_sweep_runs_on_the_mini_tier(tmp_path: Path) -> None:
     runs = TrialRuns(EXPERIMENTS, load_sweep(EXPERIMENTS, "align-lr"), "mini", (), {MINI_PREFIX: tmp_path})
     runs.check_space()
