@@ -2,8 +2,9 @@
 `export/` folder of a mini aligning run) draws held-out captions four ways: its own conditions and
 the mini SD's CLIP states, each guided against the protocol's null (the aligned "<s>" prompt,
 which the official stage 2 never trains: none of its captions is empty; the mini tier empties a
-tenth, `train.empty_caption_prob`) and against the mini SD's own empty caption. Per way, the attribute accuracy as the report logs it, and the held-out MSE
-between the two conditions and between the two nulls.
+tenth, `train.empty_caption_prob`) and against the mini SD's own empty caption. Per way, the
+attribute accuracy as the report logs it, and the held-out MSE between the two conditions and
+between the two nulls.
 
     python -m bench.mini_null --export WORKDIR/runs/<run>/export [--captions 128] [--steps 15]
 """
