@@ -188,6 +188,13 @@ def test_24_layers_against_12_are_compared_only_at_the_same_steps(spec, store_di
     assert findings[3].endswith("Not at the same train.steps: 24-Layers AlignerNet 120 and 12-Layers "
                                 "AlignerNet 10000; run both with the same.")
     assert [line.split(".")[0] for line in findings[:3]] == ["reproduces"] * 3
+    # A key the rows' runs never logged (no test run logs train.rec_weight) cannot be compared.
+    unlogged = replace(spec.findings[3], same_params=("train.rec_weight",))
+    other_key = replace(spec, findings=(*spec.findings[:3], unlogged))
+    markdown = _report(AS_THE_PAPER_SAYS, other_key, store_dir / "unlogged-key")
+    finding = _verdicts(markdown, "### Findings on this tier")[3]
+    assert finding.split("**: ")[1].startswith("cannot be checked.")
+    assert finding.endswith("24-Layers AlignerNet logged no train.rec_weight to compare.")
 
 
 def test_missing_rows_are_named_and_a_tier_without_accuracy_has_no_gates(spec, store_dir) -> None:
