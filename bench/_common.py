@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from experiments.config import RunConfig
+from experiments.config import Precision, RunConfig
 from experiments.tiny.assets import ensure_tiny_assets
 from repro.config import load_matrix
 from repro.config.schema import RunSpec
@@ -50,7 +50,7 @@ def full_random_checkpoints() -> tuple[str, str]:
     return str(exports["KOSMOS_MLLM"]), str(exports["KOSMOS_SD"])
 
 
-def full_config(batch_size: int, precision: str, **train: Any) -> RunConfig:
+def full_config(batch_size: int, precision: Precision, **train: Any) -> RunConfig:
     """The paper's protocol (full tier, 12-layer AlignerNet) on the random full-size checkpoints,
     with the tiny tier's caption files."""
     mllm, sd = full_random_checkpoints()

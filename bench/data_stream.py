@@ -55,14 +55,14 @@ def measure_loader(spec: str, kind: str, workers: int, steps: int, batch: int) -
     started = time.perf_counter()
     from transformers import CLIPTokenizer
 
-    from experiments.config import DataConfig
+    from experiments.config import MAX_IMAGE_PIXELS, DataConfig
     from experiments.data.batches import WHOLE
     from experiments.data.items import CaptionItem, ImageCaptionItem
     from experiments.data.shards import open_shards
     from experiments.data.stream import StepRows, StepStream
 
     captions = CaptionItem(CLIPTokenizer.from_pretrained(TINY_ASSETS / "sd" / "tokenizer"), 75)
-    convert = captions if kind == "captions" else ImageCaptionItem(captions, None, 256)
+    convert = captions if kind == "captions" else ImageCaptionItem(captions, None, 256, MAX_IMAGE_PIXELS)
     rows = StepRows(open_shards(spec, cache_dir=CACHE), convert, batch, seed=0)
     stream = StepStream(rows, DataConfig(train=spec, heldout="", num_workers=workers), pin_memory=False)
     with stream.streaming(0, [WHOLE]):

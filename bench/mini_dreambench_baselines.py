@@ -50,7 +50,7 @@ def main() -> None:
     scenes = [Image.open(path).convert("RGB") for path in held_out]
     labels = torch.tensor(subject)
     cpu = torch.device("cpu")
-    encoders = {
+    encoders: dict[str, DinoEncoder | ClipEncoder] = {
         "dino": DinoEncoder.from_pretrained(str(world / "dino"), cpu),
         "clip_i": ClipEncoder.from_pretrained(str(world / "clip"), cpu),
     }

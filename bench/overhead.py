@@ -52,7 +52,7 @@ def stamp_batches(objective: AlignObjective) -> tuple[list[Stamp], Callable[[], 
         stamps.append(stamp())
         return original(step, part)
 
-    objective.batch = batch
+    setattr(objective, "batch", batch)
     return stamps, lambda: setattr(objective, "batch", original)
 
 

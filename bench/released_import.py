@@ -57,8 +57,8 @@ def main() -> None:
     parser.add_argument("--vocabulary", type=Path, default=None, help="the official data/ folder")
     args = parse_args(parser)
     load = os.getloadavg()
-    with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
         if args.vocabulary:
             spm_file, dict_file = args.vocabulary / SPM_FILE, args.vocabulary / "dict.txt"
         else:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import get_args
 
 import torch
 
 from bench._common import clock, full_config, parse_args, report, tiny_config
+from experiments.config import Precision
 from experiments.recipes.align import AlignObjective
 from experiments.training.flops import peak_flops
 from experiments.training.loop import build_optimizer
@@ -29,7 +31,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="measured steps")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the tier's")
-    parser.add_argument("--precision", default=None, choices=["no", "bf16", "fp16"])
+    parser.add_argument("--precision", default=None, choices=get_args(Precision))
     parser.add_argument("--compile", action="store_true")
     args = parse_args(parser)
     load = os.getloadavg()
