@@ -52,7 +52,7 @@ def stamp_batches(objective: AlignObjective) -> tuple[list[Stamp], Callable[[], 
         stamps.append(stamp())
         return original(step, part)
 
-    setattr(objective, "batch", batch)
+    setattr(objective, "batch", batch)  # mypy refuses a plain assignment over a method
     return stamps, lambda: setattr(objective, "batch", original)
 
 
