@@ -116,7 +116,11 @@ def test_the_accuracy_column_findings_and_gates_as_the_paper_says(spec, store_di
     assert legend in markdown
     findings = _verdicts(markdown, "### Findings on this tier")
     assert [line.split("**: ")[1].split(".")[0] for line in findings] == ["reproduces"] * 4
-    assert "E2E w/o AlignerNet: FID 30.00 ± 0.10 (n=3), Failed (mean > 3 x SD v1.5)" in findings[0]
+    # Each row's accuracy stands beside its FID, which alone decides.
+    assert findings[0].endswith("E2E w/o AlignerNet: FID 30.00 ± 0.10 (n=3), Failed (mean > 3 x SD v1.5), "
+                                "Accuracy 0.05 ± 0.01.")
+    assert "12-Layers AlignerNet: FID 4.00 ± 0.10 (n=3), Accuracy 0.85 ± 0.01; E2E w/" in findings[2]
+    assert "Accuracy beside a row's FID is shown, not read: the claims are on the paper's metric." in markdown
     gates = _verdicts(markdown, "### Gates")
     assert [line.split("**")[1] for line in gates] == ["PASS"] * 4
     assert "### Rows whose seeds ran different configs" not in markdown  # seeds differ by seed alone
@@ -128,7 +132,9 @@ def test_numbers_against_the_paper_turn_every_verdict(spec, store_dir) -> None:
     markdown = _report(OTHERWISE, spec, store_dir / "otherwise")
     findings = _verdicts(markdown, "### Findings on this tier")
     assert [line.split("**: ")[1].split(".")[0] for line in findings] == ["does not reproduce"] * 4
-    assert "not Failed: at most 3 x SD v1.5: FID 3.00 ± 0.10 (n=3) = 9.00" in findings[0]
+    # The baseline's bound is on FID alone.
+    assert findings[0].endswith("E2E w/o AlignerNet: FID 5.00 ± 0.10 (n=3), Accuracy 0.40 ± 0.01, not "
+                                "Failed: at most 3 x SD v1.5: FID 3.00 ± 0.10 (n=3) = 9.00.")
     assert [line.split("**")[1] for line in _verdicts(markdown, "### Gates")] == ["FAIL"] * 4
 
 

@@ -1,13 +1,15 @@
 """The report's "Findings on this tier": each claim a table declares (TableSpec.findings) checked
 against the table's summary, on its first metric (Table 2: FID), from the measured means, spreads
 and seed counts; a claim at equal compute also against the runs' counted training FLOPs, and one
-held to `same_params` against the params the runs logged. A pure function of the summary and
-the runs: the same numbers, the same verdicts."""
+held to `same_params` against the params the runs logged. The panel's beyond-paper columns (the
+mini world's accuracy) stand beside each row's figure and decide nothing: the paper's claims are
+on its own metric. A pure function of the summary and the runs: the same numbers, the same
+verdicts."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -34,12 +36,12 @@ class _Measured:
     n: int
     mean: float
     std: float
+    beside: str = ""  # the row's beyond-paper columns, e.g. "Accuracy 0.00 ± 0.00"
 
     def text(self, label: str) -> str:
-        spread = f" ± {self.std:.2f}" if self.n >= 2 else ""
-        value = f"{self.mean:.2f}{spread}" if self.n else "no value"
         failed = f", Failed ({self.reason})" if self.status == FAILED else ""
-        return f"{self.row}: {label} {value} (n={self.n}){failed}"
+        beside = f", {self.beside}" if self.beside else ""
+        return f"{self.row}: {label} {_value(self.mean, self.std, self.n)} (n={self.n}){failed}{beside}"
 
     @property
     def spread(self) -> float:
@@ -53,11 +55,16 @@ def check_findings(summary: pd.DataFrame, spec: TableSpec, runs: pd.DataFrame) -
     return [_check(finding, summary, spec, runs, mixed) for finding in spec.findings]
 
 
-def findings_section(results: list[FindingResult], spec: TableSpec) -> str:
+def findings_section(results: list[FindingResult], spec: TableSpec, logged: set[str]) -> str:
+    """`logged`: the beyond-paper metrics some run logged (summary.beyond_paper_logged)."""
     metric = spec.metrics[0]
     lines = [f"{HEADING}\n",
              f"The paper's claims, checked on {_label(spec)} ({metric}) as measured at this tier: mean ± std"
              f" over n seeds."]
+    shown = [column.label for column in spec.panels[0].beyond_paper if column.metric in logged]
+    if shown:
+        lines[-1] += (f" {' and '.join(shown)} beside a row's {_label(spec)} is shown, not read: the claims"
+                      f" are on the paper's metric.")
     lines += [f"- **{result.finding.claim}**: {result.verdict}. {result.evidence}" for result in results]
     return "\n".join(lines)
 
@@ -174,7 +181,10 @@ def _measured(experiment: str, summary: pd.DataFrame, spec: TableSpec) -> tuple[
     line = _line(summary, row.name, spec.metrics[0])
     if line is None or line.status not in (OK, FAILED):
         return None, f"{row.name} has no finished run."
-    return line, ""
+    beside = [f"{column.label} {_value(other.mean, other.std, other.n)}"
+              for column in spec.panels[0].beyond_paper
+              if (other := _line(summary, row.name, column.metric)) is not None and other.n]
+    return replace(line, beside=", ".join(beside)), ""
 
 
 def _line(summary: pd.DataFrame, row: str, metric: str) -> _Measured | None:
@@ -184,3 +194,8 @@ def _line(summary: pd.DataFrame, row: str, metric: str) -> _Measured | None:
     line = lines.iloc[0]
     return _Measured(row, str(line["status"]), str(line["reason"]), int(line["n"]), float(line["mean"]),
                      float(line["std"]))
+
+
+def _value(mean: float, std: float, n: int) -> str:
+    spread = f" ± {std:.2f}" if n >= 2 else ""
+    return f"{mean:.2f}{spread}" if n else "no value"

@@ -43,7 +43,7 @@ def write_report(
     mixed = mixed_configs(runs)
     sections = [mixed_section(mixed, spec)] if mixed else []
     if spec.findings:
-        sections.append(findings_section(check_findings(summary, spec, runs), spec))
+        sections.append(findings_section(check_findings(summary, spec, runs), spec, logged))
     if spec.gates and logged:
         sections.append(gates_section(check_gates(runs, spec)))
     caption = caption_line(runs, spec, tier, datetime.now(UTC))
