@@ -180,6 +180,9 @@ def test_every_file_written_and_plots_non_trivial(report: tuple[Path, list[Path]
         assert path.parent == out
         if path.suffix == ".png":
             assert path.stat().st_size > 10_000, path.name
+    # The rows' sample grids stand side by side (four to a line), not in one tall column.
+    height, width, _ = matplotlib.image.imread(out / "table2_samples.png").shape
+    assert width > height
 
 
 def test_tier_without_runs_reports_every_row_missing(store: _Store, tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ from repro.report.summary import CITED, FAILED, MISSING, failed_in_paper
 _CITED_COLOUR = "lightgrey"
 _SHEETS_PER_LINE = 2
 _SHEET_INCHES = 8.0
+_GRIDS_PER_LINE = 4  # Table 2's seven rows in two lines
+_GRID_INCHES = 3.0
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -171,35 +173,39 @@ def compute_axis(runs: pd.DataFrame) -> tuple[str, str]:
 
 
 def plot_samples(grids: dict[str, Path], spec: TableSpec, path: Path) -> Path:
-    """One strip per reproduced row: the sample grid its first seed logged, or a note that none
-    did. `grids` is keyed by experiment."""
+    """One panel per reproduced row, side by side so that rows compare at a glance: the sample
+    grid its first seed logged, or a note that none did. `grids` is keyed by experiment."""
     rows = spec.reproduced
-    figure = Figure(figsize=(8, 2.5 * len(rows)))
-    for axes, row in zip(figure.subplots(len(rows), 1, squeeze=False)[:, 0], rows):
-        axes.set_xticks([])
-        axes.set_yticks([])
-        axes.set_ylabel(row.name, rotation=0, ha="right", va="center")
+    figure, panels = _panels(len(rows), _GRIDS_PER_LINE, _GRID_INCHES, _GRID_INCHES)
+    for axes, row in zip(panels, rows):
+        axes.set_title(row.name, fontsize="medium")
         if row.experiment in grids:
             axes.imshow(matplotlib.image.imread(grids[row.experiment]))
         else:
             axes.text(0.5, 0.5, "no samples", ha="center", va="center", transform=axes.transAxes)
-    figure.suptitle(f"{spec.title}: samples (first seed per row)")
+    figure.suptitle(f"{spec.title}: samples (first seed per row)", fontsize="medium")
     return _save(figure, path)
+
+
+def _panels(count: int, per_line: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
+    """A figure of `count` axis-less panels of width x height inches, `per_line` to a line, with
+    room for each panel's title and the figure's."""
+    columns = min(per_line, count)
+    lines = math.ceil(count / columns)
+    figure = Figure(figsize=(width * columns, (height + 0.4) * lines + 0.4), layout="constrained")
+    panels = list(figure.subplots(lines, columns, squeeze=False).ravel())
+    for axes in panels:
+        axes.set_axis_off()
+    return figure, panels
 
 
 def plot_dreambench_samples(sheets: dict[str, Path], title: str, path: Path) -> Path:
     """The sample sheet of each DreamBench subject, titled with the subject's name."""
     images = {subject: matplotlib.image.imread(sheet) for subject, sheet in sheets.items()}
-    columns = min(_SHEETS_PER_LINE, len(images))
-    lines = math.ceil(len(images) / columns)
     # Sheets are wide strips (the input photo, then the samples): panels take their shape.
     aspect = max(image.shape[0] / image.shape[1] for image in images.values())
-    height = (_SHEET_INCHES * aspect + 0.4) * lines + 0.4
-    figure = Figure(figsize=(_SHEET_INCHES * columns, height), layout="constrained")
-    grid = figure.subplots(lines, columns, squeeze=False).ravel()
-    for axes in grid:
-        axes.set_axis_off()
-    for axes, (subject, image) in zip(grid, images.items()):
+    figure, panels = _panels(len(images), _SHEETS_PER_LINE, _SHEET_INCHES, _SHEET_INCHES * aspect)
+    for axes, (subject, image) in zip(panels, images.items()):
         axes.imshow(image)
         axes.set_title(subject, fontsize="medium")
     figure.suptitle(title, fontsize="medium")
