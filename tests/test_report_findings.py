@@ -138,6 +138,16 @@ def test_numbers_against_the_paper_turn_every_verdict(spec, store_dir) -> None:
     assert [line.split("**")[1] for line in _verdicts(markdown, "### Gates")] == ["FAIL"] * 4
 
 
+def test_two_failed_rows_compare_nothing_and_a_failed_row_loses_to_a_working_one(spec, store_dir) -> None:
+    # What the mini tier's 120 aligning steps give: both AlignerNet rows far above 3 x SD v1.5.
+    too_few_steps = {**AS_THE_PAPER_SAYS, "aligner-12": (20.0, 0.0, 0.0), "aligner-24": (25.0, 0.0, 0.0)}
+    markdown = _report(too_few_steps, spec, store_dir / "both-failed")
+    findings = [line.split("**: ")[1] for line in _verdicts(markdown, "### Findings on this tier")]
+    assert findings[2].startswith("does not reproduce. 12-Layers AlignerNet: FID 20.00 ± 0.10 (n=3), Failed")
+    assert findings[3].startswith("cannot be checked. 24-Layers AlignerNet: FID 25.00 ± 0.10 (n=3), Failed")
+    assert findings[3].endswith("Both Failed: two rows that made no meaningful images compare nothing.")
+
+
 def test_a_claim_at_equal_compute_is_not_checked_on_rows_that_trained_unequally(spec, store_dir) -> None:
     # What `--set train.steps=5000` on the 12-layer AlignerNet alone gives: 40 times the compute.
     more_steps = {"aligner-12": (40 * EQUAL_COMPUTE[0], EQUAL_COMPUTE[1])}

@@ -95,9 +95,11 @@ def _check(
     unequal = unequal or _unshared_params(runs, rows, finding.same_params)
     if unequal:
         return FindingResult(finding, NOT_CHECKED, f"{evidence} {unequal}")
+    if first.status == second.status == FAILED:
+        return FindingResult(finding, NOT_CHECKED, f"{evidence} Both Failed: two rows that made no meaningful"
+                                                   f" images compare nothing.")
     if FAILED in (first.status, second.status):
-        # A Failed row made no meaningful images: it loses to a working one, and two Failed rows
-        # show nothing either way.
+        # A Failed row made no meaningful images: it loses to a working one.
         holds = first.status == OK
         return FindingResult(finding, REPRODUCES if holds else DOES_NOT_REPRODUCE, evidence)
     sign = 1.0 if spec.panels[0].lower_is_better else -1.0
